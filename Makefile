@@ -1,0 +1,28 @@
+# The README's two commands: `make run` and `make test`. Both build .venv from nothing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+SOURCES := $(wildcard slubcy/*.pyx slubcy/*.pxd slubcy/*.h policies/*.pyx policies/*.pxd) setup.py pyproject.toml
+
+.PHONY: run test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools>=69" wheel
+
+# Editable install: setuptools builds the extensions in place, so the tree imports as is.
+$(VENV)/.installed: $(BIN)/python $(SOURCES)
+	$(BIN)/pip install -q "Cython>=3.0" "numpy>=1.26"
+	$(BIN)/pip install -q --no-build-isolation -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/slubcy demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf build $(VENV) slubcy/*.c slubcy/*.so policies/*.c policies/*.so *.egg-info

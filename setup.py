@@ -1,0 +1,33 @@
+"""Build the Cython core: every slubcy/*.pyx and policies/*.pyx is one extension."""
+import glob
+import os
+
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+import numpy
+
+# SLUBCY_DEBUG=1 builds with assertions and bounds checks on (slower, for bug hunts).
+DEBUG = os.environ.get("SLUBCY_DEBUG", "") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": False,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
+
+extensions = [
+    Extension(
+        path[:-4].replace(os.sep, "."),
+        [path],
+        include_dirs=["slubcy", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=cflags,
+    )
+    for path in sorted(glob.glob("slubcy/*.pyx") + glob.glob("policies/*.pyx"))
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["."]))

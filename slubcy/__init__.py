@@ -1,0 +1,22 @@
+"""slubcy: the Linux SLUB slab allocator in Cython, with memory cgroups and
+dead-cache policies.  See DESIGN.md for the architecture.
+
+    m = slubcy.Machine(cpus=2, memory=256 << 20)
+    c = m.kmem_cache_create("dentry", 192, flags=slubcy.SLAB_HWCACHE_ALIGN)
+    a = m.kmem_cache_alloc(c, cpu=0); m.kmem_cache_free(c, a, cpu=1)
+"""
+from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CtorError, DoubleFree,
+                           InvalidAccess, InvalidCPU, InvalidFree, MachineClosed, NotAnObject,
+                           NotInArena, SlabCorruption, SlubError, WrongCache)
+from slubcy.machine import (FLAGS, KMALLOC_MAX_CACHE_SIZE_ as KMALLOC_MAX_CACHE_SIZE,
+                            KMALLOC_MAX_SIZE_ as KMALLOC_MAX_SIZE, STAT_ITEMS, KmemCache, Machine)
+
+globals().update(FLAGS)
+
+__all__ = [
+    "Machine", "KmemCache", "STAT_ITEMS", "FLAGS", "KMALLOC_MAX_SIZE", "KMALLOC_MAX_CACHE_SIZE",
+    "SlubError", "MachineClosed", "CacheDestroyed", "CacheBusy", "InvalidCPU", "ArenaExhausted",
+    "InvalidFree", "NotInArena", "NotAnObject", "WrongCache", "DoubleFree", "InvalidAccess",
+    "SlabCorruption", "CtorError", *FLAGS,
+]
+__version__ = "0.1.0"

@@ -1,0 +1,71 @@
+/*
+ * What Cython cannot say: atomics, a test-and-test-and-set spinlock and the
+ * pause instruction.  Everything else of the core is in .pyx/.pxd.
+ *
+ * Memory ordering (chosen per use, see the callers):
+ *  - slab_cmpxchg(): the slab page's (freelist, counters) word.  Success is
+ *    acq_rel: release publishes the free pointer written into the object before
+ *    the swap (set_freepointer in __slab_free), acquire makes the objects' free
+ *    pointers visible to whoever takes the list (get_freelist, acquire_slab).
+ *  - spin_lock()/spin_unlock(): acquire / release, like the kernel's spinlocks.
+ *  - atomic_long_*: relaxed counters (nr_slabs, total_objects), as atomic_long_t
+ *    in kmem_cache_node is used only for statistics.
+ */
+#ifndef SLUBCY_ATOMIC_H
+#define SLUBCY_ATOMIC_H
+
+#include <stdint.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define slubcy_cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define slubcy_cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define slubcy_cpu_relax() __asm__ __volatile__("" ::: "memory")
+#endif
+
+static inline void cpu_relax(void) { slubcy_cpu_relax(); }
+
+static inline uint64_t slab_word_read(uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void slab_word_set(uint64_t *p, uint64_t v)
+{
+	__atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* The cmpxchg_double of SLUB, on one 64-bit word.  Returns 1 on success. */
+static inline int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
+{
+	return __atomic_compare_exchange_n(p, &old, new_, 0,
+					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static inline void spin_lock_init(int *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELAXED); }
+
+static inline void spin_lock(int *lock)
+{
+	for (;;) {
+		if (!__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE))
+			return;
+		while (__atomic_load_n(lock, __ATOMIC_RELAXED))
+			slubcy_cpu_relax();
+	}
+}
+
+static inline int spin_trylock(int *lock)
+{
+	return !__atomic_exchange_n(lock, 1, __ATOMIC_ACQUIRE);
+}
+
+static inline void spin_unlock(int *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELEASE); }
+
+static inline void atomic_long_add(long *p, long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline long atomic_long_read(long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+static inline int atomic_int_read(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_int_set(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+#endif

@@ -1,0 +1,78 @@
+"""The `slubcy` command line."""
+import argparse
+import sys
+
+import slubcy
+from slubcy import report
+
+
+def _demo(args):
+    """Until the policies land: a bulk pattern over dentry/inode/filp-like and
+    kmalloc caches on every vCPU, with remote frees, then the slabinfo."""
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20, seed=args.seed) as m:
+        caches = [m.kmem_cache_create("dentry", 192, flags=slubcy.SLAB_HWCACHE_ALIGN),
+                  m.kmem_cache_create("inode_cache", 600, flags=slubcy.SLAB_HWCACHE_ALIGN),
+                  m.kmem_cache_create("filp", 256, flags=slubcy.SLAB_HWCACHE_ALIGN)]
+        caches += [m.kmem_cache("kmalloc-64"), m.kmem_cache("kmalloc-512")]
+        live = []
+        for rnd in range(args.rounds):
+            for c in caches:
+                cpu = int(rng.integers(m.cpus))
+                live.append((c, m.kmem_cache_alloc_bulk(c, int(rng.integers(100, 5000)), cpu=cpu)))
+            # free a random half of what is live, each batch from a random vCPU
+            rng.shuffle(live)
+            half = len(live) // 2
+            for c, arr in live[:half]:
+                m.kmem_cache_free_bulk(c, arr, cpu=int(rng.integers(m.cpus)))
+            live = live[half:]
+        in_use = m.validate()
+        print(report.tools_slabinfo(m.cache_info()))
+        print()
+        print(report.proc_slabinfo([i for i in m.cache_info() if i["nr_slabs"]]))
+        total = sum(in_use.values())
+        print(f"\n{total} objects live in {m.page_alloc_info()['pages_used']} pages; validate() passed")
+        for c, arr in live:
+            m.kmem_cache_free_bulk(c, arr)
+        for c in caches:
+            m.kmem_cache_shrink(c)
+        m.validate()
+    return 0
+
+
+def _slabinfo(args):
+    with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20) as m:
+        print(report.proc_slabinfo(m.cache_info()) if args.proc else
+              report.tools_slabinfo(m.cache_info(), show_empty=True))
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="slubcy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a demo allocation pattern and print its slabinfo")
+    demo.add_argument("--cpus", type=int, default=2)
+    demo.add_argument("--memory", type=int, default=256, help="arena size in MiB")
+    demo.add_argument("--rounds", type=int, default=50)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
+
+    si = sub.add_parser("slabinfo", help="the slabinfo of a fresh machine (kmalloc caches)")
+    si.add_argument("--cpus", type=int, default=2)
+    si.add_argument("--memory", type=int, default=64, help="arena size in MiB")
+    si.add_argument("--proc", action="store_true", help="/proc/slabinfo format")
+    si.set_defaults(func=_slabinfo)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (slubcy.SlubError, ValueError, TypeError) as e:
+        print(f"slubcy: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Exceptions of the Python API.  Each leaves the allocator consistent: the
+call that raises changes nothing (or, for a partly done bulk call, undoes what
+it did) and `Machine.validate()` passes afterwards."""
+
+
+class SlubError(Exception):
+    """Base of every slubcy error."""
+
+
+class MachineClosed(SlubError, RuntimeError):
+    """The Machine was closed; its memory is gone."""
+
+
+class CacheDestroyed(SlubError, RuntimeError):
+    """The kmem_cache was destroyed (or belongs to a closed Machine)."""
+
+
+class CacheBusy(SlubError, RuntimeError):
+    """kmem_cache_destroy() of a cache that still has objects
+    ("Slab cache still has objects")."""
+
+
+class InvalidCPU(SlubError, ValueError):
+    """A vCPU number outside 0 .. cpus-1."""
+
+
+class ArenaExhausted(SlubError, MemoryError):
+    """The page allocator has no block of the needed order left."""
+
+
+class InvalidFree(SlubError, ValueError):
+    """A free of something that is not a live object of the cache."""
+
+
+class NotInArena(InvalidFree):
+    """The address is outside the machine's arena."""
+
+
+class NotAnObject(InvalidFree):
+    """Inside the arena, but not the start of an object in a slab."""
+
+
+class WrongCache(InvalidFree):
+    """The object belongs to a different kmem_cache."""
+
+
+class DoubleFree(InvalidFree):
+    """The object is already free (on a freelist), or listed twice."""
+
+
+class InvalidAccess(SlubError, ValueError):
+    """A read or write outside the arena or outside a live object."""
+
+
+class SlabCorruption(SlubError):
+    """validate() or a slub_debug check found an inconsistency or an
+    overwritten red zone / poison (which the check restores)."""
+
+
+class CtorError(SlubError):
+    """The cache's constructor raised; the object was not handed out."""

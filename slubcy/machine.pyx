@@ -1,0 +1,697 @@
+# cython: language_level=3
+"""The Python API: a Machine of vCPUs with its page allocator and kmem_caches.
+
+Every method checks its arguments before it touches the allocator, so a bad
+argument raises (see slubcy.errors) and leaves the machine as it was.
+"""
+
+cimport cython
+from cpython.ref cimport PyObject, Py_XDECREF
+from libc.stdint cimport uint64_t, uint32_t, uintptr_t
+from libc.string cimport memcpy
+from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
+cimport numpy as cnp
+import numpy as np
+
+from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
+                                get_order, page_address, virt_to_head_page, addr_in_arena,
+                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_large_kmalloc,
+                                slab_word_read)
+from slubcy.slub cimport *
+from slubcy.slub cimport kmem_cache as kmem_cache_t
+from slubcy import errors
+from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CtorError, DoubleFree,
+                           InvalidAccess, InvalidCPU, MachineClosed, NotAnObject, NotInArena,
+                           SlabCorruption, WrongCache)
+
+cnp.import_array()
+
+cdef extern from "sys/mman.h" nogil:
+    int MAP_NORESERVE
+
+from slubcy.slub import stat_item as _stat_item
+STAT_ITEMS = tuple(_stat_item(i).name for i in range(<int>NR_SLUB_STAT_ITEMS))
+
+FLAGS = {
+    "SLAB_CONSISTENCY_CHECKS": SLAB_CONSISTENCY_CHECKS,
+    "SLAB_RED_ZONE": SLAB_RED_ZONE,
+    "SLAB_POISON": SLAB_POISON,
+    "SLAB_HWCACHE_ALIGN": SLAB_HWCACHE_ALIGN,
+    "SLAB_CACHE_DMA": SLAB_CACHE_DMA,
+    "SLAB_STORE_USER": SLAB_STORE_USER,
+    "SLAB_RECLAIM_ACCOUNT": SLAB_RECLAIM_ACCOUNT,
+    "SLAB_PANIC": SLAB_PANIC,
+    "SLAB_TYPESAFE_BY_RCU": SLAB_TYPESAFE_BY_RCU,
+    "SLAB_TRACE": SLAB_TRACE,
+    "SLAB_ACCOUNT": SLAB_ACCOUNT,
+}
+# SLAB_STORE_USER needs struct track records, which slubcy does not keep.
+cdef unsigned long SUPPORTED_FLAGS = (SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | SLAB_POISON |
+                                      SLAB_HWCACHE_ALIGN | SLAB_CACHE_DMA | SLAB_RECLAIM_ACCOUNT |
+                                      SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_TRACE | SLAB_ACCOUNT)
+MAX_CPUS = 1024
+MAX_ARENA = 32 << 30        # the packed freelist word addresses 32 GiB
+KMALLOC_MAX_SIZE_ = KMALLOC_MAX_SIZE
+KMALLOC_MAX_CACHE_SIZE_ = KMALLOC_MAX_CACHE_SIZE
+
+_FREE_ERRORS = {
+    OBJ_OUTSIDE_ARENA: (NotInArena, "is outside the arena"),
+    OBJ_NOT_SLAB: (NotAnObject, "is not in a slab"),
+    OBJ_WRONG_CACHE: (WrongCache, "belongs to another cache"),
+    OBJ_NOT_OBJECT: (NotAnObject, "is not the start of an object"),
+    OBJ_DUPLICATE: (DoubleFree, "is listed twice (double free)"),
+    OBJ_ALREADY_FREE: (DoubleFree, "is already free (double free)"),
+}
+
+
+cdef inline int as_int(object value, str what) except? -1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return 0
+
+
+cdef class KmemCache:
+    """A kmem_cache of a Machine.  Geometry attributes are the kernel's."""
+    cdef kmem_cache_t *s
+    cdef readonly Machine machine
+    cdef readonly str name
+    cdef readonly object ctor
+    cdef readonly bint is_kmalloc
+    cdef readonly int size, object_size, offset, inuse, align, order, objects_per_slab
+    cdef readonly unsigned long flags
+    cdef readonly tuple oo, min, max
+
+    def __repr__(self):
+        state = "" if self.s != NULL else " destroyed"
+        return (f"<KmemCache {self.name!r} object_size={self.object_size} size={self.size} "
+                f"order={self.order} objects={self.objects_per_slab}{state}>")
+
+    cdef kmem_cache_t *get(self) except NULL:
+        if self.s == NULL:
+            if self.machine is not None and self.machine.closed:
+                raise MachineClosed(f"the machine of cache {self.name!r} is closed")
+            raise CacheDestroyed(f"cache {self.name!r} was destroyed")
+        return self.s
+
+    @property
+    def min_partial(self):
+        return self.get().min_partial
+
+    @property
+    def cpu_partial(self):
+        return self.get().cpu_partial
+
+    @property
+    def destroyed(self):
+        return self.s == NULL
+
+
+cdef KmemCache wrap_cache(Machine machine, kmem_cache_t *s, str name, object ctor, bint is_kmalloc):
+    cdef KmemCache c = KmemCache.__new__(KmemCache)
+    c.s = s
+    c.machine = machine
+    c.name = name
+    c.ctor = ctor
+    c.is_kmalloc = is_kmalloc
+    c.size = s.size
+    c.object_size = s.object_size
+    c.offset = s.offset
+    c.inuse = s.inuse
+    c.align = s.align
+    c.order = oo_order(s.oo)
+    c.objects_per_slab = oo_objects(s.oo)
+    c.flags = s.flags & ~(<unsigned long>__OBJECT_POISON)
+    c.oo = (oo_order(s.oo), oo_objects(s.oo))
+    c.min = (oo_order(s.min), oo_objects(s.min))
+    c.max = (oo_order(s.max), oo_objects(s.max))
+    return c
+
+
+@cython.no_gc_clear
+cdef class Machine:
+    """A machine: `cpus` vCPUs, an arena of `memory` bytes managed by a buddy
+    page allocator, the kmalloc caches and any caches you create.
+
+    `nr_cpu_ids` (possible CPUs, default `cpus`) only sizes slabs, as in the
+    kernel's calculate_order().  `seed` and `policy` are kept for workloads.
+    """
+    cdef slub_machine m
+    cdef readonly bint closed
+    cdef list _caches
+    cdef list _kmalloc          # index -> KmemCache (kmalloc_index)
+    cdef readonly object policy
+    cdef readonly object seed
+    cdef size_t shadow_bytes
+
+    def __cinit__(self, cpus=1, nr_cpu_ids=None, memory=64 << 20, policy=None, seed=0,
+                  slub_min_objects=0, slub_min_order=0, slub_max_order=3):
+        self.closed = True          # until the arena exists
+        self._caches = []
+        self._kmalloc = [None] * (<int>NR_KMALLOC)
+        as_int(cpus, "cpus")
+        if nr_cpu_ids is None:
+            nr_cpu_ids = cpus
+        as_int(nr_cpu_ids, "nr_cpu_ids")
+        as_int(memory, "memory")
+        for v, what in ((slub_min_objects, "slub_min_objects"), (slub_min_order, "slub_min_order"),
+                        (slub_max_order, "slub_max_order")):
+            as_int(v, what)
+        if not 1 <= cpus <= MAX_CPUS:
+            raise ValueError(f"cpus must be in 1..{MAX_CPUS}, got {cpus}")
+        if not cpus <= nr_cpu_ids <= 8192:
+            raise ValueError(f"nr_cpu_ids (possible CPUs) must be in cpus..8192, got {nr_cpu_ids}")
+        if not 1 << 20 <= memory <= MAX_ARENA or memory % PAGE_SIZE:
+            raise ValueError(f"memory must be a multiple of {PAGE_SIZE} in 1 MiB..32 GiB, got {memory}")
+        if not 0 <= slub_min_order < MAX_ORDER or not 0 <= slub_max_order < MAX_ORDER:
+            raise ValueError(f"slub_min_order and slub_max_order must be in 0..{MAX_ORDER - 1}")
+        if not 0 <= slub_min_objects <= MAX_OBJS_PER_PAGE:
+            raise ValueError(f"slub_min_objects must be in 0..{MAX_OBJS_PER_PAGE}")
+        self.m.nr_cpus = cpus
+        self.m.nr_cpu_ids = nr_cpu_ids
+        self.m.slub_min_objects = slub_min_objects
+        self.m.slub_min_order = slub_min_order
+        self.m.slub_max_order = slub_max_order
+        self.policy = policy
+        self.seed = seed
+        if zone_init(&self.m.z, memory) != 0:
+            raise MemoryError(f"cannot map an arena of {memory} bytes")
+        # one bit per 8 bytes, mapped lazily: only pages holding slabs get touched
+        self.shadow_bytes = (<size_t>memory >> 6) + 8
+        cdef void *sh = mmap(NULL, self.shadow_bytes, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        if sh == MAP_FAILED:
+            zone_release(&self.m.z)
+            raise MemoryError("cannot map the shadow bitmap")
+        self.m.shadow = <uint64_t *>sh
+        self.closed = False
+        self._create_kmalloc_caches()
+
+    def __dealloc__(self):
+        self._release()
+
+    cdef void _release(self) noexcept:
+        cdef KmemCache c
+        for c in self._caches or ():
+            if c.s != NULL:
+                Py_XDECREF(<PyObject *>c.s.ctor_exc)
+                kmem_cache_release(c.s)
+                c.s = NULL
+        self._caches = []
+        if self.m.shadow != NULL:
+            munmap(self.m.shadow, self.shadow_bytes)
+            self.m.shadow = NULL
+        zone_release(&self.m.z)
+        self.closed = True
+
+    def close(self):
+        """Free the arena and every cache.  Any later call raises MachineClosed."""
+        self._release()
+
+    def __enter__(self):
+        self._check()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        if self.closed:
+            return "<Machine closed>"
+        return (f"<Machine cpus={self.m.nr_cpus} nr_cpu_ids={self.m.nr_cpu_ids} "
+                f"memory={self.m.z.nr_pages << PAGE_SHIFT} caches={len(self._caches)}>")
+
+    # -- properties --------------------------------------------------------
+
+    @property
+    def cpus(self):
+        return self.m.nr_cpus
+
+    @property
+    def nr_cpu_ids(self):
+        return self.m.nr_cpu_ids
+
+    @property
+    def memory(self):
+        return self.m.z.nr_pages << PAGE_SHIFT
+
+    @property
+    def arena(self):
+        """(start address, size in bytes) of the arena."""
+        self._check()
+        return (<uintptr_t>self.m.z.base, self.m.z.nr_pages << PAGE_SHIFT)
+
+    @property
+    def caches(self):
+        """Live caches, kmalloc caches first, in creation order."""
+        self._check()
+        return [c for c in self._caches if (<KmemCache>c).s != NULL]
+
+    def kmem_cache(self, name):
+        """The live cache called `name`."""
+        self._check()
+        for c in self._caches:
+            if (<KmemCache>c).s != NULL and (<KmemCache>c).name == name:
+                return c
+        raise KeyError(name)
+
+    # -- argument checks ---------------------------------------------------
+
+    cdef int _check(self) except -1:
+        if self.closed:
+            raise MachineClosed("the machine is closed")
+        return 0
+
+    cdef int _cpu(self, cpu) except -1:
+        self._check()
+        as_int(cpu, "cpu")
+        if not 0 <= cpu < self.m.nr_cpus:
+            raise InvalidCPU(f"cpu {cpu} out of range: this machine has vCPUs 0..{self.m.nr_cpus - 1}")
+        return cpu
+
+    cdef kmem_cache_t *_cache(self, c) except NULL:
+        self._check()
+        if not isinstance(c, KmemCache):
+            raise TypeError(f"expected a KmemCache, not {type(c).__name__}")
+        if (<KmemCache>c).machine is not self:
+            raise WrongCache(f"cache {(<KmemCache>c).name!r} belongs to another machine")
+        return (<KmemCache>c).get()
+
+    cdef void *_addr(self, addr) except? NULL:
+        as_int(addr, "address")
+        if addr <= 0 or addr >= (1 << 64):
+            raise NotInArena(f"address {addr:#x} is outside the arena")
+        return <void *><uintptr_t>addr
+
+    # -- caches ------------------------------------------------------------
+
+    cdef _create_kmalloc_caches(self):
+        """create_kmalloc_caches(): kmalloc-8 .. kmalloc-8192 and the 96 and
+        192 byte caches, no flags (departure: no cache merging)."""
+        cdef int i
+        for i in list(range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1)) + [1, 2]:
+            size = 96 if i == 1 else 192 if i == 2 else 1 << i
+            self._kmalloc[i] = self._create(f"kmalloc-{size}", size, 0, 0, None, True)
+        # list them in size order, as /proc/slabinfo does (newest first there)
+        self._caches.sort(key=lambda c: (<KmemCache>c).object_size)
+
+    cdef KmemCache _create(self, str name, size_t size, size_t align, unsigned long flags,
+                           object ctor, bint is_kmalloc):
+        cdef bytes bname = name.encode()
+        cdef kmem_cache_t *s = kmem_cache_open(&self.m, bname, size, align, flags,
+                                               <void *>ctor if ctor is not None else NULL)
+        if s == NULL:
+            raise ValueError(f"cannot create cache {name!r}: size {size} does not fit a slab")
+        cdef KmemCache c = wrap_cache(self, s, name, ctor, is_kmalloc)
+        self._caches.append(c)
+        return c
+
+    def kmem_cache_create(self, name, size, align=0, flags=0, ctor=None):
+        """kmem_cache_create(): a cache of `size`-byte objects.  `align` is 0 or
+        a power of two; `flags` are SLAB_* constants; `ctor(address)` runs once
+        per object when its slab is created (it moves the free pointer)."""
+        self._check()
+        if not isinstance(name, str) or not name or len(name.encode()) > 63:
+            raise ValueError("name must be a non-empty str of at most 63 bytes")
+        for c in self._caches:
+            if (<KmemCache>c).s != NULL and (<KmemCache>c).name == name:
+                raise ValueError(f"a cache named {name!r} exists")
+        as_int(size, "size")
+        as_int(align, "align")
+        as_int(flags, "flags")
+        if not 8 <= size <= KMALLOC_MAX_SIZE:
+            raise ValueError(f"size must be in 8..{KMALLOC_MAX_SIZE} bytes, got {size}")
+        if align < 0 or (align & (align - 1)) or align > KMALLOC_MAX_SIZE:
+            raise ValueError(f"align must be 0 or a power of two up to {KMALLOC_MAX_SIZE}, got {align}")
+        if flags < 0 or flags & ~SUPPORTED_FLAGS:
+            raise ValueError(f"unsupported flags {flags:#x} (SLAB_STORE_USER is not supported)")
+        if ctor is not None and not callable(ctor):
+            raise TypeError("ctor must be callable or None")
+        return self._create(name, size, align, flags, ctor, False)
+
+    def kmem_cache_destroy(self, c):
+        """kmem_cache_destroy(): refuses (CacheBusy) while objects remain; the
+        cache is then flushed and shrunk but stays usable."""
+        cdef kmem_cache_t *s = self._cache(c)
+        if (<KmemCache>c).is_kmalloc:
+            raise ValueError("kmalloc caches cannot be destroyed")
+        if __kmem_cache_shutdown(s):
+            raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: Slab cache still has objects")
+        Py_XDECREF(<PyObject *>s.ctor_exc)
+        kmem_cache_release(s)
+        (<KmemCache>c).s = NULL
+        self._caches.remove(c)
+
+    def kmem_cache_shrink(self, c):
+        """kmem_cache_shrink() (Linux 4.0): flush every vCPU and free every
+        empty slab.  Returns 1 if slabs remain, else 0."""
+        return __kmem_cache_shrink(self._cache(c), False)
+
+    def flush_all(self, c):
+        """flush_all(): deactivate every vCPU's cpu slab and cpu partial slabs."""
+        flush_all(self._cache(c))
+
+    # -- allocation --------------------------------------------------------
+
+    cdef object _ctor_failed(self, kmem_cache_t *s, void *p, int cpu):
+        exc = <object>s.ctor_exc
+        Py_XDECREF(<PyObject *>s.ctor_exc)
+        s.ctor_exc = NULL
+        if p != NULL:
+            slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
+        return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
+
+    def kmem_cache_alloc(self, c, cpu=0):
+        """slab_alloc() on vCPU `cpu`: the address of a new object (an int)."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int ncpu = self._cpu(cpu)
+        cdef void *p = slab_alloc(s, ncpu)
+        if s.ctor_exc != NULL:
+            raise self._ctor_failed(s, p, ncpu)
+        if p == NULL:
+            raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory (arena exhausted)")
+        return <uintptr_t>p
+
+    cdef int _free(self, kmem_cache_t *s, void *p, int cpu) except -1:
+        cdef size_t bad
+        cdef void *objs[1]
+        objs[0] = p
+        cdef int code = check_objects(s, objs, 1, &bad)
+        if code != OBJ_OK:
+            exc, why = _FREE_ERRORS[code]
+            raise exc(f"{s.name.decode()}: free of {<uintptr_t>p:#x}: the address {why}")
+        if not slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu):
+            raise SlabCorruption(f"{s.name.decode()}: red zone of object {<uintptr_t>p:#x} "
+                                 "overwritten (restored); object not freed")
+        return 0
+
+    def kmem_cache_free(self, c, addr, cpu=0):
+        """slab_free() on vCPU `cpu` of the object at `addr`."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int ncpu = self._cpu(cpu)
+        self._free(s, self._addr(addr), ncpu)
+
+    def kmalloc(self, size, cpu=0):
+        """kmalloc(): from the kmalloc-N cache for `size`, or from the page
+        allocator above 8 KiB (kmalloc_large)."""
+        cdef int ncpu = self._cpu(cpu)
+        cdef page *pg
+        as_int(size, "size")
+        if not 0 < size <= KMALLOC_MAX_SIZE:
+            raise ValueError(f"kmalloc size must be in 1..{KMALLOC_MAX_SIZE}, got {size}")
+        if size > KMALLOC_MAX_CACHE_SIZE:
+            pg = alloc_pages(&self.m.z, get_order(size))
+            if pg == NULL:
+                raise ArenaExhausted(f"kmalloc_large({size}): out of memory (arena exhausted)")
+            pg.flags |= PG_large_kmalloc
+            return <uintptr_t>page_address(&self.m.z, pg)
+        return self.kmem_cache_alloc(self._kmalloc[kmalloc_index(size)], ncpu)
+
+    def kfree(self, addr, cpu=0):
+        """kfree(): to the object's own cache, or back to the page allocator."""
+        cdef int ncpu = self._cpu(cpu)
+        cdef void *p = self._addr(addr)
+        cdef page *pg
+        if not addr_in_arena(&self.m.z, <uintptr_t>p):
+            raise NotInArena(f"kfree of {addr:#x}: the address is outside the arena")
+        pg = virt_to_head_page(&self.m.z, p)
+        if pg.flags & PG_slab:
+            self._free(<kmem_cache_t *>pg.slab_cache, p, ncpu)
+        elif pg.flags & PG_large_kmalloc and <char *>p == page_address(&self.m.z, pg):
+            __free_pages(&self.m.z, pg, pg.order)
+        else:
+            raise NotAnObject(f"kfree of {addr:#x}: not a kmalloc'ed object")
+
+    def kmem_cache_alloc_bulk(self, c, n, cpu=0):
+        """kmem_cache_alloc_bulk(): `n` objects as a numpy uint64 array, in a
+        nogil loop of the same fast path (and the same statistics) as
+        kmem_cache_alloc.  All or nothing: on exhaustion the objects already
+        taken are freed and ArenaExhausted is raised."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int ncpu = self._cpu(cpu)
+        cdef Py_ssize_t i, count
+        as_int(n, "n")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        count = n
+        out = np.empty(count, dtype=np.uint64)
+        cdef uint64_t[::1] v = out
+        cdef void *p = NULL
+        with nogil:
+            for i in range(count):
+                p = slab_alloc(s, ncpu)
+                if p == NULL:
+                    break
+                v[i] = <uintptr_t>p
+        if p == NULL and count:
+            with nogil:
+                while i > 0:
+                    i -= 1
+                    slab_free(s, virt_to_head_page(&self.m.z, <void *>v[i]), <void *>v[i], ncpu)
+            if s.ctor_exc != NULL:
+                raise self._ctor_failed(s, NULL, ncpu)
+            raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory after {count} objects asked")
+        if s.ctor_exc != NULL:
+            with nogil:
+                for i in range(count):
+                    slab_free(s, virt_to_head_page(&self.m.z, <void *>v[i]), <void *>v[i], ncpu)
+            raise self._ctor_failed(s, NULL, ncpu)
+        return out
+
+    def kmem_cache_free_bulk(self, c, addrs, cpu=0):
+        """kmem_cache_free_bulk(): free every address of `addrs` (array-like of
+        uint64).  Every address is checked first; if any is bad, nothing is
+        freed.  Departure: objects are freed one by one through slab_free()
+        (the kernel builds a detached freelist per slab)."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int ncpu = self._cpu(cpu)
+        cdef size_t bad = 0, i, n, refused = 0
+        cdef int code
+        arr = np.asarray(addrs)
+        if arr.ndim != 1 or not (arr.dtype.kind in "ui" or arr.size == 0):
+            raise TypeError("addrs must be a 1-d array of integer addresses")
+        if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+            raise NotInArena("negative address in addrs")
+        arr = np.ascontiguousarray(arr, dtype=np.uint64)
+        cdef uint64_t[::1] v = arr
+        n = arr.shape[0]
+        if n == 0:
+            return
+        cdef void **objs = <void **>&v[0]
+        with nogil:
+            code = check_objects(s, objs, n, &bad)
+        if code != OBJ_OK:
+            exc, why = _FREE_ERRORS[code]
+            raise exc(f"{s.name.decode()}: free_bulk: addrs[{bad}] = {v[bad]:#x} {why}; nothing freed")
+        with nogil:
+            for i in range(n):
+                if not slab_free(s, virt_to_head_page(&self.m.z, objs[i]), objs[i], ncpu):
+                    refused += 1
+        if refused:
+            raise SlabCorruption(f"{s.name.decode()}: {refused} objects had their red zone "
+                                 "overwritten (restored) and were not freed")
+
+    # -- memory access -----------------------------------------------------
+
+    def virt_to_slab(self, addr):
+        """(slab page address, object index) of an address inside a slab."""
+        self._check()
+        cdef void *p = self._addr(addr)
+        cdef page *pg
+        cdef kmem_cache_t *s
+        if not addr_in_arena(&self.m.z, <uintptr_t>p):
+            raise NotInArena(f"{addr:#x} is outside the arena")
+        pg = virt_to_head_page(&self.m.z, p)
+        if not (pg.flags & PG_slab):
+            raise NotAnObject(f"{addr:#x} is not in a slab")
+        s = <kmem_cache_t *>pg.slab_cache
+        base = <uintptr_t>page_address(&self.m.z, pg)
+        return (base, (addr - base) // s.size)
+
+    cdef tuple _writable(self, uintptr_t addr, size_t length):
+        """The live-object range [start, end) that contains [addr, addr+length)."""
+        cdef void *p = <void *>addr
+        cdef page *pg
+        cdef kmem_cache_t *s
+        cdef uintptr_t base, obj, end
+        if not addr_in_arena(&self.m.z, addr):
+            raise InvalidAccess(f"{addr:#x} is outside the arena")
+        pg = virt_to_head_page(&self.m.z, p)
+        base = <uintptr_t>page_address(&self.m.z, pg)
+        if pg.flags & PG_large_kmalloc:
+            return (base, base + (<uintptr_t>PAGE_SIZE << pg.order))
+        if not (pg.flags & PG_slab):
+            raise InvalidAccess(f"{addr:#x} is not in an allocated object")
+        s = <kmem_cache_t *>pg.slab_cache
+        obj = base + (addr - base) // s.size * s.size
+        if object_is_live(s, <void *>obj) != 1:
+            raise InvalidAccess(f"{addr:#x} is in a free object (use after free)")
+        # the red zone may be written (slub_debug will catch it), the free
+        # pointer and the metadata after it may not
+        end = obj + (s.inuse if s.flags & SLAB_RED_ZONE else s.object_size)
+        return (obj, end)
+
+    def read(self, addr, length):
+        """`length` bytes of the arena at `addr` (any arena memory)."""
+        self._check()
+        as_int(addr, "address")
+        as_int(length, "length")
+        start, size = self.arena
+        if length < 0 or addr < start or addr + length > start + size:
+            raise InvalidAccess(f"[{addr:#x}, +{length}) is not inside the arena")
+        return (<char *><uintptr_t>addr)[:length]
+
+    def write(self, addr, data):
+        """Write `data` at `addr`, which must lie within one live object (for
+        red-zoned caches, the object and its red zone)."""
+        self._check()
+        as_int(addr, "address")
+        cdef const unsigned char[:] buf = memoryview(bytes(data))
+        if addr <= 0 or addr >= (1 << 64):
+            raise InvalidAccess(f"{addr:#x} is outside the arena")
+        start, end = self._writable(addr, len(buf))
+        if addr + len(buf) > end:
+            raise InvalidAccess(f"write of {len(buf)} bytes at {addr:#x} runs past the object "
+                                f"[{start:#x}, {end:#x})")
+        if len(buf):
+            memcpy(<void *><uintptr_t>addr, &buf[0], len(buf))
+
+    # -- inspection --------------------------------------------------------
+
+    def validate(self, c=None):
+        """validate_slab_cache() for one cache or all, plus the page allocator.
+        Raises SlabCorruption on any inconsistency; returns {cache name:
+        objects in use}."""
+        self._check()
+        cdef char err[256]
+        cdef long in_use = 0
+        cdef kmem_cache_t *s
+        result = {}
+        caches = [c] if c is not None else self.caches
+        for cache in caches:
+            s = self._cache(cache)
+            if validate_cache(s, err, sizeof(err), &in_use) != 0:
+                raise SlabCorruption(err.decode(errors="replace"))
+            result[(<KmemCache>cache).name] = in_use
+        if c is None:
+            self._validate_zone()
+        return result
+
+    cdef _validate_zone(self):
+        cdef zone *z = &self.m.z
+        cdef long free_pages = 0
+        cdef int order
+        for order in range(MAX_ORDER):
+            free_pages += z.nr_free[order] << order
+        if free_pages + z.pages_used != <long>z.nr_pages:
+            raise SlabCorruption(f"page allocator: {free_pages} free + {z.pages_used} used "
+                                 f"!= {z.nr_pages} pages")
+
+    def page_alloc_info(self):
+        """Buddy allocator counts: pages in use in total and per order."""
+        self._check()
+        cdef zone *z = &self.m.z
+        return {
+            "nr_pages": z.nr_pages,
+            "pages_used": z.pages_used,
+            "pages_free": z.nr_pages - z.pages_used,
+            "alloc_blocks": [z.nr_alloc[i] for i in range(MAX_ORDER)],
+            "free_blocks": [z.nr_free[i] for i in range(MAX_ORDER)],
+            "alloc_failures": z.alloc_fail,
+        }
+
+    def stats_per_cpu(self, c):
+        """{stat item: [count on each vCPU]} — the sysfs files' C<cpu>= values."""
+        cdef kmem_cache_t *s = self._cache(c)
+        return {STAT_ITEMS[i]: [s.cpu_slab[cpu].stat[i] for cpu in range(self.m.nr_cpus)]
+                for i in range(<int>NR_SLUB_STAT_ITEMS)}
+
+    def stats(self, c):
+        """{stat item: total over vCPUs} for the 26 SLUB statistics."""
+        return {k: sum(v) for k, v in self.stats_per_cpu(c).items()}
+
+    def cache_info(self, c=None):
+        """One dict per cache (or for `c`) with the numbers behind slabinfo."""
+        self._check()
+        cdef long out[6]
+        cdef kmem_cache_t *s
+        rows = []
+        for cache in ([c] if c is not None else self.caches):
+            s = self._cache(cache)
+            cache_counts(s, out)
+            kc = <KmemCache>cache
+            rows.append({
+                "name": kc.name, "object_size": kc.object_size, "size": kc.size,
+                "align": kc.align, "offset": kc.offset, "order": kc.order,
+                "objects_per_slab": kc.objects_per_slab, "pages_per_slab": 1 << kc.order,
+                "flags": kc.flags, "min_partial": s.min_partial, "cpu_partial": s.cpu_partial,
+                "nr_slabs": out[0], "nr_partial": out[1], "total_objects": out[2],
+                "partial_free_objects": out[3], "cpu_slabs": out[4], "cpu_partial_slabs": out[5],
+                "root": None, "memcg": None,
+            })
+        return rows if c is None else rows[0]
+
+    def cache_state(self, c):
+        """The whole SLUB state of a cache as plain Python data (for tests and
+        the reference model): slabs are page addresses, objects are
+        (page address, index)."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef zone *z = &self.m.z
+        cdef kmem_cache_cpu *kc
+        cdef page *pg
+        cdef size_t pfn
+        cdef void *p
+        cdef uint64_t w
+
+        def obj(uintptr_t a):
+            pg_ = virt_to_head_page(z, <void *>a)
+            b = <uintptr_t>page_address(z, pg_)
+            return (b, (a - b) // s.size)
+
+        cpus = []
+        for cpu in range(self.m.nr_cpus):
+            kc = &s.cpu_slab[cpu]
+            fl = []
+            p = kc.freelist
+            while p != NULL:
+                fl.append(obj(<uintptr_t>p))
+                p = get_freepointer(s, p)
+            partial = []
+            pg = kc.partial
+            while pg != NULL:
+                partial.append(<uintptr_t>page_address(z, pg))
+                pg = pg.u.pc.next
+            cpus.append({
+                "page": <uintptr_t>page_address(z, kc.page) if kc.page != NULL else None,
+                "freelist": fl, "partial": partial,
+                "stat": {STAT_ITEMS[i]: kc.stat[i] for i in range(<int>NR_SLUB_STAT_ITEMS)},
+            })
+        node_partial = []
+        cdef list_head *pos = s.node.partial.next
+        while pos != &s.node.partial:
+            node_partial.append(<uintptr_t>page_address(z, <page *>pos))
+            pos = pos.next
+        slabs = {}
+        pfn = 0
+        while pfn < z.nr_pages:
+            pg = &z.mem_map[pfn]
+            if pg.flags & PG_slab and pg.slab_cache == <void *>s:
+                w = slab_word_read(&pg.fc)
+                fl = []
+                p = fc_freelist(z, w)
+                while p != NULL:
+                    fl.append(obj(<uintptr_t>p))
+                    p = get_freepointer(s, p)
+                slabs[<uintptr_t>page_address(z, pg)] = {
+                    "inuse": fc_inuse(w), "objects": fc_objects(w),
+                    "frozen": bool(fc_frozen(w)), "freelist": fl}
+                pfn += <size_t>1 << pg.order
+            else:
+                pfn += 1
+        return {
+            "cpus": cpus,
+            "node": {"partial": node_partial, "nr_partial": s.node.nr_partial,
+                     "nr_slabs": s.node.nr_slabs, "total_objects": s.node.total_objects},
+            "slabs": slabs,
+            "min_partial": s.min_partial, "cpu_partial": s.cpu_partial,
+        }

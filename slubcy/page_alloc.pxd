@@ -1,0 +1,100 @@
+# The page allocator: a buddy allocator of 4 KiB frames, orders 0..MAX_ORDER-1,
+# over one arena mapped at start, with a `struct page` per frame found by
+# address arithmetic (virt_to_page is O(1)).  Mirrors mm/page_alloc.c in shape:
+# free_area[order] lists, expand() on allocation, buddy merging on free.
+
+from libc.stdint cimport uint64_t, uint32_t, uint16_t, uint8_t, int32_t, uintptr_t
+from slubcy.list cimport list_head
+
+cdef extern from "_atomic.h" nogil:
+    void cpu_relax()
+    uint64_t slab_word_read(uint64_t *p)
+    void slab_word_set(uint64_t *p, uint64_t v)
+    int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
+    void spin_lock_init(int *lock)
+    void spin_lock(int *lock)
+    int spin_trylock(int *lock)
+    void spin_unlock(int *lock)
+    void atomic_long_add(long *p, long v)
+    long atomic_long_read(long *p)
+    int atomic_int_read(int *p)
+    void atomic_int_set(int *p, int v)
+
+cdef enum:
+    PAGE_SHIFT = 12
+    PAGE_SIZE = 4096
+    MAX_ORDER = 11          # orders 0..10, as the kernel's default MAX_ORDER
+
+# page->flags bits (the kernel's PG_* names where one exists)
+cdef enum:
+    PG_buddy = 1 << 0       # head of a free block in free_area[order]
+    PG_head = 1 << 1        # head of an allocated block of order > 0 (compound page)
+    PG_tail = 1 << 2        # tail of a compound page; page.head is the head's pfn
+    PG_slab = 1 << 3        # head of a slab
+    PG_large_kmalloc = 1 << 4   # head of a kmalloc_large() block (kernel: !PageSlab compound)
+    PG_allocated = 1 << 5   # head of any allocated block (debug aid; the kernel uses refcounts)
+
+
+# The per-cpu partial chain shares storage with lru, as in struct page: a slab
+# is on a node list or on a cpu partial list, never both.
+cdef struct partial_chain:
+    page *next
+    int32_t pages
+    int32_t pobjects
+
+cdef union page_links:
+    list_head lru
+    partial_chain pc
+
+# struct page: 56 bytes.  `fc` is the (freelist, counters) pair that SLUB updates
+# with cmpxchg_double; here both fit one 64-bit word (see slub.pxd).
+cdef struct page:
+    page_links u            # lru (node partial/full list, buddy list) or cpu partial chain
+    uint64_t fc             # freelist | counters, updated by compare-and-swap only
+    void *slab_cache        # struct kmem_cache * of a slab
+    void *memcg             # owning memcg of a charged slab (used by the memcg code)
+    uint32_t head           # tail pages: pfn of the compound head
+    uint16_t flags
+    uint8_t order           # head / buddy: order of the block
+    uint8_t _pad
+    uint32_t mark           # scratch epoch for free-object checks (on_freelist)
+    uint32_t _pad2
+
+cdef struct zone:
+    char *base              # arena start (page aligned)
+    size_t nr_pages
+    page *mem_map
+    list_head free_area[MAX_ORDER]
+    long nr_free[MAX_ORDER]     # free blocks per order
+    long nr_alloc[MAX_ORDER]    # allocated blocks per order
+    long pages_used
+    long alloc_fail
+    int lock                # zone->lock
+
+
+cdef int zone_init(zone *z, size_t nbytes) noexcept nogil
+cdef void zone_release(zone *z) noexcept nogil
+cdef page *alloc_pages(zone *z, unsigned int order) noexcept nogil
+cdef void __free_pages(zone *z, page *pg, unsigned int order) noexcept nogil
+cdef int get_order(size_t size) noexcept nogil
+
+
+cdef inline size_t page_to_pfn(zone *z, page *pg) noexcept nogil:
+    return <size_t>(pg - z.mem_map)
+
+cdef inline char *page_address(zone *z, page *pg) noexcept nogil:
+    return z.base + (page_to_pfn(z, pg) << PAGE_SHIFT)
+
+cdef inline bint addr_in_arena(zone *z, uintptr_t addr) noexcept nogil:
+    return addr >= <uintptr_t>z.base and addr < <uintptr_t>z.base + (z.nr_pages << PAGE_SHIFT)
+
+cdef inline page *virt_to_page(zone *z, const void *addr) noexcept nogil:
+    return z.mem_map + ((<const char *>addr - z.base) >> PAGE_SHIFT)
+
+cdef inline page *compound_head(zone *z, page *pg) noexcept nogil:
+    if pg.flags & PG_tail:
+        return z.mem_map + pg.head
+    return pg
+
+cdef inline page *virt_to_head_page(zone *z, const void *addr) noexcept nogil:
+    return compound_head(z, virt_to_page(z, addr))

@@ -1,0 +1,254 @@
+# SLUB, as in mm/slub.c of Linux 4.0: struct kmem_cache, kmem_cache_cpu,
+# kmem_cache_node, the slab page's (freelist, counters) word, the fast paths
+# (inline here so workload loops in other modules inline them) and the slow
+# paths (slub.pyx).
+#
+# Deliberate departures from the kernel, each said where it matters:
+#  - one NUMA node; no pfmemalloc; no tid: a vCPU is run by one thread at a
+#    time and cross-vCPU work is executed by the owner (an "IPI"), so the
+#    per-cpu fast path needs no this_cpu_cmpxchg_double (see DESIGN.md);
+#  - (freelist, counters) are packed in one 64-bit word updated with a 64-bit
+#    compare-and-swap where SLUB uses cmpxchg_double.
+
+from libc.stdint cimport uint64_t, uint32_t, uintptr_t
+from slubcy.list cimport list_head
+from slubcy.page_alloc cimport page, zone, PAGE_SIZE, PAGE_SHIFT, slab_word_read, slab_cmpxchg
+
+# include/linux/slab.h flag values
+cdef enum:
+    SLAB_CONSISTENCY_CHECKS = 0x00000100
+    SLAB_RED_ZONE = 0x00000400
+    SLAB_POISON = 0x00000800
+    SLAB_HWCACHE_ALIGN = 0x00002000
+    SLAB_CACHE_DMA = 0x00004000
+    SLAB_STORE_USER = 0x00010000
+    SLAB_RECLAIM_ACCOUNT = 0x00020000
+    SLAB_PANIC = 0x00040000
+    SLAB_TYPESAFE_BY_RCU = 0x00080000
+    SLAB_TRACE = 0x00200000
+    SLAB_ACCOUNT = 0x04000000
+    # internal (mm/slub.c)
+    __OBJECT_POISON = 0x80000000
+    SLAB_DEBUG_FLAGS = SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER | SLAB_TRACE | SLAB_CONSISTENCY_CHECKS
+
+# include/linux/poison.h
+cdef enum:
+    POISON_INUSE = 0x5a
+    POISON_FREE = 0x6b
+    POISON_END = 0xa5
+    SLUB_RED_INACTIVE = 0xbb
+    SLUB_RED_ACTIVE = 0xcc
+
+cdef enum:
+    OO_SHIFT = 16
+    OO_MASK = (1 << 16) - 1
+    MAX_OBJS_PER_PAGE = 32767
+    MIN_PARTIAL = 5
+    MAX_PARTIAL = 10
+    SHRINK_PROMOTE_MAX = 32
+    CACHE_LINE_SIZE = 64
+    ARCH_SLAB_MINALIGN = 8
+    KMALLOC_SHIFT_LOW = 3
+    KMALLOC_SHIFT_HIGH = PAGE_SHIFT + 1   # SLUB: kmalloc caches up to 8 KiB
+    KMALLOC_MAX_CACHE_SIZE = 1 << KMALLOC_SHIFT_HIGH
+    KMALLOC_MAX_SIZE = 1 << (10 + PAGE_SHIFT)   # MAX_ORDER - 1 + PAGE_SHIFT
+    NR_KMALLOC = KMALLOC_SHIFT_HIGH + 1
+    TRACK_SIZE = 0      # struct track is not kept: SLAB_STORE_USER is not supported
+
+# include/linux/slub_def.h enum stat_item, in the kernel's order
+cpdef enum stat_item:
+    ALLOC_FASTPATH
+    ALLOC_SLOWPATH
+    FREE_FASTPATH
+    FREE_SLOWPATH
+    FREE_FROZEN
+    FREE_ADD_PARTIAL
+    FREE_REMOVE_PARTIAL
+    ALLOC_FROM_PARTIAL
+    ALLOC_SLAB
+    ALLOC_REFILL
+    ALLOC_NODE_MISMATCH
+    FREE_SLAB
+    CPUSLAB_FLUSH
+    DEACTIVATE_FULL
+    DEACTIVATE_EMPTY
+    DEACTIVATE_TO_HEAD
+    DEACTIVATE_TO_TAIL
+    DEACTIVATE_REMOTE_FREES
+    DEACTIVATE_BYPASS
+    ORDER_FALLBACK
+    CMPXCHG_DOUBLE_CPU_FAIL
+    CMPXCHG_DOUBLE_FAIL
+    CPU_PARTIAL_ALLOC
+    CPU_PARTIAL_FREE
+    CPU_PARTIAL_NODE
+    CPU_PARTIAL_DRAIN
+    NR_SLUB_STAT_ITEMS
+
+# Per-cpu state, padded to four cache lines so two vCPUs never share a line.
+cdef struct kmem_cache_cpu:
+    void **freelist          # first free object of c.page for this vCPU
+    page *page               # the cpu slab (frozen)
+    page *partial            # per-cpu partial slabs (frozen), chained by page.u.pc.next
+    uint64_t stat[<int>NR_SLUB_STAT_ITEMS]
+    char _pad[256 - 24 - 8 * <int>NR_SLUB_STAT_ITEMS]
+
+cdef struct kmem_cache_node:
+    int list_lock
+    long nr_partial
+    list_head partial
+    long nr_slabs            # atomic_long_t in the kernel (CONFIG_SLUB_DEBUG)
+    long total_objects
+    # No `full` list: the kernel keeps one only for SLAB_STORE_USER caches,
+    # which slubcy does not support.
+
+# The machine-wide part the core needs: the page allocator and the CPU counts.
+cdef struct slub_machine:
+    zone z
+    int nr_cpus              # vCPUs (each with a kmem_cache_cpu per cache)
+    int nr_cpu_ids           # possible CPUs: only sizes slabs (calculate_order)
+    int slub_min_objects
+    int slub_min_order
+    int slub_max_order
+    uint64_t *shadow         # 1 bit per 8 arena bytes: scratch for free-object checks
+    uint32_t epoch           # generation for page.mark in those checks
+
+cdef struct kmem_cache:
+    kmem_cache_cpu *cpu_slab
+    unsigned long flags
+    unsigned long min_partial
+    int size                 # object + metadata
+    int object_size
+    int offset               # free pointer offset
+    int cpu_partial          # objects kept on per-cpu partial lists
+    unsigned long oo         # order << OO_SHIFT | objects
+    unsigned long max
+    unsigned long min
+    int inuse                # offset to metadata
+    int align
+    int reserved
+    void *ctor               # PyObject * (borrowed; the Python KmemCache keeps it alive)
+    void *ctor_exc           # first exception a ctor raised (owned reference) or NULL
+    long debug_errors        # corruptions found (and repaired) by debug checks
+    slub_machine *m
+    void *memcg              # owning memcg of a child cache (memcg code)
+    kmem_cache *root         # root cache of a child cache, else NULL
+    char name[64]
+    kmem_cache_node node     # node[0]: the only node
+
+
+# --- the (freelist, counters) word ---------------------------------------
+# bits 0..15 inuse, 16..30 objects, 31 frozen (struct page counters), and the
+# freelist in bits 32..63 as ((object - arena base) >> 3) + 1, 0 being NULL.
+
+cdef inline uint32_t fc_inuse(uint64_t w) noexcept nogil:
+    return <uint32_t>(w & 0xffff)
+
+cdef inline uint32_t fc_objects(uint64_t w) noexcept nogil:
+    return <uint32_t>((w >> 16) & 0x7fff)
+
+cdef inline bint fc_frozen(uint64_t w) noexcept nogil:
+    return (w >> 31) & 1
+
+cdef inline uint64_t fc_counters(uint32_t inuse, uint32_t objects, bint frozen) noexcept nogil:
+    return <uint64_t>inuse | (<uint64_t>objects << 16) | (<uint64_t>frozen << 31)
+
+cdef inline void *fc_freelist(zone *z, uint64_t w) noexcept nogil:
+    cdef uint64_t enc = w >> 32
+    if enc == 0:
+        return NULL
+    return z.base + ((enc - 1) << 3)
+
+cdef extern from *:
+    """
+    #define SLUBCY_LOW32 0xffffffffULL
+    """
+    const uint64_t LOW32 "SLUBCY_LOW32"
+
+cdef inline uint64_t fc_make(zone *z, void *freelist, uint64_t counters) noexcept nogil:
+    if freelist == NULL:
+        return counters & LOW32
+    return (((<uint64_t>(<char *>freelist - z.base) >> 3) + 1) << 32) | (counters & LOW32)
+
+
+cdef inline int oo_order(unsigned long x) noexcept nogil:
+    return <int>(x >> OO_SHIFT)
+
+cdef inline int oo_objects(unsigned long x) noexcept nogil:
+    return <int>(x & OO_MASK)
+
+cdef inline void *get_freepointer(kmem_cache *s, void *object) noexcept nogil:
+    return (<void **>(<char *>object + s.offset))[0]
+
+cdef inline void set_freepointer(kmem_cache *s, void *object, void *fp) noexcept nogil:
+    (<void **>(<char *>object + s.offset))[0] = fp
+
+cdef inline bint kmem_cache_debug(kmem_cache *s) noexcept nogil:
+    return (s.flags & SLAB_DEBUG_FLAGS) != 0
+
+cdef inline void stat(kmem_cache_cpu *c, stat_item si) noexcept nogil:
+    # raw_cpu_inc(s->cpu_slab->stat[si]): only the owning vCPU writes its counters
+    c.stat[<int>si] += 1
+
+
+# --- slow paths (slub.pyx) -------------------------------------------------
+cdef void *__slab_alloc(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
+cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexcept nogil
+cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain) noexcept nogil
+cdef void unfreeze_partials(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
+cdef void deactivate_slab(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *freelist) noexcept nogil
+cdef void flush_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
+cdef void __flush_cpu_slab(kmem_cache *s, int cpu) noexcept nogil
+cdef void flush_all(kmem_cache *s) noexcept nogil
+cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil
+cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil
+
+cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size, size_t align,
+                                 unsigned long flags, void *ctor) noexcept nogil
+cdef void kmem_cache_release(kmem_cache *s) noexcept nogil
+cdef int calculate_sizes(kmem_cache *s, int forced_order) noexcept nogil
+cdef int kmalloc_index(size_t size) noexcept nogil
+
+# Checks behind the Python API (slub.pyx).  Codes returned by check_objects():
+cdef enum:
+    OBJ_OK = 0
+    OBJ_OUTSIDE_ARENA
+    OBJ_NOT_SLAB
+    OBJ_WRONG_CACHE
+    OBJ_NOT_OBJECT
+    OBJ_DUPLICATE            # twice in the same request
+    OBJ_ALREADY_FREE         # on a freelist: a double free
+
+cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil
+cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil
+cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
+cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil
+cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
+
+
+# --- fast paths ------------------------------------------------------------
+
+cdef inline void *slab_alloc(kmem_cache *s, int cpu) noexcept nogil:
+    """slab_alloc_node(): pop c->freelist; the slow path refills it.  Returns
+    NULL only when the page allocator is exhausted."""
+    cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
+    cdef void *object = c.freelist
+    if object == NULL:
+        object = __slab_alloc(s, c)
+        stat(c, ALLOC_SLOWPATH)
+        return object
+    c.freelist = <void **>get_freepointer(s, object)
+    stat(c, ALLOC_FASTPATH)
+    return object
+
+cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil:
+    """slab_free(): push onto c->freelist when the object belongs to the cpu
+    slab, else __slab_free().  `pg` is the object's slab (virt_to_head_page).
+    Returns 0 only when a debug check refused the free."""
+    cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
+    if pg == c.page:
+        set_freepointer(s, x, c.freelist)
+        c.freelist = <void **>x
+        stat(c, FREE_FASTPATH)
+        return 1
+    return __slab_free(s, c, pg, x)

@@ -1,0 +1,1153 @@
+# cython: language_level=3
+"""SLUB slow paths, geometry, debugging and validation (mm/slub.c, Linux 4.0).
+
+Every function below that mirrors a kernel function has its name.  `c` is the
+kmem_cache_cpu of the vCPU executing the step: statistics are counted there,
+as the kernel's stat() counts on the current CPU.
+"""
+
+from libc.stdint cimport uint64_t, uint32_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset, strncpy
+from libc.stdio cimport snprintf
+from cpython.ref cimport PyObject, Py_INCREF
+
+from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
+                          list_empty, list_splice)
+from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
+                                virt_to_head_page, addr_in_arena, PG_slab, PAGE_SIZE, PAGE_SHIFT,
+                                MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
+                                spin_unlock, spin_lock_init, atomic_long_add, atomic_long_read,
+                                atomic_int_read, atomic_int_set)
+
+cdef extern from "stdlib.h" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
+
+cdef extern from *:
+    """
+    #define slubcy_barrier() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+    """
+    void slubcy_barrier() nogil
+
+
+# ---------------------------------------------------------------------------
+# Geometry: calculate_alignment, calculate_sizes, calculate_order, slab_order
+
+cdef inline int fls(unsigned long x) noexcept nogil:
+    cdef int r = 0
+    while x:
+        x >>= 1
+        r += 1
+    return r
+
+cdef inline int ilog2(unsigned long x) noexcept nogil:
+    return fls(x) - 1
+
+cdef inline unsigned long ALIGN(unsigned long x, unsigned long a) noexcept nogil:
+    return (x + a - 1) & ~(a - 1)
+
+cdef inline int order_objects(int order, unsigned long size, int reserved) noexcept nogil:
+    return <int>(((<unsigned long>PAGE_SIZE << order) - reserved) // size)
+
+cdef inline unsigned long oo_make(int order, unsigned long size, int reserved) noexcept nogil:
+    return (<unsigned long>order << OO_SHIFT) + order_objects(order, size, reserved)
+
+
+cdef unsigned long calculate_alignment(unsigned long flags, unsigned long align,
+                                       unsigned long size) noexcept nogil:
+    """calculate_alignment(): SLAB_HWCACHE_ALIGN aligns to the cache line, halved
+    while the object fits twice into it."""
+    cdef unsigned long ralign
+    if flags & SLAB_HWCACHE_ALIGN:
+        ralign = CACHE_LINE_SIZE
+        while size <= ralign // 2:
+            ralign //= 2
+        if ralign > align:
+            align = ralign
+    if align < ARCH_SLAB_MINALIGN:
+        align = ARCH_SLAB_MINALIGN
+    return ALIGN(align, sizeof(void *))
+
+
+cdef int slab_order(slub_machine *m, int size, int min_objects, int max_order,
+                    int fract_leftover, int reserved) noexcept nogil:
+    """slab_order(): the smallest order >= slub_min_order holding min_objects
+    whose leftover is at most 1/fract_leftover of the slab."""
+    cdef int order, rem, min_order = m.slub_min_order
+    cdef unsigned long slab_size
+    if order_objects(min_order, size, reserved) > MAX_OBJS_PER_PAGE:
+        return get_order(<size_t>size * MAX_OBJS_PER_PAGE) - 1
+    order = fls(<unsigned long>min_objects * size - 1) - PAGE_SHIFT
+    if order < min_order:
+        order = min_order
+    while order <= max_order:
+        slab_size = <unsigned long>PAGE_SIZE << order
+        if slab_size >= <unsigned long>min_objects * size + reserved:
+            rem = <int>((slab_size - reserved) % size)
+            if rem <= <long>(slab_size // fract_leftover):
+                break
+        order += 1
+    return order
+
+
+cdef int calculate_order(slub_machine *m, int size, int reserved) noexcept nogil:
+    """calculate_order(): try min_objects = 4 * (fls(nr_cpu_ids) + 1) down to 2
+    with leftover fractions 1/16, 1/8, 1/4; then one object per slab."""
+    cdef int order, fraction, max_objects
+    cdef int min_objects = m.slub_min_objects
+    if not min_objects:
+        min_objects = 4 * (fls(m.nr_cpu_ids) + 1)
+    max_objects = order_objects(m.slub_max_order, size, reserved)
+    if max_objects < min_objects:
+        min_objects = max_objects
+    while min_objects > 1:
+        fraction = 16
+        while fraction >= 4:
+            order = slab_order(m, size, min_objects, m.slub_max_order, fraction, reserved)
+            if order <= m.slub_max_order:
+                return order
+            fraction //= 2
+        min_objects -= 1
+    order = slab_order(m, size, 1, m.slub_max_order, 1, reserved)
+    if order <= m.slub_max_order:
+        return order
+    order = slab_order(m, size, 1, MAX_ORDER, 1, reserved)
+    if order < MAX_ORDER:
+        return order
+    return -1
+
+
+cdef int calculate_sizes(kmem_cache *s, int forced_order) noexcept nogil:
+    """calculate_sizes(): object layout (red zone, free pointer placement,
+    alignment) and the slab order.  Returns 0 if the object cannot be placed."""
+    cdef unsigned long flags = s.flags
+    cdef unsigned long size = ALIGN(s.object_size, sizeof(void *))
+    cdef int order
+    # CONFIG_SLUB_DEBUG: poison the object only if nothing lives inside it
+    if (flags & SLAB_POISON) and not (flags & SLAB_TYPESAFE_BY_RCU) and s.ctor == NULL:
+        s.flags |= __OBJECT_POISON
+    else:
+        s.flags &= ~(<unsigned long>__OBJECT_POISON)
+    # a red zone word right after the object if alignment left no gap
+    if (flags & SLAB_RED_ZONE) and size == <unsigned long>s.object_size:
+        size += sizeof(void *)
+    s.inuse = <int>size
+    # the free pointer cannot overlay an object that must stay intact while free
+    if (flags & (SLAB_TYPESAFE_BY_RCU | SLAB_POISON)) or s.ctor != NULL:
+        s.offset = <int>size
+        size += sizeof(void *)
+    if flags & SLAB_RED_ZONE:
+        # padding to catch writes before the start of the next object
+        size += sizeof(void *)
+    size = ALIGN(size, s.align)
+    s.size = <int>size
+    if forced_order >= 0:
+        order = forced_order
+    else:
+        order = calculate_order(s.m, s.size, s.reserved)
+    if order < 0:
+        return 0
+    s.oo = oo_make(order, size, s.reserved)
+    s.min = oo_make(get_order(size), size, s.reserved)
+    if oo_objects(s.oo) > oo_objects(s.max):
+        s.max = s.oo
+    return oo_objects(s.oo) != 0
+
+
+cdef inline void set_min_partial(kmem_cache *s, unsigned long min) noexcept nogil:
+    if min < MIN_PARTIAL:
+        min = MIN_PARTIAL
+    elif min > MAX_PARTIAL:
+        min = MAX_PARTIAL
+    s.min_partial = min
+
+
+cdef inline bint kmem_cache_has_cpu_partial(kmem_cache *s) noexcept nogil:
+    # CONFIG_SLUB_CPU_PARTIAL=y
+    return not kmem_cache_debug(s)
+
+
+cdef int kmalloc_index(size_t size) noexcept nogil:
+    """kmalloc_index(): the kmalloc cache for `size` (1 = kmalloc-96,
+    2 = kmalloc-192, n = kmalloc-(1 << n)); -1 if larger than 8 KiB."""
+    cdef int i
+    if size == 0:
+        return 0
+    if size <= 8:
+        return 3
+    if 64 < size <= 96:
+        return 1
+    if 128 < size <= 192:
+        return 2
+    for i in range(4, KMALLOC_SHIFT_HIGH + 1):
+        if size <= (<size_t>1 << i):
+            return i
+    return -1
+
+
+cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size, size_t align,
+                                 unsigned long flags, void *ctor) noexcept nogil:
+    """kmem_cache_create() + kmem_cache_open(): NULL if the object cannot be
+    placed in a slab or memory for the cache is short."""
+    cdef kmem_cache *s = <kmem_cache *>calloc(1, sizeof(kmem_cache))
+    if s == NULL:
+        return NULL
+    s.m = m
+    strncpy(s.name, name, sizeof(s.name) - 1)
+    s.object_size = <int>size
+    s.flags = flags
+    s.ctor = ctor
+    s.align = <int>calculate_alignment(flags, align, size)
+    s.reserved = 0      # the RCU head fits in struct page on 64-bit
+    if not calculate_sizes(s, -1):
+        free(s)
+        return NULL
+    set_min_partial(s, ilog2(s.size) // 2)
+    if not kmem_cache_has_cpu_partial(s):
+        s.cpu_partial = 0
+    elif s.size >= PAGE_SIZE:
+        s.cpu_partial = 2
+    elif s.size >= 1024:
+        s.cpu_partial = 6
+    elif s.size >= 256:
+        s.cpu_partial = 13
+    else:
+        s.cpu_partial = 30
+    spin_lock_init(&s.node.list_lock)
+    INIT_LIST_HEAD(&s.node.partial)
+    s.cpu_slab = <kmem_cache_cpu *>aligned_alloc(CACHE_LINE_SIZE, m.nr_cpus * sizeof(kmem_cache_cpu))
+    if s.cpu_slab == NULL:
+        free(s)
+        return NULL
+    memset(s.cpu_slab, 0, m.nr_cpus * sizeof(kmem_cache_cpu))
+    return s
+
+
+cdef void kmem_cache_release(kmem_cache *s) noexcept nogil:
+    free(s.cpu_slab)
+    free(s)
+
+
+# ---------------------------------------------------------------------------
+# Node lists and slab accounting
+
+cdef inline void add_partial(kmem_cache_node *n, page *pg, int tail) noexcept nogil:
+    n.nr_partial += 1
+    if tail == DEACTIVATE_TO_TAIL:
+        list_add_tail(&pg.u.lru, &n.partial)
+    else:
+        list_add(&pg.u.lru, &n.partial)
+
+cdef inline void remove_partial(kmem_cache_node *n, page *pg) noexcept nogil:
+    list_del(&pg.u.lru)
+    n.nr_partial -= 1
+
+cdef inline page *lru_to_page(list_head *l) noexcept nogil:
+    return <page *>l     # lru is the first member of struct page
+
+cdef inline void inc_slabs_node(kmem_cache *s, int objects) noexcept nogil:
+    atomic_long_add(&s.node.nr_slabs, 1)
+    atomic_long_add(&s.node.total_objects, objects)
+
+cdef inline void dec_slabs_node(kmem_cache *s, int objects) noexcept nogil:
+    atomic_long_add(&s.node.nr_slabs, -1)
+    atomic_long_add(&s.node.total_objects, -objects)
+
+cdef inline bint cmpxchg_double_slab(kmem_cache_cpu *c, page *pg, uint64_t old,
+                                     uint64_t new) noexcept nogil:
+    """cmpxchg_double_slab(): one compare-and-swap of (freelist, counters);
+    a failure is counted (CMPXCHG_DOUBLE_FAIL) and the caller retries."""
+    if slab_cmpxchg(&pg.fc, old, new):
+        return True
+    stat(c, CMPXCHG_DOUBLE_FAIL)
+    return False
+
+
+# ---------------------------------------------------------------------------
+# slub_debug: poisoning and red zones
+
+cdef void init_object(kmem_cache *s, void *object, int val) noexcept nogil:
+    """init_object(): poison the object and paint its red zone with `val`."""
+    cdef unsigned char *p = <unsigned char *>object
+    if s.flags & __OBJECT_POISON:
+        memset(p, POISON_FREE, s.object_size - 1)
+        p[s.object_size - 1] = POISON_END
+    if s.flags & SLAB_RED_ZONE:
+        memset(p + s.object_size, val, s.inuse - s.object_size)
+
+
+cdef bint check_bytes_and_report(kmem_cache *s, unsigned char *start, int value,
+                                 int nbytes) noexcept nogil:
+    """check_bytes_and_report(): False if a byte differs; the range is
+    restored ("Restoring ...") so one corruption is reported once."""
+    cdef int i
+    for i in range(nbytes):
+        if start[i] != value:
+            memset(start, value, nbytes)
+            s.debug_errors += 1
+            return False
+    return True
+
+
+cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil:
+    """check_object(): red zone (`val` says active or inactive), alignment
+    padding and, for free objects, the poison.  The free pointer is checked by
+    validate_cache() instead (it walks every freelist)."""
+    cdef unsigned char *p = <unsigned char *>object
+    cdef unsigned char *endobject = p + s.object_size
+    if s.flags & SLAB_RED_ZONE:
+        if not check_bytes_and_report(s, endobject, val, s.inuse - s.object_size):
+            return 0
+    elif (s.flags & SLAB_POISON) and s.object_size < s.inuse:
+        check_bytes_and_report(s, endobject, POISON_INUSE, s.inuse - s.object_size)
+    if s.flags & SLAB_POISON:
+        if val != SLUB_RED_ACTIVE and (s.flags & __OBJECT_POISON):
+            if (not check_bytes_and_report(s, p, POISON_FREE, s.object_size - 1)
+                    or not check_bytes_and_report(s, p + s.object_size - 1, POISON_END, 1)):
+                return 0
+    return 1
+
+
+cdef inline void alloc_debug_processing(kmem_cache *s, page *pg, void *object) noexcept nogil:
+    """alloc_debug_processing().  Departure: a corrupted free object is
+    repaired and counted, not quarantined with its whole slab."""
+    check_object(s, pg, object, SLUB_RED_INACTIVE)
+    init_object(s, object, SLUB_RED_ACTIVE)
+
+
+cdef inline bint free_debug_processing(kmem_cache *s, page *pg, void *object) noexcept nogil:
+    """free_debug_processing(): an object whose red zone was overwritten is
+    not freed ("Object at 0x%p not freed").  The pointer checks of the kernel
+    (check_valid_pointer, on_freelist, slab_cache) run before every free from
+    Python, debug or not: see check_objects()."""
+    if not check_object(s, pg, object, SLUB_RED_ACTIVE):
+        return False
+    init_object(s, object, SLUB_RED_INACTIVE)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Slab allocation and freeing
+
+cdef void run_ctor(kmem_cache *s, void *object) noexcept nogil:
+    with gil:
+        try:
+            (<object>s.ctor)(<uintptr_t>object)
+        except BaseException as e:
+            # The kernel's constructors cannot fail; ours are Python callables.
+            # Keep the first error for the Python layer to raise.
+            if s.ctor_exc == NULL:
+                Py_INCREF(e)
+                s.ctor_exc = <void *>e
+
+
+cdef inline void setup_object(kmem_cache *s, page *pg, void *object) noexcept nogil:
+    if s.flags & (SLAB_RED_ZONE | __OBJECT_POISON):     # setup_object_debug()
+        init_object(s, object, SLUB_RED_INACTIVE)
+    if s.ctor != NULL:
+        run_ctor(s, object)
+
+
+cdef page *allocate_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
+    """allocate_slab(): the preferred order, else the minimum (ORDER_FALLBACK)."""
+    cdef unsigned long oo = s.oo
+    cdef page *pg = alloc_pages(&s.m.z, oo_order(oo))
+    if pg == NULL:
+        oo = s.min
+        pg = alloc_pages(&s.m.z, oo_order(oo))
+        if pg == NULL:
+            return NULL
+        stat(c, ORDER_FALLBACK)
+    pg.fc = fc_counters(0, oo_objects(oo), 0)
+    return pg
+
+
+cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
+    """new_slab(): a frozen slab whose whole freelist (in address order) is
+    about to be taken by the allocating vCPU."""
+    cdef page *pg = allocate_slab(s, c)
+    cdef char *start
+    cdef char *p
+    cdef int idx, objects
+    if pg == NULL:
+        return NULL
+    objects = fc_objects(pg.fc)
+    inc_slabs_node(s, objects)
+    pg.slab_cache = s
+    pg.memcg = s.memcg
+    pg.flags |= PG_slab
+    start = page_address(&s.m.z, pg)
+    if s.flags & SLAB_POISON:
+        memset(start, POISON_INUSE, <size_t>PAGE_SIZE << pg.order)
+    p = start
+    for idx in range(objects):
+        setup_object(s, pg, p)
+        set_freepointer(s, p, p + s.size if idx + 1 < objects else NULL)
+        p += s.size
+    pg.fc = fc_make(&s.m.z, start, fc_counters(objects, objects, 1))
+    return pg
+
+
+cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
+    """discard_slab() + free_slab().  Departure until grace periods land:
+    SLAB_TYPESAFE_BY_RCU slabs are freed at once, not after call_rcu."""
+    dec_slabs_node(s, fc_objects(pg.fc))
+    pg.flags &= ~PG_slab
+    __free_pages(&s.m.z, pg, pg.order)
+
+
+cdef void *get_freelist(kmem_cache *s, kmem_cache_cpu *c, page *pg) noexcept nogil:
+    """get_freelist(): take the slab's freelist for the cpu freelist; the slab
+    stays frozen only if there was something to take."""
+    cdef uint64_t old, new
+    cdef void *freelist
+    while True:
+        old = slab_word_read(&pg.fc)
+        freelist = fc_freelist(&s.m.z, old)
+        new = fc_make(&s.m.z, NULL, fc_counters(fc_objects(old), fc_objects(old), freelist != NULL))
+        if cmpxchg_double_slab(c, pg, old, new):
+            return freelist
+
+
+cdef void *acquire_slab(kmem_cache *s, kmem_cache_cpu *c, kmem_cache_node *n, page *pg,
+                        int mode, int *objects) noexcept nogil:
+    """acquire_slab(): freeze a node-partial slab and take it off the list;
+    mode 1 also takes its whole freelist (for the cpu slab)."""
+    cdef uint64_t old = slab_word_read(&pg.fc), new
+    cdef void *freelist = fc_freelist(&s.m.z, old)
+    cdef uint32_t nobj = fc_objects(old)
+    objects[0] = <int>(nobj - fc_inuse(old))
+    if mode:
+        new = fc_make(&s.m.z, NULL, fc_counters(nobj, nobj, 1))
+    else:
+        new = fc_make(&s.m.z, freelist, fc_counters(fc_inuse(old), nobj, 1))
+    if not cmpxchg_double_slab(c, pg, old, new):
+        return NULL
+    remove_partial(n, pg)
+    return freelist
+
+
+cdef void *get_partial_node(kmem_cache *s, kmem_cache_cpu *c, kmem_cache_node *n) noexcept nogil:
+    """get_partial_node(): the first slab becomes the cpu slab, more go to the
+    cpu partial list until more than cpu_partial/2 objects are available."""
+    cdef void *object = NULL
+    cdef void *t
+    cdef list_head *pos
+    cdef list_head *nxt
+    cdef page *pg
+    cdef int available = 0, objects
+    if n.nr_partial == 0:
+        return NULL
+    spin_lock(&n.list_lock)
+    pos = n.partial.next
+    while pos != &n.partial:
+        nxt = pos.next
+        pg = lru_to_page(pos)
+        t = acquire_slab(s, c, n, pg, object == NULL, &objects)
+        if t == NULL:
+            break
+        available += objects
+        if object == NULL:
+            c.page = pg
+            stat(c, ALLOC_FROM_PARTIAL)
+            object = t
+        else:
+            put_cpu_partial(s, c, pg, 0)
+            stat(c, CPU_PARTIAL_NODE)
+        if not kmem_cache_has_cpu_partial(s) or available > atomic_int_read(&s.cpu_partial) // 2:
+            break
+        pos = nxt
+    spin_unlock(&n.list_lock)
+    return object
+
+
+cdef void *new_slab_objects(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
+    """new_slab_objects(): a node-partial slab, else a new one (get_any_partial
+    has no other node to look at)."""
+    cdef void *freelist = get_partial_node(s, c, &s.node)
+    cdef page *pg
+    if freelist != NULL:
+        return freelist
+    pg = new_slab(s, c)
+    if pg == NULL:
+        return NULL
+    if c.page != NULL:
+        flush_slab(s, c)
+    # page->freelist = NULL: nobody else can see the new slab yet
+    freelist = fc_freelist(&s.m.z, pg.fc)
+    pg.fc = fc_make(&s.m.z, NULL, pg.fc)
+    stat(c, ALLOC_SLAB)
+    c.page = pg
+    return freelist
+
+
+cdef void *__slab_alloc(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
+    """__slab_alloc(): refill the cpu freelist from the cpu slab (get_freelist),
+    else the next cpu partial slab, else a node partial or new slab.  The
+    kernel's gotos (redo, load_freelist, new_slab) are the loop's branches."""
+    cdef page *pg = c.page
+    cdef void *freelist
+    while True:
+        if pg != NULL:
+            # redo: (no node or pfmemalloc mismatch to handle)
+            freelist = c.freelist
+            if freelist == NULL:
+                freelist = get_freelist(s, c, pg)
+                if freelist == NULL:
+                    c.page = NULL
+                    stat(c, DEACTIVATE_BYPASS)
+                    pg = NULL
+                    continue        # goto new_slab
+                stat(c, ALLOC_REFILL)
+            # load_freelist:
+            c.freelist = <void **>get_freepointer(s, freelist)
+            return freelist
+        # new_slab:
+        if c.partial != NULL:
+            pg = c.partial
+            c.page = pg
+            c.partial = pg.u.pc.next
+            stat(c, CPU_PARTIAL_ALLOC)
+            c.freelist = NULL
+            continue                # goto redo
+        freelist = new_slab_objects(s, c)
+        if freelist == NULL:
+            return NULL             # slab_out_of_memory()
+        pg = c.page
+        if not kmem_cache_debug(s):
+            c.freelist = <void **>get_freepointer(s, freelist)
+            return freelist
+        # Only entered in the debug case: one object, the rest goes back.
+        alloc_debug_processing(s, pg, freelist)
+        deactivate_slab(s, c, pg, get_freepointer(s, freelist))
+        c.page = NULL
+        c.freelist = NULL
+        return freelist
+
+
+cdef enum slab_modes:
+    M_NONE
+    M_PARTIAL
+    M_FULL
+    M_FREE
+
+
+cdef void deactivate_slab(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *freelist) noexcept nogil:
+    """deactivate_slab(): give the cpu freelist back to the slab and unfreeze
+    it onto the node partial list (head, or tail after remote frees), as full,
+    or discard it when empty and the node has min_partial slabs."""
+    cdef kmem_cache_node *n = &s.node
+    cdef zone *z = &s.m.z
+    cdef int lock = 0, tail = DEACTIVATE_TO_HEAD
+    cdef slab_modes l = M_NONE, m = M_NONE
+    cdef void *nextfree
+    cdef void *prior
+    cdef void *new_freelist
+    cdef uint64_t old, new
+    cdef uint32_t inuse
+    if fc_freelist(z, slab_word_read(&pg.fc)) != NULL:
+        stat(c, DEACTIVATE_REMOTE_FREES)
+        tail = DEACTIVATE_TO_TAIL
+    # Stage one: free all cpu objects but the last back to the page freelist
+    # while it is still frozen (no list lock needed).
+    while freelist != NULL:
+        nextfree = get_freepointer(s, freelist)
+        if nextfree == NULL:
+            break
+        while True:
+            old = slab_word_read(&pg.fc)
+            prior = fc_freelist(z, old)
+            set_freepointer(s, freelist, prior)
+            new = fc_make(z, freelist, old - 1)      # inuse--
+            if cmpxchg_double_slab(c, pg, old, new):
+                break
+        freelist = nextfree
+    # Stage two: unfreeze, with list membership set up before the cmpxchg.
+    while True:
+        old = slab_word_read(&pg.fc)
+        inuse = fc_inuse(old)
+        if freelist != NULL:
+            inuse -= 1
+            set_freepointer(s, freelist, fc_freelist(z, old))
+            new_freelist = freelist
+        else:
+            new_freelist = fc_freelist(z, old)
+        if inuse == 0 and n.nr_partial >= <long>s.min_partial:
+            m = M_FREE
+        elif new_freelist != NULL:
+            m = M_PARTIAL
+            if not lock:
+                lock = 1
+                # taking the lock keeps acquire_slab() from seeing a frozen slab
+                spin_lock(&n.list_lock)
+        else:
+            m = M_FULL
+            if kmem_cache_debug(s) and not lock:
+                lock = 1
+                spin_lock(&n.list_lock)
+        if l != m:
+            if l == M_PARTIAL:
+                remove_partial(n, pg)
+            # (l == M_FULL: remove_full(), a no-op without SLAB_STORE_USER)
+            if m == M_PARTIAL:
+                add_partial(n, pg, tail)
+                stat(c, <stat_item>tail)
+            elif m == M_FULL:
+                stat(c, DEACTIVATE_FULL)
+        l = m
+        new = fc_make(z, new_freelist, fc_counters(inuse, fc_objects(old), 0))
+        if cmpxchg_double_slab(c, pg, old, new):
+            break
+    if lock:
+        spin_unlock(&n.list_lock)
+    if m == M_FREE:
+        stat(c, DEACTIVATE_EMPTY)
+        discard_slab(s, pg)
+        stat(c, FREE_SLAB)
+
+
+cdef void unfreeze_partials(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
+    """unfreeze_partials(): move the cpu partial slabs to the node list (tail),
+    discarding empty ones once the node holds min_partial slabs."""
+    cdef kmem_cache_node *n = &s.node
+    cdef page *pg
+    cdef page *discard_page = NULL
+    cdef uint64_t old
+    cdef bint locked = False
+    while c.partial != NULL:
+        pg = c.partial
+        c.partial = pg.u.pc.next
+        if not locked:
+            spin_lock(&n.list_lock)
+            locked = True
+        while True:
+            old = slab_word_read(&pg.fc)
+            if cmpxchg_double_slab(c, pg, old, old & ~(<uint64_t>1 << 31)):   # frozen = 0
+                break
+        if fc_inuse(old) == 0 and n.nr_partial >= <long>s.min_partial:
+            pg.u.pc.next = discard_page
+            discard_page = pg
+        else:
+            add_partial(n, pg, DEACTIVATE_TO_TAIL)
+            stat(c, FREE_ADD_PARTIAL)
+    if locked:
+        spin_unlock(&n.list_lock)
+    while discard_page != NULL:
+        pg = discard_page
+        discard_page = pg.u.pc.next
+        stat(c, DEACTIVATE_EMPTY)
+        discard_slab(s, pg)
+        stat(c, FREE_SLAB)
+
+
+cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain) noexcept nogil:
+    """put_cpu_partial(): push a frozen slab on the cpu partial list, first
+    draining the list to the node when it holds more than cpu_partial objects.
+    Only the owning vCPU runs this, so the kernel's this_cpu_cmpxchg loop is a
+    plain store here.  Linux 4.0 (d6e0b7fa): a cache with cpu_partial == 0
+    (dead) unfreezes at once."""
+    cdef page *oldpage = c.partial
+    cdef int pages = 0, pobjects = 0
+    cdef uint64_t w
+    if oldpage != NULL:
+        pobjects = oldpage.u.pc.pobjects
+        pages = oldpage.u.pc.pages
+        if drain and pobjects > atomic_int_read(&s.cpu_partial):
+            unfreeze_partials(s, c)
+            oldpage = NULL
+            pobjects = 0
+            pages = 0
+            stat(c, CPU_PARTIAL_DRAIN)
+    pages += 1
+    w = slab_word_read(&pg.fc)
+    pobjects += <int>(fc_objects(w) - fc_inuse(w))
+    pg.u.pc.pages = pages
+    pg.u.pc.pobjects = pobjects
+    pg.u.pc.next = oldpage
+    c.partial = pg
+    if atomic_int_read(&s.cpu_partial) == 0:
+        unfreeze_partials(s, c)
+
+
+cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexcept nogil:
+    """__slab_free(): push the object on the slab's freelist by compare-and-swap.
+    A full slab gets frozen onto this vCPU's partial list; an emptied slab is
+    discarded when the node holds min_partial slabs; a slab that gains its
+    first free object is added to the node list (caches without cpu partials)."""
+    cdef kmem_cache_node *n = &s.node
+    cdef zone *z = &s.m.z
+    cdef void *prior
+    cdef uint64_t old
+    cdef uint32_t inuse
+    cdef bint was_frozen, frozen, locked = False
+    stat(c, FREE_SLOWPATH)
+    if kmem_cache_debug(s) and not free_debug_processing(s, pg, x):
+        return 0
+    while True:
+        if locked:
+            spin_unlock(&n.list_lock)
+            locked = False
+        old = slab_word_read(&pg.fc)
+        prior = fc_freelist(z, old)
+        set_freepointer(s, x, prior)
+        inuse = fc_inuse(old) - 1
+        was_frozen = fc_frozen(old)
+        frozen = was_frozen
+        if (inuse == 0 or prior == NULL) and not was_frozen:
+            if kmem_cache_has_cpu_partial(s) and prior == NULL:
+                # Slab was on no list before and will be partially empty:
+                # defer the list move and freeze it instead.
+                frozen = True
+            else:
+                # Needs to be taken off a list: speculatively take the lock.
+                spin_lock(&n.list_lock)
+                locked = True
+        if cmpxchg_double_slab(c, pg, old,
+                               fc_make(z, x, fc_counters(inuse, fc_objects(old), frozen))):
+            break
+    if not locked:
+        if frozen and not was_frozen:
+            put_cpu_partial(s, c, pg, 1)
+            stat(c, CPU_PARTIAL_FREE)
+        if was_frozen:
+            stat(c, FREE_FROZEN)
+        return 1
+    if inuse == 0 and n.nr_partial >= <long>s.min_partial:
+        # slab_empty:
+        if prior != NULL:
+            remove_partial(n, pg)
+            stat(c, FREE_REMOVE_PARTIAL)
+        # (else remove_full(): no full list without SLAB_STORE_USER)
+        spin_unlock(&n.list_lock)
+        stat(c, FREE_SLAB)
+        discard_slab(s, pg)
+        return 1
+    if not kmem_cache_has_cpu_partial(s) and prior == NULL:
+        add_partial(n, pg, DEACTIVATE_TO_TAIL)
+        stat(c, FREE_ADD_PARTIAL)
+    spin_unlock(&n.list_lock)
+    return 1
+
+
+# ---------------------------------------------------------------------------
+# Flushing, shrinking, shutdown
+
+cdef void flush_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
+    stat(c, CPUSLAB_FLUSH)
+    deactivate_slab(s, c, c.page, c.freelist)
+    c.page = NULL
+    c.freelist = NULL
+
+
+cdef void __flush_cpu_slab(kmem_cache *s, int cpu) noexcept nogil:
+    """__flush_cpu_slab(): runs on (or for) vCPU `cpu`."""
+    cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
+    if c.page != NULL:
+        flush_slab(s, c)
+    unfreeze_partials(s, c)
+
+
+cdef void flush_all(kmem_cache *s) noexcept nogil:
+    """flush_all(): on_each_cpu_cond(has_cpu_slab, flush_cpu_slab).  The
+    caller owns every vCPU it flushes here (cross-vCPU requests arrive with
+    the worker threads)."""
+    cdef int cpu
+    cdef kmem_cache_cpu *c
+    for cpu in range(s.m.nr_cpus):
+        c = &s.cpu_slab[cpu]
+        if c.page != NULL or c.partial != NULL:     # has_cpu_slab()
+            __flush_cpu_slab(s, cpu)
+
+
+cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
+    """__kmem_cache_shrink() of Linux 4.0: flush, discard every empty slab of
+    the node partial list, and put the fullest slabs (at most
+    SHRINK_PROMOTE_MAX free objects) at its head, fewest free first.  With
+    `deactivate`, first mark the cache dead (cpu_partial = min_partial = 0).
+    Returns 1 if slabs remain."""
+    cdef kmem_cache_node *n = &s.node
+    cdef list_head discard
+    cdef list_head promote[SHRINK_PROMOTE_MAX]
+    cdef list_head *pos
+    cdef list_head *nxt
+    cdef page *pg
+    cdef uint64_t w
+    cdef int i, nfree, nobj
+    if deactivate:
+        atomic_int_set(&s.cpu_partial, 0)
+        s.min_partial = 0
+        slubcy_barrier()    # kick_all_cpus_sync() comes with the worker threads
+    flush_all(s)
+    INIT_LIST_HEAD(&discard)
+    for i in range(SHRINK_PROMOTE_MAX):
+        INIT_LIST_HEAD(&promote[i])
+    spin_lock(&n.list_lock)
+    pos = n.partial.next
+    while pos != &n.partial:
+        nxt = pos.next
+        pg = lru_to_page(pos)
+        w = slab_word_read(&pg.fc)
+        nobj = fc_objects(w)
+        nfree = nobj - <int>fc_inuse(w)
+        if nfree == nobj:
+            list_del(pos)
+            list_add(pos, &discard)
+            n.nr_partial -= 1
+        elif nfree <= SHRINK_PROMOTE_MAX:
+            list_del(pos)
+            list_add(pos, &promote[nfree - 1])
+        pos = nxt
+    i = SHRINK_PROMOTE_MAX - 1
+    while i >= 0:
+        list_splice(&promote[i], &n.partial)
+        i -= 1
+    spin_unlock(&n.list_lock)
+    while not list_empty(&discard):
+        pos = discard.next
+        list_del(pos)
+        discard_slab(s, lru_to_page(pos))
+    return 1 if atomic_long_read(&n.nr_slabs) else 0
+
+
+cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil:
+    """kmem_cache_close(): flush, free the empty partial slabs (free_partial),
+    and fail (1) if any slab is left.  Unlike the kernel, a failed shutdown
+    leaves the cache fully usable: the Python layer refuses the destroy."""
+    cdef kmem_cache_node *n = &s.node
+    cdef list_head *pos
+    cdef list_head *nxt
+    cdef page *pg
+    flush_all(s)
+    spin_lock(&n.list_lock)
+    pos = n.partial.next
+    while pos != &n.partial:
+        nxt = pos.next
+        pg = lru_to_page(pos)
+        if fc_inuse(slab_word_read(&pg.fc)) == 0:
+            remove_partial(n, pg)
+            discard_slab(s, pg)
+        pos = nxt
+    spin_unlock(&n.list_lock)
+    if n.nr_partial or atomic_long_read(&n.nr_slabs):
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Checks for the Python API and validate()
+
+cdef inline bint shadow_test_and_set(slub_machine *m, void *p) noexcept nogil:
+    cdef size_t bit = <size_t>(<char *>p - m.z.base) >> 3
+    cdef uint64_t mask = <uint64_t>1 << (bit & 63)
+    cdef bint was = (m.shadow[bit >> 6] & mask) != 0
+    m.shadow[bit >> 6] |= mask
+    return was
+
+cdef inline bint shadow_test(slub_machine *m, void *p) noexcept nogil:
+    cdef size_t bit = <size_t>(<char *>p - m.z.base) >> 3
+    return (m.shadow[bit >> 6] >> (bit & 63)) & 1
+
+cdef inline void shadow_clear(slub_machine *m, void *p) noexcept nogil:
+    cdef size_t bit = <size_t>(<char *>p - m.z.base) >> 3
+    m.shadow[bit >> 6] &= ~(<uint64_t>1 << (bit & 63))
+
+
+cdef inline bint valid_object(kmem_cache *s, page *pg, void *p) noexcept nogil:
+    """check_valid_pointer(): `p` is an object start inside slab `pg`."""
+    cdef char *base = page_address(&s.m.z, pg)
+    cdef size_t off
+    if <char *>p < base:
+        return False
+    off = <size_t>(<char *>p - base)
+    return off % s.size == 0 and off // s.size < fc_objects(pg.fc)
+
+
+cdef int classify_object(kmem_cache *s, void *p, page **pgp) noexcept nogil:
+    cdef zone *z = &s.m.z
+    cdef page *pg
+    if not addr_in_arena(z, <uintptr_t>p):
+        return OBJ_OUTSIDE_ARENA
+    pg = virt_to_head_page(z, p)
+    if not (pg.flags & PG_slab):
+        return OBJ_NOT_SLAB
+    if pg.slab_cache != <void *>s:
+        return OBJ_WRONG_CACHE
+    if not valid_object(s, pg, p):
+        return OBJ_NOT_OBJECT
+    pgp[0] = pg
+    return OBJ_OK
+
+
+cdef int walk_free_objects(kmem_cache *s, page *pg, int test_only, void **hit,
+                           int *on_page) noexcept nogil:
+    """Visit the free objects of slab `pg`: its own freelist and, for a cpu
+    slab, the cpu freelist.  With test_only, stop at the first object whose
+    shadow bit is set (returned in hit); else set the bits.  Returns the
+    number of free objects (those on the page's own list in *on_page), or -1
+    on a corrupt (too long or stray) list."""
+    cdef kmem_cache_cpu *c
+    cdef void *p
+    cdef int cpu, count = 0, limit = fc_objects(pg.fc)
+    cdef int pass_
+    for pass_ in range(s.m.nr_cpus + 1):
+        if pass_ == 0:
+            p = fc_freelist(&s.m.z, slab_word_read(&pg.fc))
+        else:
+            c = &s.cpu_slab[pass_ - 1]
+            if c.page != pg:
+                continue
+            p = c.freelist
+        while p != NULL:
+            count += 1
+            if count > limit or not valid_object(s, pg, p):
+                return -1
+            if test_only:
+                if shadow_test(s.m, p):
+                    hit[0] = p
+                    return count
+            elif shadow_test_and_set(s.m, p):
+                return -1           # on two freelists, or a loop
+            p = get_freepointer(s, p)
+        if pass_ == 0:
+            on_page[0] = count
+    return count
+
+
+cdef void clear_free_objects(kmem_cache *s, page *pg) noexcept nogil:
+    cdef kmem_cache_cpu *c
+    cdef void *p
+    cdef int pass_, count = 0, limit = fc_objects(pg.fc)
+    for pass_ in range(s.m.nr_cpus + 1):
+        if pass_ == 0:
+            p = fc_freelist(&s.m.z, slab_word_read(&pg.fc))
+        else:
+            c = &s.cpu_slab[pass_ - 1]
+            if c.page != pg:
+                continue
+            p = c.freelist
+        while p != NULL and count <= limit and valid_object(s, pg, p):
+            shadow_clear(s.m, p)
+            count += 1
+            p = get_freepointer(s, p)
+
+
+cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil:
+    """Before freeing objs[0..n): each must be a live object of `s` (the checks
+    of free_debug_processing, for every cache): inside the arena, in a slab of
+    this cache, at an object start, not twice in the request and not on any
+    freelist (on_freelist()).  Returns OBJ_OK or the first problem, its index
+    in *bad.  Marks requested objects in the shadow bitmap, then walks the
+    freelists of each slab touched once."""
+    cdef slub_machine *m = s.m
+    cdef size_t i, j, done = 0
+    cdef page *pg = NULL
+    cdef void *hit
+    cdef int code = OBJ_OK, nfree
+    cdef uint32_t epoch
+    m.epoch += 1
+    epoch = m.epoch
+    for i in range(n):
+        code = classify_object(s, objs[i], &pg)
+        if code == OBJ_OK and shadow_test_and_set(m, objs[i]):
+            code = OBJ_DUPLICATE
+        if code != OBJ_OK:
+            bad[0] = i
+            break
+        done = i + 1
+    if code == OBJ_OK:
+        for i in range(n):
+            pg = virt_to_head_page(&m.z, objs[i])
+            if pg.mark == epoch:
+                continue
+            pg.mark = epoch
+            hit = NULL
+            if walk_free_objects(s, pg, 1, &hit, &nfree) > 0 and hit != NULL:
+                code = OBJ_ALREADY_FREE
+                for j in range(n):
+                    if objs[j] == hit:
+                        bad[0] = j
+                        break
+                break
+    for i in range(done):
+        shadow_clear(m, objs[i])
+    return code
+
+
+cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil:
+    """1 if `object` is an allocated object of `s`, else the OBJ_* problem."""
+    cdef size_t bad
+    cdef void *objs[1]
+    objs[0] = object
+    cdef int code = check_objects(s, objs, 1, &bad)
+    return 1 if code == OBJ_OK else -code
+
+
+cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil:
+    """Numbers behind /proc/slabinfo and tools/vm/slabinfo: nr_slabs,
+    nr_partial, total_objects, free objects on node-partial slabs
+    (count_partial(n, count_free)), cpu slabs, cpu partial slabs."""
+    cdef kmem_cache_node *n = &s.node
+    cdef list_head *pos
+    cdef uint64_t w
+    cdef long partial_free = 0, cpu_slabs = 0, cpu_partial = 0
+    cdef page *pg
+    cdef int cpu
+    spin_lock(&n.list_lock)
+    pos = n.partial.next
+    while pos != &n.partial:
+        w = slab_word_read(&lru_to_page(pos).fc)
+        partial_free += fc_objects(w) - fc_inuse(w)
+        pos = pos.next
+    out[1] = n.nr_partial
+    spin_unlock(&n.list_lock)
+    for cpu in range(s.m.nr_cpus):
+        if s.cpu_slab[cpu].page != NULL:
+            cpu_slabs += 1
+        pg = s.cpu_slab[cpu].partial
+        while pg != NULL:
+            cpu_partial += 1
+            pg = pg.u.pc.next
+    out[0] = atomic_long_read(&n.nr_slabs)
+    out[2] = atomic_long_read(&n.total_objects)
+    out[3] = partial_free
+    out[4] = cpu_slabs
+    out[5] = cpu_partial
+
+
+cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil:
+    """validate_slab_cache(): every slab of the cache, every list it is on, and
+    every counter must agree.  0 if consistent, else -1 with a message."""
+    cdef slub_machine *m = s.m
+    cdef zone *z = &m.z
+    cdef kmem_cache_node *n = &s.node
+    cdef kmem_cache_cpu *c
+    cdef list_head *pos
+    cdef page *pg
+    cdef char *start
+    cdef uint64_t w
+    cdef size_t pfn
+    cdef long nr_partial = 0, nr_slabs = 0, total = 0, used = 0, chain
+    cdef int cpu, nfree, on_page, i, objects
+    cdef bint on_cpu_list
+    cdef uint32_t base_epoch
+    cdef uint32_t ON_NODE, ON_CPU
+    m.epoch += <uint32_t>(m.nr_cpus + 3)
+    base_epoch = m.epoch
+    ON_NODE = base_epoch + 1
+    ON_CPU = base_epoch + 2      # + cpu
+    spin_lock(&n.list_lock)
+    pos = n.partial.next
+    while pos != &n.partial:
+        pg = lru_to_page(pos)
+        nr_partial += 1
+        if nr_partial > n.nr_partial + 1 or pos.next == NULL or pos.next.prev != pos:
+            spin_unlock(&n.list_lock)
+            snprintf(err, errlen, "%s: node partial list corrupt", s.name)
+            return -1
+        if not (pg.flags & PG_slab) or pg.slab_cache != <void *>s:
+            spin_unlock(&n.list_lock)
+            snprintf(err, errlen, "%s: node partial list holds a page not of this cache", s.name)
+            return -1
+        if fc_frozen(pg.fc):
+            spin_unlock(&n.list_lock)
+            snprintf(err, errlen, "%s: frozen slab %p on the node partial list", s.name,
+                     page_address(z, pg))
+            return -1
+        pg.mark = ON_NODE
+        pos = pos.next
+    spin_unlock(&n.list_lock)
+    if nr_partial != n.nr_partial:
+        snprintf(err, errlen, "%s: nr_partial %ld but %ld slabs on the list", s.name,
+                 n.nr_partial, nr_partial)
+        return -1
+    for cpu in range(m.nr_cpus):
+        c = &s.cpu_slab[cpu]
+        if c.freelist != NULL and c.page == NULL:
+            snprintf(err, errlen, "%s: cpu %d has a freelist but no cpu slab", s.name, cpu)
+            return -1
+        if c.page != NULL:
+            pg = c.page
+            if not (pg.flags & PG_slab) or pg.slab_cache != <void *>s or not fc_frozen(pg.fc):
+                snprintf(err, errlen, "%s: cpu %d slab is not a frozen slab of this cache", s.name, cpu)
+                return -1
+            if pg.mark == ON_NODE or (ON_CPU <= pg.mark < ON_CPU + <uint32_t>m.nr_cpus):
+                snprintf(err, errlen, "%s: cpu %d slab %p is on another list too", s.name, cpu,
+                         page_address(z, pg))
+                return -1
+            pg.mark = ON_CPU + cpu
+        pg = c.partial
+        chain = 0
+        while pg != NULL:
+            chain += 1
+            if chain > atomic_long_read(&n.nr_slabs) or not (pg.flags & PG_slab) \
+                    or pg.slab_cache != <void *>s or not fc_frozen(pg.fc):
+                snprintf(err, errlen, "%s: cpu %d partial list corrupt", s.name, cpu)
+                return -1
+            if pg.mark == ON_NODE or (ON_CPU <= pg.mark < ON_CPU + <uint32_t>m.nr_cpus):
+                snprintf(err, errlen, "%s: cpu %d partial slab %p is on another list too", s.name,
+                         cpu, page_address(z, pg))
+                return -1
+            pg.mark = ON_CPU + cpu
+            pg = pg.u.pc.next
+    pfn = 0
+    while pfn < z.nr_pages:
+        pg = &z.mem_map[pfn]
+        if not (pg.flags & PG_slab) or pg.slab_cache != <void *>s:
+            pfn += 1
+            continue
+        pfn += <size_t>1 << pg.order
+        nr_slabs += 1
+        w = slab_word_read(&pg.fc)
+        objects = fc_objects(w)
+        total += objects
+        if not ((pg.order == oo_order(s.oo) and objects == oo_objects(s.oo)) or
+                (pg.order == oo_order(s.min) and objects == oo_objects(s.min))):
+            snprintf(err, errlen, "%s: slab %p has order %d with %d objects", s.name,
+                     page_address(z, pg), <int>pg.order, objects)
+            return -1
+        on_cpu_list = ON_CPU <= pg.mark < ON_CPU + <uint32_t>m.nr_cpus
+        nfree = walk_free_objects(s, pg, 0, NULL, &on_page)
+        if nfree < 0:
+            clear_free_objects(s, pg)
+            snprintf(err, errlen, "%s: slab %p freelist corrupt", s.name, page_address(z, pg))
+            return -1
+        start = page_address(z, pg)
+        if kmem_cache_debug(s):
+            for i in range(objects):
+                if not check_object(s, pg, start + <size_t>i * s.size,
+                                    SLUB_RED_INACTIVE if shadow_test(m, start + <size_t>i * s.size)
+                                    else SLUB_RED_ACTIVE):
+                    clear_free_objects(s, pg)
+                    snprintf(err, errlen, "%s: object %p: red zone or poison overwritten", s.name,
+                             start + <size_t>i * s.size)
+                    return -1
+        clear_free_objects(s, pg)
+        # page inuse counts the cpu freelist's objects as in use (they are
+        # taken from the page): it must equal objects minus the page freelist
+        if <int>fc_inuse(w) != objects - on_page:
+            snprintf(err, errlen, "%s: slab %p inuse %d but %d of %d objects on its freelist",
+                     s.name, start, <int>fc_inuse(w), on_page, objects)
+            return -1
+        used += objects - nfree
+        if fc_frozen(w):
+            if not on_cpu_list:
+                snprintf(err, errlen, "%s: frozen slab %p belongs to no cpu", s.name, start)
+                return -1
+        else:
+            if on_cpu_list:
+                snprintf(err, errlen, "%s: cpu slab %p is not frozen", s.name, start)
+                return -1
+            if nfree > 0 and pg.mark != ON_NODE:
+                snprintf(err, errlen, "%s: slab %p has free objects but is on no list", s.name, start)
+                return -1
+            if nfree == 0 and pg.mark == ON_NODE:
+                snprintf(err, errlen, "%s: full slab %p on the partial list", s.name, start)
+                return -1
+    if nr_slabs != atomic_long_read(&n.nr_slabs) or total != atomic_long_read(&n.total_objects):
+        snprintf(err, errlen, "%s: node counts %ld slabs / %ld objects but found %ld / %ld",
+                 s.name, atomic_long_read(&n.nr_slabs), atomic_long_read(&n.total_objects),
+                 nr_slabs, total)
+        return -1
+    if in_use != NULL:
+        in_use[0] = used
+    return 0
