@@ -72,14 +72,6 @@ cdef inline int as_int(object value, str what) except? -1:
 
 cdef class KmemCache:
     """A kmem_cache of a Machine.  Geometry attributes are the kernel's."""
-    cdef kmem_cache_t *s
-    cdef readonly Machine machine
-    cdef readonly str name
-    cdef readonly object ctor
-    cdef readonly bint is_kmalloc
-    cdef readonly int size, object_size, offset, inuse, align, order, objects_per_slab
-    cdef readonly unsigned long flags
-    cdef readonly tuple oo, min, max
 
     def __repr__(self):
         state = "" if self.s != NULL else " destroyed"
@@ -135,13 +127,6 @@ cdef class Machine:
     `nr_cpu_ids` (possible CPUs, default `cpus`) only sizes slabs, as in the
     kernel's calculate_order().  `seed` and `policy` are kept for workloads.
     """
-    cdef slub_machine m
-    cdef readonly bint closed
-    cdef list _caches
-    cdef list _kmalloc          # index -> KmemCache (kmalloc_index)
-    cdef readonly object policy
-    cdef readonly object seed
-    cdef size_t shadow_bytes
 
     def __cinit__(self, cpus=1, nr_cpu_ids=None, memory=64 << 20, policy=None, seed=0,
                   slub_min_objects=0, slub_min_order=0, slub_max_order=3):
@@ -423,56 +408,47 @@ cdef class Machine:
             raise NotAnObject(f"kfree of {addr:#x}: not a kmalloc'ed object")
 
     def kmem_cache_alloc_bulk(self, c, n, cpu=0):
-        """kmem_cache_alloc_bulk(): `n` objects as a numpy uint64 array, in a
-        nogil loop of the same fast path (and the same statistics) as
-        kmem_cache_alloc.  All or nothing: on exhaustion the objects already
-        taken are freed and ArenaExhausted is raised."""
+        """kmem_cache_alloc_bulk(): `n` objects as a numpy uint64 array, taken
+        in one nogil call as the kernel's bulk allocator does (which counts no
+        ALLOC_FASTPATH/ALLOC_SLOWPATH).  All or nothing: on exhaustion the
+        objects already taken are freed and ArenaExhausted is raised."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
-        cdef Py_ssize_t i, count
+        cdef size_t count, got
         as_int(n, "n")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         count = n
         out = np.empty(count, dtype=np.uint64)
+        if count == 0:
+            return out
         cdef uint64_t[::1] v = out
-        cdef void *p = NULL
+        cdef void **objs = <void **>&v[0]
         with nogil:
-            for i in range(count):
-                p = slab_alloc(s, ncpu)
-                if p == NULL:
-                    break
-                v[i] = <uintptr_t>p
-        if p == NULL and count:
+            got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
+        if got < count or s.ctor_exc != NULL:
             with nogil:
-                while i > 0:
-                    i -= 1
-                    slab_free(s, virt_to_head_page(&self.m.z, <void *>v[i]), <void *>v[i], ncpu)
+                kmem_cache_free_bulk(s, got, objs, ncpu)
             if s.ctor_exc != NULL:
                 raise self._ctor_failed(s, NULL, ncpu)
-            raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory after {count} objects asked")
-        if s.ctor_exc != NULL:
-            with nogil:
-                for i in range(count):
-                    slab_free(s, virt_to_head_page(&self.m.z, <void *>v[i]), <void *>v[i], ncpu)
-            raise self._ctor_failed(s, NULL, ncpu)
+            raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory after {got} of {count} objects")
         return out
 
     def kmem_cache_free_bulk(self, c, addrs, cpu=0):
         """kmem_cache_free_bulk(): free every address of `addrs` (array-like of
-        uint64).  Every address is checked first; if any is bad, nothing is
-        freed.  Departure: objects are freed one by one through slab_free()
-        (the kernel builds a detached freelist per slab)."""
+        integer addresses; not modified).  Every address is checked first; if
+        any is bad, nothing is freed.  Objects of one slab go back as one
+        detached freelist, as in the kernel."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
-        cdef size_t bad = 0, i, n, refused = 0
+        cdef size_t bad = 0, n, refused = 0
         cdef int code
         arr = np.asarray(addrs)
         if arr.ndim != 1 or not (arr.dtype.kind in "ui" or arr.size == 0):
             raise TypeError("addrs must be a 1-d array of integer addresses")
-        if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
-            raise NotInArena("negative address in addrs")
-        arr = np.ascontiguousarray(arr, dtype=np.uint64)
+        if arr.dtype.kind == "i" and arr.size and arr.min() <= 0:
+            raise NotInArena("address <= 0 in addrs")
+        arr = np.array(arr, dtype=np.uint64, order="C", copy=True)   # consumed below
         cdef uint64_t[::1] v = arr
         n = arr.shape[0]
         if n == 0:
@@ -484,12 +460,10 @@ cdef class Machine:
             exc, why = _FREE_ERRORS[code]
             raise exc(f"{s.name.decode()}: free_bulk: addrs[{bad}] = {v[bad]:#x} {why}; nothing freed")
         with nogil:
-            for i in range(n):
-                if not slab_free(s, virt_to_head_page(&self.m.z, objs[i]), objs[i], ncpu):
-                    refused += 1
+            refused = kmem_cache_free_bulk(s, n, objs, ncpu)
         if refused:
-            raise SlabCorruption(f"{s.name.decode()}: {refused} objects had their red zone "
-                                 "overwritten (restored) and were not freed")
+            raise SlabCorruption(f"{s.name.decode()}: {refused} objects (lists with an overwritten "
+                                 "red zone, restored) were not freed")
 
     # -- memory access -----------------------------------------------------
 
@@ -508,7 +482,7 @@ cdef class Machine:
         base = <uintptr_t>page_address(&self.m.z, pg)
         return (base, (addr - base) // s.size)
 
-    cdef tuple _writable(self, uintptr_t addr, size_t length):
+    cdef tuple _writable(self, size_t addr, size_t length):
         """The live-object range [start, end) that contains [addr, addr+length)."""
         cdef void *p = <void *>addr
         cdef page *pg

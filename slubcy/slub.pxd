@@ -127,6 +127,7 @@ cdef struct kmem_cache:
     int inuse                # offset to metadata
     int align
     int reserved
+    uint32_t reciprocal_size # reciprocal_value(size): obj_to_index() without a divide
     void *ctor               # PyObject * (borrowed; the Python KmemCache keeps it alive)
     void *ctor_exc           # first exception a ctor raised (owned reference) or NULL
     long debug_errors        # corruptions found (and repaired) by debug checks
@@ -193,7 +194,10 @@ cdef inline void stat(kmem_cache_cpu *c, stat_item si) noexcept nogil:
 
 # --- slow paths (slub.pyx) -------------------------------------------------
 cdef void *__slab_alloc(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
-cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexcept nogil
+cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, void *tail,
+                     int cnt) noexcept nogil
+cdef int kmem_cache_free_bulk(kmem_cache *s, size_t size, void **p, int cpu) noexcept nogil
+cdef size_t kmem_cache_alloc_bulk(kmem_cache *s, size_t size, void **p, int cpu) noexcept nogil
 cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain) noexcept nogil
 cdef void unfreeze_partials(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
 cdef void deactivate_slab(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *freelist) noexcept nogil
@@ -241,14 +245,19 @@ cdef inline void *slab_alloc(kmem_cache *s, int cpu) noexcept nogil:
     stat(c, ALLOC_FASTPATH)
     return object
 
-cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil:
-    """slab_free(): push onto c->freelist when the object belongs to the cpu
-    slab, else __slab_free().  `pg` is the object's slab (virt_to_head_page).
+cdef inline int do_slab_free(kmem_cache *s, page *pg, void *head, void *tail, int cnt,
+                             int cpu) noexcept nogil:
+    """do_slab_free(): push a detached list head..tail of `cnt` objects of slab
+    `pg` onto c->freelist when `pg` is the cpu slab, else __slab_free().
     Returns 0 only when a debug check refused the free."""
     cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
     if pg == c.page:
-        set_freepointer(s, x, c.freelist)
-        c.freelist = <void **>x
+        set_freepointer(s, tail, c.freelist)
+        c.freelist = <void **>head
         stat(c, FREE_FASTPATH)
         return 1
-    return __slab_free(s, c, pg, x)
+    return __slab_free(s, c, pg, head, tail, cnt)
+
+cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil:
+    """slab_free() of one object; `pg` is its slab (virt_to_head_page)."""
+    return do_slab_free(s, pg, x, x, 1, cpu)

@@ -202,6 +202,7 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
     if not calculate_sizes(s, -1):
         free(s)
         return NULL
+    s.reciprocal_size = <uint32_t>(((<uint64_t>1 << 32) + s.size - 1) // s.size)
     set_min_partial(s, ilog2(s.size) // 2)
     if not kmem_cache_has_cpu_partial(s):
         s.cpu_partial = 0
@@ -315,14 +316,22 @@ cdef inline void alloc_debug_processing(kmem_cache *s, page *pg, void *object) n
     init_object(s, object, SLUB_RED_ACTIVE)
 
 
-cdef inline bint free_debug_processing(kmem_cache *s, page *pg, void *object) noexcept nogil:
-    """free_debug_processing(): an object whose red zone was overwritten is
-    not freed ("Object at 0x%p not freed").  The pointer checks of the kernel
-    (check_valid_pointer, on_freelist, slab_cache) run before every free from
-    Python, debug or not: see check_objects()."""
-    if not check_object(s, pg, object, SLUB_RED_ACTIVE):
-        return False
-    init_object(s, object, SLUB_RED_INACTIVE)
+cdef bint free_debug_processing(kmem_cache *s, page *pg, void *head, void *tail,
+                               int cnt) noexcept nogil:
+    """free_debug_processing(): if a red zone of the list was overwritten,
+    nothing of it is freed ("Object at 0x%p not freed").  The pointer checks
+    of the kernel (check_valid_pointer, on_freelist, slab_cache) run before
+    every free from Python, debug or not: see check_objects()."""
+    cdef void *object = head
+    cdef int i
+    for i in range(cnt):
+        if not check_object(s, pg, object, SLUB_RED_ACTIVE):
+            return False
+        object = get_freepointer(s, object) if i + 1 < cnt else NULL
+    object = head
+    for i in range(cnt):
+        init_object(s, object, SLUB_RED_INACTIVE)
+        object = get_freepointer(s, object) if i + 1 < cnt else NULL
     return True
 
 
@@ -669,8 +678,10 @@ cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain)
         unfreeze_partials(s, c)
 
 
-cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexcept nogil:
-    """__slab_free(): push the object on the slab's freelist by compare-and-swap.
+cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, void *tail,
+                     int cnt) noexcept nogil:
+    """__slab_free(): push the detached list head..tail (`cnt` objects; one for
+    a single free) on the slab's freelist by compare-and-swap.
     A full slab gets frozen onto this vCPU's partial list; an emptied slab is
     discarded when the node holds min_partial slabs; a slab that gains its
     first free object is added to the node list (caches without cpu partials)."""
@@ -681,7 +692,7 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexce
     cdef uint32_t inuse
     cdef bint was_frozen, frozen, locked = False
     stat(c, FREE_SLOWPATH)
-    if kmem_cache_debug(s) and not free_debug_processing(s, pg, x):
+    if kmem_cache_debug(s) and not free_debug_processing(s, pg, head, tail, cnt):
         return 0
     while True:
         if locked:
@@ -689,8 +700,8 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexce
             locked = False
         old = slab_word_read(&pg.fc)
         prior = fc_freelist(z, old)
-        set_freepointer(s, x, prior)
-        inuse = fc_inuse(old) - 1
+        set_freepointer(s, tail, prior)
+        inuse = fc_inuse(old) - cnt
         was_frozen = fc_frozen(old)
         frozen = was_frozen
         if (inuse == 0 or prior == NULL) and not was_frozen:
@@ -703,7 +714,7 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexce
                 spin_lock(&n.list_lock)
                 locked = True
         if cmpxchg_double_slab(c, pg, old,
-                               fc_make(z, x, fc_counters(inuse, fc_objects(old), frozen))):
+                               fc_make(z, head, fc_counters(inuse, fc_objects(old), frozen))):
             break
     if not locked:
         if frozen and not was_frozen:
@@ -727,6 +738,86 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *x) noexce
         stat(c, FREE_ADD_PARTIAL)
     spin_unlock(&n.list_lock)
     return 1
+
+
+cdef size_t build_detached_freelist(kmem_cache *s, size_t size, void **p, page **df_page,
+                                   void **df_freelist, void **df_tail, int *df_cnt) noexcept nogil:
+    """build_detached_freelist() (Linux 4.6): from the end of p[0..size), chain
+    the objects of one slab into a list (processed entries become NULL),
+    looking ahead past at most 3 objects of other slabs.  Returns the size of
+    what is left to scan."""
+    cdef size_t first_skipped_index = 0
+    cdef int lookahead = 3
+    cdef void *object = NULL
+    df_page[0] = NULL
+    while size:
+        size -= 1
+        object = p[size]
+        if object != NULL:
+            break
+    if object == NULL:
+        return 0
+    set_freepointer(s, object, NULL)
+    df_page[0] = virt_to_head_page(&s.m.z, object)
+    df_tail[0] = object
+    df_freelist[0] = object
+    p[size] = NULL
+    df_cnt[0] = 1
+    while size:
+        size -= 1
+        object = p[size]
+        if object == NULL:
+            continue
+        if df_page[0] == virt_to_head_page(&s.m.z, object):
+            set_freepointer(s, object, df_freelist[0])
+            df_freelist[0] = object
+            df_cnt[0] += 1
+            p[size] = NULL
+            continue
+        lookahead -= 1
+        if not lookahead:
+            break
+        if not first_skipped_index:
+            first_skipped_index = size + 1
+    return first_skipped_index
+
+
+cdef int kmem_cache_free_bulk(kmem_cache *s, size_t size, void **p, int cpu) noexcept nogil:
+    """kmem_cache_free_bulk() (Linux 4.6): one do_slab_free() per detached
+    list.  p[] is consumed (set to NULL).  Returns the number of objects a
+    debug check refused to free."""
+    cdef page *pg
+    cdef void *freelist
+    cdef void *tail
+    cdef int cnt, refused = 0
+    while size:
+        size = build_detached_freelist(s, size, p, &pg, &freelist, &tail, &cnt)
+        if pg == NULL:
+            continue
+        if not do_slab_free(s, pg, freelist, tail, cnt, cpu):
+            refused += cnt
+    return refused
+
+
+cdef size_t kmem_cache_alloc_bulk(kmem_cache *s, size_t size, void **p, int cpu) noexcept nogil:
+    """kmem_cache_alloc_bulk() (Linux 4.6): pop c->freelist directly, calling
+    the slow path when it runs dry.  Like the kernel it counts no
+    ALLOC_FASTPATH/ALLOC_SLOWPATH (the slow path's own items are counted).
+    Returns how many objects were allocated (< size only when out of memory)."""
+    cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
+    cdef void *object
+    cdef size_t i
+    for i in range(size):
+        object = c.freelist
+        if object == NULL:
+            object = __slab_alloc(s, c)
+            if object == NULL:
+                return i
+            p[i] = object
+            continue
+        c.freelist = <void **>get_freepointer(s, object)
+        p[i] = object
+    return size
 
 
 # ---------------------------------------------------------------------------
@@ -853,13 +944,17 @@ cdef inline void shadow_clear(slub_machine *m, void *p) noexcept nogil:
 
 
 cdef inline bint valid_object(kmem_cache *s, page *pg, void *p) noexcept nogil:
-    """check_valid_pointer(): `p` is an object start inside slab `pg`."""
+    """check_valid_pointer(): `p` is an object start inside slab `pg`.  The
+    index is obj_to_index()'s reciprocal multiply: exact for any multiple of
+    size below 4 MiB (q * (2^32 + e) >> 32 == q while q * e < 2^32); a
+    non-multiple fails the idx * size == off test."""
     cdef char *base = page_address(&s.m.z, pg)
-    cdef size_t off
+    cdef uint64_t off, idx
     if <char *>p < base:
         return False
-    off = <size_t>(<char *>p - base)
-    return off % s.size == 0 and off // s.size < fc_objects(pg.fc)
+    off = <uint64_t>(<char *>p - base)
+    idx = (off * s.reciprocal_size) >> 32
+    return idx * <uint64_t>s.size == off and idx < fc_objects(pg.fc)
 
 
 cdef int classify_object(kmem_cache *s, void *p, page **pgp) noexcept nogil:
@@ -939,11 +1034,17 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
     in *bad.  Marks requested objects in the shadow bitmap, then walks the
     freelists of each slab touched once."""
     cdef slub_machine *m = s.m
-    cdef size_t i, j, done = 0
+    cdef size_t i, j, done = 0, ntouched = 0
     cdef page *pg = NULL
+    cdef page *one[1]
+    cdef page **touched = one
     cdef void *hit
     cdef int code = OBJ_OK, nfree
     cdef uint32_t epoch
+    if n > 1:
+        touched = <page **>malloc(n * sizeof(page *))
+        if touched == NULL:
+            return OBJ_NOT_OBJECT if n == 0 else -1
     m.epoch += 1
     epoch = m.epoch
     for i in range(n):
@@ -954,14 +1055,14 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
             bad[0] = i
             break
         done = i + 1
-    if code == OBJ_OK:
-        for i in range(n):
-            pg = virt_to_head_page(&m.z, objs[i])
-            if pg.mark == epoch:
-                continue
+        if pg.mark != epoch:
             pg.mark = epoch
+            touched[ntouched] = pg
+            ntouched += 1
+    if code == OBJ_OK:
+        for i in range(ntouched):
             hit = NULL
-            if walk_free_objects(s, pg, 1, &hit, &nfree) > 0 and hit != NULL:
+            if walk_free_objects(s, touched[i], 1, &hit, &nfree) > 0 and hit != NULL:
                 code = OBJ_ALREADY_FREE
                 for j in range(n):
                     if objs[j] == hit:
@@ -970,6 +1071,8 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
                 break
     for i in range(done):
         shadow_clear(m, objs[i])
+    if touched != one:
+        free(touched)
     return code
 
 

@@ -1,0 +1,37 @@
+# The Python API's extension types, for other Cython modules (workloads,
+# benchmarks) that run nogil loops on a Machine's caches.
+from slubcy.slub cimport kmem_cache, slub_machine
+
+
+cdef class KmemCache:
+    cdef kmem_cache *s
+    cdef readonly Machine machine
+    cdef readonly str name
+    cdef readonly object ctor
+    cdef readonly bint is_kmalloc
+    cdef readonly int size, object_size, offset, inuse, align, order, objects_per_slab
+    cdef readonly unsigned long flags
+    cdef readonly tuple oo, min, max
+    cdef kmem_cache *get(self) except NULL
+
+
+cdef class Machine:
+    cdef slub_machine m
+    cdef readonly bint closed
+    cdef list _caches
+    cdef list _kmalloc          # index -> KmemCache (kmalloc_index)
+    cdef readonly object policy
+    cdef readonly object seed
+    cdef size_t shadow_bytes
+    cdef void _release(self) noexcept
+    cdef int _check(self) except -1
+    cdef int _cpu(self, cpu) except -1
+    cdef kmem_cache *_cache(self, c) except NULL
+    cdef void *_addr(self, addr) except? NULL
+    cdef _create_kmalloc_caches(self)
+    cdef KmemCache _create(self, str name, size_t size, size_t align, unsigned long flags,
+                           object ctor, bint is_kmalloc)
+    cdef object _ctor_failed(self, kmem_cache *s, void *p, int cpu)
+    cdef int _free(self, kmem_cache *s, void *p, int cpu) except -1
+    cdef tuple _writable(self, size_t addr, size_t length)
+    cdef _validate_zone(self)
