@@ -338,23 +338,26 @@ cdef bint free_debug_processing(kmem_cache *s, page *pg, void *head, void *tail,
 # ---------------------------------------------------------------------------
 # Slab allocation and freeing
 
-cdef void run_ctor(kmem_cache *s, void *object) noexcept nogil:
+cdef bint run_ctor(kmem_cache *s, void *object) noexcept nogil:
     with gil:
         try:
             (<object>s.ctor)(<uintptr_t>object)
+            return True
         except BaseException as e:
             # The kernel's constructors cannot fail; ours are Python callables.
             # Keep the first error for the Python layer to raise.
             if s.ctor_exc == NULL:
                 Py_INCREF(e)
                 s.ctor_exc = <void *>e
+            return False
 
 
-cdef inline void setup_object(kmem_cache *s, page *pg, void *object) noexcept nogil:
+cdef inline bint setup_object(kmem_cache *s, page *pg, void *object) noexcept nogil:
     if s.flags & (SLAB_RED_ZONE | __OBJECT_POISON):     # setup_object_debug()
         init_object(s, object, SLUB_RED_INACTIVE)
     if s.ctor != NULL:
-        run_ctor(s, object)
+        return run_ctor(s, object)
+    return True
 
 
 cdef page *allocate_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
@@ -390,7 +393,10 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
         memset(start, POISON_INUSE, <size_t>PAGE_SIZE << pg.order)
     p = start
     for idx in range(objects):
-        setup_object(s, pg, p)
+        if not setup_object(s, pg, p):
+            # a Python constructor raised: no half-constructed slab is used
+            discard_slab(s, pg)
+            return NULL
         set_freepointer(s, p, p + s.size if idx + 1 < objects else NULL)
         p += s.size
     pg.fc = fc_make(&s.m.z, start, fc_counters(objects, objects, 1))

@@ -1,0 +1,285 @@
+"""Every kind of bad input raises its documented exception and changes nothing:
+the cache state is the same before and after, and validate() passes."""
+import numpy as np
+import pytest
+
+import slubcy
+from slubcy import errors
+
+
+@pytest.fixture
+def m():
+    with slubcy.Machine(cpus=2, memory=16 << 20) as machine:
+        yield machine
+
+
+@pytest.fixture
+def c(m):
+    return m.kmem_cache_create("obj", 96)
+
+
+def unchanged(m, c, fn, exc):
+    """fn() raises exc; the cache state and validate() are as before."""
+    before = m.cache_state(c)
+    pages = m.page_alloc_info()
+    with pytest.raises(exc):
+        fn()
+    assert m.cache_state(c) == before
+    assert m.page_alloc_info() == pages
+    m.validate()
+
+
+def test_free_outside_arena(m, c):
+    a = m.kmem_cache_alloc(c)
+    start, size = m.arena
+    for bad in (8, start - 8, start + size, start + size + 4096, 2**64 - 8):
+        unchanged(m, c, lambda: m.kmem_cache_free(c, bad), errors.NotInArena)
+        unchanged(m, c, lambda: m.kfree(bad), errors.NotInArena)
+    for bad in (-1, 0, 2**64, 2**70):
+        unchanged(m, c, lambda: m.kmem_cache_free(c, bad), errors.NotInArena)
+    for bad in (1.5, "0x10", None, True):
+        unchanged(m, c, lambda: m.kmem_cache_free(c, bad), TypeError)
+    m.kmem_cache_free(c, a)
+
+
+def test_free_inside_arena_not_an_object(m, c):
+    a = m.kmem_cache_alloc(c)
+    for bad in (a + 1, a + 8, a + c.size // 2):
+        unchanged(m, c, lambda: m.kmem_cache_free(c, bad), errors.NotAnObject)
+    # past the last object of the slab (the slab's leftover bytes)
+    page, _ = m.virt_to_slab(a)
+    leftover = page + c.objects_per_slab * c.size
+    assert leftover < page + (4096 << c.order)
+    unchanged(m, c, lambda: m.kmem_cache_free(c, leftover), errors.NotAnObject)
+    # a free page of the arena, and the middle of a kmalloc_large block
+    start, size = m.arena
+    unchanged(m, c, lambda: m.kmem_cache_free(c, start + size - 4096), errors.NotAnObject)
+    big = m.kmalloc(20000)
+    unchanged(m, c, lambda: m.kfree(big + 4096), errors.NotAnObject)
+    unchanged(m, c, lambda: m.kmem_cache_free(c, big), errors.NotAnObject)
+    m.kfree(big)
+    m.kmem_cache_free(c, a)
+
+
+def test_double_free(m, c):
+    a, b = m.kmem_cache_alloc(c), m.kmem_cache_alloc(c)
+    m.kmem_cache_free(c, a)
+    unchanged(m, c, lambda: m.kmem_cache_free(c, a), errors.DoubleFree)
+    unchanged(m, c, lambda: m.kmem_cache_free(c, a, cpu=1), errors.DoubleFree)
+    unchanged(m, c, lambda: m.kfree(a), errors.DoubleFree)
+    # remote free: the object sits on the slab's own freelist, not the cpu's
+    m.kmem_cache_free(c, b, cpu=1)
+    unchanged(m, c, lambda: m.kmem_cache_free(c, b), errors.DoubleFree)
+    # a bulk free listing an object twice, or listing a free one, frees nothing
+    arr = m.kmem_cache_alloc_bulk(c, 100)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, np.append(arr, arr[7])), errors.DoubleFree)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, np.append(arr, np.uint64(a))), errors.DoubleFree)
+    m.kmem_cache_free_bulk(c, arr)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, arr[:1]), errors.DoubleFree)
+
+
+def test_free_into_wrong_cache(m, c):
+    other = m.kmem_cache_create("other", 96)
+    a = m.kmem_cache_alloc(other)
+    unchanged(m, c, lambda: m.kmem_cache_free(c, a), errors.WrongCache)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, [a]), errors.WrongCache)
+    with slubcy.Machine(memory=1 << 20) as m2:
+        foreign = m2.kmem_cache_create("obj", 96)
+        unchanged(m, c, lambda: m.kmem_cache_free(foreign, a), errors.WrongCache)
+    m.kfree(a)          # kfree finds the object's own cache
+    m.validate()
+
+
+def test_alloc_from_destroyed_cache(m):
+    d = m.kmem_cache_create("gone", 64)
+    m.kmem_cache_destroy(d)
+    assert d.destroyed
+    for fn in (lambda: m.kmem_cache_alloc(d), lambda: m.kmem_cache_alloc_bulk(d, 4),
+               lambda: m.kmem_cache_free(d, 0x1000), lambda: m.kmem_cache_shrink(d),
+               lambda: m.kmem_cache_destroy(d), lambda: d.min_partial, lambda: m.stats(d)):
+        with pytest.raises(errors.CacheDestroyed):
+            fn()
+    m.validate()
+    # the name is free again
+    m.kmem_cache_destroy(m.kmem_cache_create("gone", 64))
+
+
+def test_destroy_refused_while_objects_remain(m, c):
+    a = m.kmem_cache_alloc(c)
+    with pytest.raises(errors.CacheBusy):
+        m.kmem_cache_destroy(c)
+    m.validate()
+    b = m.kmem_cache_alloc(c)       # still usable
+    m.kmem_cache_free(c, a)
+    m.kmem_cache_free(c, b)
+    m.kmem_cache_destroy(c)
+    assert m.page_alloc_info()["pages_used"] == 0
+    with pytest.raises(ValueError):
+        m.kmem_cache_destroy(m.kmem_cache("kmalloc-64"))
+
+
+@pytest.mark.parametrize("size", [0, -1, -4096, 7, slubcy.KMALLOC_MAX_SIZE + 1, 2**63])
+def test_bad_sizes(m, c, size):
+    unchanged(m, c, lambda: m.kmem_cache_create("x", size), ValueError)
+    if size < 1 or size > slubcy.KMALLOC_MAX_SIZE:
+        unchanged(m, c, lambda: m.kmalloc(size), ValueError)
+    assert "x" not in [k.name for k in m.caches]
+
+
+@pytest.mark.parametrize("align", [3, 6, 24, -8, 1 << 40])
+def test_align_not_power_of_two(m, c, align):
+    unchanged(m, c, lambda: m.kmem_cache_create("x", 64, align=align), ValueError)
+
+
+def test_bad_create_arguments(m, c):
+    unchanged(m, c, lambda: m.kmem_cache_create("obj", 64), ValueError)      # duplicate name
+    unchanged(m, c, lambda: m.kmem_cache_create("", 64), ValueError)
+    unchanged(m, c, lambda: m.kmem_cache_create("x" * 64, 64), ValueError)
+    unchanged(m, c, lambda: m.kmem_cache_create("x", 64, flags=1 << 40), ValueError)
+    unchanged(m, c, lambda: m.kmem_cache_create("x", 64, flags=0x10000), ValueError)  # STORE_USER
+    unchanged(m, c, lambda: m.kmem_cache_create("x", 64, ctor=42), TypeError)
+    unchanged(m, c, lambda: m.kmem_cache_create("x", "64"), TypeError)
+    unchanged(m, c, lambda: m.kmem_cache_create(b"x", 64), ValueError)
+
+
+@pytest.mark.parametrize("cpu", [-1, 2, 1000, 2**40])
+def test_vcpu_out_of_range(m, c, cpu):
+    a = m.kmem_cache_alloc(c)
+    unchanged(m, c, lambda: m.kmem_cache_alloc(c, cpu=cpu), errors.InvalidCPU)
+    unchanged(m, c, lambda: m.kmem_cache_free(c, a, cpu=cpu), errors.InvalidCPU)
+    unchanged(m, c, lambda: m.kmem_cache_alloc_bulk(c, 10, cpu=cpu), errors.InvalidCPU)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, [a], cpu=cpu), errors.InvalidCPU)
+    unchanged(m, c, lambda: m.kmalloc(8, cpu=cpu), errors.InvalidCPU)
+    unchanged(m, c, lambda: m.kfree(a, cpu=cpu), errors.InvalidCPU)
+    unchanged(m, c, lambda: m.kmem_cache_alloc(c, cpu=1.0), TypeError)
+    m.kmem_cache_free(c, a)
+
+
+def test_calls_after_close():
+    m = slubcy.Machine(memory=4 << 20)
+    c = m.kmem_cache_create("obj", 64)
+    a = m.kmem_cache_alloc(c)
+    m.close()
+    m.close()           # idempotent
+    calls = [
+        lambda: m.kmem_cache_alloc(c), lambda: m.kmem_cache_free(c, a), lambda: m.kmalloc(8),
+        lambda: m.kfree(a), lambda: m.kmem_cache_create("y", 64), lambda: m.validate(),
+        lambda: m.kmem_cache_alloc_bulk(c, 2), lambda: m.kmem_cache_free_bulk(c, [a]),
+        lambda: m.kmem_cache_shrink(c), lambda: m.kmem_cache_destroy(c), lambda: m.slabinfo_text
+        if False else m.cache_info(), lambda: m.stats(c), lambda: m.read(a, 8),
+        lambda: m.write(a, b"x"), lambda: m.virt_to_slab(a), lambda: c.cpu_partial,
+        lambda: m.caches, lambda: m.page_alloc_info(), lambda: m.flush_all(c),
+    ]
+    for fn in calls:
+        with pytest.raises(errors.MachineClosed):
+            fn()
+    with pytest.raises(errors.MachineClosed):
+        with m:
+            pass
+
+
+def test_arena_exhausted_single_and_bulk():
+    with slubcy.Machine(cpus=1, memory=1 << 20) as m:
+        c = m.kmem_cache_create("big", 2048)
+        live = []
+        with pytest.raises(errors.ArenaExhausted):
+            while True:
+                live.append(m.kmem_cache_alloc(c))
+        assert isinstance(errors.ArenaExhausted("x"), MemoryError)
+        m.validate()
+        assert m.page_alloc_info()["pages_free"] < (4096 << c.order) // 4096
+        state = m.cache_state(c)
+        with pytest.raises(errors.ArenaExhausted):
+            m.kmem_cache_alloc_bulk(c, 10_000)
+        m.validate()
+        with pytest.raises(errors.ArenaExhausted):
+            m.kmalloc(1 << 20)
+        assert m.validate()["big"] == len(live)
+        m.kmem_cache_free_bulk(c, live)
+        m.kmem_cache_shrink(c)
+        assert m.page_alloc_info()["pages_used"] == 0
+        # and everything is usable again
+        arr = m.kmem_cache_alloc_bulk(c, len(live))
+        m.kmem_cache_free_bulk(c, arr)
+        m.validate()
+
+
+def test_bulk_alloc_exhaustion_loses_nothing():
+    with slubcy.Machine(cpus=1, memory=1 << 20) as m:
+        c = m.kmem_cache_create("x", 512)
+        keep = m.kmem_cache_alloc_bulk(c, 100)
+        before = m.validate()["x"]
+        with pytest.raises(errors.ArenaExhausted):
+            m.kmem_cache_alloc_bulk(c, 100_000)
+        assert m.validate()["x"] == before == 100
+        m.kmem_cache_free_bulk(c, keep)
+
+
+def test_bad_bulk_arrays(m, c):
+    arr = m.kmem_cache_alloc_bulk(c, 10)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, arr.astype(float)), TypeError)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, arr.reshape(2, 5)), TypeError)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, ["a"]), TypeError)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, np.array([-5], dtype=np.int64)),
+              errors.NotInArena)
+    unchanged(m, c, lambda: m.kmem_cache_alloc_bulk(c, -1), ValueError)
+    # one bad address anywhere: nothing freed
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, np.append(arr, arr[3] + np.uint64(1))), errors.NotAnObject)
+    copy = arr.copy()
+    m.kmem_cache_free_bulk(c, arr)
+    assert (arr == copy).all()          # the caller's array is not consumed
+    m.kmem_cache_free_bulk(c, [])
+
+
+def test_ctor_that_raises(m):
+    def ctor(addr):
+        raise RuntimeError("no")
+    c = m.kmem_cache_create("ctor", 64, ctor=ctor)
+    with pytest.raises(errors.CtorError):
+        m.kmem_cache_alloc(c)
+    m.validate()
+    assert m.validate()["ctor"] == 0
+    with pytest.raises(errors.CtorError):
+        m.kmem_cache_alloc_bulk(c, 50)
+    assert m.validate()["ctor"] == 0
+
+
+def test_read_write_bounds(m, c):
+    a = m.kmem_cache_alloc(c)
+    m.write(a, b"x" * c.object_size)
+    assert m.read(a, 3) == b"xxx"
+    start, size = m.arena
+    unchanged(m, c, lambda: m.write(a, b"x" * (c.object_size + 1)), errors.InvalidAccess)
+    unchanged(m, c, lambda: m.write(start + size, b"x"), errors.InvalidAccess)
+    unchanged(m, c, lambda: m.read(start + size - 4, 8), errors.InvalidAccess)
+    unchanged(m, c, lambda: m.read(start - 1, 1), errors.InvalidAccess)
+    unchanged(m, c, lambda: m.write(start + size - 4096, b"x"), errors.InvalidAccess)
+    m.kmem_cache_free(c, a)
+    # use after free: the free pointer lives in a free object
+    unchanged(m, c, lambda: m.write(a, b"\0" * 8), errors.InvalidAccess)
+
+
+def test_red_zone_overwrite_is_caught_and_restored(m):
+    c = m.kmem_cache_create("dbg", 60, flags=slubcy.SLAB_RED_ZONE | slubcy.SLAB_POISON
+                            | slubcy.SLAB_CONSISTENCY_CHECKS)
+    a = m.kmem_cache_alloc(c)
+    assert c.inuse > c.object_size
+    assert m.read(a + c.object_size, c.inuse - c.object_size) == b"\xcc" * (c.inuse - c.object_size)
+    m.write(a + c.object_size, b"\x00")            # one byte past the object
+    with pytest.raises(errors.SlabCorruption):
+        m.kmem_cache_free(c, a)
+    m.validate()                                   # restored, object still allocated
+    assert m.validate()["dbg"] == 1
+    m.kmem_cache_free(c, a)
+    assert m.validate()["dbg"] == 0
+    # freed objects are poisoned: POISON_FREE ... POISON_END
+    assert m.read(a, c.object_size) == b"\x6b" * (c.object_size - 1) + b"\xa5"
+
+
+def test_bad_machine_arguments():
+    for kw, exc in [({"cpus": 0}, ValueError), ({"cpus": 2, "nr_cpu_ids": 1}, ValueError),
+                    ({"memory": 1000}, ValueError), ({"memory": (1 << 20) + 1}, ValueError),
+                    ({"memory": 64 << 30}, ValueError), ({"slub_max_order": 11}, ValueError),
+                    ({"slub_min_order": -1}, ValueError), ({"cpus": "2"}, TypeError)]:
+        with pytest.raises(exc):
+            slubcy.Machine(**kw)
