@@ -5,8 +5,9 @@ dead-cache policies.  See DESIGN.md for the architecture.
     c = m.kmem_cache_create("dentry", 192, flags=slubcy.SLAB_HWCACHE_ALIGN)
     a = m.kmem_cache_alloc(c, cpu=0); m.kmem_cache_free(c, a, cpu=1)
 """
-from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CtorError, DoubleFree,
-                           InvalidAccess, InvalidCPU, InvalidFree, MachineClosed, NotAnObject,
+from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError, DoubleFree,
+                           InvalidAccess, InvalidCPU, InvalidFree, MachineBusy, MachineClosed,
+                           NotAnObject, Timeout,
                            NotInArena, SlabCorruption, SlubError, WrongCache)
 from slubcy.machine import (FLAGS, KMALLOC_MAX_CACHE_SIZE_ as KMALLOC_MAX_CACHE_SIZE,
                             KMALLOC_MAX_SIZE_ as KMALLOC_MAX_SIZE, STAT_ITEMS, KmemCache, Machine)
@@ -17,6 +18,6 @@ __all__ = [
     "Machine", "KmemCache", "STAT_ITEMS", "FLAGS", "KMALLOC_MAX_SIZE", "KMALLOC_MAX_CACHE_SIZE",
     "SlubError", "MachineClosed", "CacheDestroyed", "CacheBusy", "InvalidCPU", "ArenaExhausted",
     "InvalidFree", "NotInArena", "NotAnObject", "WrongCache", "DoubleFree", "InvalidAccess",
-    "SlabCorruption", "CtorError", *FLAGS,
+    "SlabCorruption", "CtorError", "CPUBusy", "MachineBusy", "Timeout", *FLAGS,
 ]
 __version__ = "0.1.0"

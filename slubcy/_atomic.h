@@ -69,3 +69,16 @@ static inline int atomic_int_read(int *p) { return __atomic_load_n(p, __ATOMIC_A
 static inline void atomic_int_set(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
 #endif
+
+#ifndef SLUBCY_ATOMIC_H_2
+#define SLUBCY_ATOMIC_H_2
+/* vCPU bookkeeping (sched.pyx): ownership, request states, QSBR counters. */
+static inline int atomic_int_cmpxchg(int *p, int old, int new_)
+{
+	return __atomic_compare_exchange_n(p, &old, new_, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline uint64_t atomic_u64_read(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_u64_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* smp_mb(): a full barrier (mfence / dmb ish) */
+static inline void smp_mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+#endif

@@ -20,6 +20,21 @@ class CacheBusy(SlubError, RuntimeError):
     ("Slab cache still has objects")."""
 
 
+class CPUBusy(SlubError, RuntimeError):
+    """Another thread runs that vCPU (a vCPU runs one thread at a time)."""
+
+
+class MachineBusy(SlubError, RuntimeError):
+    """Workers are running on the machine: object-level calls, validate() and
+    state dumps wait until they stop (control calls such as flush_all,
+    kmem_cache_shrink and synchronize work meanwhile)."""
+
+
+class Timeout(SlubError, TimeoutError):
+    """A vCPU did not answer a cross-vCPU request, or a grace period did not
+    end, in time (typically: a thread is held at a preemption point)."""
+
+
 class InvalidCPU(SlubError, ValueError):
     """A vCPU number outside 0 .. cpus-1."""
 

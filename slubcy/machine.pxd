@@ -23,6 +23,10 @@ cdef class Machine:
     cdef readonly object policy
     cdef readonly object seed
     cdef size_t shadow_bytes
+    cdef object _rcu                # slubcy.rcu.RCU, started on first call_rcu
+    cdef int _enter(self, int cpu) except -1
+    cdef void _exit(self, int cpu) noexcept
+    cdef int _idle(self) except -1
     cdef void _release(self) noexcept
     cdef int _check(self) except -1
     cdef int _cpu(self, cpu) except -1

@@ -19,10 +19,12 @@ from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages
                                 slab_word_read)
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
+from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
+                           kick_all_cpus_sync, OWNER_CONTROLLER)
 from slubcy import errors
-from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CtorError, DoubleFree,
-                           InvalidAccess, InvalidCPU, MachineClosed, NotAnObject, NotInArena,
-                           SlabCorruption, WrongCache)
+from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError,
+                           DoubleFree, InvalidAccess, InvalidCPU, MachineBusy, MachineClosed,
+                           NotAnObject, NotInArena, SlabCorruption, Timeout, WrongCache)
 
 cnp.import_array()
 
@@ -129,7 +131,7 @@ cdef class Machine:
     """
 
     def __cinit__(self, cpus=1, nr_cpu_ids=None, memory=64 << 20, policy=None, seed=0,
-                  slub_min_objects=0, slub_min_order=0, slub_max_order=3):
+                  slub_min_objects=0, slub_min_order=0, slub_max_order=3, ipi_timeout=10.0):
         self.closed = True          # until the arena exists
         self._caches = []
         self._kmalloc = [None] * (<int>NR_KMALLOC)
@@ -138,6 +140,9 @@ cdef class Machine:
             nr_cpu_ids = cpus
         as_int(nr_cpu_ids, "nr_cpu_ids")
         as_int(memory, "memory")
+        as_int(seed, "seed")
+        if not isinstance(ipi_timeout, (int, float)) or isinstance(ipi_timeout, bool):
+            raise TypeError("ipi_timeout must be a number of seconds")
         for v, what in ((slub_min_objects, "slub_min_objects"), (slub_min_order, "slub_min_order"),
                         (slub_max_order, "slub_max_order")):
             as_int(v, what)
@@ -158,7 +163,11 @@ cdef class Machine:
         self.m.slub_max_order = slub_max_order
         self.policy = policy
         self.seed = seed
+        self.m.ipi_timeout = ipi_timeout
+        if sched_init(&self.m.sc, cpus, <uint64_t>(seed & 0xffffffffffffffff)) != 0:
+            raise MemoryError("cannot allocate the vCPUs")
         if zone_init(&self.m.z, memory) != 0:
+            sched_release(&self.m.sc)
             raise MemoryError(f"cannot map an arena of {memory} bytes")
         # one bit per 8 bytes, mapped lazily: only pages holding slabs get touched
         self.shadow_bytes = (<size_t>memory >> 6) + 8
@@ -166,6 +175,7 @@ cdef class Machine:
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         if sh == MAP_FAILED:
             zone_release(&self.m.z)
+            sched_release(&self.m.sc)
             raise MemoryError("cannot map the shadow bitmap")
         self.m.shadow = <uint64_t *>sh
         self.closed = False
@@ -186,10 +196,17 @@ cdef class Machine:
             munmap(self.m.shadow, self.shadow_bytes)
             self.m.shadow = NULL
         zone_release(&self.m.z)
+        sched_release(&self.m.sc)
         self.closed = True
 
     def close(self):
         """Free the arena and every cache.  Any later call raises MachineClosed."""
+        if self.closed:
+            return
+        self._idle()
+        if self._rcu is not None:
+            self._rcu.stop()
+            self._rcu = None
         self._release()
 
     def __enter__(self):
@@ -246,6 +263,23 @@ cdef class Machine:
         if self.closed:
             raise MachineClosed("the machine is closed")
         return 0
+
+    cdef int _idle(self) except -1:
+        """Object-level calls need the machine to themselves."""
+        self._check()
+        if self.m.sc.running_workers:
+            raise MachineBusy(f"{self.m.sc.running_workers} workers are running on this machine")
+        return 0
+
+    cdef int _enter(self, int cpu) except -1:
+        """Run on vCPU `cpu` for one call (online for the grace periods)."""
+        self._idle()
+        if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER):
+            raise CPUBusy(f"vCPU {cpu} is run by another thread")
+        return 0
+
+    cdef void _exit(self, int cpu) noexcept:
+        vcpu_release(&self.m.sc, cpu)
 
     cdef int _cpu(self, cpu) except -1:
         self._check()
@@ -318,6 +352,7 @@ cdef class Machine:
         """kmem_cache_destroy(): refuses (CacheBusy) while objects remain; the
         cache is then flushed and shrunk but stays usable."""
         cdef kmem_cache_t *s = self._cache(c)
+        self._idle()
         if (<KmemCache>c).is_kmalloc:
             raise ValueError("kmalloc caches cannot be destroyed")
         if __kmem_cache_shutdown(s):
@@ -329,12 +364,76 @@ cdef class Machine:
 
     def kmem_cache_shrink(self, c):
         """kmem_cache_shrink() (Linux 4.0): flush every vCPU and free every
-        empty slab.  Returns 1 if slabs remain, else 0."""
-        return __kmem_cache_shrink(self._cache(c), False)
+        empty slab.  Returns 1 if slabs remain, else 0.  Running vCPUs flush
+        themselves between two operations; Timeout if one does not."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int before = self.m.ipi_timeouts, rc
+        with nogil:
+            rc = __kmem_cache_shrink(s, False)
+        if self.m.ipi_timeouts != before:
+            raise Timeout(f"kmem_cache_shrink({(<KmemCache>c).name}): a vCPU did not flush in time")
+        return rc
 
     def flush_all(self, c):
-        """flush_all(): deactivate every vCPU's cpu slab and cpu partial slabs."""
-        flush_all(self._cache(c))
+        """flush_all(): every vCPU deactivates its cpu slab and cpu partial
+        slabs (running vCPUs between two operations)."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int rc
+        with nogil:
+            rc = flush_all(s)
+        if rc != 0:
+            raise Timeout(f"flush_all({(<KmemCache>c).name}): a vCPU did not answer in time")
+
+    # -- grace periods -----------------------------------------------------
+
+    def synchronize(self, timeout=None):
+        """synchronize_sched(): return once every vCPU has passed a quiescent
+        state (or been idle) since the call.  Timeout after `timeout` s."""
+        self._check()
+        cdef double t = -1.0 if timeout is None else float(timeout)
+        cdef int rc
+        with nogil:
+            rc = synchronize_sched(&self.m.sc, t)
+        if rc != 0:
+            raise Timeout(f"grace period not over after {timeout} s")
+
+    def kick_all_cpus_sync(self, timeout=None):
+        """kick_all_cpus_sync(): every vCPU runs an (empty) cross-vCPU call."""
+        self._check()
+        cdef double t = self.m.ipi_timeout if timeout is None else float(timeout)
+        cdef int rc
+        with nogil:
+            rc = kick_all_cpus_sync(&self.m.sc, t)
+        if rc != 0:
+            raise Timeout(f"a vCPU did not answer within {t} s")
+
+    def call_rcu(self, func, *args):
+        """call_rcu(): run func(*args) after a grace period, on the machine's
+        RCU thread; callbacks queued together share one grace period."""
+        self._check()
+        if not callable(func):
+            raise TypeError("func must be callable")
+        if self._rcu is None:
+            from slubcy.rcu import RCU
+            self._rcu = RCU(self)
+        self._rcu.call(func, args)
+
+    def rcu_barrier(self, timeout=None):
+        """rcu_barrier(): wait until every callback queued so far has run."""
+        self._check()
+        if self._rcu is not None:
+            self._rcu.barrier(timeout)
+
+    @property
+    def rcu_stats(self):
+        """{"grace_periods": n, "callbacks": n} of call_rcu."""
+        return self._rcu.stats() if self._rcu is not None else {"grace_periods": 0, "callbacks": 0}
+
+    def preempt_point(self, name):
+        """The named preemption point (see slubcy.preempt.POINTS)."""
+        self._check()
+        from slubcy.preempt import PreemptPoint
+        return PreemptPoint(self, name)
 
     # -- allocation --------------------------------------------------------
 
@@ -350,7 +449,9 @@ cdef class Machine:
         """slab_alloc() on vCPU `cpu`: the address of a new object (an int)."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
+        self._enter(ncpu)
         cdef void *p = slab_alloc(s, ncpu)
+        self._exit(ncpu)
         if s.ctor_exc != NULL:
             raise self._ctor_failed(s, p, ncpu)
         if p == NULL:
@@ -360,12 +461,17 @@ cdef class Machine:
     cdef int _free(self, kmem_cache_t *s, void *p, int cpu) except -1:
         cdef size_t bad
         cdef void *objs[1]
+        cdef int code, ok
         objs[0] = p
-        cdef int code = check_objects(s, objs, 1, &bad)
+        self._enter(cpu)
+        code = check_objects(s, objs, 1, &bad)
+        if code == OBJ_OK:
+            ok = slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
+        self._exit(cpu)
         if code != OBJ_OK:
             exc, why = _FREE_ERRORS[code]
             raise exc(f"{s.name.decode()}: free of {<uintptr_t>p:#x}: the address {why}")
-        if not slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu):
+        if not ok:
             raise SlabCorruption(f"{s.name.decode()}: red zone of object {<uintptr_t>p:#x} "
                                  "overwritten (restored); object not freed")
         return 0
@@ -385,6 +491,7 @@ cdef class Machine:
         if not 0 < size <= KMALLOC_MAX_SIZE:
             raise ValueError(f"kmalloc size must be in 1..{KMALLOC_MAX_SIZE}, got {size}")
         if size > KMALLOC_MAX_CACHE_SIZE:
+            self._idle()
             pg = alloc_pages(&self.m.z, get_order(size))
             if pg == NULL:
                 raise ArenaExhausted(f"kmalloc_large({size}): out of memory (arena exhausted)")
@@ -403,6 +510,7 @@ cdef class Machine:
         if pg.flags & PG_slab:
             self._free(<kmem_cache_t *>pg.slab_cache, p, ncpu)
         elif pg.flags & PG_large_kmalloc and <char *>p == page_address(&self.m.z, pg):
+            self._idle()
             __free_pages(&self.m.z, pg, pg.order)
         else:
             raise NotAnObject(f"kfree of {addr:#x}: not a kmalloc'ed object")
@@ -424,11 +532,13 @@ cdef class Machine:
             return out
         cdef uint64_t[::1] v = out
         cdef void **objs = <void **>&v[0]
+        self._enter(ncpu)
         with nogil:
             got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
-        if got < count or s.ctor_exc != NULL:
-            with nogil:
+            if got < count or s.ctor_exc != NULL:
                 kmem_cache_free_bulk(s, got, objs, ncpu)
+        self._exit(ncpu)
+        if got < count or s.ctor_exc != NULL:
             if s.ctor_exc != NULL:
                 raise self._ctor_failed(s, NULL, ncpu)
             raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory after {got} of {count} objects")
@@ -454,13 +564,15 @@ cdef class Machine:
         if n == 0:
             return
         cdef void **objs = <void **>&v[0]
+        self._enter(ncpu)
         with nogil:
             code = check_objects(s, objs, n, &bad)
+            if code == OBJ_OK:
+                refused = kmem_cache_free_bulk(s, n, objs, ncpu)
+        self._exit(ncpu)
         if code != OBJ_OK:
             exc, why = _FREE_ERRORS[code]
             raise exc(f"{s.name.decode()}: free_bulk: addrs[{bad}] = {v[bad]:#x} {why}; nothing freed")
-        with nogil:
-            refused = kmem_cache_free_bulk(s, n, objs, ncpu)
         if refused:
             raise SlabCorruption(f"{s.name.decode()}: {refused} objects (lists with an overwritten "
                                  "red zone, restored) were not freed")
@@ -523,6 +635,7 @@ cdef class Machine:
         cdef const unsigned char[:] buf = memoryview(bytes(data))
         if addr <= 0 or addr >= (1 << 64):
             raise InvalidAccess(f"{addr:#x} is outside the arena")
+        self._idle()
         start, end = self._writable(addr, len(buf))
         if addr + len(buf) > end:
             raise InvalidAccess(f"write of {len(buf)} bytes at {addr:#x} runs past the object "
@@ -536,7 +649,7 @@ cdef class Machine:
         """validate_slab_cache() for one cache or all, plus the page allocator.
         Raises SlabCorruption on any inconsistency; returns {cache name:
         objects in use}."""
-        self._check()
+        self._idle()
         cdef char err[256]
         cdef long in_use = 0
         cdef kmem_cache_t *s
@@ -609,6 +722,7 @@ cdef class Machine:
         """The whole SLUB state of a cache as plain Python data (for tests and
         the reference model): slabs are page addresses, objects are
         (page address, index)."""
+        self._idle()
         cdef kmem_cache_t *s = self._cache(c)
         cdef zone *z = &self.m.z
         cdef kmem_cache_cpu *kc

@@ -13,6 +13,7 @@
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from slubcy.list cimport list_head
 from slubcy.page_alloc cimport page, zone, PAGE_SIZE, PAGE_SHIFT, slab_word_read, slab_cmpxchg
+from slubcy.sched cimport sched
 
 # include/linux/slab.h flag values
 cdef enum:
@@ -105,6 +106,9 @@ cdef struct kmem_cache_node:
 # The machine-wide part the core needs: the page allocator and the CPU counts.
 cdef struct slub_machine:
     zone z
+    sched sc                 # vCPUs: ownership, IPIs, grace periods, preemption points
+    double ipi_timeout       # seconds a cross-vCPU request may wait (< 0: forever)
+    int ipi_timeouts         # requests that timed out (flush_all incomplete)
     int nr_cpus              # vCPUs (each with a kmem_cache_cpu per cache)
     int nr_cpu_ids           # possible CPUs: only sizes slabs (calculate_order)
     int slub_min_objects
@@ -203,7 +207,7 @@ cdef void unfreeze_partials(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
 cdef void deactivate_slab(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *freelist) noexcept nogil
 cdef void flush_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
 cdef void __flush_cpu_slab(kmem_cache *s, int cpu) noexcept nogil
-cdef void flush_all(kmem_cache *s) noexcept nogil
+cdef int flush_all(kmem_cache *s) noexcept nogil
 cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil
 cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil
 

@@ -14,6 +14,8 @@ from cpython.ref cimport PyObject, Py_INCREF
 
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
+from slubcy.sched cimport (preempt_point, smp_call_function_single, kick_all_cpus_sync,
+                           PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL)
 from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
                                 virt_to_head_page, addr_in_arena, PG_slab, PAGE_SIZE, PAGE_SHIFT,
                                 MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
@@ -22,13 +24,6 @@ from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order
 
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
-
-cdef extern from *:
-    """
-    #define slubcy_barrier() __atomic_thread_fence(__ATOMIC_SEQ_CST)
-    """
-    void slubcy_barrier() nogil
-
 
 # ---------------------------------------------------------------------------
 # Geometry: calculate_alignment, calculate_sizes, calculate_order, slab_order
@@ -661,9 +656,15 @@ cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain)
     Only the owning vCPU runs this, so the kernel's this_cpu_cmpxchg loop is a
     plain store here.  Linux 4.0 (d6e0b7fa): a cache with cpu_partial == 0
     (dead) unfreezes at once."""
-    cdef page *oldpage = c.partial
+    cdef page *oldpage
     cdef int pages = 0, pobjects = 0
     cdef uint64_t w
+    if drain:
+        # From __slab_free, before preempt_disable(): the window in which a
+        # freshly frozen slab is on no list yet.  (Not from get_partial_node,
+        # which holds list_lock and so cannot be preempted.)
+        preempt_point(&s.m.sc, PP_PUT_CPU_PARTIAL, <int>(c - s.cpu_slab))
+    oldpage = c.partial
     if oldpage != NULL:
         pobjects = oldpage.u.pc.pobjects
         pages = oldpage.u.pc.pages
@@ -719,6 +720,11 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, voi
                 # Needs to be taken off a list: speculatively take the lock.
                 spin_lock(&n.list_lock)
                 locked = True
+        if not locked:
+            # The seed's window: the new counters and the freeze decision are
+            # made, the cmpxchg not done.  (Under list_lock the kernel cannot
+            # be preempted: spin_lock_irqsave.)
+            preempt_point(&s.m.sc, PP_SLAB_FREE_BEFORE_CMPXCHG, <int>(c - s.cpu_slab))
         if cmpxchg_double_slab(c, pg, old,
                                fc_make(z, head, fc_counters(inuse, fc_objects(old), frozen))):
             break
@@ -844,16 +850,23 @@ cdef void __flush_cpu_slab(kmem_cache *s, int cpu) noexcept nogil:
     unfreeze_partials(s, c)
 
 
-cdef void flush_all(kmem_cache *s) noexcept nogil:
-    """flush_all(): on_each_cpu_cond(has_cpu_slab, flush_cpu_slab).  The
-    caller owns every vCPU it flushes here (cross-vCPU requests arrive with
-    the worker threads)."""
-    cdef int cpu
+cdef void flush_cpu_slab(void *info, int cpu) noexcept nogil:
+    __flush_cpu_slab(<kmem_cache *>info, cpu)
+
+
+cdef int flush_all(kmem_cache *s) noexcept nogil:
+    """flush_all(): on_each_cpu_cond(has_cpu_slab, flush_cpu_slab).  Each vCPU
+    flushes its own per-cpu state: a running vCPU between two operations (an
+    IPI), an idle one directly.  -1 if a vCPU did not answer in time."""
+    cdef int cpu, rc = 0
     cdef kmem_cache_cpu *c
     for cpu in range(s.m.nr_cpus):
         c = &s.cpu_slab[cpu]
-        if c.page != NULL or c.partial != NULL:     # has_cpu_slab()
-            __flush_cpu_slab(s, cpu)
+        if c.page != NULL or c.partial != NULL:     # has_cpu_slab(), read remotely
+            if smp_call_function_single(&s.m.sc, cpu, flush_cpu_slab, s, s.m.ipi_timeout) != 0:
+                s.m.ipi_timeouts += 1
+                rc = -1
+    return rc
 
 
 cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
@@ -873,7 +886,8 @@ cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
     if deactivate:
         atomic_int_set(&s.cpu_partial, 0)
         s.min_partial = 0
-        slubcy_barrier()    # kick_all_cpus_sync() comes with the worker threads
+        # s->cpu_partial is checked locklessly (see put_cpu_partial)
+        kick_all_cpus_sync(&s.m.sc, s.m.ipi_timeout)
     flush_all(s)
     INIT_LIST_HEAD(&discard)
     for i in range(SHRINK_PROMOTE_MAX):

@@ -1,0 +1,154 @@
+# cython: language_level=3
+"""Named preemption points in the slow paths, controlled from Python.
+
+A point can delay the threads that pass it (probability, duration, and how
+they wait: spin, yield or sleep — for statistics), or hold the next thread
+that reaches it until released — for an exact interleaving in a test:
+
+    pp = m.preempt_point("slab_free:before_cmpxchg")
+    pp.arm_hold()
+    ... a worker reaches the point ...
+    cpu = pp.wait_held(timeout=5)      # the vCPU now parked there
+    ... act from the controller ...
+    pp.release()
+"""
+import re
+import time
+
+from slubcy.machine cimport Machine
+from slubcy.sched cimport (sched, preemption_point as preempt_point_t, NR_PREEMPT_POINTS,
+                           PREEMPT_SPIN, PREEMPT_YIELD, PREEMPT_SLEEP, atomic_int_read,
+                           atomic_int_set, PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
+                           PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK)
+
+POINTS = {
+    "slab_free:before_cmpxchg": PP_SLAB_FREE_BEFORE_CMPXCHG,
+    "put_cpu_partial": PP_PUT_CPU_PARTIAL,
+    "offline:after_mark_dead": PP_OFFLINE_AFTER_MARK_DEAD,
+    "offline:before_shrink": PP_OFFLINE_BEFORE_SHRINK,
+}
+MODES = {"spin": PREEMPT_SPIN, "yield": PREEMPT_YIELD, "sleep": PREEMPT_SLEEP}
+_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_duration(text):
+    """'50us' -> 50000 (ns).  Units ns, us, ms, s; a bare number is ns."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s)?\s*", str(text))
+    if not m:
+        raise ValueError(f"bad duration {text!r}: use e.g. 50us, 2ms, 100ns")
+    return int(float(m.group(1)) * _UNITS[m.group(2) or "ns"])
+
+
+def parse_spec(spec):
+    """'POINT=PROB:DURATION[:MODE][,...]' -> [(point, prob, ns, mode)].
+
+    e.g. 'slab_free:before_cmpxchg=0.01:50us' or 'put_cpu_partial=1:2ms:sleep'."""
+    out = []
+    for item in filter(None, (x.strip() for x in str(spec).split(","))):
+        point, eq, rest = item.rpartition("=")
+        if not eq or point not in POINTS:
+            raise ValueError(f"bad preemption spec {item!r}: POINT=PROBABILITY:DURATION with "
+                             f"POINT one of {', '.join(POINTS)}")
+        parts = rest.split(":")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"bad preemption spec {item!r}: expected PROBABILITY:DURATION[:MODE]")
+        try:
+            prob = float(parts[0])
+        except ValueError:
+            raise ValueError(f"bad probability {parts[0]!r} in {item!r}") from None
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {prob}")
+        mode = parts[2] if len(parts) == 3 else "spin"
+        if mode not in MODES:
+            raise ValueError(f"bad mode {mode!r}: one of {', '.join(MODES)}")
+        out.append((point, prob, parse_duration(parts[1]), mode))
+    return out
+
+
+cdef class PreemptPoint:
+    cdef readonly Machine machine
+    cdef readonly str name
+    cdef int id
+
+    def __cinit__(self, Machine machine, name):
+        if name not in POINTS:
+            raise ValueError(f"unknown preemption point {name!r}: one of {', '.join(POINTS)}")
+        self.machine = machine
+        self.name = name
+        self.id = POINTS[name]
+
+    cdef preempt_point_t *pp(self) except NULL:
+        if self.machine.closed:
+            from slubcy.errors import MachineClosed
+            raise MachineClosed("the machine is closed")
+        return &self.machine.m.sc.points[self.id]
+
+    cdef void _update(self):
+        cdef preempt_point_t *p = &self.machine.m.sc.points[self.id]
+        atomic_int_set(&p.enabled, 1 if (p.threshold or atomic_int_read(&p.hold_armed)) else 0)
+
+    def set_delay(self, probability, duration="0ns", mode="spin"):
+        """Delay each thread passing the point with `probability` for
+        `duration` ('50us', or ns as an int), spinning, yielding or sleeping."""
+        cdef preempt_point_t *p = self.pp()
+        if not 0.0 <= float(probability) <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        if mode not in MODES:
+            raise ValueError(f"bad mode {mode!r}: one of {', '.join(MODES)}")
+        ns = duration if isinstance(duration, int) else parse_duration(duration)
+        if ns < 0:
+            raise ValueError("duration must be >= 0")
+        p.duration_ns = ns
+        p.mode = MODES[mode]
+        p.threshold = min(int(float(probability) * 4294967296.0), 4294967295)
+        self._update()
+
+    def arm_hold(self):
+        """Hold the next thread that reaches the point."""
+        cdef preempt_point_t *p = self.pp()
+        if atomic_int_read(&p.held):
+            raise RuntimeError(f"{self.name}: a thread is already held here")
+        atomic_int_set(&p.release, 0)
+        atomic_int_set(&p.hold_armed, 1)
+        self._update()
+
+    @property
+    def held(self):
+        """The vCPU held at the point, or None."""
+        cdef int h = atomic_int_read(&self.pp().held)
+        return h - 1 if h else None
+
+    def wait_held(self, timeout=5.0):
+        """Wait until a thread is held here; return its vCPU."""
+        from slubcy.errors import Timeout
+        deadline = time.monotonic() + timeout
+        while self.held is None:
+            if time.monotonic() > deadline:
+                raise Timeout(f"no thread reached {self.name} within {timeout} s")
+            time.sleep(0.0002)
+        return self.held
+
+    def release(self, timeout=5.0):
+        """Let the held thread go on (and wait until it has left the point)."""
+        from slubcy.errors import Timeout
+        cdef preempt_point_t *p = self.pp()
+        if not atomic_int_read(&p.held):
+            raise RuntimeError(f"{self.name}: no thread is held here")
+        atomic_int_set(&p.release, 1)
+        deadline = time.monotonic() + timeout
+        while atomic_int_read(&p.held):
+            if time.monotonic() > deadline:
+                raise Timeout(f"the thread held at {self.name} did not leave")
+            time.sleep(0.0001)
+        self._update()
+
+    def disable(self):
+        """No delays and no armed hold (a held thread is not released)."""
+        cdef preempt_point_t *p = self.pp()
+        p.threshold = 0
+        atomic_int_set(&p.hold_armed, 0)
+        self._update()
+
+    @property
+    def hits(self):
+        return self.pp().hits

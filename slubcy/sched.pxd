@@ -1,0 +1,102 @@
+# vCPUs and what runs on them: ownership (one thread per vCPU at a time),
+# cross-vCPU requests (the IPIs of flush_all / kick_all_cpus_sync), QSBR
+# quiescent states (the userspace synchronize_sched) and named preemption
+# points in the slow paths.
+
+from libc.stdint cimport uint64_t, uint32_t
+
+cdef extern from "_atomic.h" nogil:
+    int atomic_int_cmpxchg(int *p, int old, int new_)
+    uint64_t atomic_u64_read(uint64_t *p)
+    void atomic_u64_set(uint64_t *p, uint64_t v)
+    void smp_mb()
+    int atomic_int_read(int *p)
+    void atomic_int_set(int *p, int v)
+    void cpu_relax()
+    void spin_lock(int *lock)
+    void spin_unlock(int *lock)
+
+ctypedef void (*smp_call_func_t)(void *info, int cpu) noexcept nogil
+
+# Named preemption points (the CLI's and tests' names in PREEMPT_POINT_NAMES)
+cpdef enum preempt_point_id:
+    PP_SLAB_FREE_BEFORE_CMPXCHG     # __slab_free: new counters and freeze decided
+    PP_PUT_CPU_PARTIAL              # put_cpu_partial: page pushed, cpu_partial not yet read
+    PP_OFFLINE_AFTER_MARK_DEAD      # memcg offline: caches marked dead
+    PP_OFFLINE_BEFORE_SHRINK        # memcg offline: before the shrink
+    NR_PREEMPT_POINTS
+
+cpdef enum preempt_mode:
+    PREEMPT_SPIN
+    PREEMPT_YIELD
+    PREEMPT_SLEEP
+
+cdef struct preemption_point:
+    int enabled             # the only field the hot path reads
+    uint32_t threshold      # delay with probability threshold / 2^32
+    long duration_ns
+    int mode
+    int hold_armed          # the next thread to arrive is held
+    int held                # cpu + 1 of the held thread, 0 if none
+    int release             # set by the controller to let it go
+    long hits               # delays and holds taken
+
+# IPI request states
+cdef enum:
+    IPI_IDLE = 0
+    IPI_POSTED = 1
+    IPI_RUNNING = 2
+    IPI_DONE = 3
+
+cdef enum:
+    OWNER_NONE = 0
+    OWNER_CONTROLLER = -1   # the Python thread acting on an idle vCPU
+    QS_INTERVAL = 64        # worker loops report a quiescent state every 64 operations
+
+cdef struct vcpu:
+    int owner               # OWNER_NONE, OWNER_CONTROLLER or a worker's token
+    int online              # QSBR: not quiescent (an owner is running)
+    uint64_t qs_ctr         # quiescent states reported
+    int ipi_lock            # one sender at a time
+    int ipi_state
+    smp_call_func_t ipi_func
+    void *ipi_info
+    uint64_t rng            # xorshift64 state for preemption probabilities
+    long ipis_handled
+    char _pad[72]           # 128 bytes: no two vCPUs share a cache line
+
+cdef struct sched:
+    int nr_cpus
+    vcpu *vcpus
+    preemption_point points[<int>NR_PREEMPT_POINTS]
+    int any_point_enabled
+    int running_workers
+
+
+cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil
+cdef void sched_release(sched *sc) noexcept nogil
+cdef bint vcpu_take(sched *sc, int cpu, int token) noexcept nogil
+cdef void vcpu_release(sched *sc, int cpu) noexcept nogil
+cdef void handle_ipi(sched *sc, int cpu) noexcept nogil
+cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void *info,
+                                  double timeout) noexcept nogil
+cdef int kick_all_cpus_sync(sched *sc, double timeout) noexcept nogil
+cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil
+cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil
+cdef double monotonic() noexcept nogil
+cdef int smp_processor_id() noexcept nogil
+
+
+cdef inline void rcu_quiescent_state(sched *sc, int cpu) noexcept nogil:
+    """Between two operations: a full barrier, then the QS (liburcu-qsbr's
+    rcu_quiescent_state), then any pending cross-vCPU request."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    smp_mb()
+    atomic_u64_set(&v.qs_ctr, v.qs_ctr + 1)
+    if atomic_int_read(&v.ipi_state) == IPI_POSTED:
+        handle_ipi(sc, cpu)
+
+cdef inline void preempt_point(sched *sc, int id, int cpu) noexcept nogil:
+    """A named preemption point: a plain load and branch when disabled."""
+    if sc.points[id].enabled:
+        __preempt_point(sc, id, cpu)

@@ -1,0 +1,243 @@
+# cython: language_level=3
+"""vCPU ownership, cross-vCPU requests, QSBR grace periods, preemption points.
+
+Ordering: a worker reports a quiescent state with smp_mb() then a release
+store of its counter; synchronize_sched() issues smp_mb() and then waits until
+every online vCPU's counter moved or it went offline (acquire loads).  So
+every operation that started before synchronize_sched() has finished when it
+returns, and every later operation sees the stores made before it (the
+RCU+sync+free litmus test).
+"""
+
+from libc.stdint cimport uint64_t, uint32_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, nanosleep
+
+cdef extern from "sched.h" nogil:
+    int sched_yield()
+cdef extern from "stdlib.h" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
+
+cdef extern from *:
+    """
+    /* the vCPU this thread runs, -1 for none (smp_processor_id()) */
+    static __thread int slubcy_this_cpu = -1;
+    /* splitmix64: seeds each vCPU's xorshift state from (seed, cpu) */
+    static inline uint64_t slubcy_seed_rng(uint64_t seed, int cpu) {
+        uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(cpu + 1);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        z ^= z >> 31;
+        return z ? z : 1;
+    }
+    """
+    int this_cpu "slubcy_this_cpu"
+    uint64_t seed_rng "slubcy_seed_rng"(uint64_t seed, int cpu) nogil
+
+
+cdef int smp_processor_id() noexcept nogil:
+    return this_cpu
+
+
+cdef double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline void pause_for(long ns, int mode) noexcept nogil:
+    cdef timespec ts
+    cdef double end
+    if mode == PREEMPT_SLEEP:
+        ts.tv_sec = ns // 1000000000
+        ts.tv_nsec = ns % 1000000000
+        nanosleep(&ts, NULL)
+        return
+    end = monotonic() + ns * 1e-9
+    while monotonic() < end:
+        if mode == PREEMPT_YIELD:
+            sched_yield()
+        else:
+            cpu_relax()
+
+
+cdef inline void backoff(int *spins) noexcept nogil:
+    """Wait a little: spin first, then yield, then sleep 50 us."""
+    cdef timespec ts
+    spins[0] += 1
+    if spins[0] < 200:
+        cpu_relax()
+    elif spins[0] < 400:
+        sched_yield()
+    else:
+        ts.tv_sec = 0
+        ts.tv_nsec = 50000
+        nanosleep(&ts, NULL)
+
+
+cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil:
+    cdef int cpu
+    memset(sc, 0, sizeof(sched))
+    sc.nr_cpus = nr_cpus
+    sc.vcpus = <vcpu *>aligned_alloc(64, nr_cpus * sizeof(vcpu))
+    if sc.vcpus == NULL:
+        return -1
+    memset(sc.vcpus, 0, nr_cpus * sizeof(vcpu))
+    for cpu in range(nr_cpus):
+        sc.vcpus[cpu].rng = seed_rng(seed, cpu)
+    return 0
+
+
+cdef void sched_release(sched *sc) noexcept nogil:
+    free(sc.vcpus)
+    sc.vcpus = NULL
+
+
+cdef bint vcpu_take(sched *sc, int cpu, int token) noexcept nogil:
+    """Run on vCPU `cpu` from now on; False if another thread runs it."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    if not atomic_int_cmpxchg(&v.owner, OWNER_NONE, token):
+        return False
+    global this_cpu
+    this_cpu = cpu
+    atomic_int_set(&v.online, 1)
+    smp_mb()        # online before any read of shared state (see synchronize_sched)
+    return True
+
+
+cdef void vcpu_release(sched *sc, int cpu) noexcept nogil:
+    """Stop running vCPU `cpu`: serve a pending request, go quiescent, let go."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    rcu_quiescent_state(sc, cpu)
+    smp_mb()
+    global this_cpu
+    this_cpu = -1
+    atomic_int_set(&v.online, 0)
+    atomic_int_set(&v.owner, OWNER_NONE)
+
+
+cdef void handle_ipi(sched *sc, int cpu) noexcept nogil:
+    """The owner runs a posted request (generic_smp_call_function_single_interrupt)."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    if not atomic_int_cmpxchg(&v.ipi_state, IPI_POSTED, IPI_RUNNING):
+        return
+    v.ipi_func(v.ipi_info, cpu)
+    v.ipis_handled += 1
+    atomic_int_set(&v.ipi_state, IPI_DONE)
+
+
+cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void *info,
+                                  double timeout) noexcept nogil:
+    """Run func(info, cpu) on vCPU `cpu` and wait: directly if no thread runs
+    it, else posted to its owner, who runs it between two operations.
+    Returns 0, or -1 if `timeout` seconds passed (the request is withdrawn)."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    cdef double deadline = monotonic() + timeout if timeout >= 0 else 1e300
+    cdef int spins = 0, rc = 0
+    if cpu == this_cpu:             # our own vCPU: just call it
+        func(info, cpu)
+        return 0
+    spin_lock(&v.ipi_lock)
+    if vcpu_take(sc, cpu, OWNER_CONTROLLER):
+        func(info, cpu)
+        vcpu_release(sc, cpu)
+        spin_unlock(&v.ipi_lock)
+        return 0
+    v.ipi_func = func
+    v.ipi_info = info
+    atomic_int_set(&v.ipi_state, IPI_POSTED)
+    while atomic_int_read(&v.ipi_state) != IPI_DONE:
+        # the owner left without seeing it: withdraw it and run it ourselves
+        if atomic_int_read(&v.owner) == OWNER_NONE and \
+                atomic_int_cmpxchg(&v.ipi_state, IPI_POSTED, IPI_IDLE):
+            if vcpu_take(sc, cpu, OWNER_CONTROLLER):
+                func(info, cpu)
+                vcpu_release(sc, cpu)
+                break
+            atomic_int_set(&v.ipi_state, IPI_POSTED)
+            continue
+        if monotonic() > deadline and atomic_int_cmpxchg(&v.ipi_state, IPI_POSTED, IPI_IDLE):
+            rc = -1
+            break
+        backoff(&spins)
+    atomic_int_set(&v.ipi_state, IPI_IDLE)
+    spin_unlock(&v.ipi_lock)
+    return rc
+
+
+cdef void nop_ipi(void *info, int cpu) noexcept nogil:
+    pass
+
+
+cdef int kick_all_cpus_sync(sched *sc, double timeout) noexcept nogil:
+    """kick_all_cpus_sync(): every vCPU passes an IPI, so every one has seen
+    what was stored before.  -1 on timeout."""
+    cdef int cpu, rc = 0
+    smp_mb()
+    for cpu in range(sc.nr_cpus):
+        if smp_call_function_single(sc, cpu, nop_ipi, NULL, timeout) != 0:
+            rc = -1
+    return rc
+
+
+cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
+    """A grace period: wait until every vCPU that was online has reported a
+    quiescent state or gone offline.  0, or -1 after `timeout` seconds."""
+    cdef int cpu, spins = 0
+    cdef double deadline = monotonic() + timeout if timeout >= 0 else 1e300
+    cdef uint64_t *snap = <uint64_t *>calloc(sc.nr_cpus, sizeof(uint64_t))
+    cdef int *wait = <int *>calloc(sc.nr_cpus, sizeof(int))
+    cdef int pending = 0
+    if snap == NULL or wait == NULL:
+        free(snap)
+        free(wait)
+        return -1
+    smp_mb()
+    for cpu in range(sc.nr_cpus):
+        # the caller's own vCPU is at a quiescent point: it is here
+        if cpu != this_cpu and atomic_int_read(&sc.vcpus[cpu].online):
+            snap[cpu] = atomic_u64_read(&sc.vcpus[cpu].qs_ctr)
+            wait[cpu] = 1
+            pending += 1
+    while pending:
+        for cpu in range(sc.nr_cpus):
+            if wait[cpu] and (not atomic_int_read(&sc.vcpus[cpu].online) or
+                              atomic_u64_read(&sc.vcpus[cpu].qs_ctr) != snap[cpu]):
+                wait[cpu] = 0
+                pending -= 1
+        if pending:
+            if monotonic() > deadline:
+                break
+            backoff(&spins)
+    smp_mb()
+    free(snap)
+    free(wait)
+    return 0 if pending == 0 else -1
+
+
+cdef inline uint64_t xorshift64(uint64_t *state) noexcept nogil:
+    cdef uint64_t x = state[0]
+    x ^= x << 13
+    x ^= x >> 7
+    x ^= x << 17
+    state[0] = x
+    return x
+
+
+cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
+    """An enabled point: hold the thread if the controller armed a hold,
+    else delay it with the configured probability."""
+    cdef preemption_point *pp = &sc.points[id]
+    cdef int spins = 0
+    if atomic_int_read(&pp.hold_armed) and atomic_int_cmpxchg(&pp.hold_armed, 1, 0):
+        pp.hits += 1
+        atomic_int_set(&pp.held, cpu + 1)
+        while not atomic_int_read(&pp.release):
+            backoff(&spins)
+        atomic_int_set(&pp.release, 0)
+        atomic_int_set(&pp.held, 0)
+        return
+    if pp.threshold and <uint32_t>(xorshift64(&sc.vcpus[cpu].rng) >> 32) < pp.threshold:
+        pp.hits += 1
+        pause_for(pp.duration_ns, pp.mode)
