@@ -42,6 +42,29 @@ def _demo(args):
     return 0
 
 
+def _run(args):
+    from slubcy import workloads
+    if args.seconds is None and args.ops is None:
+        args.seconds = 2.0
+    r = workloads.run(args.workload, cpus=args.cpus, ops=args.ops, seconds=args.seconds,
+                      seed=args.seed, memory=args.memory << 20, preempt=args.preempt,
+                      progress=None if not args.json else False)
+    if args.json:
+        print(r.to_json())
+        return 0
+    width = max(map(len, r.metrics))
+    print(f"workload {r.workload} on {r.cpus} vCPUs, seed {r.seed}")
+    for k, v in r.metrics.items():
+        shown = "-" if v is None else f"{v:,.3f}" if isinstance(v, float) else f"{v:,}"
+        print(f"  {k:{width}s} {shown}")
+    print("  per vCPU ops: " + ", ".join(f"{w['ops']:,}" for w in r.per_cpu))
+    bad = sum(w["canary_errors"] + w["lost"] for w in r.per_cpu)
+    if bad:
+        print(f"  {bad} canary errors or lost objects!")
+        return 1
+    return 0
+
+
 def _slabinfo(args):
     with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20) as m:
         print(report.proc_slabinfo(m.cache_info()) if args.proc else
@@ -59,6 +82,21 @@ def main(argv=None):
     demo.add_argument("--rounds", type=int, default=50)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    run = sub.add_parser("run", help="run a workload on worker threads and report its metrics")
+    run.add_argument("--workload", "-w", default="fastpath",
+                     choices=["fastpath", "batch", "remote", "larson"])
+    run.add_argument("--cpus", type=int, default=2, help="vCPUs, one worker thread each")
+    bound = run.add_mutually_exclusive_group()
+    bound.add_argument("--seconds", type=float, help="run for this long (default 2)")
+    bound.add_argument("--ops", type=int, help="or for this many operations in all")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--memory", type=int, default=256, help="arena size in MiB")
+    run.add_argument("--preempt", metavar="SPEC",
+                     help="POINT=PROBABILITY:DURATION[:MODE][,...], e.g. "
+                          "slab_free:before_cmpxchg=0.01:50us")
+    run.add_argument("--json", action="store_true", help="one JSON object with the metrics")
+    run.set_defaults(func=_run)
 
     si = sub.add_parser("slabinfo", help="the slabinfo of a fresh machine (kmalloc caches)")
     si.add_argument("--cpus", type=int, default=2)

@@ -13,6 +13,7 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
+from slubcy.page_alloc cimport atomic_int_set
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
                                 PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_large_kmalloc,
@@ -374,6 +375,14 @@ cdef class Machine:
             raise Timeout(f"kmem_cache_shrink({(<KmemCache>c).name}): a vCPU did not flush in time")
         return rc
 
+    def kmem_cache_mark_dead(self, c):
+        """Mark a cache dead, no barrier: cpu_partial = min_partial = 0 (the
+        first step of memcg_deactivate_kmem_caches in Linux 4.0, and all the
+        seed's proposal did before its shrink)."""
+        cdef kmem_cache_t *s = self._cache(c)
+        atomic_int_set(&s.cpu_partial, 0)
+        s.min_partial = 0
+
     def flush_all(self, c):
         """flush_all(): every vCPU deactivates its cpu slab and cpu partial
         slabs (running vCPUs between two operations)."""
@@ -717,6 +726,14 @@ cdef class Machine:
                 "root": None, "memcg": None,
             })
         return rows if c is None else rows[0]
+
+    def cache_usage(self, c):
+        """(objects in use, object slots, pages) of a cache, from the slab
+        counters (works while workers are parked; exact when quiet)."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef long used, slots, pages
+        cache_usage(s, &used, &slots, &pages)
+        return used, slots, pages
 
     def cache_state(self, c):
         """The whole SLUB state of a cache as plain Python data (for tests and

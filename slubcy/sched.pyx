@@ -16,6 +16,12 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, nanosleep
 
 cdef extern from "sched.h" nogil:
     int sched_yield()
+
+cdef extern from "Python.h" nogil:
+    ctypedef struct PyThreadState
+    int PyGILState_Check()
+    PyThreadState *PyEval_SaveThread()
+    void PyEval_RestoreThread(PyThreadState *)
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
 
@@ -227,17 +233,28 @@ cdef inline uint64_t xorshift64(uint64_t *state) noexcept nogil:
 
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     """An enabled point: hold the thread if the controller armed a hold,
-    else delay it with the configured probability."""
+    else delay it with the configured probability.  A thread that holds the
+    GIL (a single-object call from Python) lets it go while it waits, so the
+    controller can act."""
     cdef preemption_point *pp = &sc.points[id]
     cdef int spins = 0
+    cdef PyThreadState *ts = NULL
     if atomic_int_read(&pp.hold_armed) and atomic_int_cmpxchg(&pp.hold_armed, 1, 0):
         pp.hits += 1
+        if PyGILState_Check():
+            ts = PyEval_SaveThread()
         atomic_int_set(&pp.held, cpu + 1)
         while not atomic_int_read(&pp.release):
             backoff(&spins)
         atomic_int_set(&pp.release, 0)
         atomic_int_set(&pp.held, 0)
+        if ts != NULL:
+            PyEval_RestoreThread(ts)
         return
     if pp.threshold and <uint32_t>(xorshift64(&sc.vcpus[cpu].rng) >> 32) < pp.threshold:
         pp.hits += 1
+        if PyGILState_Check():
+            ts = PyEval_SaveThread()
         pause_for(pp.duration_ns, pp.mode)
+        if ts != NULL:
+            PyEval_RestoreThread(ts)

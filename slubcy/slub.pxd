@@ -231,6 +231,7 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
 cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil
 cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
 cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil
+cdef void cache_usage(kmem_cache *s, long *in_use, long *slots, long *pages) noexcept nogil
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
 
 

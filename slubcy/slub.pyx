@@ -1137,6 +1137,35 @@ cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil:
     out[5] = cpu_partial
 
 
+cdef void cache_usage(kmem_cache *s, long *in_use, long *slots, long *pages) noexcept nogil:
+    """Objects in use, object slots and pages of a quiet cache: the slabs'
+    inuse counts minus the objects on cpu freelists (taken from their slab,
+    but free)."""
+    cdef zone *z = &s.m.z
+    cdef size_t pfn = 0
+    cdef page *pg
+    cdef long used = 0, total = 0, npages = 0
+    cdef void *p
+    cdef int cpu
+    while pfn < z.nr_pages:
+        pg = &z.mem_map[pfn]
+        if pg.flags & PG_slab and pg.slab_cache == <void *>s:
+            used += fc_inuse(pg.fc)
+            total += fc_objects(pg.fc)
+            npages += <long>1 << pg.order
+            pfn += <size_t>1 << pg.order
+        else:
+            pfn += 1
+    for cpu in range(s.m.nr_cpus):
+        p = s.cpu_slab[cpu].freelist
+        while p != NULL:
+            used -= 1
+            p = get_freepointer(s, p)
+    in_use[0] = used
+    slots[0] = total
+    pages[0] = npages
+
+
 cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil:
     """validate_slab_cache(): every slab of the cache, every list it is on, and
     every counter must agree.  0 if consistent, else -1 with a message."""

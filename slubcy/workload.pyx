@@ -1,0 +1,414 @@
+# cython: language_level=3
+"""Workload loops: nogil C, one thread per vCPU, seeded.
+
+    fastpath  alloc + free pairs on the worker's own vCPU
+    batch     N allocs, then N frees (the N-pattern of slab_bulk_test01)
+    remote    each vCPU allocates and hands the objects to the next vCPU,
+              which frees them (producer/consumer, __slab_free remotely)
+    larson    random lifetimes in a slot array, random size classes, a share
+              of the objects handed to the next vCPU to be freed there
+
+Every live object carries a canary (its address ^ a key, and an allocation
+serial) that the freeing side checks: an object handed out twice, or written
+while free, shows up as a canary error.  Each worker reports a quiescent state
+(and serves cross-vCPU requests) every QS_INTERVAL operations.
+"""
+
+from libc.stdint cimport uint64_t, uint32_t, uintptr_t
+from libc.stdlib cimport calloc, free, malloc
+
+from slubcy.page_alloc cimport page, virt_to_head_page
+from slubcy.slub cimport kmem_cache, slab_alloc, slab_free
+from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, monotonic,
+                           atomic_int_read, atomic_int_set, QS_INTERVAL)
+
+cdef extern from "_atomic.h" nogil:
+    uint64_t atomic_u64_read(uint64_t *p)
+    void atomic_u64_set(uint64_t *p, uint64_t v)
+    void cpu_relax()
+    int atomic_int_cmpxchg(int *p, int old, int new_)
+
+cdef extern from *:
+    """
+    #define SLUBCY_CANARY_KEY 0x5EED5AB1E5CA1AB5ULL
+    static inline int slubcy_fetch_add(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+    """
+    const uint64_t CANARY_KEY "SLUBCY_CANARY_KEY"
+    int fetch_add "slubcy_fetch_add"(int *p, int v) nogil
+
+cdef extern from "sched.h" nogil:
+    int sched_yield()
+
+cpdef enum workload_kind:
+    W_FASTPATH
+    W_BATCH
+    W_REMOTE
+    W_LARSON
+
+WORKLOADS = {"fastpath": W_FASTPATH, "batch": W_BATCH, "remote": W_REMOTE, "larson": W_LARSON}
+
+
+# A single-producer single-consumer ring of object pointers between vCPUs.
+cdef struct ring:
+    uint64_t head           # written by the producer (release)
+    char _pad1[56]
+    uint64_t tail           # written by the consumer (release)
+    char _pad2[56]
+    uint64_t mask
+    void **slots
+
+cdef inline bint ring_push(ring *r, void *p) noexcept nogil:
+    cdef uint64_t h = r.head
+    if h - atomic_u64_read(&r.tail) > r.mask:
+        return False
+    r.slots[h & r.mask] = p
+    atomic_u64_set(&r.head, h + 1)
+    return True
+
+cdef inline void *ring_pop(ring *r) noexcept nogil:
+    cdef uint64_t t = r.tail
+    cdef void *p
+    if t == atomic_u64_read(&r.head):
+        return NULL
+    p = r.slots[t & r.mask]
+    atomic_u64_set(&r.tail, t + 1)
+    return p
+
+
+cdef struct worker:
+    # set up by the controller
+    sched *sc
+    kmem_cache **caches
+    int ncaches
+    int cpu
+    int kind
+    long ops_target          # < 0: run until *stop
+    int *stop
+    int *phase_count         # workers done with their main loop
+    int *drain_go            # the controller's go for the drain phase
+    long batch
+    long nslots
+    uint32_t handoff         # probability (of 2^32) that larson hands an object over
+    uint64_t rng
+    ring *out                # to the next vCPU
+    ring *inq                # from the previous vCPU
+    # results
+    long ops                 # read by the controller for progress
+    long allocs
+    long frees
+    long remote_frees
+    long canary_errors
+    long alloc_failures
+    long lost                # could not be freed at all (should stay 0)
+    double seconds
+    char _pad[64]
+
+
+cdef inline uint64_t next_rand(uint64_t *state) noexcept nogil:
+    cdef uint64_t x = state[0]
+    x ^= x << 13
+    x ^= x >> 7
+    x ^= x << 17
+    state[0] = x
+    return x
+
+
+cdef inline void set_canary(void *p, uint64_t serial) noexcept nogil:
+    (<uint64_t *>p)[0] = <uintptr_t>p ^ CANARY_KEY
+    (<uint64_t *>p)[1] = serial
+
+cdef inline bint canary_ok(void *p) noexcept nogil:
+    return (<uint64_t *>p)[0] == (<uintptr_t>p ^ CANARY_KEY)
+
+
+cdef inline void *w_alloc(worker *w, kmem_cache *s) noexcept nogil:
+    cdef void *p = slab_alloc(s, w.cpu)
+    if p == NULL:
+        w.alloc_failures += 1
+        return NULL
+    w.allocs += 1
+    w.ops += 1
+    set_canary(p, <uint64_t>w.allocs)
+    return p
+
+
+cdef inline void w_free(worker *w, void *p, bint remote) noexcept nogil:
+    """Free p on this worker's vCPU, into the cache its slab belongs to."""
+    cdef page *pg = virt_to_head_page(&w.caches[0].m.z, p)
+    if not canary_ok(p):
+        w.canary_errors += 1
+    (<uint64_t *>p)[0] = 0
+    if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu):
+        w.frees += 1
+        w.ops += 1
+        if remote:
+            w.remote_frees += 1
+    else:
+        w.lost += 1
+
+
+cdef inline bint w_tick(worker *w, long *n) noexcept nogil:
+    """After an operation: a quiescent state every QS_INTERVAL; False to stop."""
+    n[0] += 1
+    if (n[0] & (QS_INTERVAL - 1)) == 0:
+        rcu_quiescent_state(w.sc, w.cpu)
+        if atomic_int_read(w.stop):
+            return False
+    if w.ops_target >= 0 and w.ops >= w.ops_target:
+        return False
+    return True
+
+
+cdef void drain_inq(worker *w) noexcept nogil:
+    cdef void *p = ring_pop(w.inq)
+    while p != NULL:
+        w_free(w, p, True)
+        p = ring_pop(w.inq)
+
+
+cdef void run_fastpath(worker *w) noexcept nogil:
+    cdef kmem_cache *s = w.caches[0]
+    cdef long n = 0
+    cdef void *p
+    while True:
+        p = w_alloc(w, s)
+        if p != NULL:
+            w_free(w, p, False)
+        if not w_tick(w, &n):
+            break
+
+
+cdef void run_batch(worker *w, void **objs) noexcept nogil:
+    cdef kmem_cache *s = w.caches[0]
+    cdef long n = 0, i, got
+    cdef bint go = True
+    while go:
+        got = 0
+        for i in range(w.batch):
+            objs[got] = w_alloc(w, s)
+            if objs[got] != NULL:
+                got += 1
+            if not w_tick(w, &n):
+                go = False
+                break
+        for i in range(got):
+            w_free(w, objs[i], False)
+            if not w_tick(w, &n) and go:
+                go = False
+
+
+cdef void run_remote(worker *w) noexcept nogil:
+    """Allocate, hand to the next vCPU; free what the previous one sent."""
+    cdef kmem_cache *s = w.caches[0]
+    cdef long n = 0
+    cdef void *p
+    while True:
+        p = w_alloc(w, s)
+        if p != NULL and not ring_push(w.out, p):
+            w_free(w, p, False)         # the consumer is behind: free it here
+        p = ring_pop(w.inq)
+        if p != NULL:
+            w_free(w, p, True)
+        if not w_tick(w, &n):
+            break
+
+
+cdef void run_larson(worker *w, void **slots) noexcept nogil:
+    """larson: replace a random slot's object with a new one of a random
+    cache; a share of the old objects is freed by the next vCPU."""
+    cdef long n = 0, i
+    cdef void *p
+    while True:
+        i = <long>(next_rand(&w.rng) % <uint64_t>w.nslots)
+        p = slots[i]
+        if p != NULL:
+            if <uint32_t>(next_rand(&w.rng) >> 32) < w.handoff and ring_push(w.out, p):
+                pass
+            else:
+                w_free(w, p, False)
+            slots[i] = NULL
+        slots[i] = w_alloc(w, w.caches[next_rand(&w.rng) % <uint64_t>w.ncaches])
+        p = ring_pop(w.inq)
+        if p != NULL:
+            w_free(w, p, True)
+        if not w_tick(w, &n):
+            break
+
+
+cdef void worker_main(worker *w, int nworkers) noexcept nogil:
+    cdef double t0
+    cdef void **scratch = NULL
+    cdef long k
+    if w.kind == W_BATCH:
+        scratch = <void **>calloc(w.batch, sizeof(void *))
+    elif w.kind == W_LARSON:
+        scratch = <void **>calloc(w.nslots, sizeof(void *))
+    t0 = monotonic()
+    if w.kind == W_FASTPATH:
+        run_fastpath(w)
+    elif w.kind == W_BATCH:
+        run_batch(w, scratch)
+    elif w.kind == W_REMOTE:
+        run_remote(w)
+    else:
+        run_larson(w, scratch)
+    w.seconds = monotonic() - t0
+    # Phase 2: once every worker stopped producing and the controller has
+    # sampled the machine, free what others handed over to us.
+    fetch_add(w.phase_count, 1)
+    k = 0
+    while not atomic_int_read(w.drain_go):
+        drain_inq(w)            # keep the rings moving (a full ring would stall)
+        k += 1
+        if (k & 63) == 0:
+            rcu_quiescent_state(w.sc, w.cpu)
+            sched_yield()
+    drain_inq(w)
+    if w.kind == W_LARSON:      # the live objects stayed for the sample
+        for k in range(w.nslots):
+            if scratch[k] != NULL:
+                w_free(w, scratch[k], False)
+    free(scratch)
+
+
+# ---------------------------------------------------------------------------
+# The Python side: a Run holds the C state of one workload run.
+
+from slubcy.machine cimport Machine, KmemCache
+import threading
+import time
+
+
+cdef class Run:
+    """One run of a workload on `machine`: start(), then stop() or join()."""
+    cdef Machine machine
+    cdef worker *workers
+    cdef ring *rings
+    cdef kmem_cache **caches
+    cdef int nworkers
+    cdef int stop_flag
+    cdef int phase_count
+    cdef int drain_go
+    cdef list threads
+    cdef readonly str kind_name
+    cdef readonly list cache_objs
+    cdef readonly double started
+
+    def __cinit__(self, Machine machine, str kind, list caches, int nworkers, long ops_per_worker,
+                  long batch=256, long slots=1024, double handoff=0.25, uint64_t seed=0,
+                  long ring_size=4096):
+        cdef int i
+        if kind not in WORKLOADS:
+            raise ValueError(f"unknown workload {kind!r}: one of {', '.join(WORKLOADS)}")
+        if not 1 <= nworkers <= machine.m.nr_cpus:
+            raise ValueError(f"{nworkers} workers need as many vCPUs; the machine has "
+                             f"{machine.m.nr_cpus}")
+        if not caches:
+            raise ValueError("a workload needs at least one cache")
+        if batch < 1 or slots < 1 or not 0.0 <= handoff <= 1.0 or ring_size < 2 \
+                or ring_size & (ring_size - 1):
+            raise ValueError("bad workload parameters")
+        self.machine = machine
+        self.kind_name = kind
+        self.cache_objs = caches
+        self.nworkers = nworkers
+        self.caches = <kmem_cache **>calloc(len(caches), sizeof(kmem_cache *))
+        self.workers = <worker *>calloc(nworkers, sizeof(worker))
+        self.rings = <ring *>calloc(nworkers, sizeof(ring))
+        if self.caches == NULL or self.workers == NULL or self.rings == NULL:
+            raise MemoryError()
+        for i, c in enumerate(caches):
+            self.caches[i] = (<KmemCache>c).get()
+            if (<KmemCache>c).object_size < 16:
+                raise ValueError(f"cache {(<KmemCache>c).name}: workloads need objects of >= 16 "
+                                 "bytes (for the canary)")
+        for i in range(nworkers):
+            self.rings[i].mask = ring_size - 1
+            self.rings[i].slots = <void **>calloc(ring_size, sizeof(void *))
+            if self.rings[i].slots == NULL:
+                raise MemoryError()
+        for i in range(nworkers):
+            w = &self.workers[i]
+            w.sc = &machine.m.sc
+            w.caches = self.caches
+            w.ncaches = len(caches)
+            w.cpu = i
+            w.kind = WORKLOADS[kind]
+            w.ops_target = ops_per_worker
+            w.stop = &self.stop_flag
+            w.phase_count = &self.phase_count
+            w.drain_go = &self.drain_go
+            w.batch = batch
+            w.nslots = slots
+            w.handoff = <uint32_t>min(handoff * 4294967296.0, 4294967295.0)
+            w.rng = (seed + 1) * 2654435761 + <uint64_t>i * 40503 + 1
+            w.out = &self.rings[(i + 1) % nworkers]
+            w.inq = &self.rings[i]
+        self.threads = []
+
+    def __dealloc__(self):
+        cdef int i
+        if self.rings != NULL:
+            for i in range(self.nworkers):
+                free(self.rings[i].slots)
+        free(self.rings)
+        free(self.workers)
+        free(self.caches)
+
+    def start(self):
+        """Take every worker's vCPU (CPUBusy if one is taken) and start."""
+        from slubcy.errors import CPUBusy
+        cdef int i
+        self.machine._idle()
+        for i in range(self.nworkers):
+            # a free vCPU now: the worker thread takes it (this_cpu is per thread)
+            if not vcpu_take(&self.machine.m.sc, i, i + 1):
+                raise CPUBusy(f"vCPU {i} is run by another thread")
+            vcpu_release(&self.machine.m.sc, i)
+        self.machine.m.sc.running_workers += self.nworkers
+        self.started = time.monotonic()
+        for i in range(self.nworkers):
+            t = threading.Thread(target=self._bound, args=(i,), name=f"slubcy-vcpu{i}", daemon=True)
+            self.threads.append(t)
+        for t in self.threads:
+            t.start()
+
+    def _bound(self, int i):
+        cdef worker *w = &self.workers[i]
+        with nogil:
+            while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
+                sched_yield()       # a controller call is on this vCPU for a moment
+            worker_main(w, self.nworkers)
+            vcpu_release(w.sc, w.cpu)
+
+    def ops(self):
+        """Operations done so far, per worker (racy reads, for progress)."""
+        return [self.workers[i].ops for i in range(self.nworkers)]
+
+    def request_stop(self):
+        atomic_int_set(&self.stop_flag, 1)
+
+    @property
+    def producing_done(self):
+        return atomic_int_read(&self.phase_count) >= self.nworkers
+
+    def finish(self, sample=None):
+        """Wait until every worker stopped producing, call sample() (the
+        machine is quiet but objects are still live), then let the workers
+        drain and join them.  Returns the per-worker results."""
+        cdef int i
+        while atomic_int_read(&self.phase_count) < self.nworkers:
+            time.sleep(0.0005)
+        sampled = sample() if sample is not None else None
+        atomic_int_set(&self.drain_go, 1)
+        for t in self.threads:
+            t.join()
+        self.machine.m.sc.running_workers -= self.nworkers
+        per = []
+        for i in range(self.nworkers):
+            w = &self.workers[i]
+            per.append({"cpu": i, "ops": w.ops, "allocs": w.allocs, "frees": w.frees,
+                        "remote_frees": w.remote_frees, "canary_errors": w.canary_errors,
+                        "alloc_failures": w.alloc_failures, "lost": w.lost,
+                        "seconds": w.seconds})
+        return per, sampled

@@ -1,0 +1,263 @@
+"""Worker threads without the GIL, remote frees under contention, grace
+periods, cross-vCPU requests and preemption points."""
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import slubcy
+from slubcy import workloads
+from slubcy.workload import Run
+
+
+def alloc_stats_add_up(m, caches, in_use):
+    total = 0
+    for c in caches:
+        st = m.stats(c)
+        total += st["ALLOC_FASTPATH"] + st["ALLOC_SLOWPATH"] - st["FREE_FASTPATH"] - st["FREE_SLOWPATH"]
+    assert total == sum(in_use[c.name] for c in caches)
+
+
+@pytest.mark.parametrize("workers", [2, 4, 8])
+@pytest.mark.parametrize("workload", ["remote", "larson"])
+def test_stress(workers, workload):
+    """More threads than cores: the OS preempts them anywhere."""
+    with slubcy.Machine(cpus=workers, memory=256 << 20, seed=workers) as m:
+        r = workloads.run(workload, cpus=workers, ops=3_000_000, machine=m, seed=workers)
+        assert r.metrics["ops"] >= 3_000_000 - workers
+        for w in r.per_cpu:
+            assert w["canary_errors"] == 0 and w["lost"] == 0 and w["alloc_failures"] == 0
+        assert sum(w["allocs"] for w in r.per_cpu) == sum(w["frees"] for w in r.per_cpu)
+        assert sum(w["remote_frees"] for w in r.per_cpu) > 0
+        caches = [m.kmem_cache(n) for n in r.stats]
+        in_use = m.validate()
+        alloc_stats_add_up(m, caches, in_use)
+        assert all(in_use[c.name] == 0 for c in caches)
+        # contention happened on the slab words for remote frees
+        st = {n: s for n, s in r.stats.items()}
+        assert sum(s["FREE_SLOWPATH"] for s in st.values()) > 0
+        for c in caches:
+            m.kmem_cache_shrink(c)
+        m.validate()
+
+
+def test_two_workers_run_in_parallel_without_the_gil():
+    """Both workers make progress at the same time (the ratio itself is a
+    benchmark: benchmarks/scaling.py)."""
+    with slubcy.Machine(cpus=2) as m:
+        r = workloads.run("fastpath", cpus=2, seconds=0.3, machine=m)
+        a, b = (w["seconds"] for w in r.per_cpu)
+        assert min(w["ops"] for w in r.per_cpu) > 0.2 * max(w["ops"] for w in r.per_cpu)
+        assert abs(a - b) < 0.1
+
+
+def test_control_calls_while_workers_run():
+    """flush_all / shrink / synchronize reach running vCPUs as requests they
+    serve between operations."""
+    with slubcy.Machine(cpus=2, memory=128 << 20) as m:
+        c = m.kmem_cache_create("w", 128)
+        run = Run(m, "larson", [c], 2, -1, slots=256)
+        run.start()
+        try:
+            with pytest.raises(slubcy.MachineBusy):
+                m.kmem_cache_alloc(c, cpu=0)
+            with pytest.raises(slubcy.MachineBusy):
+                m.validate()
+            for _ in range(20):
+                m.flush_all(c)
+                m.kmem_cache_shrink(c)
+                m.synchronize(timeout=5)
+                m.kick_all_cpus_sync(timeout=5)
+        finally:
+            run.request_stop()
+            per, _ = run.finish()
+        assert all(w["canary_errors"] == 0 and w["lost"] == 0 for w in per)
+        assert m.stats(c)["CPUSLAB_FLUSH"] > 0
+        assert m.validate()["w"] == 0
+
+
+def in_thread(fn):
+    out = {}
+
+    def body():
+        try:
+            out["value"] = fn()
+        except BaseException as e:     # surfaced by the caller
+            out["error"] = e
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, out
+
+
+def full_slab(m, c, cpu=0):
+    """Objects of a slab that is full and on no list (cpu moved on)."""
+    objs = [m.kmem_cache_alloc(c, cpu=cpu) for _ in range(c.objects_per_slab)]
+    m.kmem_cache_alloc(c, cpu=cpu)
+    page = m.virt_to_slab(objs[0])[0]
+    st = m.cache_state(c)["slabs"][page]
+    assert st["inuse"] == c.objects_per_slab and not st["frozen"]
+    return page, objs
+
+
+def test_hold_at_slab_free_before_cmpxchg():
+    """vCPU 1 decided to freeze a full slab and is held before its cmpxchg;
+    vCPU 0 frees into the same slab first (freezing it); on release vCPU 1's
+    cmpxchg fails, it retries and finds the slab frozen: FREE_FROZEN."""
+    with slubcy.Machine(cpus=2, memory=16 << 20) as m:
+        c = m.kmem_cache_create("x", 256)
+        page, objs = full_slab(m, c)
+        pp = m.preempt_point("slab_free:before_cmpxchg")
+        pp.arm_hold()
+        t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
+        assert pp.wait_held() == 1
+        # the held free changed nothing yet
+        assert m.cache_state(c)["slabs"][page]["inuse"] == c.objects_per_slab
+        m.kmem_cache_free(c, objs[1], cpu=0)
+        st = m.cache_state(c)
+        assert st["slabs"][page]["frozen"] and st["cpus"][0]["partial"] == [page]
+        pp.release()
+        t.join(5)
+        assert "error" not in out
+        st = m.cache_state(c)
+        cpu1 = st["cpus"][1]["stat"]
+        assert cpu1["CMPXCHG_DOUBLE_FAIL"] == 1
+        assert cpu1["FREE_FROZEN"] == 1 and cpu1["CPU_PARTIAL_FREE"] == 0
+        assert st["cpus"][1]["partial"] == []
+        assert st["slabs"][page]["inuse"] == c.objects_per_slab - 2
+        assert pp.hits == 1
+        m.validate()
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_hold_at_put_cpu_partial(dead):
+    """vCPU 1 froze a full slab and is held before putting it on its partial
+    list: the slab is frozen and on no list.  Released, it lands on vCPU 1's
+    partial list; if the cache was marked dead meanwhile (cpu_partial = 0),
+    Linux 4.0's put_cpu_partial unfreezes it at once (d6e0b7fa)."""
+    with slubcy.Machine(cpus=2, memory=16 << 20) as m:
+        c = m.kmem_cache_create("x", 256)
+        page, objs = full_slab(m, c)
+        pp = m.preempt_point("put_cpu_partial")
+        pp.arm_hold()
+        t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
+        assert pp.wait_held() == 1
+        st = m.cache_state(c)
+        assert st["slabs"][page]["frozen"]
+        assert all(page not in cpu["partial"] and cpu["page"] != page for cpu in st["cpus"])
+        assert page not in st["node"]["partial"]
+        if dead:
+            m.kmem_cache_mark_dead(c)
+        pp.release()
+        t.join(5)
+        assert "error" not in out
+        st = m.cache_state(c)
+        if dead:
+            assert st["cpus"][1]["partial"] == []
+            assert not st["slabs"][page]["frozen"] and page in st["node"]["partial"]
+            assert st["cpus"][1]["stat"]["FREE_ADD_PARTIAL"] == 1
+        else:
+            assert st["cpus"][1]["partial"] == [page] and st["slabs"][page]["frozen"]
+        assert st["cpus"][1]["stat"]["CPU_PARTIAL_FREE"] == 1
+        m.validate()
+
+
+def test_synchronize_waits_for_a_held_vcpu():
+    with slubcy.Machine(cpus=2, memory=16 << 20) as m:
+        c = m.kmem_cache_create("x", 256)
+        page, objs = full_slab(m, c)
+        m.synchronize(timeout=5)                 # nothing running: immediate
+        pp = m.preempt_point("slab_free:before_cmpxchg")
+        pp.arm_hold()
+        t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
+        pp.wait_held()
+        with pytest.raises(slubcy.Timeout):
+            m.synchronize(timeout=0.2)           # vCPU 1 is inside an operation
+        gp, gp_out = in_thread(lambda: m.synchronize())
+        time.sleep(0.3)
+        assert gp.is_alive()                     # still waiting
+        pp.release()
+        gp.join(5)
+        t.join(5)
+        assert not gp.is_alive() and "error" not in gp_out and "error" not in out
+        m.validate()
+
+
+def test_flush_times_out_on_a_held_vcpu_then_completes():
+    with slubcy.Machine(cpus=2, memory=16 << 20, ipi_timeout=0.2) as m:
+        c = m.kmem_cache_create("x", 256)
+        page, objs = full_slab(m, c)
+        m.kmem_cache_alloc(c, cpu=1)             # vCPU 1 has a cpu slab: flush must ask it
+        pp = m.preempt_point("slab_free:before_cmpxchg")
+        pp.arm_hold()
+        t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
+        pp.wait_held()
+        with pytest.raises(slubcy.Timeout):
+            m.flush_all(c)
+        pp.release()
+        t.join(5)
+        m.flush_all(c)
+        st = m.cache_state(c)
+        assert st["cpus"][1]["page"] is None and st["cpus"][1]["partial"] == []
+        m.validate()
+
+
+def test_call_rcu_batches_callbacks():
+    with slubcy.Machine(cpus=2) as m:
+        ran = []
+        for i in range(200):
+            m.call_rcu(ran.append, i)
+        m.rcu_barrier(timeout=10)
+        assert sorted(ran) == list(range(200))
+        stats = m.rcu_stats
+        assert stats["callbacks"] == 200
+        assert 1 <= stats["grace_periods"] < 200
+
+
+def test_call_rcu_waits_for_a_held_vcpu():
+    with slubcy.Machine(cpus=2, memory=16 << 20) as m:
+        c = m.kmem_cache_create("x", 256)
+        page, objs = full_slab(m, c)
+        pp = m.preempt_point("slab_free:before_cmpxchg")
+        pp.arm_hold()
+        t, _ = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
+        pp.wait_held()
+        done = threading.Event()
+        m.call_rcu(done.set)
+        assert not done.wait(0.3)
+        pp.release()
+        assert done.wait(5)
+        t.join(5)
+
+
+def test_preempt_delays_are_taken():
+    with slubcy.Machine(cpus=2) as m:
+        r = workloads.run("remote", cpus=2, ops=200_000, machine=m,
+                          preempt="slab_free:before_cmpxchg=0.5:1us:yield")
+        assert m.preempt_point("slab_free:before_cmpxchg").hits > 0
+        assert all(w["canary_errors"] == 0 for w in r.per_cpu)
+        m.validate()
+
+
+@pytest.mark.parametrize("spec", ["nope=0.1:1us", "slab_free:before_cmpxchg=2:1us",
+                                  "slab_free:before_cmpxchg=0.1", "put_cpu_partial=0.1:5parsecs",
+                                  "put_cpu_partial=0.1:1us:dance", "put_cpu_partial=x:1us"])
+def test_bad_preempt_specs(spec):
+    from slubcy.preempt import parse_spec
+    with pytest.raises(ValueError):
+        parse_spec(spec)
+
+
+def test_bad_workload_arguments():
+    with slubcy.Machine(cpus=2) as m:
+        c = m.kmem_cache_create("x", 64)
+        with pytest.raises(ValueError):
+            Run(m, "nope", [c], 2, 10)
+        with pytest.raises(ValueError):
+            Run(m, "fastpath", [c], 3, 10)           # more workers than vCPUs
+        with pytest.raises(ValueError):
+            Run(m, "fastpath", [m.kmem_cache("kmalloc-8")], 1, 10)
+        for kw in ({"ops": 0}, {"ops": None, "seconds": None}, {"seconds": -1}):
+            with pytest.raises(ValueError):
+                workloads.run("fastpath", cpus=1, machine=m, **{"ops": None, **kw})
+        m.validate()
