@@ -1,0 +1,56 @@
+"""Dead-cache policies: one small module each, and the registry.
+
+Built-in policies and third-party ones are found the same way, through the
+`slubcy.policies` entry-point group (a name -> a Policy subclass).  A spec is
+"name" or "name:option" (e.g. "barrier:sync", "reap:20ms").
+"""
+from importlib import import_module
+from importlib.metadata import entry_points
+
+BUILTIN = {
+    "keep": "policies.keep:KeepPolicy",
+    "naive": "policies.naive:NaivePolicy",
+    "barrier": "policies.barrier:BarrierPolicy",
+    "reparent": "policies.reparent:ReparentPolicy",
+    "reap": "policies.reap:ReapPolicy",
+    "objcg": "policies.objcg:ObjcgPolicy",
+}
+GROUP = "slubcy.policies"
+
+
+def _load(target):
+    module, _, attr = target.partition(":")
+    return getattr(import_module(module), attr)
+
+
+def registry():
+    """{name: Policy class}: the built-ins, then entry points (which may add
+    names; a built-in name is not replaced)."""
+    out = {name: target for name, target in BUILTIN.items()}
+    for ep in entry_points(group=GROUP):
+        out.setdefault(ep.name, ep.value)
+    return out
+
+
+def available():
+    return list(registry())
+
+
+def get_policy(spec, **kwargs):
+    """A new Policy instance from "name" or "name:option"."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError("a policy spec is a non-empty string such as 'barrier:sync'")
+    name, _, option = spec.partition(":")
+    reg = registry()
+    if name not in reg:
+        raise ValueError(f"unknown policy {name!r}: one of {', '.join(reg)}")
+    cls = _load(reg[name])
+    return cls(option or None, **kwargs)
+
+
+def describe_all():
+    rows = []
+    for name in available():
+        p = get_policy(name)
+        rows.append(p.describe())
+    return rows

@@ -1,6 +1,6 @@
 # The Python API's extension types, for other Cython modules (workloads,
 # benchmarks) that run nogil loops on a Machine's caches.
-from slubcy.slub cimport kmem_cache, slub_machine
+from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
 
 
 cdef class KmemCache:
@@ -24,6 +24,10 @@ cdef class Machine:
     cdef readonly object seed
     cdef size_t shadow_bytes
     cdef object _rcu                # slubcy.rcu.RCU, started on first call_rcu
+    cdef object _policy_obj         # the attached dead-cache policy
+    cdef dict _children             # memcg child caches' wrappers by address
+    cdef mem_cgroup *_memcg(self, memcg) except? NULL
+    cdef KmemCache _wrap_child(self, kmem_cache *s)
     cdef int _enter(self, int cpu) except -1
     cdef void _exit(self, int cpu) noexcept
     cdef int _idle(self) except -1
@@ -39,3 +43,8 @@ cdef class Machine:
     cdef int _free(self, kmem_cache *s, void *p, int cpu) except -1
     cdef tuple _writable(self, size_t addr, size_t length)
     cdef _validate_zone(self)
+
+
+cdef class MemCgroup:
+    cdef mem_cgroup *g
+    cdef readonly Machine machine

@@ -21,7 +21,11 @@ from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
-                           kick_all_cpus_sync, OWNER_CONTROLLER)
+                           kick_all_cpus_sync, OWNER_CONTROLLER, rcu_head, rcu_take_pending,
+                           rcu_run_batch, monotonic)
+from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
+                           memcg_slab_free_hook, memcg_init, dead_cache_counts)
+from libc.stdlib cimport free as c_free
 from slubcy import errors
 from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError,
                            DoubleFree, InvalidAccess, InvalidCPU, MachineBusy, MachineClosed,
@@ -99,6 +103,81 @@ cdef class KmemCache:
     @property
     def destroyed(self):
         return self.s == NULL
+
+
+cdef class MemCgroup:
+    """A memory cgroup of a Machine (a view of the C struct)."""
+
+    def _get(self):
+        if self.machine.closed:
+            raise MachineClosed("the machine is closed")
+
+    @property
+    def name(self):
+        self._get()
+        return self.g.name.decode()
+
+    @property
+    def id(self):
+        self._get()
+        return self.g.id
+
+    @property
+    def parent(self):
+        self._get()
+        return None if self.g.parent == NULL else wrap_memcg(self.machine, self.g.parent)
+
+    @property
+    def online(self):
+        self._get()
+        return bool(self.g.online)
+
+    @property
+    def dying(self):
+        """Offline, not yet freed."""
+        self._get()
+        return not self.g.online and not self.g.freed
+
+    @property
+    def freed(self):
+        self._get()
+        return bool(self.g.freed)
+
+    @property
+    def refcnt(self):
+        self._get()
+        return self.g.refcnt
+
+    @property
+    def nr_pages(self):
+        """Slab pages charged (per-memcg caches)."""
+        self._get()
+        return self.g.nr_pages
+
+    @property
+    def nr_bytes(self):
+        """Object bytes charged (obj_cgroup)."""
+        self._get()
+        return self.g.nr_bytes
+
+    def __eq__(self, other):
+        return isinstance(other, MemCgroup) and (<MemCgroup>other).g == self.g
+
+    def __hash__(self):
+        return hash(<uintptr_t>self.g)
+
+    def __repr__(self):
+        if self.machine.closed:
+            return "<MemCgroup (machine closed)>"
+        state = "online" if self.g.online else "freed" if self.g.freed else "dying"
+        return f"<MemCgroup {self.name!r} id={self.g.id} {state} pages={self.g.nr_pages}>"
+
+
+cdef MemCgroup wrap_memcg(Machine machine, mem_cgroup *g):
+    cdef MemCgroup w = MemCgroup.__new__(MemCgroup)
+    w.g = g
+    w.machine = machine
+    return w
 
 
 cdef KmemCache wrap_cache(Machine machine, kmem_cache_t *s, str name, object ctor, bint is_kmalloc):
@@ -180,19 +259,62 @@ cdef class Machine:
             raise MemoryError("cannot map the shadow bitmap")
         self.m.shadow = <uint64_t *>sh
         self.closed = False
+        self._children = {}
+        # Linux 4.0 behaviour until a policy says otherwise
+        self.m.per_memcg_caches = 1
+        self.m.pages_pin_memcg = 1
+        self.m.cpu_partial_dead_check = 1
+        memcg_init(&self.m)
         self._create_kmalloc_caches()
+        if policy is not None:
+            from policies import get_policy
+            self._policy_obj = get_policy(policy) if isinstance(policy, str) else policy
+            self._policy_obj.attach(self)
+            self.policy = self._policy_obj.name
 
     def __dealloc__(self):
         self._release()
 
     cdef void _release(self) noexcept:
         cdef KmemCache c
+        cdef kmem_cache_t *s
+        cdef kmem_cache_t *nxt_s
+        cdef mem_cgroup *g
+        cdef mem_cgroup *nxt_g
+        cdef obj_cgroup *o
+        cdef obj_cgroup *nxt_o
+        cdef size_t pfn
         for c in self._caches or ():
-            if c.s != NULL:
-                Py_XDECREF(<PyObject *>c.s.ctor_exc)
-                kmem_cache_release(c.s)
-                c.s = NULL
+            c.s = NULL
+        for c in (self._children or {}).values():
+            c.s = NULL
         self._caches = []
+        self._children = {}
+        # objcg vectors hang off slab pages
+        if not self.m.per_memcg_caches and self.m.z.mem_map != NULL:
+            for pfn in range(self.m.z.nr_pages):
+                if self.m.z.mem_map[pfn].flags & PG_slab and self.m.z.mem_map[pfn].memcg != NULL:
+                    c_free(self.m.z.mem_map[pfn].memcg)
+                    self.m.z.mem_map[pfn].memcg = NULL
+        s = self.m.slab_caches
+        while s != NULL:
+            nxt_s = s.next
+            Py_XDECREF(<PyObject *>s.ctor_exc)
+            kmem_cache_release(s)
+            s = nxt_s
+        self.m.slab_caches = NULL
+        g = self.m.memcgs
+        while g != NULL:
+            nxt_g = g.next
+            c_free(g)
+            g = nxt_g
+        self.m.memcgs = NULL
+        o = self.m.objcgs
+        while o != NULL:
+            nxt_o = o.next
+            c_free(o)
+            o = nxt_o
+        self.m.objcgs = NULL
         if self.m.shadow != NULL:
             munmap(self.m.shadow, self.shadow_bytes)
             self.m.shadow = NULL
@@ -205,6 +327,8 @@ cdef class Machine:
         if self.closed:
             return
         self._idle()
+        if self._policy_obj is not None:
+            self._policy_obj.detach()
         if self._rcu is not None:
             self._rcu.stop()
             self._rcu = None
@@ -356,9 +480,17 @@ cdef class Machine:
         self._idle()
         if (<KmemCache>c).is_kmalloc:
             raise ValueError("kmalloc caches cannot be destroyed")
+        cdef kmem_cache_t *child = self.m.slab_caches
+        while child != NULL:
+            if child.root == s and not child.destroyed:
+                raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: memcg child cache "
+                                f"{child.name.decode()} is alive")
+            child = child.next
         if __kmem_cache_shutdown(s):
             raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: Slab cache still has objects")
         Py_XDECREF(<PyObject *>s.ctor_exc)
+        s.ctor_exc = NULL
+        kmem_cache_unlink(s)
         kmem_cache_release(s)
         (<KmemCache>c).s = NULL
         self._caches.remove(c)
@@ -393,6 +525,114 @@ cdef class Machine:
         if rc != 0:
             raise Timeout(f"flush_all({(<KmemCache>c).name}): a vCPU did not answer in time")
 
+    # -- memory cgroups -----------------------------------------------------
+
+    @property
+    def root_mem_cgroup(self):
+        self._check()
+        return wrap_memcg(self, self.m.root_mem_cgroup)
+
+    def memcg_create(self, name, parent=None):
+        """A memcg under `parent` (the root memcg by default)."""
+        self._check()
+        if not isinstance(name, str) or not name or len(name.encode()) > 47:
+            raise ValueError("memcg name must be a non-empty str of at most 47 bytes")
+        cdef mem_cgroup *p = NULL
+        if parent is not None:
+            if not isinstance(parent, MemCgroup) or (<MemCgroup>parent).machine is not self:
+                raise TypeError("parent must be a MemCgroup of this machine")
+            if not (<MemCgroup>parent).g.online:
+                raise ValueError(f"parent {parent.name!r} is offline")
+            p = (<MemCgroup>parent).g
+        cdef bytes b = name.encode()
+        cdef mem_cgroup *g = mem_cgroup_create(&self.m, b, p)
+        if g == NULL:
+            raise errors.SlubError(f"no kmemcg id left ({MAX_MEMCG_CACHES} online memcgs)")
+        return wrap_memcg(self, g)
+
+    def memcg_offline(self, memcg):
+        """Take `memcg` offline through the machine's policy (from this
+        thread, with the GIL released).  Returns the offline's latency in
+        seconds; Timeout if a wait inside it timed out."""
+        self._check()
+        if not isinstance(memcg, MemCgroup) or (<MemCgroup>memcg).machine is not self:
+            raise TypeError("memcg must be a MemCgroup of this machine")
+        cdef mem_cgroup *g = (<MemCgroup>memcg).g
+        if g == self.m.root_mem_cgroup:
+            raise ValueError("the root memcg cannot go offline")
+        if not g.online:
+            raise ValueError(f"memcg {memcg.name!r} is already offline")
+        if self.m.policy_offline == NULL:
+            raise errors.SlubError("the machine has no dead-cache policy (Machine(policy=...))")
+        cdef int rc
+        cdef double t0 = monotonic(), t1
+        with nogil:
+            rc = self.m.policy_offline(&self.m, g, self.m.policy_data)
+        t1 = monotonic()
+        if rc != 0:
+            raise Timeout(f"offline of {memcg.name!r}: a vCPU did not answer in time")
+        return t1 - t0
+
+    def memcgs(self):
+        """Every memcg of the machine (the root first), freed ones included."""
+        self._check()
+        out = []
+        cdef mem_cgroup *g = self.m.memcgs
+        while g != NULL:
+            out.append(wrap_memcg(self, g))
+            g = g.next
+        return out[::-1]
+
+    def memcg_stats(self):
+        """Dead caches (of offline memcgs) not yet destroyed, those holding
+        slabs and their pages, dying memcgs, offlines, caches destroyed."""
+        self._check()
+        cdef long out[6]
+        dead_cache_counts(&self.m, out)
+        return {"dead_caches": out[0], "leaked_caches": out[1], "retained_pages": out[2],
+                "dying_memcgs": out[3], "offlines": out[4], "caches_destroyed": out[5]}
+
+    def memcg_caches(self, c=None):
+        """The memcg child caches (of root cache `c`, or all), destroyed
+        ones excluded."""
+        self._check()
+        cdef kmem_cache_t *root = self._cache(c) if c is not None else NULL
+        cdef kmem_cache_t *s = self.m.slab_caches
+        out = []
+        while s != NULL:
+            if s.root != NULL and not s.destroyed and (root == NULL or s.root == root):
+                out.append(self._wrap_child(s))
+            s = s.next
+        return out[::-1]
+
+    cdef KmemCache _wrap_child(self, kmem_cache_t *s):
+        key = <uintptr_t>s
+        c = self._children.get(key)
+        if c is None:
+            c = wrap_cache(self, s, s.name.decode(), None, False)
+            self._children[key] = c
+        return c
+
+    def _rcu_take_c(self):
+        """RCU thread: take the C callbacks queued so far (an opaque handle)."""
+        return <uintptr_t>rcu_take_pending(&self.m.sc)
+
+    def _rcu_run_c(self, uintptr_t batch):
+        cdef long n
+        with nogil:
+            n = rcu_run_batch(&self.m.sc, <rcu_head *>batch)
+        return n
+
+    def _rcu_c_counts(self):
+        return self.m.sc.rcu_queued, self.m.sc.rcu_done
+
+    def start_rcu(self):
+        """Start the RCU thread (policies that call_rcu from C need it)."""
+        self._check()
+        if self._rcu is None:
+            from slubcy.rcu import RCU
+            self._rcu = RCU(self)
+
     # -- grace periods -----------------------------------------------------
 
     def synchronize(self, timeout=None):
@@ -422,9 +662,7 @@ cdef class Machine:
         self._check()
         if not callable(func):
             raise TypeError("func must be callable")
-        if self._rcu is None:
-            from slubcy.rcu import RCU
-            self._rcu = RCU(self)
+        self.start_rcu()
         self._rcu.call(func, args)
 
     def rcu_barrier(self, timeout=None):
@@ -454,12 +692,27 @@ cdef class Machine:
             slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
         return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
 
-    def kmem_cache_alloc(self, c, cpu=0):
-        """slab_alloc() on vCPU `cpu`: the address of a new object (an int)."""
-        cdef kmem_cache_t *s = self._cache(c)
+    cdef mem_cgroup *_memcg(self, memcg) except? NULL:
+        if memcg is None:
+            return NULL
+        if not isinstance(memcg, MemCgroup) or (<MemCgroup>memcg).machine is not self:
+            raise TypeError("memcg must be a MemCgroup of this machine (or None)")
+        if not (<MemCgroup>memcg).g.online:
+            raise ValueError(f"memcg {memcg.name!r} is offline")
+        return (<MemCgroup>memcg).g
+
+    def kmem_cache_alloc(self, c, cpu=0, memcg=None):
+        """slab_alloc() on vCPU `cpu`: the address of a new object (an int).
+        With `memcg`, an accounted cache (SLAB_ACCOUNT) allocates from the
+        memcg's child cache (memcg_kmem_get_cache), or charges the object
+        to the memcg's obj_cgroup under objcg policies."""
+        cdef kmem_cache_t *root = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
+        cdef mem_cgroup *g = self._memcg(memcg)
         self._enter(ncpu)
+        cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
         cdef void *p = slab_alloc(s, ncpu)
+        memcg_slab_post_alloc_hook(s, g, p)
         self._exit(ncpu)
         if s.ctor_exc != NULL:
             raise self._ctor_failed(s, p, ncpu)
@@ -471,11 +724,14 @@ cdef class Machine:
         cdef size_t bad
         cdef void *objs[1]
         cdef int code, ok
+        cdef page *pg
         objs[0] = p
         self._enter(cpu)
         code = check_objects(s, objs, 1, &bad)
         if code == OBJ_OK:
-            ok = slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
+            pg = virt_to_head_page(&self.m.z, p)
+            memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p)
+            ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
         self._exit(cpu)
         if code != OBJ_OK:
             exc, why = _FREE_ERRORS[code]
@@ -524,14 +780,16 @@ cdef class Machine:
         else:
             raise NotAnObject(f"kfree of {addr:#x}: not a kmalloc'ed object")
 
-    def kmem_cache_alloc_bulk(self, c, n, cpu=0):
+    def kmem_cache_alloc_bulk(self, c, n, cpu=0, memcg=None):
         """kmem_cache_alloc_bulk(): `n` objects as a numpy uint64 array, taken
         in one nogil call as the kernel's bulk allocator does (which counts no
         ALLOC_FASTPATH/ALLOC_SLOWPATH).  All or nothing: on exhaustion the
         objects already taken are freed and ArenaExhausted is raised."""
-        cdef kmem_cache_t *s = self._cache(c)
+        cdef kmem_cache_t *root = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
-        cdef size_t count, got
+        cdef mem_cgroup *g = self._memcg(memcg)
+        cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
+        cdef size_t count, got, i
         as_int(n, "n")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -546,6 +804,9 @@ cdef class Machine:
             got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
             if got < count or s.ctor_exc != NULL:
                 kmem_cache_free_bulk(s, got, objs, ncpu)
+            elif g != NULL and not self.m.per_memcg_caches:
+                for i in range(count):
+                    memcg_slab_post_alloc_hook(s, g, objs[i])
         self._exit(ncpu)
         if got < count or s.ctor_exc != NULL:
             if s.ctor_exc != NULL:
@@ -574,9 +835,15 @@ cdef class Machine:
             return
         cdef void **objs = <void **>&v[0]
         self._enter(ncpu)
+        cdef size_t i
+        cdef page *pg
         with nogil:
             code = check_objects(s, objs, n, &bad)
             if code == OBJ_OK:
+                if not self.m.per_memcg_caches:
+                    for i in range(n):
+                        pg = virt_to_head_page(&self.m.z, objs[i])
+                        memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i])
                 refused = kmem_cache_free_bulk(s, n, objs, ncpu)
         self._exit(ncpu)
         if code != OBJ_OK:
@@ -663,7 +930,7 @@ cdef class Machine:
         cdef long in_use = 0
         cdef kmem_cache_t *s
         result = {}
-        caches = [c] if c is not None else self.caches
+        caches = [c] if c is not None else self.caches + self.memcg_caches()
         for cache in caches:
             s = self._cache(cache)
             if validate_cache(s, err, sizeof(err), &in_use) != 0:
@@ -712,7 +979,7 @@ cdef class Machine:
         cdef long out[6]
         cdef kmem_cache_t *s
         rows = []
-        for cache in ([c] if c is not None else self.caches):
+        for cache in ([c] if c is not None else self.caches + self.memcg_caches()):
             s = self._cache(cache)
             cache_counts(s, out)
             kc = <KmemCache>cache
@@ -723,7 +990,8 @@ cdef class Machine:
                 "flags": kc.flags, "min_partial": s.min_partial, "cpu_partial": s.cpu_partial,
                 "nr_slabs": out[0], "nr_partial": out[1], "total_objects": out[2],
                 "partial_free_objects": out[3], "cpu_slabs": out[4], "cpu_partial_slabs": out[5],
-                "root": None, "memcg": None,
+                "root": None if s.root == NULL else s.root.name.decode(),
+                "memcg": None if s.memcg == NULL else s.memcg.name.decode(),
             })
         return rows if c is None else rows[0]
 

@@ -114,9 +114,9 @@ cdef class PreemptPoint:
 
     @property
     def held(self):
-        """The vCPU held at the point, or None."""
+        """The vCPU held at the point (-1: a thread on no vCPU), or None."""
         cdef int h = atomic_int_read(&self.pp().held)
-        return h - 1 if h else None
+        return h - 2 if h else None
 
     def wait_held(self, timeout=5.0):
         """Wait until a thread is held here; return its vCPU."""

@@ -1,7 +1,10 @@
-"""call_rcu() for Python callbacks: one RCU thread per Machine takes every
-callback queued so far, waits for one grace period (Machine.synchronize, which
-releases the GIL) and runs them — the batching of call_rcu_sched()."""
+"""The machine's RCU thread: call_rcu() for Python callbacks and for C
+callbacks queued by nogil code (policies).  Each pass takes every callback
+queued so far, waits for one grace period (Machine.synchronize, GIL
+released) and runs them all — the batching of call_rcu_sched()."""
 import threading
+
+POLL = 0.0005       # C callbacks cannot notify: look for them this often
 
 
 class RCU:
@@ -9,8 +12,8 @@ class RCU:
         self._machine = machine
         self._cond = threading.Condition()
         self._pending = []
-        self._queued = 0            # callbacks ever queued
-        self._done = 0              # callbacks run
+        self._queued = 0            # Python callbacks ever queued
+        self._done = 0              # Python callbacks run
         self._grace_periods = 0
         self._stop = False
         self.errors = []            # exceptions raised by callbacks
@@ -23,15 +26,23 @@ class RCU:
             self._queued += 1
             self._cond.notify_all()
 
+    def _c_pending(self):
+        queued, done = self._machine._rcu_c_counts()
+        return queued > done
+
     def _run(self):
+        m = self._machine
         while True:
             with self._cond:
-                while not self._pending and not self._stop:
-                    self._cond.wait()
-                if self._stop and not self._pending:
+                while not self._pending and not self._stop and not self._c_pending():
+                    self._cond.wait(POLL)
+                if self._stop and not self._pending and not self._c_pending():
                     return
                 batch, self._pending = self._pending, []
-            self._machine.synchronize()
+            c_batch = m._rcu_take_c()
+            m.synchronize()
+            if c_batch:
+                m._rcu_run_c(c_batch)
             for func, args in batch:
                 try:
                     func(*args)
@@ -45,14 +56,18 @@ class RCU:
     def barrier(self, timeout=None):
         """rcu_barrier(): every callback queued before the call has run."""
         from slubcy.errors import Timeout
+        target = self._queued
+        c_target = self._machine._rcu_c_counts()[0]
         with self._cond:
-            target = self._queued
-            if not self._cond.wait_for(lambda: self._done >= target, timeout):
-                raise Timeout(f"rcu_barrier: callbacks still pending after {timeout} s")
+            ok = self._cond.wait_for(lambda: self._done >= target and
+                                     self._machine._rcu_c_counts()[1] >= c_target, timeout)
+        if not ok:
+            raise Timeout(f"rcu_barrier: callbacks still pending after {timeout} s")
 
     def stats(self):
         with self._cond:
-            return {"grace_periods": self._grace_periods, "callbacks": self._done}
+            return {"grace_periods": self._grace_periods, "callbacks": self._done,
+                    "c_callbacks": self._machine._rcu_c_counts()[1]}
 
     def stop(self):
         with self._cond:

@@ -37,7 +37,7 @@ cdef struct preemption_point:
     long duration_ns
     int mode
     int hold_armed          # the next thread to arrive is held
-    int held                # cpu + 1 of the held thread, 0 if none
+    int held                # cpu + 2 of the held thread (1: not on a vCPU), 0 if none
     int release             # set by the controller to let it go
     long hits               # delays and holds taken
 
@@ -65,12 +65,23 @@ cdef struct vcpu:
     long ipis_handled
     char _pad[72]           # 128 bytes: no two vCPUs share a cache line
 
+# call_rcu() from C (nogil): the machine's RCU thread runs the callbacks
+# after a grace period, many to one period.
+cdef struct rcu_head:
+    rcu_head *next
+    void (*func)(rcu_head *head) noexcept nogil
+
 cdef struct sched:
     int nr_cpus
     vcpu *vcpus
     preemption_point points[<int>NR_PREEMPT_POINTS]
     int any_point_enabled
     int running_workers
+    uint64_t rng            # for preemption points passed off any vCPU
+    int rcu_lock
+    rcu_head *rcu_pending    # newest first
+    long rcu_queued
+    long rcu_done
 
 
 cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil
@@ -84,6 +95,9 @@ cdef int kick_all_cpus_sync(sched *sc, double timeout) noexcept nogil
 cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil
 cdef double monotonic() noexcept nogil
+cdef void call_rcu(sched *sc, rcu_head *head, void (*func)(rcu_head *) noexcept nogil) noexcept nogil
+cdef rcu_head *rcu_take_pending(sched *sc) noexcept nogil
+cdef long rcu_run_batch(sched *sc, rcu_head *batch) noexcept nogil
 cdef int smp_processor_id() noexcept nogil
 
 

@@ -92,6 +92,7 @@ cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil:
     memset(sc.vcpus, 0, nr_cpus * sizeof(vcpu))
     for cpu in range(nr_cpus):
         sc.vcpus[cpu].rng = seed_rng(seed, cpu)
+    sc.rng = seed_rng(seed, -1)
     return 0
 
 
@@ -154,6 +155,10 @@ cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void
     v.ipi_info = info
     atomic_int_set(&v.ipi_state, IPI_POSTED)
     while atomic_int_read(&v.ipi_state) != IPI_DONE:
+        # a worker sending from its own vCPU keeps serving requests to it
+        # (two workers flushing each other would otherwise wait forever)
+        if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
+            handle_ipi(sc, this_cpu)
         # the owner left without seeing it: withdraw it and run it ourselves
         if atomic_int_read(&v.owner) == OWNER_NONE and \
                 atomic_int_cmpxchg(&v.ipi_state, IPI_POSTED, IPI_IDLE):
@@ -206,7 +211,14 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
             snap[cpu] = atomic_u64_read(&sc.vcpus[cpu].qs_ctr)
             wait[cpu] = 1
             pending += 1
+    if this_cpu >= 0:
+        # a worker waiting here is between operations: quiescent (the kernel
+        # task would sleep and the CPU context-switch), and it keeps serving
+        # requests sent to its vCPU
+        atomic_int_set(&sc.vcpus[this_cpu].online, 0)
     while pending:
+        if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
+            handle_ipi(sc, this_cpu)
         for cpu in range(sc.nr_cpus):
             if wait[cpu] and (not atomic_int_read(&sc.vcpus[cpu].online) or
                               atomic_u64_read(&sc.vcpus[cpu].qs_ctr) != snap[cpu]):
@@ -216,6 +228,8 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
             if monotonic() > deadline:
                 break
             backoff(&spins)
+    if this_cpu >= 0:
+        atomic_int_set(&sc.vcpus[this_cpu].online, 1)
     smp_mb()
     free(snap)
     free(wait)
@@ -243,7 +257,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         pp.hits += 1
         if PyGILState_Check():
             ts = PyEval_SaveThread()
-        atomic_int_set(&pp.held, cpu + 1)
+        atomic_int_set(&pp.held, cpu + 2)
         while not atomic_int_read(&pp.release):
             backoff(&spins)
         atomic_int_set(&pp.release, 0)
@@ -251,10 +265,52 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         if ts != NULL:
             PyEval_RestoreThread(ts)
         return
-    if pp.threshold and <uint32_t>(xorshift64(&sc.vcpus[cpu].rng) >> 32) < pp.threshold:
+    if pp.threshold and <uint32_t>(xorshift64(&sc.vcpus[cpu].rng if cpu >= 0 else &sc.rng) >> 32) \
+            < pp.threshold:
         pp.hits += 1
         if PyGILState_Check():
             ts = PyEval_SaveThread()
         pause_for(pp.duration_ns, pp.mode)
         if ts != NULL:
             PyEval_RestoreThread(ts)
+
+
+cdef void call_rcu(sched *sc, rcu_head *head, void (*func)(rcu_head *) noexcept nogil) noexcept nogil:
+    """call_rcu_sched(): func(head) runs after a grace period."""
+    head.func = func
+    spin_lock(&sc.rcu_lock)
+    head.next = sc.rcu_pending
+    sc.rcu_pending = head
+    sc.rcu_queued += 1
+    spin_unlock(&sc.rcu_lock)
+
+
+cdef rcu_head *rcu_take_pending(sched *sc) noexcept nogil:
+    """Every callback queued so far, oldest first."""
+    cdef rcu_head *batch
+    cdef rcu_head *rev = NULL
+    cdef rcu_head *nxt
+    spin_lock(&sc.rcu_lock)
+    batch = sc.rcu_pending
+    sc.rcu_pending = NULL
+    spin_unlock(&sc.rcu_lock)
+    while batch != NULL:
+        nxt = batch.next
+        batch.next = rev
+        rev = batch
+        batch = nxt
+    return rev
+
+
+cdef long rcu_run_batch(sched *sc, rcu_head *batch) noexcept nogil:
+    cdef rcu_head *nxt
+    cdef long n = 0
+    while batch != NULL:
+        nxt = batch.next
+        batch.func(batch)
+        n += 1
+        batch = nxt
+    spin_lock(&sc.rcu_lock)
+    sc.rcu_done += n
+    spin_unlock(&sc.rcu_lock)
+    return n

@@ -103,6 +103,36 @@ cdef struct kmem_cache_node:
     # No `full` list: the kernel keeps one only for SLAB_STORE_USER caches,
     # which slubcy does not support.
 
+cdef enum:
+    MAX_MEMCG_CACHES = 4096  # kmemcg ids (memcg_caches slots) live at once
+    KMEMCG_ID_WORDS = 64     # MAX_MEMCG_CACHES bits
+
+# struct mem_cgroup, the part the slab code needs (mm/memcontrol.c).
+cdef struct mem_cgroup:
+    int id                   # css id, never reused
+    int kmemcg_id            # slot in the root caches' memcg_caches, -1 once offline
+    mem_cgroup *parent
+    int online
+    int freed                # css_free() ran: no longer dying
+    long refcnt              # css references: see memcg.pyx
+    long nr_pages            # kmem pages charged (per-memcg caches)
+    long nr_bytes            # object bytes charged (obj_cgroup)
+    kmem_cache *caches       # its child caches, linked by kmem_cache.memcg_next
+    obj_cgroup *objcg
+    mem_cgroup *next         # every memcg of the machine
+    double offline_time
+    char name[48]
+
+# struct obj_cgroup (Linux 5.9): what an object is charged to; reparented
+# to the parent memcg on offline.
+cdef struct obj_cgroup:
+    mem_cgroup *memcg
+    long refcnt              # live objects, + 1 while its memcg holds it
+    obj_cgroup *next
+
+ctypedef void (*memcg_hook_t)(slub_machine *m, mem_cgroup *memcg) noexcept nogil
+ctypedef void (*cache_hook_t)(slub_machine *m, kmem_cache *s) noexcept nogil
+
 # The machine-wide part the core needs: the page allocator and the CPU counts.
 cdef struct slub_machine:
     zone z
@@ -116,6 +146,26 @@ cdef struct slub_machine:
     int slub_max_order
     uint64_t *shadow         # 1 bit per 8 arena bytes: scratch for free-object checks
     uint32_t epoch           # generation for page.mark in those checks
+    # kernel behaviours a dead-cache policy selects (memcg.pyx, policies/)
+    int per_memcg_caches     # 1: a child cache per memcg (3.16 .. 5.8); 0: objcg (5.9)
+    int pages_pin_memcg      # 1: each charged slab page pins its memcg (until 5.2)
+    int cpu_partial_dead_check   # put_cpu_partial unfreezes when cpu_partial == 0 (4.0)
+    # lists (under slab_mutex)
+    int slab_mutex
+    kmem_cache *slab_caches  # every cache, newest first
+    mem_cgroup *memcgs       # every memcg, newest first
+    mem_cgroup *root_mem_cgroup
+    int next_memcg_id
+    uint64_t kmemcg_ids[KMEMCG_ID_WORDS]   # allocated kmemcg ids (ida)
+    obj_cgroup *objcgs
+    long nr_offlines
+    long nr_dying
+    long nr_caches_destroyed
+    memcg_hook_t memcg_release   # css refcount hit zero: css_free (memcg.pyx)
+    cache_hook_t cache_empty     # a dead cache lost its last slab (memcg.pyx)
+    # the dead-cache policy's offline (policies/): 0, or -1 if a wait timed out
+    int (*policy_offline)(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil
+    void *policy_data
 
 cdef struct kmem_cache:
     kmem_cache_cpu *cpu_slab
@@ -136,8 +186,15 @@ cdef struct kmem_cache:
     void *ctor_exc           # first exception a ctor raised (owned reference) or NULL
     long debug_errors        # corruptions found (and repaired) by debug checks
     slub_machine *m
-    void *memcg              # owning memcg of a child cache (memcg code)
+    mem_cgroup *memcg        # owner of a child cache (memcg_params.memcg), else NULL
     kmem_cache *root         # root cache of a child cache, else NULL
+    kmem_cache **memcg_caches    # root: child cache per kmemcg_id (memcg_params)
+    kmem_cache *memcg_next   # next child cache of the same memcg
+    kmem_cache *next         # slab_caches list
+    int dead                 # its memcg went offline
+    int no_cpu_partial       # the seed's proposal: kmem_cache_has_cpu_partial() is false
+    int destroyed            # unlinked; the struct stays until the machine closes
+    int accounted            # SLAB_ACCOUNT root cache with memcg_caches
     char name[64]
     kmem_cache_node node     # node[0]: the only node
 
@@ -191,6 +248,11 @@ cdef inline void set_freepointer(kmem_cache *s, void *object, void *fp) noexcept
 cdef inline bint kmem_cache_debug(kmem_cache *s) noexcept nogil:
     return (s.flags & SLAB_DEBUG_FLAGS) != 0
 
+cdef inline bint kmem_cache_has_cpu_partial(kmem_cache *s) noexcept nogil:
+    # CONFIG_SLUB_CPU_PARTIAL=y; no_cpu_partial is the seed's proposal for
+    # dead caches ("make kmem_cache_has_cpu_partial return false")
+    return not kmem_cache_debug(s) and not s.no_cpu_partial
+
 cdef inline void stat(kmem_cache_cpu *c, stat_item si) noexcept nogil:
     # raw_cpu_inc(s->cpu_slab->stat[si]): only the owning vCPU writes its counters
     c.stat[<int>si] += 1
@@ -214,6 +276,7 @@ cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil
 cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size, size_t align,
                                  unsigned long flags, void *ctor) noexcept nogil
 cdef void kmem_cache_release(kmem_cache *s) noexcept nogil
+cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil
 cdef int calculate_sizes(kmem_cache *s, int forced_order) noexcept nogil
 cdef int kmalloc_index(size_t size) noexcept nogil
 
@@ -233,6 +296,8 @@ cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) n
 cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil
 cdef void cache_usage(kmem_cache *s, long *in_use, long *slots, long *pages) noexcept nogil
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
+cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil
+cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil
 
 
 # --- fast paths ------------------------------------------------------------

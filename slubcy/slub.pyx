@@ -25,6 +25,12 @@ from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
 
+cdef extern from *:
+    """
+    #define __atomic_sub_fetch_long(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_ACQ_REL)
+    """
+    long __atomic_sub_fetch "__atomic_sub_fetch_long"(long *p, long v) nogil
+
 # ---------------------------------------------------------------------------
 # Geometry: calculate_alignment, calculate_sizes, calculate_order, slab_order
 
@@ -157,11 +163,6 @@ cdef inline void set_min_partial(kmem_cache *s, unsigned long min) noexcept nogi
     s.min_partial = min
 
 
-cdef inline bint kmem_cache_has_cpu_partial(kmem_cache *s) noexcept nogil:
-    # CONFIG_SLUB_CPU_PARTIAL=y
-    return not kmem_cache_debug(s)
-
-
 cdef int kmalloc_index(size_t size) noexcept nogil:
     """kmalloc_index(): the kmalloc cache for `size` (1 = kmalloc-96,
     2 = kmalloc-192, n = kmalloc-(1 << n)); -1 if larger than 8 KiB."""
@@ -216,10 +217,36 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
         free(s)
         return NULL
     memset(s.cpu_slab, 0, m.nr_cpus * sizeof(kmem_cache_cpu))
+    if flags & SLAB_ACCOUNT:
+        # a root cache of accounted objects: a child cache per kmemcg id
+        s.memcg_caches = <kmem_cache **>calloc(MAX_MEMCG_CACHES, sizeof(kmem_cache *))
+        if s.memcg_caches == NULL:
+            free(s.cpu_slab)
+            free(s)
+            return NULL
+        s.accounted = 1
+    spin_lock(&m.slab_mutex)
+    s.next = m.slab_caches
+    m.slab_caches = s
+    spin_unlock(&m.slab_mutex)
     return s
 
 
+cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
+    """Take a cache off the machine's slab_caches list."""
+    cdef kmem_cache **pp = &s.m.slab_caches
+    spin_lock(&s.m.slab_mutex)
+    while pp[0] != NULL:
+        if pp[0] == s:
+            pp[0] = s.next
+            break
+        pp = &pp[0].next
+    spin_unlock(&s.m.slab_mutex)
+
+
 cdef void kmem_cache_release(kmem_cache *s) noexcept nogil:
+    """Free the struct (the caller unlinked it or is tearing the machine down)."""
+    free(s.memcg_caches)
     free(s.cpu_slab)
     free(s)
 
@@ -381,7 +408,8 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
     objects = fc_objects(pg.fc)
     inc_slabs_node(s, objects)
     pg.slab_cache = s
-    pg.memcg = s.memcg
+    pg.memcg = NULL
+    memcg_charge_slab(s, pg)
     pg.flags |= PG_slab
     start = page_address(&s.m.z, pg)
     if s.flags & SLAB_POISON:
@@ -399,11 +427,55 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
 
 
 cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
-    """discard_slab() + free_slab().  Departure until grace periods land:
-    SLAB_TYPESAFE_BY_RCU slabs are freed at once, not after call_rcu."""
+    """discard_slab() + free_slab().  Departure: SLAB_TYPESAFE_BY_RCU slabs
+    are freed at once, not after call_rcu (no object is read after free
+    here).  A dead cache that lost its last slab is reported to the memcg
+    code (destroy when empty)."""
+    cdef unsigned int order = pg.order
     dec_slabs_node(s, fc_objects(pg.fc))
+    memcg_uncharge_slab(s, pg)
     pg.flags &= ~PG_slab
-    __free_pages(&s.m.z, pg, pg.order)
+    __free_pages(&s.m.z, pg, order)
+    if s.dead and atomic_long_read(&s.node.nr_slabs) == 0 and s.m.cache_empty != NULL:
+        s.m.cache_empty(s.m, s)
+
+
+# ---------------------------------------------------------------------------
+# memcg charging of slab pages (memcg_charge_slab / memcg_uncharge_slab)
+
+cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil:
+    atomic_long_add(&memcg.refcnt, n)
+
+
+cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil:
+    """Drop n references; the last one frees the (offline) memcg: css_free."""
+    if __atomic_sub_fetch(&memcg.refcnt, n) == 0 and m.memcg_release != NULL:
+        m.memcg_release(m, memcg)
+
+
+cdef inline void memcg_charge_slab(kmem_cache *s, page *pg) noexcept nogil:
+    """Charge a child cache's new slab to its memcg; up to Linux 5.2 each
+    charged page also pins the memcg (css_get_many in try_charge)."""
+    cdef mem_cgroup *memcg = s.memcg
+    cdef long n = <long>1 << pg.order
+    if memcg == NULL:
+        return
+    atomic_long_add(&memcg.nr_pages, n)
+    if s.m.pages_pin_memcg:
+        css_get_many(memcg, n)
+        pg.memcg = memcg
+
+
+cdef inline void memcg_uncharge_slab(kmem_cache *s, page *pg) noexcept nogil:
+    cdef mem_cgroup *memcg
+    cdef long n = <long>1 << pg.order
+    if pg.memcg != NULL:                # pinned: uncharge what was charged
+        memcg = <mem_cgroup *>pg.memcg
+        pg.memcg = NULL
+        atomic_long_add(&memcg.nr_pages, -n)
+        css_put_many(s.m, memcg, n)
+    elif s.memcg != NULL:               # charged to the cache's (maybe reparented) memcg
+        atomic_long_add(&s.memcg.nr_pages, -n)
 
 
 cdef void *get_freelist(kmem_cache *s, kmem_cache_cpu *c, page *pg) noexcept nogil:
@@ -655,7 +727,7 @@ cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain)
     draining the list to the node when it holds more than cpu_partial objects.
     Only the owning vCPU runs this, so the kernel's this_cpu_cmpxchg loop is a
     plain store here.  Linux 4.0 (d6e0b7fa): a cache with cpu_partial == 0
-    (dead) unfreezes at once."""
+    (dead) unfreezes at once — when the policy models 4.0 or later."""
     cdef page *oldpage
     cdef int pages = 0, pobjects = 0
     cdef uint64_t w
@@ -681,7 +753,7 @@ cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain)
     pg.u.pc.pobjects = pobjects
     pg.u.pc.next = oldpage
     c.partial = pg
-    if atomic_int_read(&s.cpu_partial) == 0:
+    if s.m.cpu_partial_dead_check and atomic_int_read(&s.cpu_partial) == 0:
         unfreeze_partials(s, c)
 
 
@@ -796,8 +868,9 @@ cdef size_t build_detached_freelist(kmem_cache *s, size_t size, void **p, page *
 
 cdef int kmem_cache_free_bulk(kmem_cache *s, size_t size, void **p, int cpu) noexcept nogil:
     """kmem_cache_free_bulk() (Linux 4.6): one do_slab_free() per detached
-    list.  p[] is consumed (set to NULL).  Returns the number of objects a
-    debug check refused to free."""
+    list, into the slab's own cache (a memcg child of s: cache_from_obj).
+    p[] is consumed (set to NULL).  Returns the number of objects a debug
+    check refused to free."""
     cdef page *pg
     cdef void *freelist
     cdef void *tail
@@ -806,7 +879,7 @@ cdef int kmem_cache_free_bulk(kmem_cache *s, size_t size, void **p, int cpu) noe
         size = build_detached_freelist(s, size, p, &pg, &freelist, &tail, &cnt)
         if pg == NULL:
             continue
-        if not do_slab_free(s, pg, freelist, tail, cnt, cpu):
+        if not do_slab_free(<kmem_cache *>pg.slab_cache, pg, freelist, tail, cnt, cpu):
             refused += cnt
     return refused
 
@@ -985,8 +1058,8 @@ cdef int classify_object(kmem_cache *s, void *p, page **pgp) noexcept nogil:
     pg = virt_to_head_page(z, p)
     if not (pg.flags & PG_slab):
         return OBJ_NOT_SLAB
-    if pg.slab_cache != <void *>s:
-        return OBJ_WRONG_CACHE
+    if pg.slab_cache != <void *>s and (<kmem_cache *>pg.slab_cache).root != s:
+        return OBJ_WRONG_CACHE          # (a memcg child cache of s is s: cache_from_obj)
     if not valid_object(s, pg, p):
         return OBJ_NOT_OBJECT
     pgp[0] = pg
@@ -1082,7 +1155,8 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
     if code == OBJ_OK:
         for i in range(ntouched):
             hit = NULL
-            if walk_free_objects(s, touched[i], 1, &hit, &nfree) > 0 and hit != NULL:
+            if walk_free_objects(<kmem_cache *>touched[i].slab_cache, touched[i], 1, &hit,
+                                 &nfree) > 0 and hit != NULL:
                 code = OBJ_ALREADY_FREE
                 for j in range(n):
                     if objs[j] == hit:

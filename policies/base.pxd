@@ -1,0 +1,19 @@
+# What every dead-cache policy is: the kernel behaviours it selects and its
+# offline, a nogil C function composed of the core's primitives.
+from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache
+from slubcy.machine cimport Machine
+
+ctypedef int (*offline_fn)(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil
+
+cdef enum:
+    MAX_CHILD_CACHES = 256      # child caches of one memcg (one per accounted root cache)
+
+cdef class Policy:
+    cdef readonly str name
+    cdef readonly object options
+    cdef Machine machine
+    cdef public int per_memcg_caches
+    cdef public int pages_pin_memcg
+    cdef public int cpu_partial_dead_check
+    cdef offline_fn offline
+    cdef void *data

@@ -1,0 +1,50 @@
+# cython: language_level=3
+"""The Policy base class: attach() installs a policy's kernel behaviours and
+its offline into a Machine."""
+
+
+cdef class Policy:
+    """A dead-cache policy.  Subclasses set `name`, the three behaviours and
+    `offline` (nogil C), and document the kernel version and commit they
+    model; `start()`/`stop()` run any thread they need (the reaper)."""
+    kernel = ""
+    needs_rcu = False
+
+    def __init__(self, options=None):
+        self.options = options
+        if not self.name:
+            self.name = type(self).__name__
+
+    def attach(self, Machine machine):
+        if self.machine is not None:
+            raise ValueError(f"policy {self.name} is attached to another machine already")
+        self.machine = machine
+        machine.m.per_memcg_caches = self.per_memcg_caches
+        machine.m.pages_pin_memcg = self.pages_pin_memcg
+        machine.m.cpu_partial_dead_check = self.cpu_partial_dead_check
+        machine.m.policy_offline = self.offline
+        machine.m.policy_data = self.data
+        if self.needs_rcu:
+            machine.start_rcu()
+        self.start()
+
+    def detach(self):
+        self.stop()
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def quiesce(self):
+        """Let pending deferred work run (the harness calls this before it
+        counts leaked caches): RCU callbacks, here."""
+        self.machine.rcu_barrier(timeout=30)
+
+    def describe(self):
+        return {"name": self.name, "kernel": self.kernel, "options": self.options,
+                "doc": (type(self).__doc__ or "").strip().splitlines()[0]}
+
+    def __repr__(self):
+        return f"<policy {self.name}{':' + str(self.options) if self.options else ''}>"

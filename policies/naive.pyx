@@ -1,0 +1,38 @@
+# cython: language_level=3
+"""naive -- the seed mail's plan without its barrier (Davydov, 19 May 2014,
+537A4D27.1050909@parallels.com): mark the cache dead (cpu_partial =
+min_partial = 0, kmem_cache_has_cpu_partial() false) and shrink it.  A
+__slab_free that decided to freeze a full slab before the mark and does its
+cmpxchg after the shrink parks the slab on a per-cpu partial list for good."""
+from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
+from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
+                           memcg_offline_end)
+from slubcy.sched cimport (preempt_point, PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK,
+                           smp_processor_id)
+from policies.base cimport Policy, MAX_CHILD_CACHES
+
+
+cdef int naive_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:
+    cdef kmem_cache *caches[MAX_CHILD_CACHES]
+    cdef int i, n, before = m.ipi_timeouts
+    memcg_offline_begin(m, memcg)
+    n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
+    for i in range(n):
+        kmem_cache_mark_dead(caches[i], True)
+    preempt_point(&m.sc, PP_OFFLINE_AFTER_MARK_DEAD, smp_processor_id())
+    preempt_point(&m.sc, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id())
+    for i in range(n):
+        __kmem_cache_shrink(caches[i], False)      # no barrier before it
+    memcg_offline_end(m, memcg)
+    return -1 if m.ipi_timeouts != before else 0
+
+
+cdef class NaivePolicy(Policy):
+    kernel = "proposal of 19 May 2014 (537A4D27.1050909@parallels.com), no barrier"
+
+    def __cinit__(self, *args, **kwargs):
+        self.name = "naive"
+        self.per_memcg_caches = 1
+        self.pages_pin_memcg = 1
+        self.cpu_partial_dead_check = 0
+        self.offline = naive_offline

@@ -1,0 +1,21 @@
+# Memory cgroups for slab (memcg.pyx): creation, child caches, objcg
+# charging, and the offline primitives the policies compose.
+from slubcy.page_alloc cimport page
+from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
+
+cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent) noexcept nogil
+cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept nogil
+cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object) noexcept nogil
+cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object) noexcept nogil
+cdef void memcg_init(slub_machine *m) noexcept nogil
+
+# offline primitives, in the order a policy uses them
+cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
+cdef int memcg_nr_caches(mem_cgroup *memcg) noexcept nogil
+cdef int memcg_caches(mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil
+cdef void kmem_cache_mark_dead(kmem_cache *s, bint seed_style) noexcept nogil
+cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nogil
+cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogil
+cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil
+cdef int shrink_dead_caches(slub_machine *m) noexcept nogil
+cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil

@@ -1,0 +1,437 @@
+# cython: language_level=3
+"""Memory cgroups for the slab allocator (mm/memcontrol.c, mm/slab_common.c)
+and the primitives the dead-cache policies compose.
+
+A memcg's references (refcnt, the css refcount):
+  - 1 while online (dropped at the end of offline);
+  - per charged slab page, when pages pin the memcg (Linux up to 5.2:
+    css_get_many in try_charge) -- memcg.pages_pin_memcg;
+  - 1 per child cache when they do not (Linux 5.3 reparenting: the cache holds
+    a single memcg reference, handed to the parent on offline);
+  - 1 for its obj_cgroup (Linux 5.9), handed to the parent on offline.
+When it drops to zero the memcg is freed (css_free), no longer dying, and its
+(empty) caches are destroyed.
+
+Everything here is nogil C: offline runs from Python or from a worker loop.
+"""
+
+from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdlib cimport calloc, free
+from libc.stdio cimport snprintf
+from libc.string cimport strncpy
+
+from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock, spin_unlock,
+                                atomic_long_add, atomic_long_read, atomic_int_set, atomic_int_read,
+                                PAGE_SIZE)
+from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, kmem_cache_open,
+                          css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
+                          fc_objects, __kmem_cache_shrink, flush_all)
+from slubcy.sched cimport monotonic, synchronize_sched, kick_all_cpus_sync
+
+cdef extern from *:
+    """
+    #define slubcy_load_ptr(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define slubcy_store_ptr(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    static inline long slubcy_long_sub_fetch(long *p, long v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
+    """
+    kmem_cache *load_cache "slubcy_load_ptr"(kmem_cache **p) nogil
+    void store_cache "slubcy_store_ptr"(kmem_cache **p, kmem_cache *v) nogil
+    mem_cgroup *load_memcg "slubcy_load_ptr"(mem_cgroup **p) nogil
+    void store_memcg "slubcy_store_ptr"(mem_cgroup **p, mem_cgroup *v) nogil
+    long long_sub_fetch "slubcy_long_sub_fetch"(long *p, long v) nogil
+
+
+# ---------------------------------------------------------------------------
+# kmemcg ids (memcg_alloc_cache_id / memcg_free_cache_id): an ida
+
+cdef int memcg_alloc_cache_id(slub_machine *m) noexcept nogil:
+    cdef int i, b
+    for i in range(KMEMCG_ID_WORDS):
+        if m.kmemcg_ids[i] != ~(<uint64_t>0):
+            for b in range(64):
+                if not (m.kmemcg_ids[i] >> b) & 1:
+                    m.kmemcg_ids[i] |= <uint64_t>1 << b
+                    return i * 64 + b
+    return -1
+
+
+cdef void memcg_free_cache_id(slub_machine *m, int id) noexcept nogil:
+    m.kmemcg_ids[id >> 6] &= ~(<uint64_t>1 << (id & 63))
+
+
+# ---------------------------------------------------------------------------
+# Creating memcgs and their caches
+
+cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent) noexcept nogil:
+    """mem_cgroup_css_alloc + css_online: a child of `parent` (root if NULL)
+    with a kmemcg id and, for objcg policies, its obj_cgroup.  NULL when no
+    kmemcg id is left."""
+    cdef mem_cgroup *memcg = <mem_cgroup *>calloc(1, sizeof(mem_cgroup))
+    cdef obj_cgroup *objcg
+    if memcg == NULL:
+        return NULL
+    strncpy(memcg.name, name, sizeof(memcg.name) - 1)
+    memcg.parent = parent if parent != NULL else m.root_mem_cgroup
+    memcg.refcnt = 1
+    memcg.online = 1
+    spin_lock(&m.slab_mutex)
+    memcg.kmemcg_id = memcg_alloc_cache_id(m)
+    if memcg.kmemcg_id < 0:
+        spin_unlock(&m.slab_mutex)
+        free(memcg)
+        return NULL
+    m.next_memcg_id += 1
+    memcg.id = m.next_memcg_id
+    memcg.next = m.memcgs
+    m.memcgs = memcg
+    if not m.per_memcg_caches:
+        objcg = <obj_cgroup *>calloc(1, sizeof(obj_cgroup))
+        if objcg != NULL:
+            objcg.memcg = memcg
+            objcg.refcnt = 1            # held by its memcg
+            objcg.next = m.objcgs
+            m.objcgs = objcg
+            memcg.objcg = objcg
+            memcg.refcnt += 1           # the objcg's reference on the memcg
+    spin_unlock(&m.slab_mutex)
+    return memcg
+
+
+cdef mem_cgroup *root_mem_cgroup_create(slub_machine *m) noexcept nogil:
+    cdef mem_cgroup *root = <mem_cgroup *>calloc(1, sizeof(mem_cgroup))
+    if root == NULL:
+        return NULL
+    strncpy(root.name, b"/", sizeof(root.name) - 1)
+    root.online = 1
+    root.refcnt = 1
+    root.kmemcg_id = -1             # the root memcg is not accounted
+    m.root_mem_cgroup = root
+    root.next = m.memcgs
+    m.memcgs = root
+    return root
+
+
+cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) noexcept nogil:
+    """memcg_create_kmem_cache(): the child cache "root(id:name)"; called with
+    slab_mutex held.  NULL when memory is short."""
+    cdef slub_machine *m = root.m
+    cdef char name[64]
+    cdef kmem_cache *s
+    snprintf(name, sizeof(name), "%s(%d:%s)", root.name, memcg.kmemcg_id, memcg.name)
+    spin_unlock(&m.slab_mutex)         # kmem_cache_open takes it to link the cache
+    s = kmem_cache_open(m, name, root.object_size, root.align, root.flags & ~(<unsigned long>SLAB_ACCOUNT),
+                        root.ctor)
+    spin_lock(&m.slab_mutex)
+    if s == NULL:
+        return NULL
+    s.root = root
+    s.memcg = memcg
+    s.memcg_next = memcg.caches
+    memcg.caches = s
+    if not m.pages_pin_memcg:
+        css_get_many(memcg, 1)          # Linux 5.3: the cache holds its memcg
+    store_cache(&root.memcg_caches[memcg.kmemcg_id], s)
+    return s
+
+
+cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept nogil:
+    """memcg_kmem_get_cache(): the cache an allocation by `memcg` comes from:
+    its child of root cache `s`, created on first use.  The root cache itself
+    for unaccounted caches, the root memcg, an offline memcg, and objcg
+    policies (one set of caches for all)."""
+    cdef kmem_cache *c
+    cdef int id
+    if memcg == NULL or not s.accounted or not s.m.per_memcg_caches:
+        return s
+    id = memcg.kmemcg_id
+    if id < 0 or not atomic_int_read(&memcg.online):
+        return s
+    c = load_cache(&s.memcg_caches[id])
+    if c != NULL:
+        return c
+    spin_lock(&s.m.slab_mutex)
+    c = s.memcg_caches[id]
+    if c == NULL and memcg.online:
+        c = memcg_create_kmem_cache(memcg, s)
+    spin_unlock(&s.m.slab_mutex)
+    return c if c != NULL else s
+
+
+# ---------------------------------------------------------------------------
+# obj_cgroup charging (Linux 5.9: memcg_slab_post_alloc_hook / free_hook)
+
+cdef int memcg_alloc_page_obj_cgroups(kmem_cache *s, page *pg) noexcept nogil:
+    """A vector of obj_cgroup pointers, one per object of the slab (kept in
+    page.memcg, which the objcg model does not otherwise use)."""
+    if pg.memcg == NULL:
+        pg.memcg = calloc(fc_objects(pg.fc), sizeof(obj_cgroup *))
+    return pg.memcg != NULL
+
+
+cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object) noexcept nogil:
+    cdef page *pg
+    cdef obj_cgroup *objcg
+    cdef size_t idx
+    if memcg == NULL or memcg.objcg == NULL or not s.accounted or object == NULL:
+        return
+    objcg = memcg.objcg
+    pg = virt_to_head_page(&s.m.z, object)
+    if not memcg_alloc_page_obj_cgroups(s, pg):
+        return
+    idx = <size_t>(<char *>object - page_address(&s.m.z, pg)) // s.size
+    atomic_long_add(&objcg.refcnt, 1)
+    atomic_long_add(&load_memcg(&objcg.memcg).nr_bytes, s.size)
+    (<obj_cgroup **>pg.memcg)[idx] = objcg
+
+
+cdef void obj_cgroup_put(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
+    cdef mem_cgroup *memcg
+    if long_sub_fetch(&objcg.refcnt, 1) == 0:
+        # obj_cgroup_release(): its memcg reference goes (the struct stays
+        # on m.objcgs until the machine closes)
+        memcg = load_memcg(&objcg.memcg)
+        css_put_many(m, memcg, 1)
+
+
+cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object) noexcept nogil:
+    cdef obj_cgroup **vec
+    cdef obj_cgroup *objcg
+    cdef size_t idx
+    if s.m.per_memcg_caches or pg.memcg == NULL:
+        return
+    vec = <obj_cgroup **>pg.memcg
+    idx = <size_t>(<char *>object - page_address(&s.m.z, pg)) // s.size
+    objcg = vec[idx]
+    if objcg == NULL:
+        return
+    vec[idx] = NULL
+    atomic_long_add(&load_memcg(&objcg.memcg).nr_bytes, -s.size)
+    obj_cgroup_put(s.m, objcg)
+
+
+# ---------------------------------------------------------------------------
+# Freeing memcgs, destroying dead caches
+
+cdef void kmem_cache_unlink_dead(slub_machine *m, kmem_cache *s) noexcept nogil:
+    """Destroy an empty dead child cache: off its memcg's list, counted.  The
+    struct stays allocated until the machine closes (a racing free may still
+    read it; the kernel frees it after an RCU grace period)."""
+    cdef kmem_cache **pp
+    if s.destroyed:
+        return
+    pp = &s.memcg.caches if s.memcg != NULL else NULL
+    while pp != NULL and pp[0] != NULL:
+        if pp[0] == s:
+            pp[0] = s.memcg_next
+            break
+        pp = &pp[0].memcg_next
+    s.destroyed = 1
+    m.nr_caches_destroyed += 1
+
+
+cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
+    """The last reference went: css_free -> memcg_destroy_kmem_caches.  Its
+    caches must be empty by now (else the kernel's BUG_ON; here they stay)."""
+    cdef kmem_cache *s
+    cdef kmem_cache *nxt
+    spin_lock(&m.slab_mutex)
+    if memcg.freed or memcg.online:
+        spin_unlock(&m.slab_mutex)
+        return
+    memcg.freed = 1
+    m.nr_dying -= 1
+    s = memcg.caches
+    while s != NULL:
+        nxt = s.memcg_next
+        if atomic_long_read(&s.node.nr_slabs) == 0:
+            kmem_cache_unlink_dead(m, s)
+        s = nxt
+    spin_unlock(&m.slab_mutex)
+
+
+cdef void memcg_cache_empty(slub_machine *m, kmem_cache *s) noexcept nogil:
+    """A dead cache lost its last slab.  With caches holding their memcg
+    (5.3), destroy it now and drop that reference; else (pages pin the memcg)
+    the memcg's css_free destroys it."""
+    cdef mem_cgroup *memcg
+    if m.pages_pin_memcg or s.root == NULL:
+        return
+    spin_lock(&m.slab_mutex)
+    if s.destroyed or atomic_long_read(&s.node.nr_slabs) != 0:
+        spin_unlock(&m.slab_mutex)
+        return
+    memcg = s.memcg
+    kmem_cache_unlink_dead(m, s)
+    spin_unlock(&m.slab_mutex)
+    css_put_many(m, memcg, 1)
+
+
+cdef void memcg_init(slub_machine *m) noexcept nogil:
+    m.memcg_release = memcg_css_free
+    m.cache_empty = memcg_cache_empty
+    root_mem_cgroup_create(m)
+
+
+# ---------------------------------------------------------------------------
+# Offline primitives for the policies (policies/*.pyx compose these)
+
+cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
+    """css_offline, the part every kernel does: no new allocations (the
+    kmemcg id's slots in the root caches are cleared and the id freed, as
+    memcg_deactivate_kmem / memcg_free_cache_id do), the memcg is dying, and
+    its caches are dead."""
+    cdef kmem_cache *root
+    cdef kmem_cache *s
+    spin_lock(&m.slab_mutex)
+    atomic_int_set(&memcg.online, 0)
+    memcg.offline_time = monotonic()
+    if memcg.kmemcg_id >= 0:
+        root = m.slab_caches
+        while root != NULL:
+            if root.accounted:
+                store_cache(&root.memcg_caches[memcg.kmemcg_id], NULL)
+            root = root.next
+        memcg_free_cache_id(m, memcg.kmemcg_id)
+        memcg.kmemcg_id = -1
+    s = memcg.caches
+    while s != NULL:
+        s.dead = 1
+        s = s.memcg_next
+    m.nr_offlines += 1
+    m.nr_dying += 1
+    spin_unlock(&m.slab_mutex)
+
+
+cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
+    """The cgroup core drops the online reference: the memcg is freed now if
+    nothing else pins it."""
+    css_put_many(m, memcg, 1)
+
+
+cdef int memcg_nr_caches(mem_cgroup *memcg) noexcept nogil:
+    cdef int n = 0
+    cdef kmem_cache *s = memcg.caches
+    while s != NULL:
+        n += 1
+        s = s.memcg_next
+    return n
+
+
+cdef int memcg_caches(mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
+    """Snapshot of a memcg's caches (for the policies to walk unlocked)."""
+    cdef int n = 0
+    cdef kmem_cache *s = memcg.caches
+    while s != NULL and n < max:
+        out[n] = s
+        n += 1
+        s = s.memcg_next
+    return n
+
+
+cdef void kmem_cache_mark_dead(kmem_cache *s, bint seed_style) noexcept nogil:
+    """Disable empty-slab caching: cpu_partial = min_partial = 0 (Linux 4.0
+    __kmem_cache_shrink(s, deactivate=true) / __kmemcg_cache_deactivate).
+    seed_style also makes kmem_cache_has_cpu_partial() false, the seed
+    mail's proposal."""
+    atomic_int_set(&s.cpu_partial, 0)
+    s.min_partial = 0
+    if seed_style:
+        s.no_cpu_partial = 1
+
+
+cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
+    """Linux 5.3 (fb2f2b0adb98): splice the dying memcg's caches onto its
+    parent and move their charges and references, so the memcg can be freed
+    at once."""
+    cdef mem_cgroup *parent = memcg.parent
+    cdef kmem_cache *s
+    cdef kmem_cache *last = NULL
+    cdef long n = 0, pages
+    spin_lock(&m.slab_mutex)
+    s = memcg.caches
+    while s != NULL:
+        s.memcg = parent
+        last = s
+        n += 1
+        s = s.memcg_next
+    if last != NULL:
+        last.memcg_next = parent.caches
+        parent.caches = memcg.caches
+        memcg.caches = NULL
+    pages = atomic_long_read(&memcg.nr_pages)
+    atomic_long_add(&parent.nr_pages, pages)
+    atomic_long_add(&memcg.nr_pages, -pages)
+    spin_unlock(&m.slab_mutex)
+    if n and not m.pages_pin_memcg:
+        css_get_many(parent, n)
+        css_put_many(m, memcg, n)
+
+
+cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
+    """Linux 5.9 memcg_reparent_objcgs(): the obj_cgroup now charges the
+    parent; the memcg loses the objcg's reference."""
+    cdef obj_cgroup *objcg = memcg.objcg
+    cdef mem_cgroup *parent = memcg.parent
+    cdef long bytes_
+    if objcg == NULL:
+        return
+    memcg.objcg = NULL
+    css_get_many(parent, 1)
+    store_memcg(&objcg.memcg, parent)
+    bytes_ = atomic_long_read(&memcg.nr_bytes)
+    atomic_long_add(&parent.nr_bytes, bytes_)
+    atomic_long_add(&memcg.nr_bytes, -bytes_)
+    css_put_many(m, memcg, 1)
+    obj_cgroup_put(m, objcg)        # the memcg's hold on it
+
+
+cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
+    """The reaper's pass: shrink every dead cache that still has slabs.
+    Returns how many it shrank (-1 if a vCPU did not answer)."""
+    cdef kmem_cache *s
+    cdef kmem_cache **batch
+    cdef int n = 0, i, cap = 0, rc = 0, before
+    spin_lock(&m.slab_mutex)
+    s = m.slab_caches
+    while s != NULL:
+        if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
+            cap += 1
+        s = s.next
+    batch = <kmem_cache **>calloc(cap + 1, sizeof(kmem_cache *))
+    s = m.slab_caches
+    while s != NULL and batch != NULL and n < cap:
+        if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
+            batch[n] = s
+            n += 1
+        s = s.next
+    spin_unlock(&m.slab_mutex)
+    for i in range(n):
+        before = m.ipi_timeouts
+        __kmem_cache_shrink(batch[i], False)
+        if m.ipi_timeouts != before:
+            rc = -1
+    free(batch)
+    return rc if rc < 0 else n
+
+
+cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
+    """[dead caches not destroyed, of them holding slabs, their pages,
+    dying memcgs, offlines, caches destroyed]"""
+    cdef kmem_cache *s
+    cdef long dead = 0, holding = 0, pages = 0
+    spin_lock(&m.slab_mutex)
+    s = m.slab_caches
+    while s != NULL:
+        if s.dead and not s.destroyed:
+            dead += 1
+            if atomic_long_read(&s.node.nr_slabs) > 0:
+                holding += 1
+                pages += atomic_long_read(&s.node.nr_slabs) << (s.oo >> 16)
+        s = s.next
+    spin_unlock(&m.slab_mutex)
+    out[0] = dead
+    out[1] = holding
+    out[2] = pages
+    out[3] = m.nr_dying
+    out[4] = m.nr_offlines
+    out[5] = m.nr_caches_destroyed
