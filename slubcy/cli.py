@@ -65,6 +65,25 @@ def _run(args):
     return 0
 
 
+def _race(args):
+    import json
+    from slubcy import race
+    r = race.replay(args.policy, seed=args.seed, log=None if args.json else print)
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"\npolicy {r['policy']}: " + ("LEAKED" if r["leaked"] else "no leak"))
+    return 0
+
+
+def _policies(args):
+    import policies
+    for row in policies.describe_all():
+        print(f"{row['name']:9s} {row['kernel']}")
+        print(f"{'':9s} {row['doc']}")
+    return 0
+
+
 def _slabinfo(args):
     with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20) as m:
         print(report.proc_slabinfo(m.cache_info()) if args.proc else
@@ -97,6 +116,15 @@ def main(argv=None):
                           "slab_free:before_cmpxchg=0.01:50us")
     run.add_argument("--json", action="store_true", help="one JSON object with the metrics")
     run.set_defaults(func=_run)
+
+    race = sub.add_parser("race", help="replay the seed's __slab_free race under a policy")
+    race.add_argument("--policy", "-p", default="naive", help="policy spec, e.g. barrier:sync")
+    race.add_argument("--seed", type=int, default=0)
+    race.add_argument("--json", action="store_true")
+    race.set_defaults(func=_race)
+
+    pol = sub.add_parser("policies", help="list the registered dead-cache policies")
+    pol.set_defaults(func=_policies)
 
     si = sub.add_parser("slabinfo", help="the slabinfo of a fresh machine (kmalloc caches)")
     si.add_argument("--cpus", type=int, default=2)

@@ -613,6 +613,14 @@ cdef class Machine:
             self._children[key] = c
         return c
 
+    def _policy_quiesce(self):
+        """Let the policy's deferred work run (RCU callbacks, a reap period)."""
+        self._check()
+        if self._policy_obj is not None:
+            self._policy_obj.quiesce()
+        else:
+            self.rcu_barrier(timeout=30)
+
     def _rcu_take_c(self):
         """RCU thread: take the C callbacks queued so far (an opaque handle)."""
         return <uintptr_t>rcu_take_pending(&self.m.sc)

@@ -215,9 +215,9 @@ def calculate_sizes(object_size: int, align: int, flags: int, ctor: bool,
         size += SIZEOF_VOID_P
     if flags & SLAB_STORE_USER:
         if track_size is None:
-            raise NotImplementedError(
-                "SLAB_STORE_USER: sizeof(struct track) depends on CONFIG_STACKTRACE "
-                "(152 or 24 bytes on x86_64); pass track_size")
+            raise ValueError(
+                "SLAB_STORE_USER is not supported: sizeof(struct track) depends on "
+                "CONFIG_STACKTRACE (152 or 24 bytes on x86_64); pass track_size")
         size += 2 * track_size
     if flags & SLAB_RED_ZONE:
         # Padding so that a write before the object hits a red zone first.
@@ -887,8 +887,8 @@ class RefMachine:
             for o in p.freelist:
                 assert o[0] == sid and 0 <= o[1] < p.objects
             if sid not in seen:
-                # On no list: a full slab (kernel does not track it) or a
-                # frozen slab owned by... nobody: impossible.
+                # On no list: only a full, unfrozen slab (SLUB keeps no list
+                # of full slabs without SLAB_STORE_USER).
                 assert not p.frozen, p
                 assert not p.freelist, p
             all_objs.update((sid, i) for i in range(p.objects))
