@@ -8,13 +8,11 @@ put_cpu_partial() unfreezes at once when cpu_partial == 0.  Modes:
   async  4.11 (c9fc586403e7, 01fb58bcba63, Tejun Heo): call_rcu_sched() per
          cache, so one grace period serves a whole batch and offline does
          not wait (bugzilla 190841: rmdir blocked on synchronize_sched)."""
-from libc.stdlib cimport malloc, free
 from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
-                           memcg_offline_end)
-from slubcy.sched cimport (synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
-                           preempt_point, PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK,
-                           smp_processor_id)
+                           kmem_cache_shrink_after_gp, memcg_offline_end)
+from slubcy.sched cimport (synchronize_sched, kick_all_cpus_sync, preempt_point,
+                           PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id)
 from policies.base cimport Policy, MAX_CHILD_CACHES
 
 cdef enum:
@@ -25,38 +23,20 @@ cdef enum:
 MODES = {"kick": MODE_KICK, "sync": MODE_SYNC, "async": MODE_ASYNC}
 
 
-cdef struct deferred_shrink:
-    rcu_head head           # first: container_of is a cast
-    kmem_cache *s
-
-
-cdef void kmemcg_cache_deact_after_rcu(rcu_head *head) noexcept nogil:
-    """After the grace period: flush and shrink (__kmemcg_cache_deactivate)."""
-    cdef deferred_shrink *d = <deferred_shrink *>head
-    __kmem_cache_shrink(d.s, False)
-    free(d)
-
-
 cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0, mode = <int><long>data, before = m.ipi_timeouts
-    cdef deferred_shrink *d
     memcg_offline_begin(m, memcg)
     n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)
         preempt_point(&m.sc, PP_OFFLINE_AFTER_MARK_DEAD, smp_processor_id())
-        if mode == MODE_ASYNC:
-            d = <deferred_shrink *>malloc(sizeof(deferred_shrink))
-            if d != NULL:
-                d.s = caches[i]
-                call_rcu(&m.sc, &d.head, kmemcg_cache_deact_after_rcu)
-                continue
-            rc = synchronize_sched(&m.sc, m.ipi_timeout)    # no memory: wait here
-        elif mode == MODE_SYNC:
-            rc = synchronize_sched(&m.sc, m.ipi_timeout)
-        else:
+        if mode == MODE_ASYNC and kmem_cache_shrink_after_gp(caches[i]) == 0:
+            continue
+        if mode == MODE_KICK:
             rc = kick_all_cpus_sync(&m.sc, m.ipi_timeout)
+        else:
+            rc = synchronize_sched(&m.sc, m.ipi_timeout)
         if rc != 0:
             break
         preempt_point(&m.sc, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id())

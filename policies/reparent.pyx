@@ -4,40 +4,23 @@ removal": f0a3a24b532d, fb2f2b0adb98), the seed thread's RFC idea done at the
 cache level: mark the caches dead and shrink them after an RCU grace period
 (as 4.11), and hand them (with their charges and memcg reference) to the
 parent, so the dying memcg is freed at once."""
-from libc.stdlib cimport malloc, free
 from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
-                           memcg_reparent_caches, memcg_offline_end)
-from slubcy.sched cimport call_rcu, rcu_head, synchronize_sched
+                           kmem_cache_shrink_after_gp, memcg_reparent_caches, memcg_offline_end)
+from slubcy.sched cimport synchronize_sched
 from policies.base cimport Policy, MAX_CHILD_CACHES
-
-
-cdef struct deferred_shrink:
-    rcu_head head
-    kmem_cache *s
-
-
-cdef void shrink_after_rcu(rcu_head *head) noexcept nogil:
-    cdef deferred_shrink *d = <deferred_shrink *>head
-    __kmem_cache_shrink(d.s, False)
-    free(d)
 
 
 cdef int reparent_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0
-    cdef deferred_shrink *d
     memcg_offline_begin(m, memcg)
     n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)      # __kmemcg_cache_deactivate
-        d = <deferred_shrink *>malloc(sizeof(deferred_shrink))
-        if d == NULL:
+        if kmem_cache_shrink_after_gp(caches[i]) != 0:
             rc = synchronize_sched(&m.sc, m.ipi_timeout)
             __kmem_cache_shrink(caches[i], False)
-            continue
-        d.s = caches[i]
-        call_rcu(&m.sc, &d.head, shrink_after_rcu)
     memcg_reparent_caches(m, memcg)                # memcg_reparent_kmem_caches
     memcg_offline_end(m, memcg)
     return rc

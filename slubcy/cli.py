@@ -48,12 +48,12 @@ def _run(args):
         args.seconds = 2.0
     r = workloads.run(args.workload, cpus=args.cpus, ops=args.ops, seconds=args.seconds,
                       seed=args.seed, memory=args.memory << 20, preempt=args.preempt,
-                      progress=None if not args.json else False)
+                      progress=None if not args.json else False, policy=args.policy)
     if args.json:
         print(r.to_json())
         return 0
     width = max(map(len, r.metrics))
-    print(f"workload {r.workload} on {r.cpus} vCPUs, seed {r.seed}")
+    print(f"workload {r.workload} on {r.cpus} vCPUs, policy {r.policy}, seed {r.seed}")
     for k, v in r.metrics.items():
         shown = "-" if v is None else f"{v:,.3f}" if isinstance(v, float) else f"{v:,}"
         print(f"  {k:{width}s} {shown}")
@@ -104,7 +104,9 @@ def main(argv=None):
 
     run = sub.add_parser("run", help="run a workload on worker threads and report its metrics")
     run.add_argument("--workload", "-w", default="fastpath",
-                     choices=["fastpath", "batch", "remote", "larson"])
+                     choices=["fastpath", "batch", "remote", "larson", "churn"])
+    run.add_argument("--policy", "-p", default=None,
+                     help="dead-cache policy spec (churn: default barrier), e.g. barrier:sync")
     run.add_argument("--cpus", type=int, default=2, help="vCPUs, one worker thread each")
     bound = run.add_mutually_exclusive_group()
     bound.add_argument("--seconds", type=float, help="run for this long (default 2)")

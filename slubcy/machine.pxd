@@ -13,6 +13,7 @@ cdef class KmemCache:
     cdef readonly unsigned long flags
     cdef readonly tuple oo, min, max
     cdef kmem_cache *get(self) except NULL
+    cdef bint alive(self)
 
 
 cdef class Machine:
@@ -48,3 +49,6 @@ cdef class Machine:
 cdef class MemCgroup:
     cdef mem_cgroup *g
     cdef readonly Machine machine
+    cdef readonly int id
+    cdef readonly str name
+    cdef mem_cgroup *live(self) except? NULL

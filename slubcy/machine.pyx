@@ -21,8 +21,9 @@ from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
-                           kick_all_cpus_sync, OWNER_CONTROLLER, rcu_head, rcu_take_pending,
-                           rcu_run_batch, monotonic)
+                           kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
+                           rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
+                           rcu_read_unlock_ext)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, memcg_init, dead_cache_counts)
 from libc.stdlib cimport free as c_free
@@ -85,7 +86,24 @@ cdef class KmemCache:
         return (f"<KmemCache {self.name!r} object_size={self.object_size} size={self.size} "
                 f"order={self.order} objects={self.objects_per_slab}{state}>")
 
+    cdef bint alive(self):
+        """A memcg child cache is freed (after a grace period) once destroyed:
+        trust the pointer only while it is on the machine's list."""
+        cdef kmem_cache_t *x
+        if self.s == NULL or self.machine is None or self.machine.closed:
+            return False
+        if self.ctor is not _CHILD:
+            return True
+        x = self.machine.m.slab_caches
+        while x != NULL:
+            if x == self.s:
+                return not x.destroyed and x.name.decode() == self.name
+            x = x.next
+        return False
+
     cdef kmem_cache_t *get(self) except NULL:
+        if self.s != NULL and self.ctor is _CHILD and not self.alive():
+            self.s = NULL
         if self.s == NULL:
             if self.machine is not None and self.machine.closed:
                 raise MachineClosed(f"the machine of cache {self.name!r} is closed")
@@ -102,81 +120,91 @@ cdef class KmemCache:
 
     @property
     def destroyed(self):
+        if self.s != NULL and self.ctor is _CHILD and not self.alive():
+            self.s = NULL
         return self.s == NULL
 
 
-cdef class MemCgroup:
-    """A memory cgroup of a Machine (a view of the C struct)."""
+_CHILD = object()       # the ctor slot of a memcg child cache's wrapper
 
-    def _get(self):
+
+cdef class MemCgroup:
+    """A memory cgroup of a Machine (a view of the C struct, which is freed
+    after a grace period once the memcg is: then it reads as freed)."""
+
+    cdef mem_cgroup *live(self) except? NULL:
+        """The struct while it is on the machine's list, else NULL."""
+        cdef mem_cgroup *x
         if self.machine.closed:
             raise MachineClosed("the machine is closed")
-
-    @property
-    def name(self):
-        self._get()
-        return self.g.name.decode()
-
-    @property
-    def id(self):
-        self._get()
-        return self.g.id
+        if self.g == NULL:
+            return NULL
+        x = self.machine.m.memcgs
+        while x != NULL:
+            if x == self.g and x.id == self.id:
+                return x
+            x = x.next
+        self.g = NULL
+        return NULL
 
     @property
     def parent(self):
-        self._get()
-        return None if self.g.parent == NULL else wrap_memcg(self.machine, self.g.parent)
+        cdef mem_cgroup *g = self.live()
+        return None if g == NULL or g.parent == NULL else wrap_memcg(self.machine, g.parent)
 
     @property
     def online(self):
-        self._get()
-        return bool(self.g.online)
+        cdef mem_cgroup *g = self.live()
+        return g != NULL and bool(g.online)
+
+    @property
+    def freed(self):
+        cdef mem_cgroup *g = self.live()
+        return g == NULL or bool(g.freed)
 
     @property
     def dying(self):
         """Offline, not yet freed."""
-        self._get()
-        return not self.g.online and not self.g.freed
-
-    @property
-    def freed(self):
-        self._get()
-        return bool(self.g.freed)
+        cdef mem_cgroup *g = self.live()
+        return g != NULL and not g.online and not g.freed
 
     @property
     def refcnt(self):
-        self._get()
-        return self.g.refcnt
+        cdef mem_cgroup *g = self.live()
+        return 0 if g == NULL else g.refcnt
 
     @property
     def nr_pages(self):
         """Slab pages charged (per-memcg caches)."""
-        self._get()
-        return self.g.nr_pages
+        cdef mem_cgroup *g = self.live()
+        return 0 if g == NULL else g.nr_pages
 
     @property
     def nr_bytes(self):
         """Object bytes charged (obj_cgroup)."""
-        self._get()
-        return self.g.nr_bytes
+        cdef mem_cgroup *g = self.live()
+        return 0 if g == NULL else g.nr_bytes
 
     def __eq__(self, other):
-        return isinstance(other, MemCgroup) and (<MemCgroup>other).g == self.g
+        return isinstance(other, MemCgroup) and (<MemCgroup>other).id == self.id \
+            and (<MemCgroup>other).machine is self.machine
 
     def __hash__(self):
-        return hash(<uintptr_t>self.g)
+        return hash((id(self.machine), self.id))
 
     def __repr__(self):
         if self.machine.closed:
-            return "<MemCgroup (machine closed)>"
-        state = "online" if self.g.online else "freed" if self.g.freed else "dying"
-        return f"<MemCgroup {self.name!r} id={self.g.id} {state} pages={self.g.nr_pages}>"
+            return f"<MemCgroup {self.name!r} (machine closed)>"
+        state = "online" if self.online else "dying" if self.dying else "freed"
+        return f"<MemCgroup {self.name!r} id={self.id} {state} pages={self.nr_pages}>"
 
 
 cdef MemCgroup wrap_memcg(Machine machine, mem_cgroup *g):
     cdef MemCgroup w = MemCgroup.__new__(MemCgroup)
     w.g = g
     w.machine = machine
+    w.id = g.id
+    w.name = g.name.decode()
     return w
 
 
@@ -290,6 +318,11 @@ cdef class Machine:
             c.s = NULL
         self._caches = []
         self._children = {}
+        # deferred frees (destroyed caches, freed memcgs) run now
+        if self.m.sc.vcpus != NULL:
+            rcu_run_batch(&self.m.sc, self.m.sc.rcu_cur)
+            self.m.sc.rcu_cur = NULL
+            rcu_run_batch(&self.m.sc, rcu_take_pending(&self.m.sc))
         # objcg vectors hang off slab pages
         if not self.m.per_memcg_caches and self.m.z.mem_map != NULL:
             for pfn in range(self.m.z.nr_pages):
@@ -541,9 +574,9 @@ cdef class Machine:
         if parent is not None:
             if not isinstance(parent, MemCgroup) or (<MemCgroup>parent).machine is not self:
                 raise TypeError("parent must be a MemCgroup of this machine")
-            if not (<MemCgroup>parent).g.online:
+            p = (<MemCgroup>parent).live()
+            if p == NULL or not p.online:
                 raise ValueError(f"parent {parent.name!r} is offline")
-            p = (<MemCgroup>parent).g
         cdef bytes b = name.encode()
         cdef mem_cgroup *g = mem_cgroup_create(&self.m, b, p)
         if g == NULL:
@@ -557,17 +590,20 @@ cdef class Machine:
         self._check()
         if not isinstance(memcg, MemCgroup) or (<MemCgroup>memcg).machine is not self:
             raise TypeError("memcg must be a MemCgroup of this machine")
-        cdef mem_cgroup *g = (<MemCgroup>memcg).g
+        cdef mem_cgroup *g = (<MemCgroup>memcg).live()
         if g == self.m.root_mem_cgroup:
             raise ValueError("the root memcg cannot go offline")
-        if not g.online:
+        if g == NULL or not g.online:
             raise ValueError(f"memcg {memcg.name!r} is already offline")
         if self.m.policy_offline == NULL:
             raise errors.SlubError("the machine has no dead-cache policy (Machine(policy=...))")
         cdef int rc
         cdef double t0 = monotonic(), t1
         with nogil:
+            # a thread on no vCPU: its reads of the caches are a read-side section
+            rcu_read_lock_ext(&self.m.sc)
             rc = self.m.policy_offline(&self.m, g, self.m.policy_data)
+            rcu_read_unlock_ext(&self.m.sc)
         t1 = monotonic()
         if rc != 0:
             raise Timeout(f"offline of {memcg.name!r}: a vCPU did not answer in time")
@@ -608,10 +644,21 @@ cdef class Machine:
     cdef KmemCache _wrap_child(self, kmem_cache_t *s):
         key = <uintptr_t>s
         c = self._children.get(key)
+        if c is not None and (<KmemCache>c).name != s.name.decode():
+            c = None            # the address was reused by a newer cache
         if c is None:
-            c = wrap_cache(self, s, s.name.decode(), None, False)
+            c = wrap_cache(self, s, s.name.decode(), _CHILD, False)
             self._children[key] = c
         return c
+
+    def vcpu_info(self):
+        """Per vCPU: owner (0 none, -1 a Python call, n worker n-1), online
+        (not quiescent), quiescent states reported, IPI state and count."""
+        self._check()
+        return [{"cpu": i, "owner": self.m.sc.vcpus[i].owner, "online": self.m.sc.vcpus[i].online,
+                 "qs": self.m.sc.vcpus[i].qs_ctr, "ipi_state": self.m.sc.vcpus[i].ipi_state,
+                 "ipis": self.m.sc.vcpus[i].ipis_handled, "ipi_lock": self.m.sc.vcpus[i].ipi_lock}
+                for i in range(self.m.nr_cpus)]
 
     def _policy_quiesce(self):
         """Let the policy's deferred work run (RCU callbacks, a reap period)."""
@@ -621,18 +668,15 @@ cdef class Machine:
         else:
             self.rcu_barrier(timeout=30)
 
-    def _rcu_take_c(self):
-        """RCU thread: take the C callbacks queued so far (an opaque handle)."""
-        return <uintptr_t>rcu_take_pending(&self.m.sc)
-
-    def _rcu_run_c(self, uintptr_t batch):
+    def _rcu_process_c(self):
+        """RCU thread: advance the C callbacks (see rcu_process_callbacks)."""
         cdef long n
         with nogil:
-            n = rcu_run_batch(&self.m.sc, <rcu_head *>batch)
+            n = rcu_process_callbacks(&self.m.sc)
         return n
 
     def _rcu_c_counts(self):
-        return self.m.sc.rcu_queued, self.m.sc.rcu_done
+        return self.m.sc.rcu_queued, self.m.sc.rcu_done, self.m.sc.rcu_gps
 
     def start_rcu(self):
         """Start the RCU thread (policies that call_rcu from C need it)."""
@@ -705,9 +749,10 @@ cdef class Machine:
             return NULL
         if not isinstance(memcg, MemCgroup) or (<MemCgroup>memcg).machine is not self:
             raise TypeError("memcg must be a MemCgroup of this machine (or None)")
-        if not (<MemCgroup>memcg).g.online:
+        cdef mem_cgroup *g = (<MemCgroup>memcg).live()
+        if g == NULL or not g.online:
             raise ValueError(f"memcg {memcg.name!r} is offline")
-        return (<MemCgroup>memcg).g
+        return g
 
     def kmem_cache_alloc(self, c, cpu=0, memcg=None):
         """slab_alloc() on vCPU `cpu`: the address of a new object (an int).
@@ -937,16 +982,25 @@ cdef class Machine:
         cdef char err[256]
         cdef long in_use = 0
         cdef kmem_cache_t *s
+        cdef int rc
         result = {}
-        caches = [c] if c is not None else self.caches + self.memcg_caches()
-        for cache in caches:
-            s = self._cache(cache)
-            if validate_cache(s, err, sizeof(err), &in_use) != 0:
+        if c is not None:
+            s = self._cache(c)
+            with nogil:
+                rc = validate_cache(s, err, sizeof(err), &in_use)
+            if rc != 0:
                 raise SlabCorruption(err.decode(errors="replace"))
-            result[(<KmemCache>cache).name] = in_use
-        if c is None:
-            self._validate_zone()
-        return result
+            return {(<KmemCache>c).name: in_use}
+        with nogil:
+            rc = validate_all(&self.m, err, sizeof(err))
+        if rc != 0:
+            raise SlabCorruption(err.decode(errors="replace"))
+        s = self.m.slab_caches
+        while s != NULL:
+            result[s.name.decode()] = s.v_used
+            s = s.next
+        self._validate_zone()
+        return dict(reversed(list(result.items())))
 
     cdef _validate_zone(self):
         cdef zone *z = &self.m.z
@@ -1009,6 +1063,13 @@ cdef class Machine:
         cdef kmem_cache_t *s = self._cache(c)
         cdef long used, slots, pages
         cache_usage(s, &used, &slots, &pages)
+        return used, slots, pages
+
+    def slab_usage(self):
+        """(objects in use, object slots, slab pages) over every cache."""
+        self._check()
+        cdef long used, slots, pages
+        machine_usage(&self.m, &used, &slots, &pages)
         return used, slots, pages
 
     def cache_state(self, c):

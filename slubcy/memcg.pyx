@@ -16,7 +16,7 @@ Everything here is nogil C: offline runs from Python or from a worker loop.
 """
 
 from libc.stdint cimport uint64_t, uintptr_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.stdio cimport snprintf
 from libc.string cimport strncpy
 
@@ -24,9 +24,11 @@ from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock
                                 atomic_long_add, atomic_long_read, atomic_int_set, atomic_int_read,
                                 PAGE_SIZE)
 from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, kmem_cache_open,
+                          kmem_cache_release, __kmem_cache_unlink,
                           css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
                           fc_objects, __kmem_cache_shrink, flush_all)
-from slubcy.sched cimport monotonic, synchronize_sched, kick_all_cpus_sync
+from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
+                           rcu_read_lock_ext, rcu_read_unlock_ext)
 
 cdef extern from *:
     """
@@ -74,6 +76,7 @@ cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup
     memcg.parent = parent if parent != NULL else m.root_mem_cgroup
     memcg.refcnt = 1
     memcg.online = 1
+    css_get_many(memcg.parent, 1)       # a child pins its parent
     spin_lock(&m.slab_mutex)
     memcg.kmemcg_id = memcg_alloc_cache_id(m)
     if memcg.kmemcg_id < 0:
@@ -184,12 +187,26 @@ cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *obj
     (<obj_cgroup **>pg.memcg)[idx] = objcg
 
 
+cdef void free_objcg_rcu(rcu_head *head) noexcept nogil:
+    free(head)          # rcu is the first member
+
+
 cdef void obj_cgroup_put(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
     cdef mem_cgroup *memcg
+    cdef obj_cgroup **pp
     if long_sub_fetch(&objcg.refcnt, 1) == 0:
-        # obj_cgroup_release(): its memcg reference goes (the struct stays
-        # on m.objcgs until the machine closes)
+        # obj_cgroup_release(): its memcg reference goes, the struct after
+        # a grace period
         memcg = load_memcg(&objcg.memcg)
+        spin_lock(&m.slab_mutex)
+        pp = &m.objcgs
+        while pp[0] != NULL:
+            if pp[0] == objcg:
+                pp[0] = objcg.next
+                break
+            pp = &pp[0].next
+        spin_unlock(&m.slab_mutex)
+        call_rcu(&m.sc, &objcg.rcu, free_objcg_rcu)
         css_put_many(m, memcg, 1)
 
 
@@ -212,28 +229,64 @@ cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object) noexcept n
 # ---------------------------------------------------------------------------
 # Freeing memcgs, destroying dead caches
 
-cdef void kmem_cache_unlink_dead(slub_machine *m, kmem_cache *s) noexcept nogil:
-    """Destroy an empty dead child cache: off its memcg's list, counted.  The
-    struct stays allocated until the machine closes (a racing free may still
-    read it; the kernel frees it after an RCU grace period)."""
-    cdef kmem_cache **pp
-    if s.destroyed:
+cdef void free_cache_rcu(rcu_head *head) noexcept nogil:
+    kmem_cache_release(<kmem_cache *>head)      # rcu is the first member
+
+
+cdef void free_memcg_rcu(rcu_head *head) noexcept nogil:
+    free(head)
+
+
+cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
+    """A freed memcg nothing refers to any more: off the list, freed after a
+    grace period.  slab_mutex held."""
+    cdef mem_cgroup **pp = &m.memcgs
+    if memcg.unlinked:
         return
-    pp = &s.memcg.caches if s.memcg != NULL else NULL
-    while pp != NULL and pp[0] != NULL:
+    memcg.unlinked = 1
+    while pp[0] != NULL:
+        if pp[0] == memcg:
+            pp[0] = memcg.next
+            break
+        pp = &pp[0].next
+    call_rcu(&m.sc, &memcg.rcu, free_memcg_rcu)
+
+
+cdef bint memcg_try_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil:
+    """Destroy a dead child cache if it may go (slab_mutex held): empty, no
+    deferred shrink still to run on it, and -- when pages pin the memcg --
+    its memcg freed.  Off its memcg's list and the machine's, freed after a
+    grace period (a racing free may still be reading it).  Returns True if
+    its memcg reference (5.3 model) is to be dropped by the caller."""
+    cdef kmem_cache **pp
+    cdef mem_cgroup *memcg = s.memcg
+    if s.destroyed or not s.dead or atomic_long_read(&s.node.nr_slabs) != 0 \
+            or atomic_long_read(&s.shrink_pending) != 0:
+        return False
+    if m.pages_pin_memcg and not memcg.freed:
+        return False
+    pp = &memcg.caches
+    while pp[0] != NULL:
         if pp[0] == s:
             pp[0] = s.memcg_next
             break
         pp = &pp[0].memcg_next
     s.destroyed = 1
     m.nr_caches_destroyed += 1
+    __kmem_cache_unlink(s)
+    call_rcu(&m.sc, &s.rcu, free_cache_rcu)
+    if memcg.freed and memcg.caches == NULL:
+        memcg_unlink_free(m, memcg)
+    return not m.pages_pin_memcg
 
 
 cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     """The last reference went: css_free -> memcg_destroy_kmem_caches.  Its
-    caches must be empty by now (else the kernel's BUG_ON; here they stay)."""
+    caches are empty by now (the kernel BUG()s otherwise; here a cache with
+    a deferred shrink still queued goes when that has run)."""
     cdef kmem_cache *s
     cdef kmem_cache *nxt
+    cdef mem_cgroup *parent = memcg.parent
     spin_lock(&m.slab_mutex)
     if memcg.freed or memcg.online:
         spin_unlock(&m.slab_mutex)
@@ -243,27 +296,58 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     s = memcg.caches
     while s != NULL:
         nxt = s.memcg_next
-        if atomic_long_read(&s.node.nr_slabs) == 0:
-            kmem_cache_unlink_dead(m, s)
+        memcg_try_destroy_cache(m, s)
         s = nxt
+    if memcg.caches == NULL:
+        memcg_unlink_free(m, memcg)
     spin_unlock(&m.slab_mutex)
+    if parent != NULL:
+        css_put_many(m, parent, 1)
 
 
 cdef void memcg_cache_empty(slub_machine *m, kmem_cache *s) noexcept nogil:
-    """A dead cache lost its last slab.  With caches holding their memcg
-    (5.3), destroy it now and drop that reference; else (pages pin the memcg)
-    the memcg's css_free destroys it."""
+    """A dead cache lost its last slab (or its deferred shrink ran): destroy
+    it if it may go; in the 5.3 model drop its memcg reference."""
     cdef mem_cgroup *memcg
-    if m.pages_pin_memcg or s.root == NULL:
+    cdef bint put
+    if s.root == NULL:
         return
     spin_lock(&m.slab_mutex)
-    if s.destroyed or atomic_long_read(&s.node.nr_slabs) != 0:
-        spin_unlock(&m.slab_mutex)
-        return
     memcg = s.memcg
-    kmem_cache_unlink_dead(m, s)
+    put = memcg_try_destroy_cache(m, s)
     spin_unlock(&m.slab_mutex)
-    css_put_many(m, memcg, 1)
+    if put:
+        css_put_many(m, memcg, 1)
+
+
+cdef struct deferred_shrink:
+    rcu_head head               # first: container_of is a cast
+    kmem_cache *s
+
+
+cdef void kmemcg_deactivate_after_rcu(rcu_head *head) noexcept nogil:
+    """After the grace period: flush and shrink the dead cache; it was kept
+    alive for this by shrink_pending, and may go now."""
+    cdef deferred_shrink *d = <deferred_shrink *>head
+    cdef kmem_cache *s = d.s
+    free(d)
+    __kmem_cache_shrink(s, False)
+    atomic_long_add(&s.shrink_pending, -1)
+    memcg_cache_empty(s.m, s)
+
+
+cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
+    """Shrink `s` after an RCU grace period, asynchronously (Linux 4.11:
+    call_rcu_sched -> kmemcg_deactivate_workfn -> __kmem_cache_shrink).
+    Callbacks queued together share one grace period.  -1 if out of memory
+    (the caller then waits for a grace period itself)."""
+    cdef deferred_shrink *d = <deferred_shrink *>malloc(sizeof(deferred_shrink))
+    if d == NULL:
+        return -1
+    d.s = s
+    atomic_long_add(&s.shrink_pending, 1)
+    call_rcu(&s.m.sc, &d.head, kmemcg_deactivate_after_rcu)
+    return 0
 
 
 cdef void memcg_init(slub_machine *m) noexcept nogil:
@@ -286,11 +370,10 @@ cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
     atomic_int_set(&memcg.online, 0)
     memcg.offline_time = monotonic()
     if memcg.kmemcg_id >= 0:
-        root = m.slab_caches
+        root = m.accounted_roots
         while root != NULL:
-            if root.accounted:
-                store_cache(&root.memcg_caches[memcg.kmemcg_id], NULL)
-            root = root.next
+            store_cache(&root.memcg_caches[memcg.kmemcg_id], NULL)
+            root = root.root_next
         memcg_free_cache_id(m, memcg.kmemcg_id)
         memcg.kmemcg_id = -1
     s = memcg.caches
@@ -404,12 +487,16 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
             batch[n] = s
             n += 1
         s = s.next
+    # the caches stay allocated while we shrink them (they are freed only
+    # after a grace period, which waits for this section)
+    rcu_read_lock_ext(&m.sc)
     spin_unlock(&m.slab_mutex)
     for i in range(n):
         before = m.ipi_timeouts
         __kmem_cache_shrink(batch[i], False)
         if m.ipi_timeouts != before:
             rc = -1
+    rcu_read_unlock_ext(&m.sc)
     free(batch)
     return rc if rc < 0 else n
 

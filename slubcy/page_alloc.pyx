@@ -98,6 +98,8 @@ cdef page *alloc_pages(zone *z, unsigned int order) noexcept nogil:
         if not list_empty(&z.free_area[current]):
             pg = lru_to_page(z.free_area[current].next)
             list_del(&pg.u.lru)
+            # no longer a buddy: a neighbour freed meanwhile must not merge it
+            pg.flags = PG_allocated
             z.nr_free[current] -= 1
             break
     if pg == NULL:

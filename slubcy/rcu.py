@@ -1,7 +1,8 @@
-"""The machine's RCU thread: call_rcu() for Python callbacks and for C
-callbacks queued by nogil code (policies).  Each pass takes every callback
-queued so far, waits for one grace period (Machine.synchronize, GIL
-released) and runs them all — the batching of call_rcu_sched()."""
+"""The machine's RCU thread: call_rcu() for Python callbacks, and a poller
+for the C callbacks queued by nogil code (policies), which running workers
+also advance at their quiescent states.  Each pass takes every callback
+queued so far and runs them after one grace period -- the batching of
+call_rcu_sched()."""
 import threading
 
 POLL = 0.0005       # C callbacks cannot notify: look for them this often
@@ -27,22 +28,28 @@ class RCU:
             self._cond.notify_all()
 
     def _c_pending(self):
-        queued, done = self._machine._rcu_c_counts()
+        queued, done, _ = self._machine._rcu_c_counts()
         return queued > done
 
     def _run(self):
         m = self._machine
         while True:
             with self._cond:
-                while not self._pending and not self._stop and not self._c_pending():
+                while not self._pending and not self._stop:
+                    if self._c_pending():
+                        break
                     self._cond.wait(POLL)
                 if self._stop and not self._pending and not self._c_pending():
                     return
                 batch, self._pending = self._pending, []
-            c_batch = m._rcu_take_c()
+            if self._c_pending():
+                m._rcu_process_c()
+            if not batch:
+                with self._cond:
+                    self._cond.notify_all()
+                    self._cond.wait(POLL)
+                continue
             m.synchronize()
-            if c_batch:
-                m._rcu_run_c(c_batch)
             for func, args in batch:
                 try:
                     func(*args)
@@ -61,13 +68,15 @@ class RCU:
         with self._cond:
             ok = self._cond.wait_for(lambda: self._done >= target and
                                      self._machine._rcu_c_counts()[1] >= c_target, timeout)
+        # (the thread notifies after every pass, C callbacks included)
         if not ok:
             raise Timeout(f"rcu_barrier: callbacks still pending after {timeout} s")
 
     def stats(self):
         with self._cond:
+            queued, done, gps = self._machine._rcu_c_counts()
             return {"grace_periods": self._grace_periods, "callbacks": self._done,
-                    "c_callbacks": self._machine._rcu_c_counts()[1]}
+                    "c_callbacks": done, "c_grace_periods": gps}
 
     def stop(self):
         with self._cond:

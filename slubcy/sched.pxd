@@ -14,6 +14,7 @@ cdef extern from "_atomic.h" nogil:
     void atomic_int_set(int *p, int v)
     void cpu_relax()
     void spin_lock(int *lock)
+    int spin_trylock(int *lock)
     void spin_unlock(int *lock)
 
 ctypedef void (*smp_call_func_t)(void *info, int cpu) noexcept nogil
@@ -82,6 +83,12 @@ cdef struct sched:
     rcu_head *rcu_pending    # newest first
     long rcu_queued
     long rcu_done
+    long rcu_gps             # grace periods completed for C callbacks
+    int rcu_busy             # one thread advances the batch at a time
+    int ext_readers          # read-side sections of threads on no vCPU
+    rcu_head *rcu_cur        # the batch waiting for its grace period
+    uint64_t *rcu_snap       # per vCPU: qs_ctr when that grace period started
+    int *rcu_wait            # per vCPU: still owes a quiescent state
 
 
 cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil
@@ -98,17 +105,24 @@ cdef double monotonic() noexcept nogil
 cdef void call_rcu(sched *sc, rcu_head *head, void (*func)(rcu_head *) noexcept nogil) noexcept nogil
 cdef rcu_head *rcu_take_pending(sched *sc) noexcept nogil
 cdef long rcu_run_batch(sched *sc, rcu_head *batch) noexcept nogil
+cdef long rcu_process_callbacks(sched *sc) noexcept nogil
+cdef void rcu_read_lock_ext(sched *sc) noexcept nogil
+cdef void rcu_read_unlock_ext(sched *sc) noexcept nogil
 cdef int smp_processor_id() noexcept nogil
 
 
 cdef inline void rcu_quiescent_state(sched *sc, int cpu) noexcept nogil:
     """Between two operations: a full barrier, then the QS (liburcu-qsbr's
-    rcu_quiescent_state), then any pending cross-vCPU request."""
+    rcu_quiescent_state), then any pending cross-vCPU request, and every
+    16th time the RCU callbacks whose grace period is over (the kernel runs
+    them in softirq on the CPU that notices)."""
     cdef vcpu *v = &sc.vcpus[cpu]
     smp_mb()
     atomic_u64_set(&v.qs_ctr, v.qs_ctr + 1)
     if atomic_int_read(&v.ipi_state) == IPI_POSTED:
         handle_ipi(sc, cpu)
+    if (v.qs_ctr & 15) == 0 and (sc.rcu_cur != NULL or sc.rcu_pending != NULL):
+        rcu_process_callbacks(sc)
 
 cdef inline void preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     """A named preemption point: a plain load and branch when disabled."""

@@ -29,6 +29,9 @@ cdef extern from *:
     """
     /* the vCPU this thread runs, -1 for none (smp_processor_id()) */
     static __thread int slubcy_this_cpu = -1;
+    /* read-side sections this thread holds off any vCPU (rcu_read_lock_ext) */
+    static __thread int slubcy_ext_depth = 0;
+    static inline int slubcy_fetch_add_int(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
     /* splitmix64: seeds each vCPU's xorshift state from (seed, cpu) */
     static inline uint64_t slubcy_seed_rng(uint64_t seed, int cpu) {
         uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(cpu + 1);
@@ -39,11 +42,32 @@ cdef extern from *:
     }
     """
     int this_cpu "slubcy_this_cpu"
+    int ext_depth "slubcy_ext_depth"
+    int fetch_add_int "slubcy_fetch_add_int"(int *p, int v) nogil
     uint64_t seed_rng "slubcy_seed_rng"(uint64_t seed, int cpu) nogil
 
 
 cdef int smp_processor_id() noexcept nogil:
     return this_cpu
+
+
+cdef void rcu_read_lock_ext(sched *sc) noexcept nogil:
+    """A read-side section for a thread on no vCPU (the reaper, the RCU
+    thread running callbacks, the controller offlining a memcg): grace
+    periods end only once no such section is open (but the caller's own)."""
+    global ext_depth
+    ext_depth += 1
+    fetch_add_int(&sc.ext_readers, 1)
+
+
+cdef void rcu_read_unlock_ext(sched *sc) noexcept nogil:
+    global ext_depth
+    ext_depth -= 1
+    fetch_add_int(&sc.ext_readers, -1)
+
+
+cdef inline int other_ext_readers(sched *sc) noexcept nogil:
+    return atomic_int_read(&sc.ext_readers) - ext_depth
 
 
 cdef double monotonic() noexcept nogil:
@@ -93,35 +117,55 @@ cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil:
     for cpu in range(nr_cpus):
         sc.vcpus[cpu].rng = seed_rng(seed, cpu)
     sc.rng = seed_rng(seed, -1)
+    sc.rcu_snap = <uint64_t *>calloc(nr_cpus, sizeof(uint64_t))
+    sc.rcu_wait = <int *>calloc(nr_cpus, sizeof(int))
+    if sc.rcu_snap == NULL or sc.rcu_wait == NULL:
+        return -1
     return 0
 
 
 cdef void sched_release(sched *sc) noexcept nogil:
     free(sc.vcpus)
+    free(sc.rcu_snap)
+    free(sc.rcu_wait)
     sc.vcpus = NULL
+    sc.rcu_snap = NULL
+    sc.rcu_wait = NULL
 
 
-cdef bint vcpu_take(sched *sc, int cpu, int token) noexcept nogil:
-    """Run on vCPU `cpu` from now on; False if another thread runs it."""
+cdef bint vcpu_borrow(sched *sc, int cpu, int token) noexcept nogil:
+    """Own vCPU `cpu` (online) without making it this thread's vCPU: for work
+    done on behalf of an idle vCPU."""
     cdef vcpu *v = &sc.vcpus[cpu]
     if not atomic_int_cmpxchg(&v.owner, OWNER_NONE, token):
         return False
-    global this_cpu
-    this_cpu = cpu
     atomic_int_set(&v.online, 1)
     smp_mb()        # online before any read of shared state (see synchronize_sched)
     return True
 
 
-cdef void vcpu_release(sched *sc, int cpu) noexcept nogil:
-    """Stop running vCPU `cpu`: serve a pending request, go quiescent, let go."""
+cdef void vcpu_unborrow(sched *sc, int cpu) noexcept nogil:
     cdef vcpu *v = &sc.vcpus[cpu]
     rcu_quiescent_state(sc, cpu)
     smp_mb()
-    global this_cpu
-    this_cpu = -1
     atomic_int_set(&v.online, 0)
     atomic_int_set(&v.owner, OWNER_NONE)
+
+
+cdef bint vcpu_take(sched *sc, int cpu, int token) noexcept nogil:
+    """Run on vCPU `cpu` from now on; False if another thread runs it."""
+    global this_cpu
+    if not vcpu_borrow(sc, cpu, token):
+        return False
+    this_cpu = cpu
+    return True
+
+
+cdef void vcpu_release(sched *sc, int cpu) noexcept nogil:
+    """Stop running vCPU `cpu`: serve a pending request, go quiescent, let go."""
+    global this_cpu
+    vcpu_unborrow(sc, cpu)
+    this_cpu = -1
 
 
 cdef void handle_ipi(sched *sc, int cpu) noexcept nogil:
@@ -145,10 +189,16 @@ cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void
     if cpu == this_cpu:             # our own vCPU: just call it
         func(info, cpu)
         return 0
-    spin_lock(&v.ipi_lock)
-    if vcpu_take(sc, cpu, OWNER_CONTROLLER):
+    # one sender at a time; a worker keeps serving its own vCPU meanwhile
+    # (the current sender may be waiting for it)
+    while not spin_trylock(&v.ipi_lock):
+        if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
+            handle_ipi(sc, this_cpu)
+        backoff(&spins)
+    spins = 0
+    if vcpu_borrow(sc, cpu, OWNER_CONTROLLER):
         func(info, cpu)
-        vcpu_release(sc, cpu)
+        vcpu_unborrow(sc, cpu)
         spin_unlock(&v.ipi_lock)
         return 0
     v.ipi_func = func
@@ -162,9 +212,9 @@ cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void
         # the owner left without seeing it: withdraw it and run it ourselves
         if atomic_int_read(&v.owner) == OWNER_NONE and \
                 atomic_int_cmpxchg(&v.ipi_state, IPI_POSTED, IPI_IDLE):
-            if vcpu_take(sc, cpu, OWNER_CONTROLLER):
+            if vcpu_borrow(sc, cpu, OWNER_CONTROLLER):
                 func(info, cpu)
-                vcpu_release(sc, cpu)
+                vcpu_unborrow(sc, cpu)
                 break
             atomic_int_set(&v.ipi_state, IPI_POSTED)
             continue
@@ -200,6 +250,7 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
     cdef uint64_t *snap = <uint64_t *>calloc(sc.nr_cpus, sizeof(uint64_t))
     cdef int *wait = <int *>calloc(sc.nr_cpus, sizeof(int))
     cdef int pending = 0
+    cdef bint ok = False
     if snap == NULL or wait == NULL:
         free(snap)
         free(wait)
@@ -216,9 +267,18 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
         # task would sleep and the CPU context-switch), and it keeps serving
         # requests sent to its vCPU
         atomic_int_set(&sc.vcpus[this_cpu].online, 0)
-    while pending:
+    while True:
         if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
             handle_ipi(sc, this_cpu)
+        if not pending:
+            # and readers on no vCPU (the caller is not one of them)
+            if other_ext_readers(sc) <= 0:
+                ok = True
+                break
+            if monotonic() > deadline:
+                break
+            backoff(&spins)
+            continue
         for cpu in range(sc.nr_cpus):
             if wait[cpu] and (not atomic_int_read(&sc.vcpus[cpu].online) or
                               atomic_u64_read(&sc.vcpus[cpu].qs_ctr) != snap[cpu]):
@@ -233,7 +293,7 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
     smp_mb()
     free(snap)
     free(wait)
-    return 0 if pending == 0 else -1
+    return 0 if ok else -1
 
 
 cdef inline uint64_t xorshift64(uint64_t *state) noexcept nogil:
@@ -313,4 +373,51 @@ cdef long rcu_run_batch(sched *sc, rcu_head *batch) noexcept nogil:
     spin_lock(&sc.rcu_lock)
     sc.rcu_done += n
     spin_unlock(&sc.rcu_lock)
+    return n
+
+
+cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
+    """Advance the C callbacks without blocking (poll_state_synchronize_rcu
+    style): start a grace period for what is pending by noting every online
+    vCPU's quiescent-state count; once each has moved (or the vCPU went
+    idle), run that batch here.  Any thread may call it; one at a time does
+    the work.  Returns how many callbacks ran."""
+    cdef int cpu, waiting = 0
+    cdef long n
+    cdef rcu_head *batch
+    if not atomic_int_cmpxchg(&sc.rcu_busy, 0, 1):
+        return 0
+    if sc.rcu_cur == NULL:
+        sc.rcu_cur = rcu_take_pending(sc)
+        if sc.rcu_cur != NULL:
+            smp_mb()
+            for cpu in range(sc.nr_cpus):
+                # the caller is between operations: it is quiescent already
+                sc.rcu_wait[cpu] = cpu != this_cpu and atomic_int_read(&sc.vcpus[cpu].online)
+                sc.rcu_snap[cpu] = atomic_u64_read(&sc.vcpus[cpu].qs_ctr)
+        atomic_int_set(&sc.rcu_busy, 0)
+        return 0
+    for cpu in range(sc.nr_cpus):
+        if sc.rcu_wait[cpu]:
+            if not atomic_int_read(&sc.vcpus[cpu].online) or \
+                    atomic_u64_read(&sc.vcpus[cpu].qs_ctr) != sc.rcu_snap[cpu]:
+                sc.rcu_wait[cpu] = 0
+            else:
+                waiting += 1
+    smp_mb()
+    if waiting or other_ext_readers(sc) > 0:
+        atomic_int_set(&sc.rcu_busy, 0)
+        return 0
+    batch = sc.rcu_cur
+    sc.rcu_cur = NULL
+    sc.rcu_gps += 1
+    atomic_int_set(&sc.rcu_busy, 0)
+    # the callbacks run inside a read-side section, so what they touch is
+    # not freed under them by a later batch: a vCPU's own (it is online and
+    # reported its quiescent state just before), or an explicit one
+    if this_cpu < 0:
+        rcu_read_lock_ext(sc)
+    n = rcu_run_batch(sc, batch)
+    if this_cpu < 0:
+        rcu_read_unlock_ext(sc)
     return n

@@ -13,7 +13,7 @@
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from slubcy.list cimport list_head
 from slubcy.page_alloc cimport page, zone, PAGE_SIZE, PAGE_SHIFT, slab_word_read, slab_cmpxchg
-from slubcy.sched cimport sched
+from slubcy.sched cimport sched, rcu_head
 
 # include/linux/slab.h flag values
 cdef enum:
@@ -109,11 +109,13 @@ cdef enum:
 
 # struct mem_cgroup, the part the slab code needs (mm/memcontrol.c).
 cdef struct mem_cgroup:
+    rcu_head rcu             # first: freed after a grace period
     int id                   # css id, never reused
     int kmemcg_id            # slot in the root caches' memcg_caches, -1 once offline
     mem_cgroup *parent
     int online
     int freed                # css_free() ran: no longer dying
+    int unlinked             # off the machine's list, queued for freeing
     long refcnt              # css references: see memcg.pyx
     long nr_pages            # kmem pages charged (per-memcg caches)
     long nr_bytes            # object bytes charged (obj_cgroup)
@@ -126,6 +128,7 @@ cdef struct mem_cgroup:
 # struct obj_cgroup (Linux 5.9): what an object is charged to; reparented
 # to the parent memcg on offline.
 cdef struct obj_cgroup:
+    rcu_head rcu
     mem_cgroup *memcg
     long refcnt              # live objects, + 1 while its memcg holds it
     obj_cgroup *next
@@ -152,7 +155,8 @@ cdef struct slub_machine:
     int cpu_partial_dead_check   # put_cpu_partial unfreezes when cpu_partial == 0 (4.0)
     # lists (under slab_mutex)
     int slab_mutex
-    kmem_cache *slab_caches  # every cache, newest first
+    kmem_cache *slab_caches  # every live cache, newest first
+    kmem_cache *accounted_roots  # SLAB_ACCOUNT root caches (memcg_caches owners)
     mem_cgroup *memcgs       # every memcg, newest first
     mem_cgroup *root_mem_cgroup
     int next_memcg_id
@@ -168,6 +172,7 @@ cdef struct slub_machine:
     void *policy_data
 
 cdef struct kmem_cache:
+    rcu_head rcu             # first: a destroyed child cache is freed after a grace period
     kmem_cache_cpu *cpu_slab
     unsigned long flags
     unsigned long min_partial
@@ -191,10 +196,15 @@ cdef struct kmem_cache:
     kmem_cache **memcg_caches    # root: child cache per kmemcg_id (memcg_params)
     kmem_cache *memcg_next   # next child cache of the same memcg
     kmem_cache *next         # slab_caches list
+    kmem_cache *root_next    # accounted_roots list (slab_root_caches)
     int dead                 # its memcg went offline
     int no_cpu_partial       # the seed's proposal: kmem_cache_has_cpu_partial() is false
-    int destroyed            # unlinked; the struct stays until the machine closes
+    int destroyed            # unlinked; freed after a grace period
     int accounted            # SLAB_ACCOUNT root cache with memcg_caches
+    long shrink_pending      # deferred shrinks queued on it (keep it alive)
+    long v_slabs             # validate() scratch
+    long v_objects
+    long v_used
     char name[64]
     kmem_cache_node node     # node[0]: the only node
 
@@ -277,6 +287,7 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
                                  unsigned long flags, void *ctor) noexcept nogil
 cdef void kmem_cache_release(kmem_cache *s) noexcept nogil
 cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil
+cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil
 cdef int calculate_sizes(kmem_cache *s, int forced_order) noexcept nogil
 cdef int kmalloc_index(size_t size) noexcept nogil
 
@@ -293,8 +304,10 @@ cdef enum:
 cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil
 cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil
 cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
+cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil
 cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil
 cdef void cache_usage(kmem_cache *s, long *in_use, long *slots, long *pages) noexcept nogil
+cdef void machine_usage(slub_machine *m, long *in_use, long *slots, long *pages) noexcept nogil
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
 cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil
 cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil

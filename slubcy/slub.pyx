@@ -228,19 +228,32 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
     spin_lock(&m.slab_mutex)
     s.next = m.slab_caches
     m.slab_caches = s
+    if s.accounted:
+        s.root_next = m.accounted_roots
+        m.accounted_roots = s
     spin_unlock(&m.slab_mutex)
     return s
 
 
-cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
-    """Take a cache off the machine's slab_caches list."""
+cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
+    """Take a cache off the machine's lists; slab_mutex held."""
     cdef kmem_cache **pp = &s.m.slab_caches
-    spin_lock(&s.m.slab_mutex)
     while pp[0] != NULL:
         if pp[0] == s:
             pp[0] = s.next
             break
         pp = &pp[0].next
+    pp = &s.m.accounted_roots
+    while pp[0] != NULL:
+        if pp[0] == s:
+            pp[0] = s.root_next
+            break
+        pp = &pp[0].root_next
+
+
+cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
+    spin_lock(&s.m.slab_mutex)
+    __kmem_cache_unlink(s)
     spin_unlock(&s.m.slab_mutex)
 
 
@@ -1240,27 +1253,52 @@ cdef void cache_usage(kmem_cache *s, long *in_use, long *slots, long *pages) noe
     pages[0] = npages
 
 
-cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil:
-    """validate_slab_cache(): every slab of the cache, every list it is on, and
-    every counter must agree.  0 if consistent, else -1 with a message."""
+cdef void machine_usage(slub_machine *m, long *in_use, long *slots, long *pages) noexcept nogil:
+    """cache_usage() over every cache at once: one pass over the page map."""
+    cdef zone *z = &m.z
+    cdef size_t pfn = 0
+    cdef page *pg
+    cdef long used = 0, total = 0, npages = 0
+    cdef kmem_cache *s
+    cdef void *p
+    cdef int cpu
+    while pfn < z.nr_pages:
+        pg = &z.mem_map[pfn]
+        if pg.flags & PG_slab:
+            used += fc_inuse(pg.fc)
+            total += fc_objects(pg.fc)
+            npages += <long>1 << pg.order
+            pfn += <size_t>1 << pg.order
+        else:
+            pfn += 1
+    spin_lock(&m.slab_mutex)
+    s = m.slab_caches
+    while s != NULL:
+        for cpu in range(m.nr_cpus):
+            p = s.cpu_slab[cpu].freelist
+            while p != NULL:
+                used -= 1
+                p = get_freepointer(s, p)
+        s = s.next
+    spin_unlock(&m.slab_mutex)
+    in_use[0] = used
+    slots[0] = total
+    pages[0] = npages
+
+
+cdef int validate_lists(kmem_cache *s, uint32_t ON_NODE, uint32_t ON_CPU, char *err,
+                        size_t errlen) noexcept nogil:
+    """The node partial list and every cpu slab / cpu partial list of `s`:
+    well formed, of this cache, frozen where they must be, each slab on one
+    list only (marked in page.mark for validate_slab)."""
     cdef slub_machine *m = s.m
     cdef zone *z = &m.z
     cdef kmem_cache_node *n = &s.node
     cdef kmem_cache_cpu *c
     cdef list_head *pos
     cdef page *pg
-    cdef char *start
-    cdef uint64_t w
-    cdef size_t pfn
-    cdef long nr_partial = 0, nr_slabs = 0, total = 0, used = 0, chain
-    cdef int cpu, nfree, on_page, i, objects
-    cdef bint on_cpu_list
-    cdef uint32_t base_epoch
-    cdef uint32_t ON_NODE, ON_CPU
-    m.epoch += <uint32_t>(m.nr_cpus + 3)
-    base_epoch = m.epoch
-    ON_NODE = base_epoch + 1
-    ON_CPU = base_epoch + 2      # + cpu
+    cdef long nr_partial = 0, chain
+    cdef int cpu
     spin_lock(&n.list_lock)
     pos = n.partial.next
     while pos != &n.partial:
@@ -1315,65 +1353,133 @@ cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) n
                 return -1
             pg.mark = ON_CPU + cpu
             pg = pg.u.pc.next
-    pfn = 0
+    s.v_slabs = 0
+    s.v_objects = 0
+    s.v_used = 0
+    return 0
+
+
+cdef int validate_slab(kmem_cache *s, page *pg, uint32_t ON_NODE, uint32_t ON_CPU, char *err,
+                       size_t errlen) noexcept nogil:
+    """validate_slab(): one slab's counters, freelists, debug bytes and list
+    membership against what validate_lists() marked.  Adds to s.v_*."""
+    cdef slub_machine *m = s.m
+    cdef zone *z = &m.z
+    cdef uint64_t w = slab_word_read(&pg.fc)
+    cdef int objects = fc_objects(w), nfree, on_page, i
+    cdef char *start = page_address(z, pg)
+    cdef bint on_cpu_list = ON_CPU <= pg.mark < ON_CPU + <uint32_t>m.nr_cpus
+    s.v_slabs += 1
+    s.v_objects += objects
+    if not ((pg.order == oo_order(s.oo) and objects == oo_objects(s.oo)) or
+            (pg.order == oo_order(s.min) and objects == oo_objects(s.min))):
+        snprintf(err, errlen, "%s: slab %p has order %d with %d objects", s.name,
+                 start, <int>pg.order, objects)
+        return -1
+    nfree = walk_free_objects(s, pg, 0, NULL, &on_page)
+    if nfree < 0:
+        clear_free_objects(s, pg)
+        snprintf(err, errlen, "%s: slab %p freelist corrupt", s.name, start)
+        return -1
+    if kmem_cache_debug(s):
+        for i in range(objects):
+            if not check_object(s, pg, start + <size_t>i * s.size,
+                                SLUB_RED_INACTIVE if shadow_test(m, start + <size_t>i * s.size)
+                                else SLUB_RED_ACTIVE):
+                clear_free_objects(s, pg)
+                snprintf(err, errlen, "%s: object %p: red zone or poison overwritten", s.name,
+                         start + <size_t>i * s.size)
+                return -1
+    clear_free_objects(s, pg)
+    # page inuse counts the cpu freelist's objects as in use (they are taken
+    # from the page): it must equal objects minus the page freelist
+    if <int>fc_inuse(w) != objects - on_page:
+        snprintf(err, errlen, "%s: slab %p inuse %d but %d of %d objects on its freelist",
+                 s.name, start, <int>fc_inuse(w), on_page, objects)
+        return -1
+    s.v_used += objects - nfree
+    if fc_frozen(w):
+        if not on_cpu_list:
+            snprintf(err, errlen, "%s: frozen slab %p belongs to no cpu", s.name, start)
+            return -1
+    else:
+        if on_cpu_list:
+            snprintf(err, errlen, "%s: cpu slab %p is not frozen", s.name, start)
+            return -1
+        if nfree > 0 and pg.mark != ON_NODE:
+            snprintf(err, errlen, "%s: slab %p has free objects but is on no list", s.name, start)
+            return -1
+        if nfree == 0 and pg.mark == ON_NODE:
+            snprintf(err, errlen, "%s: full slab %p on the partial list", s.name, start)
+            return -1
+    return 0
+
+
+cdef int validate_counts(kmem_cache *s, char *err, size_t errlen) noexcept nogil:
+    cdef kmem_cache_node *n = &s.node
+    if s.v_slabs != atomic_long_read(&n.nr_slabs) or s.v_objects != atomic_long_read(&n.total_objects):
+        snprintf(err, errlen, "%s: node counts %ld slabs / %ld objects but found %ld / %ld",
+                 s.name, atomic_long_read(&n.nr_slabs), atomic_long_read(&n.total_objects),
+                 s.v_slabs, s.v_objects)
+        return -1
+    return 0
+
+
+cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil:
+    """validate_slab_cache(): every slab of the cache, every list it is on, and
+    every counter must agree.  0 if consistent, else -1 with a message."""
+    cdef slub_machine *m = s.m
+    cdef zone *z = &m.z
+    cdef page *pg
+    cdef size_t pfn = 0
+    cdef uint32_t ON_NODE, ON_CPU
+    m.epoch += <uint32_t>(m.nr_cpus + 3)
+    ON_NODE = m.epoch + 1
+    ON_CPU = m.epoch + 2      # + cpu
+    if validate_lists(s, ON_NODE, ON_CPU, err, errlen) != 0:
+        return -1
     while pfn < z.nr_pages:
         pg = &z.mem_map[pfn]
         if not (pg.flags & PG_slab) or pg.slab_cache != <void *>s:
             pfn += 1
             continue
         pfn += <size_t>1 << pg.order
-        nr_slabs += 1
-        w = slab_word_read(&pg.fc)
-        objects = fc_objects(w)
-        total += objects
-        if not ((pg.order == oo_order(s.oo) and objects == oo_objects(s.oo)) or
-                (pg.order == oo_order(s.min) and objects == oo_objects(s.min))):
-            snprintf(err, errlen, "%s: slab %p has order %d with %d objects", s.name,
-                     page_address(z, pg), <int>pg.order, objects)
+        if validate_slab(s, pg, ON_NODE, ON_CPU, err, errlen) != 0:
             return -1
-        on_cpu_list = ON_CPU <= pg.mark < ON_CPU + <uint32_t>m.nr_cpus
-        nfree = walk_free_objects(s, pg, 0, NULL, &on_page)
-        if nfree < 0:
-            clear_free_objects(s, pg)
-            snprintf(err, errlen, "%s: slab %p freelist corrupt", s.name, page_address(z, pg))
-            return -1
-        start = page_address(z, pg)
-        if kmem_cache_debug(s):
-            for i in range(objects):
-                if not check_object(s, pg, start + <size_t>i * s.size,
-                                    SLUB_RED_INACTIVE if shadow_test(m, start + <size_t>i * s.size)
-                                    else SLUB_RED_ACTIVE):
-                    clear_free_objects(s, pg)
-                    snprintf(err, errlen, "%s: object %p: red zone or poison overwritten", s.name,
-                             start + <size_t>i * s.size)
-                    return -1
-        clear_free_objects(s, pg)
-        # page inuse counts the cpu freelist's objects as in use (they are
-        # taken from the page): it must equal objects minus the page freelist
-        if <int>fc_inuse(w) != objects - on_page:
-            snprintf(err, errlen, "%s: slab %p inuse %d but %d of %d objects on its freelist",
-                     s.name, start, <int>fc_inuse(w), on_page, objects)
-            return -1
-        used += objects - nfree
-        if fc_frozen(w):
-            if not on_cpu_list:
-                snprintf(err, errlen, "%s: frozen slab %p belongs to no cpu", s.name, start)
-                return -1
-        else:
-            if on_cpu_list:
-                snprintf(err, errlen, "%s: cpu slab %p is not frozen", s.name, start)
-                return -1
-            if nfree > 0 and pg.mark != ON_NODE:
-                snprintf(err, errlen, "%s: slab %p has free objects but is on no list", s.name, start)
-                return -1
-            if nfree == 0 and pg.mark == ON_NODE:
-                snprintf(err, errlen, "%s: full slab %p on the partial list", s.name, start)
-                return -1
-    if nr_slabs != atomic_long_read(&n.nr_slabs) or total != atomic_long_read(&n.total_objects):
-        snprintf(err, errlen, "%s: node counts %ld slabs / %ld objects but found %ld / %ld",
-                 s.name, atomic_long_read(&n.nr_slabs), atomic_long_read(&n.total_objects),
-                 nr_slabs, total)
+    if validate_counts(s, err, errlen) != 0:
         return -1
     if in_use != NULL:
-        in_use[0] = used
+        in_use[0] = s.v_used
     return 0
+
+
+cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
+    """validate_cache() of every cache in one pass over the page map (each
+    cache's objects in use are left in its v_used)."""
+    cdef zone *z = &m.z
+    cdef page *pg
+    cdef size_t pfn = 0
+    cdef kmem_cache *s
+    cdef uint32_t ON_NODE, ON_CPU
+    cdef int rc = 0
+    m.epoch += <uint32_t>(m.nr_cpus + 3)
+    ON_NODE = m.epoch + 1
+    ON_CPU = m.epoch + 2
+    spin_lock(&m.slab_mutex)
+    s = m.slab_caches
+    while s != NULL and rc == 0:
+        rc = validate_lists(s, ON_NODE, ON_CPU, err, errlen)
+        s = s.next
+    while pfn < z.nr_pages and rc == 0:
+        pg = &z.mem_map[pfn]
+        if not (pg.flags & PG_slab):
+            pfn += 1
+            continue
+        pfn += <size_t>1 << pg.order
+        rc = validate_slab(<kmem_cache *>pg.slab_cache, pg, ON_NODE, ON_CPU, err, errlen)
+    s = m.slab_caches
+    while s != NULL and rc == 0:
+        rc = validate_counts(s, err, errlen)
+        s = s.next
+    spin_unlock(&m.slab_mutex)
+    return rc

@@ -17,8 +17,12 @@ while free, shows up as a canary error.  Each worker reports a quiescent state
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 
+from libc.stdlib cimport realloc
+from libc.stdio cimport snprintf
 from slubcy.page_alloc cimport page, virt_to_head_page
-from slubcy.slub cimport kmem_cache, slab_alloc, slab_free
+from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup
+from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
+                           memcg_slab_free_hook)
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, monotonic,
                            atomic_int_read, atomic_int_set, QS_INTERVAL)
 
@@ -44,8 +48,10 @@ cpdef enum workload_kind:
     W_BATCH
     W_REMOTE
     W_LARSON
+    W_CHURN
 
-WORKLOADS = {"fastpath": W_FASTPATH, "batch": W_BATCH, "remote": W_REMOTE, "larson": W_LARSON}
+WORKLOADS = {"fastpath": W_FASTPATH, "batch": W_BATCH, "remote": W_REMOTE, "larson": W_LARSON,
+             "churn": W_CHURN}
 
 
 # A single-producer single-consumer ring of object pointers between vCPUs.
@@ -56,6 +62,7 @@ cdef struct ring:
     char _pad2[56]
     uint64_t mask
     void **slots
+    char _pad3[48]          # 192 bytes: the next ring's head is on its own line
 
 cdef inline bint ring_push(ring *r, void *p) noexcept nogil:
     cdef uint64_t h = r.head
@@ -101,6 +108,16 @@ cdef struct worker:
     long alloc_failures
     long lost                # could not be freed at all (should stay 0)
     double seconds
+    # churn
+    slub_machine *m
+    long job_objects
+    uint32_t outlive         # probability (of 2^32) that an object outlives its job
+    long jobs
+    long memcg_failures
+    double *offline_us       # latency of each offline
+    long noffline
+    long offline_cap
+    int offline_errors
     char _pad[64]
 
 
@@ -133,11 +150,14 @@ cdef inline void *w_alloc(worker *w, kmem_cache *s) noexcept nogil:
 
 
 cdef inline void w_free(worker *w, void *p, bint remote) noexcept nogil:
-    """Free p on this worker's vCPU, into the cache its slab belongs to."""
+    """Free p on this worker's vCPU, into the cache its slab belongs to
+    (memcg_slab_free_hook first, as kmem_cache_free does in 5.9)."""
     cdef page *pg = virt_to_head_page(&w.caches[0].m.z, p)
     if not canary_ok(p):
         w.canary_errors += 1
     (<uint64_t *>p)[0] = 0
+    if pg.memcg != NULL and not w.caches[0].m.per_memcg_caches:
+        memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p)
     if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu):
         w.frees += 1
         w.ops += 1
@@ -235,14 +255,86 @@ cdef void run_larson(worker *w, void **slots) noexcept nogil:
             break
 
 
+cdef void record_offline(worker *w, double us) noexcept nogil:
+    cdef double *grown
+    if w.noffline == w.offline_cap:
+        w.offline_cap = w.offline_cap * 2 if w.offline_cap else 1024
+        grown = <double *>realloc(w.offline_us, w.offline_cap * sizeof(double))
+        if grown == NULL:
+            w.offline_cap = w.noffline
+            return
+        w.offline_us = grown
+    w.offline_us[w.noffline] = us
+    w.noffline += 1
+
+
+cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
+    """churn: create a memcg, allocate job_objects objects from random
+    accounted caches charged to it, free them -- a share outlives the job and
+    goes to the next vCPU, which frees half of what it receives at once and
+    keeps the rest in a long-lived pool (evicting, i.e. freeing, a random old
+    object) -- then take the memcg offline through the policy, from here."""
+    cdef long n = 0, k, got, slot
+    cdef void *p
+    cdef kmem_cache *s
+    cdef mem_cgroup *memcg
+    cdef char name[48]
+    cdef double t0
+    cdef bint go = True
+    cdef slub_machine *m = w.m
+    while go:
+        snprintf(name, sizeof(name), "job%d-%ld", w.cpu, w.jobs)
+        memcg = mem_cgroup_create(m, name, NULL)
+        if memcg == NULL:
+            w.memcg_failures += 1
+            go = w_tick(w, &n)
+            continue
+        got = 0
+        for k in range(w.job_objects):
+            s = memcg_kmem_get_cache(w.caches[next_rand(&w.rng) % <uint64_t>w.ncaches], memcg)
+            p = w_alloc(w, s)
+            if p != NULL:
+                memcg_slab_post_alloc_hook(s, memcg, p)
+                job[got] = p
+                got += 1
+            if not w_tick(w, &n):
+                go = False
+                break
+        for k in range(got):
+            p = job[k]
+            if <uint32_t>(next_rand(&w.rng) >> 32) < w.outlive and ring_push(w.out, p):
+                pass
+            else:
+                w_free(w, p, False)
+            p = ring_pop(w.inq)
+            if p != NULL:
+                if next_rand(&w.rng) & 1:
+                    w_free(w, p, True)
+                else:
+                    slot = <long>(next_rand(&w.rng) % <uint64_t>w.nslots)
+                    if pool[slot] != NULL:
+                        w_free(w, pool[slot], True)
+                    pool[slot] = p
+            if not w_tick(w, &n):
+                go = False
+        t0 = monotonic()
+        if m.policy_offline(m, memcg, m.policy_data) != 0:
+            w.offline_errors += 1
+        record_offline(w, (monotonic() - t0) * 1e6)
+        w.jobs += 1
+
+
 cdef void worker_main(worker *w, int nworkers) noexcept nogil:
     cdef double t0
     cdef void **scratch = NULL
+    cdef void **job = NULL
     cdef long k
     if w.kind == W_BATCH:
         scratch = <void **>calloc(w.batch, sizeof(void *))
-    elif w.kind == W_LARSON:
+    elif w.kind == W_LARSON or w.kind == W_CHURN:
         scratch = <void **>calloc(w.nslots, sizeof(void *))
+    if w.kind == W_CHURN:
+        job = <void **>calloc(w.job_objects, sizeof(void *))
     t0 = monotonic()
     if w.kind == W_FASTPATH:
         run_fastpath(w)
@@ -250,6 +342,8 @@ cdef void worker_main(worker *w, int nworkers) noexcept nogil:
         run_batch(w, scratch)
     elif w.kind == W_REMOTE:
         run_remote(w)
+    elif w.kind == W_CHURN:
+        run_churn(w, job, scratch)
     else:
         run_larson(w, scratch)
     w.seconds = monotonic() - t0
@@ -264,11 +358,12 @@ cdef void worker_main(worker *w, int nworkers) noexcept nogil:
             rcu_quiescent_state(w.sc, w.cpu)
             sched_yield()
     drain_inq(w)
-    if w.kind == W_LARSON:      # the live objects stayed for the sample
+    if w.kind == W_LARSON or w.kind == W_CHURN:     # the live objects stayed for the sample
         for k in range(w.nslots):
             if scratch[k] != NULL:
                 w_free(w, scratch[k], False)
     free(scratch)
+    free(job)
 
 
 # ---------------------------------------------------------------------------
@@ -296,7 +391,7 @@ cdef class Run:
 
     def __cinit__(self, Machine machine, str kind, list caches, int nworkers, long ops_per_worker,
                   long batch=256, long slots=1024, double handoff=0.25, uint64_t seed=0,
-                  long ring_size=4096):
+                  long ring_size=4096, long job_objects=256, double outlive=0.1):
         cdef int i
         if kind not in WORKLOADS:
             raise ValueError(f"unknown workload {kind!r}: one of {', '.join(WORKLOADS)}")
@@ -306,8 +401,10 @@ cdef class Run:
         if not caches:
             raise ValueError("a workload needs at least one cache")
         if batch < 1 or slots < 1 or not 0.0 <= handoff <= 1.0 or ring_size < 2 \
-                or ring_size & (ring_size - 1):
+                or ring_size & (ring_size - 1) or job_objects < 1 or not 0.0 <= outlive <= 1.0:
             raise ValueError("bad workload parameters")
+        if kind == "churn" and machine.m.policy_offline == NULL:
+            raise ValueError("churn needs a machine with a dead-cache policy")
         self.machine = machine
         self.kind_name = kind
         self.cache_objs = caches
@@ -344,10 +441,16 @@ cdef class Run:
             w.rng = (seed + 1) * 2654435761 + <uint64_t>i * 40503 + 1
             w.out = &self.rings[(i + 1) % nworkers]
             w.inq = &self.rings[i]
+            w.m = &machine.m
+            w.job_objects = job_objects
+            w.outlive = <uint32_t>min(outlive * 4294967296.0, 4294967295.0)
         self.threads = []
 
     def __dealloc__(self):
         cdef int i
+        if self.workers != NULL:
+            for i in range(self.nworkers):
+                free(self.workers[i].offline_us)
         if self.rings != NULL:
             for i in range(self.nworkers):
                 free(self.rings[i].slots)
@@ -410,5 +513,8 @@ cdef class Run:
             per.append({"cpu": i, "ops": w.ops, "allocs": w.allocs, "frees": w.frees,
                         "remote_frees": w.remote_frees, "canary_errors": w.canary_errors,
                         "alloc_failures": w.alloc_failures, "lost": w.lost,
-                        "seconds": w.seconds})
+                        "seconds": w.seconds, "jobs": w.jobs,
+                        "memcg_failures": w.memcg_failures,
+                        "offline_errors": w.offline_errors,
+                        "offline_us": [w.offline_us[k] for k in range(w.noffline)]})
         return per, sampled

@@ -20,6 +20,11 @@ METRICS = ("ops", "seconds", "throughput", "slab_pages", "retained_pages", "dead
 LARSON_CACHES = (("dentry", 192, slubcy.SLAB_HWCACHE_ALIGN),
                  ("inode_cache", 600, slubcy.SLAB_HWCACHE_ALIGN),
                  ("filp", 256, slubcy.SLAB_HWCACHE_ALIGN))
+# churn's accounted caches: dentry-, inode-, filp-like and kmalloc-cg (Linux 5.14's names)
+_ACCT = slubcy.SLAB_ACCOUNT | slubcy.SLAB_HWCACHE_ALIGN
+CHURN_CACHES = (("dentry", 192, _ACCT), ("inode_cache", 600, _ACCT), ("filp", 256, _ACCT),
+                ("kmalloc-cg-64", 64, slubcy.SLAB_ACCOUNT),
+                ("kmalloc-cg-512", 512, slubcy.SLAB_ACCOUNT))
 
 
 @dataclass
@@ -32,6 +37,15 @@ class Result:
     metrics: dict
     per_cpu: list = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    series: list = field(default_factory=list)      # sampled while running (churn)
+    offline_us: list = field(default_factory=list)
+
+    def series_frame(self):
+        """Samples over time: t, dying_memcgs, dead_caches, retained_pages, slab_pages."""
+        import pandas as pd
+        df = pd.DataFrame(self.series)
+        df.insert(0, "policy", self.policy)
+        return df
 
     def to_frame(self):
         """One row: the run's identity and every metric (None -> NaN)."""
@@ -60,13 +74,15 @@ def apply_preempt(machine, spec):
 
 
 def _caches(machine, workload, size):
-    if workload == "larson":
+    if workload in ("larson", "churn"):
         out = []
-        for name, sz, flags in LARSON_CACHES:
+        for name, sz, flags in (LARSON_CACHES if workload == "larson" else CHURN_CACHES):
             try:
                 out.append(machine.kmem_cache(name))
             except KeyError:
                 out.append(machine.kmem_cache_create(name, sz, flags=flags))
+        if workload == "churn":
+            return out
         return out + [machine.kmem_cache("kmalloc-64"), machine.kmem_cache("kmalloc-512")]
     name = f"{workload}-{size}"
     try:
@@ -77,10 +93,12 @@ def _caches(machine, workload, size):
 
 def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=256 << 20,
         machine=None, preempt=None, progress=None, size=64, batch=256, slots=1024,
-        handoff=0.25, nr_cpu_ids=None):
+        handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.1,
+        sample_every=0.05):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
-    `seconds`.  Uses `machine` if given, else a fresh one (closed after)."""
+    `seconds`.  Uses `machine` if given, else a fresh one with `policy`
+    (closed after).  churn needs a policy (default "barrier")."""
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
     if (ops is None) == (seconds is None):
@@ -89,47 +107,68 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=256 
         raise ValueError(f"ops must be a positive int, got {ops!r}")
     if seconds is not None and not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if workload == "churn" and policy is None and machine is None:
+        policy = "barrier"
     own = machine is None
     m = machine if machine is not None else slubcy.Machine(
-        cpus=cpus, nr_cpu_ids=nr_cpu_ids, memory=memory, seed=seed)
+        cpus=cpus, nr_cpu_ids=nr_cpu_ids, memory=memory, seed=seed, policy=policy)
     try:
         if preempt:
             apply_preempt(m, preempt)
         caches = _caches(m, workload, size)
         per_worker = -1 if ops is None else max(1, ops // cpus)
         r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=slots,
-                handoff=handoff, seed=seed)
+                handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive)
         show = progress if progress is not None else (seconds is not None and seconds > 3)
+        series = []
         t0 = time.monotonic()
+
+        def sample_series():
+            row = {"t": time.monotonic() - t0, **m.memcg_stats(),
+                   "slab_pages": m.page_alloc_info()["pages_used"]}
+            del row["leaked_caches"]
+            series.append(row)
+
         r.start()
-        _wait(r, ops, seconds, show)
+        _wait(r, ops, seconds, show, sample_series if workload == "churn" else None, sample_every)
 
         def sample():
-            used = slots_ = pages = 0
-            for c in caches:
-                u, s, p = m.cache_usage(c)
-                used, slots_, pages = used + u, slots_ + s, pages + p
-            return used, slots_, pages
+            return m.slab_usage(), m.memcg_stats()
 
-        per, (used, nslots, pages) = r.finish(sample)
+        per, ((used, nslots, pages), mst) = r.finish(sample)
+        if workload == "churn":
+            sample_series()
+        m._policy_quiesce()
+        after = m.memcg_stats()
         elapsed = max(w["seconds"] for w in per)
         total_ops = sum(w["ops"] for w in per)
+        lat = sorted(x for w in per for x in w.pop("offline_us", []))
+        offlines = after["offlines"]
         metrics = {
             "ops": total_ops, "seconds": elapsed,
             "throughput": total_ops / elapsed if elapsed > 0 else 0.0,
-            "slab_pages": pages, "retained_pages": 0, "dead_caches": 0, "dying_memcgs": 0,
-            "offlines": 0, "leaked_caches": 0, "leak_rate": 0.0,
-            "offline_p50_us": None, "offline_p99_us": None,
+            "slab_pages": pages, "retained_pages": mst["retained_pages"],
+            "dead_caches": mst["dead_caches"], "dying_memcgs": mst["dying_memcgs"],
+            "offlines": offlines, "leaked_caches": after["leaked_caches"],
+            "leak_rate": 1000.0 * after["leaked_caches"] / offlines if offlines else 0.0,
+            "offline_p50_us": _pct(lat, 0.50), "offline_p99_us": _pct(lat, 0.99),
             "utilization": used / nslots if nslots else 0.0,
         }
         stats = {c.name: m.stats(c) for c in caches}
-        return Result(workload, str(m.policy or "none"), cpus, seed, metrics, per, stats)
+        return Result(workload, str(m.policy or "none"), cpus, seed, metrics, per, stats,
+                      series, lat)
     finally:
         if own:
             m.close()
 
 
-def _wait(r, ops, seconds, show):
+def _pct(sorted_values, q):
+    if not sorted_values:
+        return None
+    return float(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))])
+
+
+def _wait(r, ops, seconds, show, sampler=None, every=0.05):
     bar = None
     if show:
         from tqdm import tqdm
@@ -137,7 +176,11 @@ def _wait(r, ops, seconds, show):
                    unit="ops" if ops is not None else "s", unit_scale=True, leave=False)
     t0 = time.monotonic()
     last = 0
+    next_sample = t0
     while not r.producing_done:
+        if sampler is not None and time.monotonic() >= next_sample:
+            sampler()
+            next_sample += every
         elapsed = time.monotonic() - t0
         if seconds is not None and elapsed >= seconds:
             r.request_stop()
