@@ -47,7 +47,8 @@ def _run(args):
     if args.seconds is None and args.ops is None:
         args.seconds = 2.0
     r = workloads.run(args.workload, cpus=args.cpus, ops=args.ops, seconds=args.seconds,
-                      seed=args.seed, memory=args.memory << 20, preempt=args.preempt,
+                      seed=args.seed, memory=None if args.memory is None else args.memory << 20,
+                      preempt=args.preempt,
                       progress=None if not args.json else False, policy=args.policy)
     if args.json:
         print(r.to_json())
@@ -112,7 +113,8 @@ def main(argv=None):
     bound.add_argument("--seconds", type=float, help="run for this long (default 2)")
     bound.add_argument("--ops", type=int, help="or for this many operations in all")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--memory", type=int, default=256, help="arena size in MiB")
+    run.add_argument("--memory", type=int, default=None,
+                     help="arena size in MiB (default 256; 1024 for churn)")
     run.add_argument("--preempt", metavar="SPEC",
                      help="POINT=PROBABILITY:DURATION[:MODE][,...], e.g. "
                           "slab_free:before_cmpxchg=0.01:50us")

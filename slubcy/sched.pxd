@@ -113,15 +113,19 @@ cdef int smp_processor_id() noexcept nogil
 
 cdef inline void rcu_quiescent_state(sched *sc, int cpu) noexcept nogil:
     """Between two operations: a full barrier, then the QS (liburcu-qsbr's
-    rcu_quiescent_state), then any pending cross-vCPU request, and every
-    16th time the RCU callbacks whose grace period is over (the kernel runs
-    them in softirq on the CPU that notices)."""
+    rcu_quiescent_state), then any pending cross-vCPU request."""
     cdef vcpu *v = &sc.vcpus[cpu]
     smp_mb()
     atomic_u64_set(&v.qs_ctr, v.qs_ctr + 1)
     if atomic_int_read(&v.ipi_state) == IPI_POSTED:
         handle_ipi(sc, cpu)
-    if (v.qs_ctr & 15) == 0 and (sc.rcu_cur != NULL or sc.rcu_pending != NULL):
+
+cdef inline void rcu_softirq(sched *sc, int cpu) noexcept nogil:
+    """A worker's turn, every 16th quiescent state, to run the RCU callbacks
+    whose grace period is over (the kernel runs them in softirq on the CPU
+    that notices).  Only from a worker's own loop: a callback may flush
+    other vCPUs."""
+    if (sc.vcpus[cpu].qs_ctr & 15) == 0 and (sc.rcu_cur != NULL or sc.rcu_pending != NULL):
         rcu_process_callbacks(sc)
 
 cdef inline void preempt_point(sched *sc, int id, int cpu) noexcept nogil:

@@ -76,17 +76,29 @@ cdef double monotonic() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
-cdef inline void pause_for(long ns, int mode) noexcept nogil:
+cdef inline void serve_ipi(sched *sc, int cpu) noexcept nogil:
+    if cpu >= 0 and atomic_int_read(&sc.vcpus[cpu].ipi_state) == IPI_POSTED:
+        handle_ipi(sc, cpu)
+
+
+cdef void pause_for(sched *sc, int cpu, long ns, int mode) noexcept nogil:
+    """Be preempted for ns.  The vCPU still takes its interrupts: requests
+    posted to it run meanwhile (as an IPI to a CPU whose task was preempted
+    in __slab_free would), in slices of at most 20 us when sleeping."""
     cdef timespec ts
-    cdef double end
-    if mode == PREEMPT_SLEEP:
-        ts.tv_sec = ns // 1000000000
-        ts.tv_nsec = ns % 1000000000
-        nanosleep(&ts, NULL)
-        return
-    end = monotonic() + ns * 1e-9
-    while monotonic() < end:
-        if mode == PREEMPT_YIELD:
+    cdef double end = monotonic() + ns * 1e-9, left
+    while True:
+        serve_ipi(sc, cpu)
+        left = end - monotonic()
+        if left <= 0:
+            return
+        if mode == PREEMPT_SLEEP:
+            if left > 20e-6:
+                left = 20e-6
+            ts.tv_sec = 0
+            ts.tv_nsec = <long>(left * 1e9)
+            nanosleep(&ts, NULL)
+        elif mode == PREEMPT_YIELD:
             sched_yield()
         else:
             cpu_relax()
@@ -319,6 +331,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
             ts = PyEval_SaveThread()
         atomic_int_set(&pp.held, cpu + 2)
         while not atomic_int_read(&pp.release):
+            serve_ipi(sc, cpu)          # a preempted task's CPU takes interrupts
             backoff(&spins)
         atomic_int_set(&pp.release, 0)
         atomic_int_set(&pp.held, 0)
@@ -330,7 +343,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         pp.hits += 1
         if PyGILState_Check():
             ts = PyEval_SaveThread()
-        pause_for(pp.duration_ns, pp.mode)
+        pause_for(sc, cpu, pp.duration_ns, pp.mode)
         if ts != NULL:
             PyEval_RestoreThread(ts)
 

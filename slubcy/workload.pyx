@@ -23,7 +23,7 @@ from slubcy.page_alloc cimport page, virt_to_head_page
 from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook)
-from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, monotonic,
+from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
                            atomic_int_read, atomic_int_set, QS_INTERVAL)
 
 cdef extern from "_atomic.h" nogil:
@@ -172,6 +172,7 @@ cdef inline bint w_tick(worker *w, long *n) noexcept nogil:
     n[0] += 1
     if (n[0] & (QS_INTERVAL - 1)) == 0:
         rcu_quiescent_state(w.sc, w.cpu)
+        rcu_softirq(w.sc, w.cpu)
         if atomic_int_read(w.stop):
             return False
     if w.ops_target >= 0 and w.ops >= w.ops_target:
@@ -268,13 +269,36 @@ cdef void record_offline(worker *w, double us) noexcept nogil:
     w.noffline += 1
 
 
+cdef inline void churn_receive(worker *w, void **pool) noexcept nogil:
+    """Objects another vCPU's job handed over (up to 4 at a time, so they
+    arrive while that job still runs): each is freed now (half the time) or
+    kept in the long-lived pool, freeing the random old one it evicts."""
+    cdef long slot
+    cdef int i
+    cdef void *p
+    for i in range(4):
+        p = ring_pop(w.inq)
+        if p == NULL:
+            return
+        if next_rand(&w.rng) & 1:
+            w_free(w, p, True)
+            continue
+        slot = <long>(next_rand(&w.rng) % <uint64_t>w.nslots)
+        if pool[slot] != NULL:
+            w_free(w, pool[slot], True)
+        pool[slot] = p
+
+
 cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
     """churn: create a memcg, allocate job_objects objects from random
-    accounted caches charged to it, free them -- a share outlives the job and
-    goes to the next vCPU, which frees half of what it receives at once and
-    keeps the rest in a long-lived pool (evicting, i.e. freeing, a random old
-    object) -- then take the memcg offline through the policy, from here."""
-    cdef long n = 0, k, got, slot
+    accounted caches charged to it, and end the job: its objects are freed,
+    except a share `outlive` of the dentry- and inode-like ones (the first
+    two caches: what stays cached after a job), which are handed at once to
+    the next vCPU; that one frees half of what it receives at once (so those
+    first remote frees run while the job ends and goes offline) and keeps
+    the rest in a long-lived pool.  Then the memcg goes offline through the
+    policy, from here."""
+    cdef long n = 0, k, got, idx
     cdef void *p
     cdef kmem_cache *s
     cdef mem_cgroup *memcg
@@ -287,34 +311,27 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
         memcg = mem_cgroup_create(m, name, NULL)
         if memcg == NULL:
             w.memcg_failures += 1
+            churn_receive(w, pool)
             go = w_tick(w, &n)
             continue
         got = 0
         for k in range(w.job_objects):
-            s = memcg_kmem_get_cache(w.caches[next_rand(&w.rng) % <uint64_t>w.ncaches], memcg)
+            idx = <long>(next_rand(&w.rng) % <uint64_t>w.ncaches)
+            s = memcg_kmem_get_cache(w.caches[idx], memcg)
             p = w_alloc(w, s)
             if p != NULL:
                 memcg_slab_post_alloc_hook(s, memcg, p)
-                job[got] = p
-                got += 1
+                if not (idx < 2 and <uint32_t>(next_rand(&w.rng) >> 32) < w.outlive
+                        and ring_push(w.out, p)):
+                    job[got] = p
+                    got += 1
+            churn_receive(w, pool)
             if not w_tick(w, &n):
                 go = False
                 break
         for k in range(got):
-            p = job[k]
-            if <uint32_t>(next_rand(&w.rng) >> 32) < w.outlive and ring_push(w.out, p):
-                pass
-            else:
-                w_free(w, p, False)
-            p = ring_pop(w.inq)
-            if p != NULL:
-                if next_rand(&w.rng) & 1:
-                    w_free(w, p, True)
-                else:
-                    slot = <long>(next_rand(&w.rng) % <uint64_t>w.nslots)
-                    if pool[slot] != NULL:
-                        w_free(w, pool[slot], True)
-                    pool[slot] = p
+            w_free(w, job[k], False)
+            churn_receive(w, pool)
             if not w_tick(w, &n):
                 go = False
         t0 = monotonic()
@@ -356,6 +373,7 @@ cdef void worker_main(worker *w, int nworkers) noexcept nogil:
         k += 1
         if (k & 63) == 0:
             rcu_quiescent_state(w.sc, w.cpu)
+            rcu_softirq(w.sc, w.cpu)
             sched_yield()
     drain_inq(w)
     if w.kind == W_LARSON or w.kind == W_CHURN:     # the live objects stayed for the sample

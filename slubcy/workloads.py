@@ -91,9 +91,9 @@ def _caches(machine, workload, size):
         return [machine.kmem_cache_create(name, size)]
 
 
-def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=256 << 20,
+def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None,
         machine=None, preempt=None, progress=None, size=64, batch=256, slots=1024,
-        handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.1,
+        handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.5,
         sample_every=0.05):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
@@ -110,6 +110,8 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=256 
     if workload == "churn" and policy is None and machine is None:
         policy = "barrier"
     own = machine is None
+    if memory is None:
+        memory = (1 << 30) if workload == "churn" else (256 << 20)
     m = machine if machine is not None else slubcy.Machine(
         cpus=cpus, nr_cpu_ids=nr_cpu_ids, memory=memory, seed=seed, policy=policy)
     try:
