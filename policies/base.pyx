@@ -43,8 +43,12 @@ cdef class Policy:
         self.machine.rcu_barrier(timeout=30)
 
     def describe(self):
+        """name, kernel version/commit modelled, options, and the first
+        sentence of the policy module's docstring."""
+        import sys
+        doc = (sys.modules[type(self).__module__].__doc__ or "").strip()
         return {"name": self.name, "kernel": self.kernel, "options": self.options,
-                "doc": (type(self).__doc__ or "").strip().splitlines()[0]}
+                "doc": " ".join(doc.split("\n\n")[0].split())}
 
     def __repr__(self):
         return f"<policy {self.name}{':' + str(self.options) if self.options else ''}>"

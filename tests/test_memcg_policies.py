@@ -1,0 +1,195 @@
+"""Memory cgroups, the dead-cache policies, the seed's race replayed, and the
+churn workload's published shapes (loose bounds)."""
+import pytest
+
+import policies
+import slubcy
+from slubcy import race, workloads
+
+ACCT = slubcy.SLAB_ACCOUNT | slubcy.SLAB_HWCACHE_ALIGN
+PREEMPT = "slab_free:before_cmpxchg=0.5:50us:spin"
+
+
+# -- the replay -----------------------------------------------------------
+
+@pytest.mark.parametrize("policy,leaks,blocks", [
+    ("naive", True, False),          # the seed's race: the slab stays on vCPU 1's partial list
+    ("keep", True, False),           # 3.16: nothing stops it either
+    ("barrier", False, False),       # 4.11 async: the shrink waits for the grace period
+    ("barrier:sync", False, True),   # 4.7: offline waits for vCPU 1
+    ("barrier:kick", False, False),  # 4.0: the IPI is taken while vCPU 1 is preempted
+    ("reparent", False, False),
+    ("reap", False, False),          # the reaper drains it on its next pass
+    ("objcg", False, False),         # no dead caches at all
+])
+def test_replay(policy, leaks, blocks):
+    r = race.replay(policy)
+    assert r["leaked"] is leaks
+    assert r["offline_blocked"] is blocks
+    assert r["final"]["leaked_caches"] == (1 if leaks else 0)
+    assert any("preempted before its cmpxchg_double" in s["what"] for s in r["steps"])
+    if policy == "naive":
+        assert "vCPU 1's partial list" in r["final"]["slab"] and "0/" in r["final"]["slab"]
+        assert r["final"]["memcg"] == "dying"
+    if policy in ("reparent", "objcg", "barrier"):
+        assert r["final"]["memcg"] == "freed"
+
+
+def test_cli_race_json(capsys):
+    from slubcy.cli import main
+    assert main(["race", "--policy", "naive", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"] == "naive" and out["leaked"] is True and len(out["steps"]) >= 5
+
+
+# -- churn ----------------------------------------------------------------
+
+def churn(policy, seed=3, ops=400_000, **kw):
+    kw.setdefault("outlive", 1.0)
+    kw.setdefault("preempt", PREEMPT)
+    return workloads.run("churn", cpus=2, ops=ops, seed=seed, policy=policy, **kw)
+
+
+def test_churn_naive_leaks_under_preemption():
+    r = churn("naive")
+    assert r.metrics["offlines"] > 500
+    assert r.metrics["leaked_caches"] > 0
+    assert r.metrics["leak_rate"] == pytest.approx(1000 * r.metrics["leaked_caches"] / r.metrics["offlines"])
+    assert all(w["canary_errors"] == 0 and w["lost"] == 0 for w in r.per_cpu)
+
+
+@pytest.mark.parametrize("policy", ["barrier", "barrier:sync", "reparent", "reap", "objcg"])
+@pytest.mark.parametrize("seed", [3, 4])
+def test_churn_safe_policies_never_leak(policy, seed):
+    r = churn(policy, seed=seed, ops=250_000)
+    assert r.metrics["offlines"] > 300
+    assert r.metrics["leaked_caches"] == 0
+    assert all(w["canary_errors"] == 0 and w["lost"] == 0 and w["offline_errors"] == 0
+               for w in r.per_cpu)
+
+
+def test_churn_keep_retains_dead_caches():
+    r = churn("keep", ops=250_000, preempt=None)
+    assert r.metrics["leaked_caches"] > 0 and r.metrics["dying_memcgs"] > 0
+
+
+def test_dying_memcgs_grow_with_per_memcg_caches_but_not_when_reparented():
+    """Gushchin 2019 (v5.3 cover letter): dying cgroups grow steadily with
+    per-memcg caches pinning them (1,560 after a week) and stay bounded once
+    slab memory is reparented (69).  Loose: the long-lived pool pins them."""
+    runs = {p: workloads.run("churn", cpus=2, seconds=1.0, seed=5, policy=p, outlive=0.5,
+                             slots=4096, sample_every=0.05)
+            for p in ("barrier:sync", "reparent", "objcg")}
+    grow = [row["dying_memcgs"] for row in runs["barrier:sync"].series]
+    assert max(grow) >= 50
+    q = len(grow) // 4
+    assert sum(grow[-q:]) > sum(grow[:q])             # later samples hold more than early ones
+    for p in ("reparent", "objcg"):
+        assert max(row["dying_memcgs"] for row in runs[p].series) <= 2
+    assert runs["barrier:sync"].series_frame().shape[0] == len(grow)
+
+
+def test_objcg_needs_markedly_fewer_slab_pages():
+    """Gushchin 2020 (v5.9): with many small cgroups, one set of caches for
+    all saves 30-45% of slab memory.  Loose bound: at least 20% fewer."""
+    per = churn("barrier:sync", preempt=None, outlive=0.5, ops=300_000)
+    obj = churn("objcg", preempt=None, outlive=0.5, ops=300_000)
+    assert obj.metrics["slab_pages"] <= 0.8 * per.metrics["slab_pages"]
+    assert obj.metrics["utilization"] > per.metrics["utilization"]
+
+
+def test_barrier_async_offlines_with_far_less_latency_than_sync():
+    """4.11 vs 4.7: one asynchronous grace period for a batch instead of one
+    synchronous period per cache (bugzilla 190841)."""
+    sync = churn("barrier:sync", ops=250_000)
+    asyn = churn("barrier", ops=250_000)
+    assert sync.metrics["offline_p50_us"] >= 10 * asyn.metrics["offline_p50_us"]
+    assert sync.metrics["offline_p99_us"] >= 10 * asyn.metrics["offline_p99_us"]
+
+
+def test_churn_offline_from_inside_the_workload_and_metrics_names():
+    r = churn("reap", preempt=None, ops=100_000)
+    assert set(workloads.METRICS) == set(r.metrics)
+    df = r.to_frame()
+    assert list(df.columns[4:]) == list(workloads.METRICS)
+    assert sum(w["jobs"] for w in r.per_cpu) == r.metrics["offlines"]
+
+
+# -- memcg API and policies -----------------------------------------------
+
+@pytest.mark.parametrize("policy", ["keep", "naive", "barrier", "reparent", "reap", "objcg"])
+def test_memcg_lifecycle(policy):
+    with slubcy.Machine(cpus=2, memory=32 << 20, policy=policy) as m:
+        c = m.kmem_cache_create("dentry", 192, flags=ACCT)
+        plain = m.kmem_cache_create("plain", 64)
+        g = m.memcg_create("job")
+        objs = [m.kmem_cache_alloc(c, cpu=i % 2, memcg=g) for i in range(100)]
+        other = m.kmem_cache_alloc(plain, memcg=g)          # unaccounted: the root cache
+        if policy == "objcg":
+            assert m.memcg_caches() == [] and g.nr_bytes == 100 * c.size
+        else:
+            child = m.memcg_caches(c)
+            assert [x.name for x in child] == ["dentry(0:job)"] and g.nr_pages > 0
+            assert m.virt_to_slab(objs[0])[0] in m.cache_state(child[0])["slabs"]
+        m.kmem_cache_free(plain, other)
+        for a in objs[:50]:
+            m.kmem_cache_free(c, a, cpu=1)                  # root cache frees a child's object
+        m.memcg_offline(g)
+        assert not g.online
+        with pytest.raises(ValueError):
+            m.kmem_cache_alloc(c, memcg=g)
+        with pytest.raises(ValueError):
+            m.memcg_offline(g)
+        for a in objs[50:]:
+            m.kfree(a, cpu=0)
+        m._policy_quiesce()
+        st = m.memcg_stats()
+        if policy == "keep":
+            assert st["dying_memcgs"] >= 0
+        else:
+            assert st["leaked_caches"] == 0 and g.freed and st["dying_memcgs"] == 0
+        m.validate()
+
+
+def test_memcg_bad_input():
+    with slubcy.Machine(memory=8 << 20, policy="barrier") as m, \
+            slubcy.Machine(memory=8 << 20, policy="barrier") as m2:
+        c = m.kmem_cache_create("d", 64, flags=ACCT)
+        g = m.memcg_create("a")
+        for bad in ("", "x" * 48, 3):
+            with pytest.raises(ValueError):
+                m.memcg_create(bad)
+        with pytest.raises(TypeError):
+            m.memcg_create("b", parent="a")
+        with pytest.raises(TypeError):
+            m.kmem_cache_alloc(c, memcg="a")
+        with pytest.raises(TypeError):
+            m.kmem_cache_alloc(c, memcg=m2.memcg_create("x"))
+        with pytest.raises(ValueError):
+            m.memcg_offline(m.root_mem_cgroup)
+        with pytest.raises(TypeError):
+            m.memcg_offline(None)
+        child = m.memcg_create("child", parent=g)
+        m.memcg_offline(child)
+        with pytest.raises(ValueError):
+            m.memcg_create("grandchild", parent=child)
+        m.validate()
+    with slubcy.Machine(memory=8 << 20) as m:          # no policy
+        g = m.memcg_create("a")
+        with pytest.raises(slubcy.SlubError):
+            m.memcg_offline(g)
+
+
+def test_policy_registry():
+    names = policies.available()
+    assert {"keep", "naive", "barrier", "reparent", "reap", "objcg"} <= set(names)
+    for row in policies.describe_all():
+        assert row["kernel"] and row["doc"]
+    assert policies.get_policy("barrier:sync").options == "sync"
+    assert policies.get_policy("reap:20ms").period == pytest.approx(0.02)
+    for bad in ("nope", "barrier:later", "reap:0ms", "", None):
+        with pytest.raises(ValueError):
+            policies.get_policy(bad)
+    with pytest.raises(ValueError):
+        slubcy.Machine(policy="nope")
