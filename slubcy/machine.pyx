@@ -360,6 +360,9 @@ cdef class Machine:
         if self.closed:
             return
         self._idle()
+        for i in range(self.m.nr_cpus):
+            if self.m.sc.vcpus[i].owner != 0:
+                raise MachineBusy(f"vCPU {i} is run by another thread; close() after it is done")
         if self._policy_obj is not None:
             self._policy_obj.detach()
         if self._rcu is not None:

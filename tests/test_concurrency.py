@@ -183,22 +183,29 @@ def test_synchronize_waits_for_a_held_vcpu():
         m.validate()
 
 
-def test_flush_times_out_on_a_held_vcpu_then_completes():
-    with slubcy.Machine(cpus=2, memory=16 << 20, ipi_timeout=0.2) as m:
+def test_a_preempted_vcpu_still_serves_flush_requests():
+    """vCPU 1's thread is preempted inside __slab_free; like a CPU whose task
+    was preempted, the vCPU still takes the flush request (an IPI) and
+    deactivates its cpu slab; the preempted free then completes."""
+    with slubcy.Machine(cpus=2, memory=16 << 20, ipi_timeout=5) as m:
         c = m.kmem_cache_create("x", 256)
         page, objs = full_slab(m, c)
-        m.kmem_cache_alloc(c, cpu=1)             # vCPU 1 has a cpu slab: flush must ask it
+        mine = m.kmem_cache_alloc(c, cpu=1)      # vCPU 1 has a cpu slab: flush must ask it
         pp = m.preempt_point("slab_free:before_cmpxchg")
         pp.arm_hold()
         t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
         pp.wait_held()
-        with pytest.raises(slubcy.Timeout):
-            m.flush_all(c)
-        pp.release()
-        t.join(5)
+        with pytest.raises(slubcy.MachineBusy):
+            m.close()                            # a thread is inside the machine
         m.flush_all(c)
         st = m.cache_state(c)
-        assert st["cpus"][1]["page"] is None and st["cpus"][1]["partial"] == []
+        assert st["cpus"][1]["page"] is None and st["cpus"][1]["stat"]["CPUSLAB_FLUSH"] == 1
+        pp.release()
+        t.join(5)
+        assert "error" not in out
+        st = m.cache_state(c)
+        assert st["slabs"][page]["frozen"] and st["cpus"][1]["partial"] == [page]
+        m.kmem_cache_free(c, mine, cpu=1)
         m.validate()
 
 
