@@ -18,8 +18,9 @@ $(VENV)/.installed: $(BIN)/python $(SOURCES)
 
 install: $(VENV)/.installed
 
+# The main job: every policy on churn, A/B, into results/ (about a minute on 2 cores).
 run: $(VENV)/.installed
-	$(BIN)/slubcy demo
+	$(BIN)/slubcy compare --workload churn --repeat 3 --seconds 1 --out results
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

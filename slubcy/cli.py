@@ -66,6 +66,23 @@ def _run(args):
     return 0
 
 
+def _compare(args):
+    import policies as registry
+    from slubcy import compare
+    names = args.policies or registry.available()
+    for n in names:
+        registry.get_policy(n)          # a bad name fails before any run
+    tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
+                                    seed=args.seed, cpus=args.cpus, ops=args.ops,
+                                    seconds=args.seconds, out=args.out,
+                                    progress=not args.no_progress)
+    print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy")
+    print(compare.format_table(summary, names))
+    if args.out:
+        print(f"wrote {args.out}/compare_{args.workload}.csv, _summary.csv and .png")
+    return 0
+
+
 def _race(args):
     import json
     from slubcy import race
@@ -81,7 +98,7 @@ def _policies(args):
     import policies
     for row in policies.describe_all():
         print(f"{row['name']:9s} {row['kernel']}")
-        print(f"{'':9s} {row['doc']}")
+        print(f"{'':9s} {row['doc'].split(': ', 1)[-1].split('. ')[0]}.")
     return 0
 
 
@@ -120,6 +137,20 @@ def main(argv=None):
                           "slab_free:before_cmpxchg=0.01:50us")
     run.add_argument("--json", action="store_true", help="one JSON object with the metrics")
     run.set_defaults(func=_run)
+
+    cmp_ = sub.add_parser("compare", help="A/B the policies on a workload (default: all, churn)")
+    cmp_.add_argument("policies", nargs="*", help="policy specs (default: every registered one)")
+    cmp_.add_argument("--workload", "-w", default="churn",
+                      choices=["fastpath", "batch", "remote", "larson", "churn"])
+    cmp_.add_argument("--repeat", "-r", type=int, default=3)
+    cmp_.add_argument("--seed", type=int, default=0)
+    cmp_.add_argument("--cpus", type=int, default=2)
+    b2 = cmp_.add_mutually_exclusive_group()
+    b2.add_argument("--seconds", type=float, help="per run (default 1)")
+    b2.add_argument("--ops", type=int, help="per run")
+    cmp_.add_argument("--out", default=None, help="directory for the CSV and the plot")
+    cmp_.add_argument("--no-progress", action="store_true")
+    cmp_.set_defaults(func=_compare)
 
     race = sub.add_parser("race", help="replay the seed's __slab_free race under a policy")
     race.add_argument("--policy", "-p", default="naive", help="policy spec, e.g. barrier:sync")

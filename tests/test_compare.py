@@ -1,0 +1,33 @@
+"""slubcy compare: interleaved runs, tidy CSV, plot, table means = CSV means."""
+import math
+
+import pandas as pd
+
+from slubcy import compare, workloads
+from slubcy.cli import main
+
+
+def test_compare_writes_csv_and_plot(tmp_path, capsys):
+    assert main(["compare", "naive", "objcg", "--workload", "churn", "--repeat", "2",
+                 "--ops", "40000", "--out", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    tidy = pd.read_csv(tmp_path / "compare_churn.csv")
+    assert set(tidy.metric) == set(workloads.METRICS)
+    assert set(tidy.policy) == {"naive", "objcg"}
+    assert len(tidy) == 2 * 2 * len(workloads.METRICS)
+    assert (tmp_path / "compare_churn.png").stat().st_size > 10_000
+    summary = pd.read_csv(tmp_path / "compare_churn_summary.csv")
+    for (policy, metric), grp in tidy.groupby(["policy", "metric"]):
+        row = summary[(summary.policy == policy) & (summary.metric == metric)].iloc[0]
+        if grp.value.notna().any():
+            assert math.isclose(row["mean"], grp.value.mean(), rel_tol=1e-9, abs_tol=1e-12)
+    assert "offline_p99_us" in out and "ratio to naive" in out
+
+
+def test_interleaved_order_and_statistics():
+    assert compare.t975(1) == 12.706 and compare.t975(100) == 1.96
+    m, ci = compare.mean_ci([1.0, 2.0, 3.0])
+    assert m == 2.0 and math.isclose(ci, 4.303 * 1.0 / math.sqrt(3))
+    assert compare.welch_significant([1, 1.1, 0.9, 1.05], [5, 5.1, 4.9, 5.05]) is True
+    assert compare.welch_significant([1, 2, 3], [1.5, 2.5, 2]) is False
+    assert compare.welch_significant([1], [2, 3]) is None
