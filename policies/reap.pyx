@@ -7,24 +7,12 @@ race's parked slab lives until the next reap."""
 import threading
 import time
 
-from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
-from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
-                           memcg_offline_end, shrink_dead_caches)
+from slubcy.slub cimport slub_machine
+from slubcy.memcg cimport shrink_dead_caches
 from slubcy.preempt import parse_duration
-from policies.base cimport Policy, MAX_CHILD_CACHES
-
-
-cdef int reap_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:
-    cdef kmem_cache *caches[MAX_CHILD_CACHES]
-    cdef int i, n, before = m.ipi_timeouts
-    memcg_offline_begin(m, memcg)
-    n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
-    for i in range(n):
-        kmem_cache_mark_dead(caches[i], True)
-    for i in range(n):
-        __kmem_cache_shrink(caches[i], False)
-    memcg_offline_end(m, memcg)
-    return -1 if m.ipi_timeouts != before else 0
+from policies.base cimport Policy
+# offline is naive's (mark dead, no barrier, shrink); the reaper does the rest
+from policies.naive cimport naive_offline
 
 
 cdef class ReapPolicy(Policy):
@@ -39,7 +27,7 @@ cdef class ReapPolicy(Policy):
         self.per_memcg_caches = 1
         self.pages_pin_memcg = 1
         self.cpu_partial_dead_check = 0
-        self.offline = reap_offline
+        self.offline = naive_offline
 
     def __init__(self, options=None):
         period = options or "10ms"

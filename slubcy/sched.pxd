@@ -128,6 +128,15 @@ cdef inline void rcu_softirq(sched *sc, int cpu) noexcept nogil:
     if (sc.vcpus[cpu].qs_ctr & 15) == 0 and (sc.rcu_cur != NULL or sc.rcu_pending != NULL):
         rcu_process_callbacks(sc)
 
+cdef inline uint64_t xorshift64(uint64_t *state) noexcept nogil:
+    """Marsaglia's xorshift64: the vCPUs' and workloads' cheap random numbers."""
+    cdef uint64_t x = state[0]
+    x ^= x << 13
+    x ^= x >> 7
+    x ^= x << 17
+    state[0] = x
+    return x
+
 cdef inline void preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     """A named preemption point: a plain load and branch when disabled."""
     if sc.points[id].enabled:

@@ -308,15 +308,6 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
     return 0 if ok else -1
 
 
-cdef inline uint64_t xorshift64(uint64_t *state) noexcept nogil:
-    cdef uint64_t x = state[0]
-    x ^= x << 13
-    x ^= x >> 7
-    x ^= x << 17
-    state[0] = x
-    return x
-
-
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     """An enabled point: hold the thread if the controller armed a hold,
     else delay it with the configured probability.  A thread that holds the

@@ -24,6 +24,7 @@ from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cg
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook)
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
+                           xorshift64,
                            atomic_int_read, atomic_int_set, QS_INTERVAL)
 
 cdef extern from "_atomic.h" nogil:
@@ -122,12 +123,7 @@ cdef struct worker:
 
 
 cdef inline uint64_t next_rand(uint64_t *state) noexcept nogil:
-    cdef uint64_t x = state[0]
-    x ^= x << 13
-    x ^= x >> 7
-    x ^= x << 17
-    state[0] = x
-    return x
+    return xorshift64(state)
 
 
 cdef inline void set_canary(void *p, uint64_t serial) noexcept nogil:
