@@ -20,6 +20,7 @@ from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages
                                 slab_word_read)
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
+from slubcy.sched cimport sched
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
@@ -662,6 +663,17 @@ cdef class Machine:
                  "qs": self.m.sc.vcpus[i].qs_ctr, "ipi_state": self.m.sc.vcpus[i].ipi_state,
                  "ipis": self.m.sc.vcpus[i].ipis_handled, "ipi_lock": self.m.sc.vcpus[i].ipi_lock}
                 for i in range(self.m.nr_cpus)]
+
+    def rcu_state(self):
+        """The C-side RCU: callbacks queued/run, grace periods, whether a
+        batch waits for its grace period and on which vCPUs, open read-side
+        sections of threads on no vCPU."""
+        self._check()
+        cdef sched *sc = &self.m.sc
+        return {"queued": sc.rcu_queued, "done": sc.rcu_done, "grace_periods": sc.rcu_gps,
+                "batch_waiting": sc.rcu_cur != NULL, "pending": sc.rcu_pending != NULL,
+                "waiting_on": [i for i in range(self.m.nr_cpus) if sc.rcu_wait[i]],
+                "ext_readers": sc.ext_readers, "busy": sc.rcu_busy}
 
     def _policy_quiesce(self):
         """Let the policy's deferred work run (RCU callbacks, a reap period)."""

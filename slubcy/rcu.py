@@ -32,33 +32,44 @@ class RCU:
         return queued > done
 
     def _run(self):
-        m = self._machine
         while True:
-            with self._cond:
-                while not self._pending and not self._stop:
-                    if self._c_pending():
-                        break
-                    self._cond.wait(POLL)
-                if self._stop and not self._pending and not self._c_pending():
+            try:
+                if not self._step():
                     return
-                batch, self._pending = self._pending, []
-            if self._c_pending():
-                m._rcu_process_c()
-            if not batch:
+            except Exception as e:      # keep serving: a dead RCU thread stalls every barrier
+                self.errors.append(e)
                 with self._cond:
-                    self._cond.notify_all()
                     self._cond.wait(POLL)
-                continue
-            m.synchronize()
-            for func, args in batch:
-                try:
-                    func(*args)
-                except Exception as e:     # a callback's error must not stop RCU
-                    self.errors.append(e)
+
+    def _step(self):
+        """One pass; False when stopped."""
+        m = self._machine
+        with self._cond:
+            while not self._pending and not self._stop:
+                if self._c_pending():
+                    break
+                self._cond.wait(POLL)
+            if self._stop and not self._pending and not self._c_pending():
+                return False
+            batch, self._pending = self._pending, []
+        if self._c_pending():
+            m._rcu_process_c()
+        if not batch:
             with self._cond:
-                self._grace_periods += 1
-                self._done += len(batch)
                 self._cond.notify_all()
+                self._cond.wait(POLL)
+            return True
+        m.synchronize()
+        for func, args in batch:
+            try:
+                func(*args)
+            except Exception as e:     # a callback's error must not stop RCU
+                self.errors.append(e)
+        with self._cond:
+            self._grace_periods += 1
+            self._done += len(batch)
+            self._cond.notify_all()
+        return True
 
     def barrier(self, timeout=None):
         """rcu_barrier(): every callback queued before the call has run."""
