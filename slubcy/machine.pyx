@@ -13,7 +13,7 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
-from slubcy.page_alloc cimport atomic_int_set
+from slubcy.page_alloc cimport atomic_int_set, spin_lock, spin_unlock
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
                                 PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_large_kmalloc,
@@ -95,12 +95,16 @@ cdef class KmemCache:
             return False
         if self.ctor is not _CHILD:
             return True
+        cdef bint found = False
+        spin_lock(&self.machine.m.slab_mutex)
         x = self.machine.m.slab_caches
         while x != NULL:
             if x == self.s:
-                return not x.destroyed and x.name.decode() == self.name
+                found = not x.destroyed and x.name.decode() == self.name
+                break
             x = x.next
-        return False
+        spin_unlock(&self.machine.m.slab_mutex)
+        return found
 
     cdef kmem_cache_t *get(self) except NULL:
         if self.s != NULL and self.ctor is _CHILD and not self.alive():
@@ -140,13 +144,16 @@ cdef class MemCgroup:
             raise MachineClosed("the machine is closed")
         if self.g == NULL:
             return NULL
+        spin_lock(&self.machine.m.slab_mutex)
         x = self.machine.m.memcgs
         while x != NULL:
             if x == self.g and x.id == self.id:
-                return x
+                break
             x = x.next
-        self.g = NULL
-        return NULL
+        spin_unlock(&self.machine.m.slab_mutex)
+        if x == NULL:
+            self.g = NULL
+        return x
 
     @property
     def parent(self):

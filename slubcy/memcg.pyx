@@ -86,6 +86,8 @@ cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup
     m.next_memcg_id += 1
     memcg.id = m.next_memcg_id
     memcg.next = m.memcgs
+    if m.memcgs != NULL:
+        m.memcgs.prev = memcg
     m.memcgs = memcg
     if not m.per_memcg_caches:
         objcg = <obj_cgroup *>calloc(1, sizeof(obj_cgroup))
@@ -110,6 +112,8 @@ cdef mem_cgroup *root_mem_cgroup_create(slub_machine *m) noexcept nogil:
     root.kmemcg_id = -1             # the root memcg is not accounted
     m.root_mem_cgroup = root
     root.next = m.memcgs
+    if m.memcgs != NULL:
+        m.memcgs.prev = root
     m.memcgs = root
     return root
 
@@ -240,15 +244,15 @@ cdef void free_memcg_rcu(rcu_head *head) noexcept nogil:
 cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     """A freed memcg nothing refers to any more: off the list, freed after a
     grace period.  slab_mutex held."""
-    cdef mem_cgroup **pp = &m.memcgs
     if memcg.unlinked:
         return
     memcg.unlinked = 1
-    while pp[0] != NULL:
-        if pp[0] == memcg:
-            pp[0] = memcg.next
-            break
-        pp = &pp[0].next
+    if memcg.prev != NULL:
+        memcg.prev.next = memcg.next
+    elif m.memcgs == memcg:
+        m.memcgs = memcg.next
+    if memcg.next != NULL:
+        memcg.next.prev = memcg.prev
     call_rcu(&m.sc, &memcg.rcu, free_memcg_rcu)
 
 

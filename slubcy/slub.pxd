@@ -121,7 +121,8 @@ cdef struct mem_cgroup:
     long nr_bytes            # object bytes charged (obj_cgroup)
     kmem_cache *caches       # its child caches, linked by kmem_cache.memcg_next
     obj_cgroup *objcg
-    mem_cgroup *next         # every memcg of the machine
+    mem_cgroup *next         # every memcg of the machine (doubly linked)
+    mem_cgroup *prev
     double offline_time
     char name[48]
 
@@ -195,7 +196,8 @@ cdef struct kmem_cache:
     kmem_cache *root         # root cache of a child cache, else NULL
     kmem_cache **memcg_caches    # root: child cache per kmemcg_id (memcg_params)
     kmem_cache *memcg_next   # next child cache of the same memcg
-    kmem_cache *next         # slab_caches list
+    kmem_cache *next         # slab_caches list (doubly linked: O(1) unlink)
+    kmem_cache *prev
     kmem_cache *root_next    # accounted_roots list (slab_root_caches)
     int dead                 # its memcg went offline
     int no_cpu_partial       # the seed's proposal: kmem_cache_has_cpu_partial() is false

@@ -227,6 +227,9 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
         s.accounted = 1
     spin_lock(&m.slab_mutex)
     s.next = m.slab_caches
+    s.prev = NULL
+    if m.slab_caches != NULL:
+        m.slab_caches.prev = s
     m.slab_caches = s
     if s.accounted:
         s.root_next = m.accounted_roots
@@ -237,12 +240,16 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
 
 cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
     """Take a cache off the machine's lists; slab_mutex held."""
-    cdef kmem_cache **pp = &s.m.slab_caches
-    while pp[0] != NULL:
-        if pp[0] == s:
-            pp[0] = s.next
-            break
-        pp = &pp[0].next
+    cdef kmem_cache **pp
+    if s.prev != NULL:
+        s.prev.next = s.next
+    elif s.m.slab_caches == s:
+        s.m.slab_caches = s.next
+    if s.next != NULL:
+        s.next.prev = s.prev
+    s.next = s.prev = NULL
+    if not s.accounted:
+        return
     pp = &s.m.accounted_roots
     while pp[0] != NULL:
         if pp[0] == s:
