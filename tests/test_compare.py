@@ -1,6 +1,8 @@
 """slubcy compare: interleaved runs, tidy CSV, plot, table means = CSV means."""
 import math
 
+import pytest
+
 import pandas as pd
 
 from slubcy import compare, workloads
@@ -31,3 +33,12 @@ def test_interleaved_order_and_statistics():
     assert compare.welch_significant([1, 1.1, 0.9, 1.05], [5, 5.1, 4.9, 5.05]) is True
     assert compare.welch_significant([1, 2, 3], [1.5, 2.5, 2]) is False
     assert compare.welch_significant([1], [2, 3]) is None
+
+
+@pytest.mark.parametrize("argv", [["run", "--ops", "0"], ["run", "--preempt", "bogus=1:1us"],
+                                  ["compare", "nope"], ["race", "-p", "nope"],
+                                  ["run", "-w", "churn", "-p", "barrier:later", "--ops", "10"],
+                                  ["run", "--cpus", "0", "--ops", "10"]])
+def test_cli_bad_input_is_a_clear_error(argv, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("slubcy: error: ")
