@@ -1084,14 +1084,14 @@ cdef class Machine:
         counters (works while workers are parked; exact when quiet)."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef long used, slots, pages
-        cache_usage(s, &used, &slots, &pages)
+        slab_usage(&self.m, s, &used, &slots, &pages)
         return used, slots, pages
 
     def slab_usage(self):
         """(objects in use, object slots, slab pages) over every cache."""
         self._check()
         cdef long used, slots, pages
-        machine_usage(&self.m, &used, &slots, &pages)
+        slab_usage(&self.m, NULL, &used, &slots, &pages)
         return used, slots, pages
 
     def cache_state(self, c):

@@ -395,15 +395,6 @@ cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     css_put_many(m, memcg, 1)
 
 
-cdef int memcg_nr_caches(mem_cgroup *memcg) noexcept nogil:
-    cdef int n = 0
-    cdef kmem_cache *s = memcg.caches
-    while s != NULL:
-        n += 1
-        s = s.memcg_next
-    return n
-
-
 cdef int memcg_caches(mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
     """Snapshot of a memcg's caches (for the policies to walk unlocked)."""
     cdef int n = 0

@@ -76,7 +76,6 @@ cdef struct sched:
     int nr_cpus
     vcpu *vcpus
     preemption_point points[<int>NR_PREEMPT_POINTS]
-    int any_point_enabled
     int running_workers
     uint64_t rng            # for preemption points passed off any vCPU
     int rcu_lock

@@ -1231,37 +1231,12 @@ cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil:
     out[5] = cpu_partial
 
 
-cdef void cache_usage(kmem_cache *s, long *in_use, long *slots, long *pages) noexcept nogil:
-    """Objects in use, object slots and pages of a quiet cache: the slabs'
-    inuse counts minus the objects on cpu freelists (taken from their slab,
-    but free)."""
-    cdef zone *z = &s.m.z
-    cdef size_t pfn = 0
-    cdef page *pg
-    cdef long used = 0, total = 0, npages = 0
-    cdef void *p
-    cdef int cpu
-    while pfn < z.nr_pages:
-        pg = &z.mem_map[pfn]
-        if pg.flags & PG_slab and pg.slab_cache == <void *>s:
-            used += fc_inuse(pg.fc)
-            total += fc_objects(pg.fc)
-            npages += <long>1 << pg.order
-            pfn += <size_t>1 << pg.order
-        else:
-            pfn += 1
-    for cpu in range(s.m.nr_cpus):
-        p = s.cpu_slab[cpu].freelist
-        while p != NULL:
-            used -= 1
-            p = get_freepointer(s, p)
-    in_use[0] = used
-    slots[0] = total
-    pages[0] = npages
-
-
-cdef void machine_usage(slub_machine *m, long *in_use, long *slots, long *pages) noexcept nogil:
-    """cache_usage() over every cache at once: one pass over the page map."""
+cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
+                     long *pages) noexcept nogil:
+    """Objects in use, object slots and slab pages of cache `only` (NULL: of
+    every cache) on a quiet machine, in one pass over the page map: the
+    slabs' inuse counts minus the objects on cpu freelists (taken from their
+    slab, but free)."""
     cdef zone *z = &m.z
     cdef size_t pfn = 0
     cdef page *pg
@@ -1271,7 +1246,7 @@ cdef void machine_usage(slub_machine *m, long *in_use, long *slots, long *pages)
     cdef int cpu
     while pfn < z.nr_pages:
         pg = &z.mem_map[pfn]
-        if pg.flags & PG_slab:
+        if pg.flags & PG_slab and (only == NULL or pg.slab_cache == <void *>only):
             used += fc_inuse(pg.fc)
             total += fc_objects(pg.fc)
             npages += <long>1 << pg.order
@@ -1281,11 +1256,12 @@ cdef void machine_usage(slub_machine *m, long *in_use, long *slots, long *pages)
     spin_lock(&m.slab_mutex)
     s = m.slab_caches
     while s != NULL:
-        for cpu in range(m.nr_cpus):
-            p = s.cpu_slab[cpu].freelist
-            while p != NULL:
-                used -= 1
-                p = get_freepointer(s, p)
+        if only == NULL or s == only:
+            for cpu in range(m.nr_cpus):
+                p = s.cpu_slab[cpu].freelist
+                while p != NULL:
+                    used -= 1
+                    p = get_freepointer(s, p)
         s = s.next
     spin_unlock(&m.slab_mutex)
     in_use[0] = used

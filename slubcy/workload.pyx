@@ -337,7 +337,7 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
         w.jobs += 1
 
 
-cdef void worker_main(worker *w, int nworkers) noexcept nogil:
+cdef void worker_main(worker *w) noexcept nogil:
     cdef double t0
     cdef void **scratch = NULL
     cdef void **job = NULL
@@ -495,7 +495,7 @@ cdef class Run:
         with nogil:
             while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
                 sched_yield()       # a controller call is on this vCPU for a moment
-            worker_main(w, self.nworkers)
+            worker_main(w)
             vcpu_release(w.sc, w.cpu)
 
     def ops(self):

@@ -148,7 +148,9 @@ def test_memcg_lifecycle(policy):
         m._policy_quiesce()
         st = m.memcg_stats()
         if policy == "keep":
-            assert st["dying_memcgs"] >= 0
+            # 3.16: the empty slabs SLUB keeps (min_partial, cpu partials)
+            # stay with the dead cache, and pin the memcg
+            assert st["leaked_caches"] == 1 and g.dying and st["dying_memcgs"] == 1
         else:
             assert st["leaked_caches"] == 0 and g.freed and st["dying_memcgs"] == 0
         m.validate()
