@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SOURCES := $(wildcard slubcy/*.pyx slubcy/*.pxd slubcy/*.h policies/*.pyx policies/*.pxd) setup.py pyproject.toml
 
-.PHONY: run test install clean
+.PHONY: run test install bench dashboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# asv, offline, on the installed tree: results for HEAD go to .asv/results/$(ASV_MACHINE)
+# (spawn: the benchmarks start threads; see ../shared/reference/asv-cython-notebooks.md).
+ASV_MACHINE ?= $(shell hostname)
+bench: $(VENV)/.installed
+	$(BIN)/asv machine --yes --machine $(ASV_MACHINE)
+	$(BIN)/asv run -E existing:same --machine $(ASV_MACHINE) --launch-method spawn \
+		--set-commit-hash $$(git rev-parse HEAD) --show-stderr $(ASV_ARGS)
+
+dashboard: $(VENV)/.installed
+	$(BIN)/asv publish
+	@echo "dashboard in .asv/html; preview it with: $(BIN)/asv preview  (http://127.0.0.1:8080)"
 
 clean:
 	rm -rf build $(VENV) slubcy/*.c slubcy/*.so policies/*.c policies/*.so *.egg-info

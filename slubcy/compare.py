@@ -4,7 +4,10 @@ Each policy runs `repeat` times, interleaved (P1 P2 ... P1 P2 ...) so drift
 on a shared machine hits all alike.  The table gives every metric as mean ±
 95% confidence interval (Student t), the ratio to the first policy and
 whether the difference from it is significant (Welch's t test, 5%).  Writes
-a tidy CSV (one row per run × metric) and a PNG plot.
+a tidy CSV (one row per run × metric), the summary, each run's time series
+(compare_W_series.csv: memcg counts and slab pages over time), quantiles of
+each run's offline latency (compare_W_offline_us.csv) and a PNG plot;
+slubcy.results.load_compare reads them back.
 """
 import math
 import statistics
@@ -59,7 +62,7 @@ def compare(policies, workload="churn", repeat=3, seed=0, cpus=2, ops=None, seco
         raise ValueError("repeat must be >= 1")
     if ops is None and seconds is None:
         seconds = 1.0
-    rows = []
+    rows, series, offline = [], [], []
     jobs = [(r, p) for r in range(repeat) for p in policies]
     bar = None
     if progress:
@@ -72,6 +75,10 @@ def compare(policies, workload="churn", repeat=3, seed=0, cpus=2, ops=None, seco
             rows.append({"policy": policy, "workload": workload, "run": rep, "seed": seed + rep,
                          "cpus": cpus, "metric": metric,
                          "value": math.nan if value is None else float(value)})
+        ident = {"policy": policy, "run": rep}
+        series.extend({**ident, **row} for row in res.series)
+        offline.extend({**ident, "q": q, "offline_us": v}
+                       for q, v in quantiles(res.offline_us, OFFLINE_QUANTILES))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -83,8 +90,24 @@ def compare(policies, workload="churn", repeat=3, seed=0, cpus=2, ops=None, seco
         out.mkdir(parents=True, exist_ok=True)
         tidy.to_csv(out / f"compare_{workload}.csv", index=False)
         summary.to_csv(out / f"compare_{workload}_summary.csv", index=False)
+        # only churn samples a series; keep the header so the file always loads
+        (pd.DataFrame(series) if series else pd.DataFrame(columns=["policy", "run", "t"])).to_csv(
+            out / f"compare_{workload}_series.csv", index=False)
+        pd.DataFrame(offline, columns=["policy", "run", "q", "offline_us"]).to_csv(
+            out / f"compare_{workload}_offline_us.csv", index=False)
         plot(tidy, out / f"compare_{workload}.png", policies)
     return tidy, summary
+
+
+OFFLINE_QUANTILES = 200      # per run: enough for an ECDF, small enough for a CSV
+
+
+def quantiles(sorted_values, n):
+    """(q, value) at n+1 evenly spaced quantiles (0..1) of sorted values."""
+    if not sorted_values:
+        return []
+    last = len(sorted_values) - 1
+    return [(i / n, float(sorted_values[round(i * last / n)])) for i in range(n + 1)]
 
 
 def summarize(tidy, policies):

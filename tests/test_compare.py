@@ -5,7 +5,7 @@ import pytest
 
 import pandas as pd
 
-from slubcy import compare, workloads
+from slubcy import compare, results, workloads
 from slubcy.cli import main
 
 
@@ -24,6 +24,31 @@ def test_compare_writes_csv_and_plot(tmp_path, capsys):
         if grp.value.notna().any():
             assert math.isclose(row["mean"], grp.value.mean(), rel_tol=1e-9, abs_tol=1e-12)
     assert "offline_p99_us" in out and "ratio to naive" in out
+    # the notebooks' loader reads the same files back
+    runs = results.load_compare(tmp_path)
+    assert runs.policies == ["naive", "objcg"]
+    wide = runs.wide()
+    assert len(wide) == 4 and set(workloads.METRICS) <= set(wide.columns)
+    assert math.isclose(wide[wide.policy == "objcg"].throughput.mean(),
+                        tidy[(tidy.policy == "objcg") & (tidy.metric == "throughput")].value.mean())
+    assert {"t", "retained_pages", "dying_memcgs"} <= set(runs.series.columns)
+    assert set(runs.series.policy) == {"naive", "objcg"}
+    for (policy, run), g in runs.offline.groupby(["policy", "run"]):
+        assert g.q.iloc[0] == 0.0 and g.q.iloc[-1] == 1.0
+        assert g.offline_us.is_monotonic_increasing
+        p99 = wide[(wide.policy == policy) & (wide.run == run)].offline_p99_us.iloc[0]
+        assert g.offline_us.min() <= p99 <= g.offline_us.max()
+
+
+def test_load_compare_missing_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="slubcy compare --workload churn"):
+        results.load_compare(tmp_path)
+
+
+def test_quantiles():
+    assert compare.quantiles([], 4) == []
+    assert compare.quantiles([1.0, 2.0, 3.0, 4.0, 5.0], 4) == [
+        (0.0, 1.0), (0.25, 2.0), (0.5, 3.0), (0.75, 4.0), (1.0, 5.0)]
 
 
 def test_interleaved_order_and_statistics():

@@ -1,0 +1,90 @@
+"""asv: the dead-cache policies, judged by the seed's metrics.
+
+- Metrics.track_*: one timed run of each (policy, vCPUs, workload) made once
+  in setup_cache; each track reads its metric (DESIGN.md names and units).
+  On larson no memcg goes offline, so the offline metrics are NaN there
+  (asv shows n/a): what larson measures is the policy's cost on a workload
+  without memcg churn.
+- Offline.time_memcg_offline: one memcg_offline() of a memcg holding objects
+  in every churn cache (half freed, half still charged), per policy.
+- peakmem_churn: the process's peak RSS over a churn run, per policy.
+"""
+import math
+
+import slubcy
+from slubcy import workloads
+
+from .common import POLICIES, VCPUS, churn_caches, seconds
+
+
+def _value(x):
+    return math.nan if x is None else float(x)
+
+
+class Metrics:
+    params = (POLICIES, VCPUS, ["churn", "larson"])
+    param_names = ["policy", "vcpus", "workload"]
+    timeout = 900
+
+    def setup_cache(self):
+        out = {}
+        for policy in POLICIES:
+            for vcpus in VCPUS:
+                for workload in ("churn", "larson"):
+                    r = workloads.run(workload, cpus=vcpus, seconds=seconds(), policy=policy)
+                    out[policy, vcpus, workload] = r.metrics
+        return out
+
+    def track_throughput(self, cache, policy, vcpus, workload):
+        return _value(cache[policy, vcpus, workload]["throughput"])
+    track_throughput.unit = "ops/s"
+
+    def track_retained_pages(self, cache, policy, vcpus, workload):
+        return _value(cache[policy, vcpus, workload]["retained_pages"])
+    track_retained_pages.unit = "pages"
+
+    def track_leak_rate(self, cache, policy, vcpus, workload):
+        m = cache[policy, vcpus, workload]
+        return _value(m["leak_rate"]) if m["offlines"] else math.nan
+    track_leak_rate.unit = "leaked caches per 1000 offlines"
+
+    def track_dying_memcgs(self, cache, policy, vcpus, workload):
+        m = cache[policy, vcpus, workload]
+        return _value(m["dying_memcgs"]) if m["offlines"] else math.nan
+    track_dying_memcgs.unit = "memcgs"
+
+    def track_offline_p99_us(self, cache, policy, vcpus, workload):
+        return _value(cache[policy, vcpus, workload]["offline_p99_us"])
+    track_offline_p99_us.unit = "us"
+
+    def track_utilization(self, cache, policy, vcpus, workload):
+        return _value(cache[policy, vcpus, workload]["utilization"])
+    track_utilization.unit = "used/allocated object slots"
+
+
+class Offline:
+    params = [POLICIES]
+    param_names = ["policy"]
+    per_cache = 256
+
+    def setup(self, policy):
+        self.m = slubcy.Machine(cpus=2, memory=128 << 20, policy=policy)
+        self.caches = churn_caches(self.m)
+        self.memcg = self.m.memcg_create("job")
+        for c in self.caches:
+            objs = self.m.kmem_cache_alloc_bulk(c, self.per_cache, memcg=self.memcg)
+            self.m.kmem_cache_free_bulk(c, objs[::2])
+
+    def teardown(self, policy):
+        self.m.close()
+
+    def time_memcg_offline(self, policy):
+        self.m.memcg_offline(self.memcg)
+
+
+def peakmem_churn(policy):
+    workloads.run("churn", cpus=2, seconds=seconds(), policy=policy)
+
+
+peakmem_churn.params = [POLICIES]
+peakmem_churn.param_names = ["policy"]

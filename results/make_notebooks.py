@@ -1,0 +1,162 @@
+"""Write the results notebooks from the cell sources below (run once after
+editing; the .ipynb files are committed, executed by tests/test_notebooks.py).
+
+    .venv/bin/python results/make_notebooks.py
+"""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).parent
+
+PARAMS = '''\
+# Parameters (papermill-style; the tests set the environment variables instead)
+import os
+from pathlib import Path
+
+RESULTS = Path(os.environ.get("SLUBCY_RESULTS", "."))                 # `make run` writes here
+ASV_RESULTS = Path(os.environ.get("SLUBCY_ASV_RESULTS", "../.asv/results"))   # `make bench`
+WORKLOAD = "churn"
+FRESH_SECONDS = float(os.environ.get("SLUBCY_FRESH_SECONDS", "0.5"))  # when no results exist
+FRESH_REPEAT = int(os.environ.get("SLUBCY_FRESH_REPEAT", "2"))'''
+
+SETUP = '''\
+import matplotlib
+matplotlib.use("Agg")                # headless; figures are also saved beside the notebook
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from slubcy import compare, results
+import policies as registry
+
+pd.set_option("display.width", 140)
+pd.set_option("display.max_columns", 20)'''
+
+POLICY_CELLS = [
+    new_markdown_cell("""\
+# Dead-cache policies on `churn`: throughput, retained memory, leaks, offline latency
+
+The seed's question (LKML, *"__slab_free vs memcg offline"*): when a memcg goes offline
+while another CPU is inside `__slab_free` on one of its slabs, which retirement policy
+leaks the dead cache, how much memory does each keep, and what does each cost?
+
+This notebook reads what `make run` (`slubcy compare --workload churn --out results`)
+wrote into `results/`, and the asv results of `make bench` from `.asv/results`.
+When `results/` has no comparison it makes a small fresh one first, so it always runs
+headless (`jupyter execute results/policy_comparison.ipynb`)."""),
+    new_code_cell(PARAMS, metadata={"tags": ["parameters"]}),
+    new_code_cell(SETUP),
+    new_code_cell('''\
+if not results.has_compare(RESULTS, WORKLOAD):
+    print(f"no comparison in {RESULTS.resolve()}: a fresh one, {FRESH_REPEAT} x {FRESH_SECONDS} s per policy")
+    compare.compare(registry.available(), workload=WORKLOAD, repeat=FRESH_REPEAT,
+                    seconds=FRESH_SECONDS, out=RESULTS, progress=False)
+runs = results.load_compare(RESULTS, WORKLOAD)
+POLICIES = runs.policies
+print("policies:", ", ".join(POLICIES), "| runs per policy:", runs.tidy.run.nunique())
+runs.wide()'''),
+    new_markdown_cell("""\
+## The table `slubcy compare` printed
+
+Mean ± 95% confidence interval per metric, the ratio to the first policy, and whether
+the difference from it is significant (Welch's t test at 5%)."""),
+    new_code_cell('''\
+print(compare.format_table(runs.summary, POLICIES))'''),
+    new_markdown_cell("## Throughput and leak rate per policy"),
+    new_code_cell('''\
+def per_policy(metric):
+    s = runs.summary[runs.summary.metric == metric].set_index("policy").loc[POLICIES]
+    return s["mean"], s["ci95"].fillna(0)
+
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+for ax, (metric, scale, label) in zip(axes, [("throughput", 1e-6, "Mops/s"),
+                                             ("leak_rate", 1, "leaked caches / 1000 offlines"),
+                                             ("offlines", 1, "memcg offlines per run")]):
+    mean, ci = per_policy(metric)
+    ax.bar(POLICIES, mean * scale, yerr=ci * scale, capsize=4, color="C0")
+    ax.set_title(metric)
+    ax.set_ylabel(label)
+    ax.tick_params(axis="x", rotation=30)
+fig.tight_layout()
+fig.savefig(RESULTS / "policy_throughput_leaks.png", dpi=90)'''),
+    new_markdown_cell("""\
+## Retained memory over time
+
+Each run samples the memcg counts and the slab pages in use every 50 ms. `retained_pages`
+is what dead caches and dying memcgs still hold: the memory the seed's race leaks."""),
+    new_code_cell('''\
+series = runs.series
+if series.empty or "retained_pages" not in series:
+    print("this workload samples no time series")
+else:
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
+    for i, p in enumerate(POLICIES):
+        for run, g in series[series.policy == p].groupby("run"):
+            kw = {"label": p} if run == series[series.policy == p].run.min() else {}
+            axes[0].plot(g.t, g.retained_pages * 4 / 1024, color=f"C{i}", alpha=0.8, **kw)
+            axes[1].plot(g.t, g.dying_memcgs, color=f"C{i}", alpha=0.8, **kw)
+    axes[0].set(title="retained by dead caches", xlabel="s", ylabel="MiB")
+    axes[1].set(title="dying memcgs", xlabel="s", ylabel="memcgs")
+    axes[0].set_yscale("symlog")
+    axes[1].set_yscale("symlog")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "policy_retained_over_time.png", dpi=90)
+    display(series.groupby("policy")[["retained_pages", "dying_memcgs", "dead_caches"]]
+            .max().loc[POLICIES].rename(columns=lambda c: "peak " + c))'''),
+    new_markdown_cell("""\
+## Offline latency
+
+The time `memcg_offline()` takes inside the worker, per policy: quantiles of every run
+(an ECDF on a log axis), then p50 and p99."""),
+    new_code_cell('''\
+off = runs.offline
+fig, ax = plt.subplots(figsize=(8, 4.5))
+for i, p in enumerate(POLICIES):
+    g = off[off.policy == p]
+    if not g.empty:
+        q = g.groupby("q").offline_us.median()
+        ax.plot(q.values, q.index, color=f"C{i}", label=p)
+ax.set(xscale="log", xlabel="offline latency (us)", ylabel="fraction of offlines",
+       title="offline latency (median over runs of each quantile)")
+ax.legend()
+fig.tight_layout()
+fig.savefig(RESULTS / "policy_offline_latency.png", dpi=90)
+runs.wide().groupby("policy", sort=False)[["offline_p50_us", "offline_p99_us"]].mean()'''),
+    new_markdown_cell("""\
+## asv results
+
+`make bench` records the asv suites (`benchmarks/bench_*.py`) for the current commit;
+`results.load_asv` flattens every result file into one row per benchmark × parameters.
+The dashboard itself is `make dashboard`."""),
+    new_code_cell('''\
+try:
+    asv = results.load_asv(ASV_RESULTS)
+except FileNotFoundError as e:
+    asv = None
+    print(e)
+if asv is not None and not asv.empty:
+    latest = asv[asv.date == asv.date.max()]
+    print(f"{len(asv)} results, {asv.commit.nunique()} commit(s), machines: {', '.join(asv.machine.unique())}")
+    display(latest.groupby(["benchmark", "unit"], dropna=False).size().rename("results").to_frame())
+    tracks = latest[latest.benchmark.str.contains("Metrics.track_") & latest.value.notna()]
+    if not tracks.empty:
+        tracks = tracks.assign(metric=tracks.benchmark.str.rsplit(".", n=1).str[-1].str[len("track_"):])
+        churn = tracks[tracks.workload == "churn"]
+        display(churn.pivot_table(index="policy", columns=["metric", "vcpus"], values="value",
+                                  sort=False))'''),
+]
+
+
+def write(name, cells):
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.validate(nb)
+    nbformat.write(nb, HERE / name)
+
+
+if __name__ == "__main__":
+    write("policy_comparison.ipynb", POLICY_CELLS)

@@ -1,0 +1,106 @@
+"""Load what slubcy writes into pandas DataFrames, for the notebooks.
+
+    from slubcy import results
+    runs = results.load_compare("results")          # `slubcy compare --out results`
+    asv = results.load_asv(".asv/results")          # `make bench`
+
+`load_compare` returns a `CompareResults` of four frames: `tidy` (one row per
+run × metric), `summary` (mean, CI, ratio per policy × metric), `series`
+(memcg counts and slab pages sampled over each run) and `offline` (quantiles
+of each run's offline latency).  `load_asv` flattens asv's result files
+(format version 2) into one row per benchmark × parameter combination.
+"""
+import ast
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+# the files `slubcy compare --out DIR` writes for workload W
+COMPARE_FILES = {"tidy": "compare_{w}.csv", "summary": "compare_{w}_summary.csv",
+                 "series": "compare_{w}_series.csv", "offline": "compare_{w}_offline_us.csv"}
+
+
+@dataclass
+class CompareResults:
+    tidy: pd.DataFrame
+    summary: pd.DataFrame
+    series: pd.DataFrame
+    offline: pd.DataFrame
+
+    @property
+    def policies(self):
+        """Policies in the order they were compared (the first is the baseline)."""
+        return list(dict.fromkeys(self.tidy.policy))
+
+    def wide(self):
+        """One row per run, one column per metric."""
+        return (self.tidy.pivot_table(index=["policy", "run", "seed", "cpus"], columns="metric",
+                                      values="value", sort=False)
+                .reset_index().rename_axis(columns=None))
+
+
+def compare_paths(directory, workload="churn"):
+    directory = Path(directory)
+    return {k: directory / v.format(w=workload) for k, v in COMPARE_FILES.items()}
+
+
+def has_compare(directory, workload="churn"):
+    return all(p.exists() for p in compare_paths(directory, workload).values())
+
+
+def load_compare(directory, workload="churn"):
+    """The four frames of a `slubcy compare` output directory."""
+    paths = compare_paths(directory, workload)
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"no compare results for {workload!r}: missing {', '.join(missing)}"
+                                f" (run `slubcy compare --workload {workload} --out {directory}`)")
+    return CompareResults(**{k: pd.read_csv(p) for k, p in paths.items()})
+
+
+def _literal(text):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def load_asv(results_dir=".asv/results"):
+    """Every asv result under `results_dir` as one DataFrame: machine, commit,
+    date, benchmark, type, unit, one column per parameter name (values parsed
+    from asv's repr strings), value (NaN when skipped or failed), and the 99%
+    confidence bounds asv recorded (time benchmarks only)."""
+    results_dir = Path(results_dir)
+    meta_path = results_dir / "benchmarks.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"no asv results in {results_dir} (run `make bench`)")
+    meta = json.loads(meta_path.read_text())
+    rows = []
+    for path in sorted(results_dir.glob("*/*.json")):
+        if path.name == "machine.json":
+            continue
+        data = json.loads(path.read_text())
+        if data.get("version") != 2:
+            raise ValueError(f"{path}: asv result format {data.get('version')!r}, expected 2")
+        columns = data["result_columns"]
+        for name, packed in data["results"].items():
+            r = dict(zip(columns, packed))
+            info = meta.get(name, {})
+            names = info.get("param_names", [])
+            combos = list(itertools.product(*r.get("params") or [])) or [()]
+            values = r["result"] if isinstance(r["result"], list) else [r["result"]]
+            lo = r.get("stats_ci_99_a") or [None] * len(values)
+            hi = r.get("stats_ci_99_b") or [None] * len(values)
+            for combo, value, a, b in zip(combos, values, lo, hi):
+                row = {"machine": data["params"].get("machine", path.parent.name),
+                       "commit": data["commit_hash"],
+                       "date": pd.to_datetime(data.get("date"), unit="ms"),
+                       "benchmark": name, "type": info.get("type"), "unit": info.get("unit")}
+                row.update({k: _literal(v) for k, v in zip(names, combo)})
+                row.update(value=float("nan") if value is None else float(value),
+                           ci99_lo=a, ci99_hi=b)
+                rows.append(row)
+    return pd.DataFrame(rows)
