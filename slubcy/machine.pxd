@@ -44,6 +44,7 @@ cdef class Machine:
     cdef int _free(self, kmem_cache *s, void *p, int cpu) except -1
     cdef tuple _writable(self, size_t addr, size_t length)
     cdef _validate_zone(self)
+    cdef _validate_memcgs(self)
 
 
 cdef class MemCgroup:

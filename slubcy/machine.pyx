@@ -26,7 +26,8 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
                            rcu_read_unlock_ext)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook, memcg_init, dead_cache_counts)
+                           memcg_slab_free_hook, memcg_init, dead_cache_counts,
+                           kmemcg_deactivate_workfn)
 from libc.stdlib cimport free as c_free
 from slubcy import errors
 from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError,
@@ -186,6 +187,25 @@ cdef class MemCgroup:
         """Slab pages charged (per-memcg caches)."""
         cdef mem_cgroup *g = self.live()
         return 0 if g == NULL else g.nr_pages
+
+    @property
+    def kmem_caches(self):
+        """Its child caches, newest first (its children list: reparented
+        children's dead caches included), destroyed ones gone."""
+        cdef mem_cgroup *g = self.live()
+        cdef kmem_cache_t *s
+        out = []
+        if g == NULL:
+            return out
+        spin_lock(&self.machine.m.slab_mutex)     # (wrapped under it: none is freed meanwhile)
+        try:
+            s = g.caches
+            while s != NULL:
+                out.append(self.machine._wrap_child(s))
+                s = s.memcg_next
+        finally:
+            spin_unlock(&self.machine.m.slab_mutex)
+        return out
 
     @property
     def nr_bytes(self):
@@ -691,14 +711,19 @@ cdef class Machine:
             self.rcu_barrier(timeout=30)
 
     def _rcu_process_c(self):
-        """RCU thread: advance the C callbacks (see rcu_process_callbacks)."""
+        """RCU thread: advance the C callbacks (see rcu_process_callbacks),
+        then run the workqueue (memcg_kmem_cache_wq: deferred shrinks)."""
         cdef long n
         with nogil:
             n = rcu_process_callbacks(&self.m.sc)
+            n += kmemcg_deactivate_workfn(&self.m)
         return n
 
     def _rcu_c_counts(self):
-        return self.m.sc.rcu_queued, self.m.sc.rcu_done, self.m.sc.rcu_gps
+        """C callbacks queued and run, grace periods, deferred shrinks queued
+        and done by the workqueue."""
+        return (self.m.sc.rcu_queued, self.m.sc.rcu_done, self.m.sc.rcu_gps,
+                self.m.deact_queued, self.m.deact_done)
 
     def start_rcu(self):
         """Start the RCU thread (policies that call_rcu from C need it)."""
@@ -1022,7 +1047,31 @@ cdef class Machine:
             result[s.name.decode()] = s.v_used
             s = s.next
         self._validate_zone()
+        self._validate_memcgs()
         return dict(reversed(list(result.items())))
+
+    cdef _validate_memcgs(self):
+        """Each memcg's child-cache list (children_node): linked both ways,
+        every cache on it charged to that memcg and not destroyed."""
+        cdef mem_cgroup *g
+        cdef kmem_cache_t *s
+        cdef kmem_cache_t *prev
+        bad = None
+        spin_lock(&self.m.slab_mutex)
+        g = self.m.memcgs
+        while g != NULL and bad is None:
+            prev = NULL
+            s = g.caches
+            while s != NULL:
+                if s.memcg_prev != prev or s.memcg != g or s.destroyed:
+                    bad = (g.name.decode(), s.name.decode())
+                    break
+                prev = s
+                s = s.memcg_next
+            g = g.next
+        spin_unlock(&self.m.slab_mutex)
+        if bad is not None:
+            raise SlabCorruption(f"memcg {bad[0]}: child cache list broken at {bad[1]}")
 
     cdef _validate_zone(self):
         cdef zone *z = &self.m.z

@@ -26,7 +26,7 @@ from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock
 from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, kmem_cache_open,
                           kmem_cache_release, __kmem_cache_unlink,
                           css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
-                          fc_objects, __kmem_cache_shrink, flush_all)
+                          fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
 
@@ -133,7 +133,10 @@ cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) no
         return NULL
     s.root = root
     s.memcg = memcg
+    s.memcg_prev = NULL                 # list_add(&s->memcg_params.children_node, ...)
     s.memcg_next = memcg.caches
+    if memcg.caches != NULL:
+        memcg.caches.memcg_prev = s
     memcg.caches = s
     if not m.pages_pin_memcg:
         css_get_many(memcg, 1)          # Linux 5.3: the cache holds its memcg
@@ -262,19 +265,20 @@ cdef bint memcg_try_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil
     its memcg freed.  Off its memcg's list and the machine's, freed after a
     grace period (a racing free may still be reading it).  Returns True if
     its memcg reference (5.3 model) is to be dropped by the caller."""
-    cdef kmem_cache **pp
     cdef mem_cgroup *memcg = s.memcg
     if s.destroyed or not s.dead or atomic_long_read(&s.node.nr_slabs) != 0 \
             or atomic_long_read(&s.shrink_pending) != 0:
         return False
     if m.pages_pin_memcg and not memcg.freed:
         return False
-    pp = &memcg.caches
-    while pp[0] != NULL:
-        if pp[0] == s:
-            pp[0] = s.memcg_next
-            break
-        pp = &pp[0].memcg_next
+    # list_del(&s->memcg_params.children_node): O(1), a reparented parent's
+    # list holds every dead cache of its children
+    if s.memcg_prev != NULL:
+        s.memcg_prev.memcg_next = s.memcg_next
+    else:
+        memcg.caches = s.memcg_next
+    if s.memcg_next != NULL:
+        s.memcg_next.memcg_prev = s.memcg_prev
     s.destroyed = 1
     m.nr_caches_destroyed += 1
     __kmem_cache_unlink(s)
@@ -327,30 +331,77 @@ cdef void memcg_cache_empty(slub_machine *m, kmem_cache *s) noexcept nogil:
 cdef struct deferred_shrink:
     rcu_head head               # first: container_of is a cast
     kmem_cache *s
+    deferred_shrink *next       # on m.deact_list once the grace period is over
 
 
-cdef void kmemcg_deactivate_after_rcu(rcu_head *head) noexcept nogil:
-    """After the grace period: flush and shrink the dead cache; it was kept
-    alive for this by shrink_pending, and may go now."""
+cdef void kmemcg_deactivate_rcufn(rcu_head *head) noexcept nogil:
+    """After the grace period (kmemcg_deactivate_rcufn, 4.11): hand the dead
+    cache to the workqueue; no shrinking in the callback, which may run on a
+    vCPU between two of its operations."""
     cdef deferred_shrink *d = <deferred_shrink *>head
-    cdef kmem_cache *s = d.s
-    free(d)
-    __kmem_cache_shrink(s, False)
-    atomic_long_add(&s.shrink_pending, -1)
-    memcg_cache_empty(s.m, s)
+    cdef slub_machine *m = d.s.m
+    spin_lock(&m.deact_lock)
+    d.next = <deferred_shrink *>m.deact_list
+    m.deact_list = d
+    spin_unlock(&m.deact_lock)
+
+
+cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
+    """memcg_kmem_cache_wq's work (kmemcg_deactivate_workfn ->
+    __kmemcg_cache_deactivate_after_rcu, 4.11): flush and shrink every dead
+    cache handed over so far, oldest first; each was kept alive for this by
+    shrink_pending and may go now.  The flushes of the whole batch share one
+    cross-vCPU request per vCPU (flush_all_caches).  Returns how many."""
+    cdef deferred_shrink *d
+    cdef deferred_shrink *nxt
+    cdef deferred_shrink *batch = NULL
+    cdef kmem_cache **caches
+    cdef long i, n = 0
+    spin_lock(&m.deact_lock)
+    d = <deferred_shrink *>m.deact_list
+    m.deact_list = NULL
+    spin_unlock(&m.deact_lock)
+    while d != NULL:                    # reverse: oldest first
+        nxt = d.next
+        d.next = batch
+        batch = d
+        d = nxt
+        n += 1
+    if n == 0:
+        return 0
+    caches = <kmem_cache **>malloc(n * sizeof(kmem_cache *))
+    if caches != NULL:
+        d = batch
+        for i in range(n):
+            caches[i] = d.s
+            d = d.next
+        flush_all_caches(m, caches, <int>n)
+        free(caches)
+    while batch != NULL:                # (out of memory: each shrink flushes by itself)
+        nxt = batch.next
+        __kmem_cache_shrink(batch.s, False)
+        atomic_long_add(&batch.s.shrink_pending, -1)
+        memcg_cache_empty(m, batch.s)
+        free(batch)
+        batch = nxt
+    atomic_long_add(&m.deact_done, n)
+    return n
 
 
 cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
     """Shrink `s` after an RCU grace period, asynchronously (Linux 4.11:
-    call_rcu_sched -> kmemcg_deactivate_workfn -> __kmem_cache_shrink).
-    Callbacks queued together share one grace period.  -1 if out of memory
-    (the caller then waits for a grace period itself)."""
+    call_rcu_sched -> kmemcg_deactivate_rcufn -> queue_work ->
+    kmemcg_deactivate_workfn -> __kmem_cache_shrink).  Callbacks queued
+    together share one grace period, and the shrinks they queue one
+    workqueue pass.  -1 if out of memory (the caller then waits for a grace
+    period itself)."""
     cdef deferred_shrink *d = <deferred_shrink *>malloc(sizeof(deferred_shrink))
     if d == NULL:
         return -1
     d.s = s
     atomic_long_add(&s.shrink_pending, 1)
-    call_rcu(&s.m.sc, &d.head, kmemcg_deactivate_after_rcu)
+    atomic_long_add(&s.m.deact_queued, 1)
+    call_rcu(&s.m.sc, &d.head, kmemcg_deactivate_rcufn)
     return 0
 
 
@@ -434,6 +485,8 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
         s = s.memcg_next
     if last != NULL:
         last.memcg_next = parent.caches
+        if parent.caches != NULL:
+            parent.caches.memcg_prev = last
         parent.caches = memcg.caches
         memcg.caches = NULL
     pages = atomic_long_read(&memcg.nr_pages)

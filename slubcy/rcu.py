@@ -2,7 +2,8 @@
 for the C callbacks queued by nogil code (policies), which running workers
 also advance at their quiescent states.  Each pass takes every callback
 queued so far and runs them after one grace period -- the batching of
-call_rcu_sched()."""
+call_rcu_sched().  It also runs the workqueue (memcg_kmem_cache_wq): the
+deferred shrinks of dead caches, off the vCPUs."""
 import threading
 
 POLL = 0.0005       # C callbacks cannot notify: look for them this often
@@ -28,8 +29,8 @@ class RCU:
             self._cond.notify_all()
 
     def _c_pending(self):
-        queued, done, _ = self._machine._rcu_c_counts()
-        return queued > done
+        queued, done, _, wq_queued, wq_done = self._machine._rcu_c_counts()
+        return queued > done or wq_queued > wq_done
 
     def _run(self):
         while True:
@@ -75,19 +76,22 @@ class RCU:
         """rcu_barrier(): every callback queued before the call has run."""
         from slubcy.errors import Timeout
         target = self._queued
-        c_target = self._machine._rcu_c_counts()[0]
+        c_target, _, _, wq_target, _ = self._machine._rcu_c_counts()
+
+        def done():
+            _, c_done, _, _, wq_done = self._machine._rcu_c_counts()
+            return self._done >= target and c_done >= c_target and wq_done >= wq_target
         with self._cond:
-            ok = self._cond.wait_for(lambda: self._done >= target and
-                                     self._machine._rcu_c_counts()[1] >= c_target, timeout)
+            ok = self._cond.wait_for(done, timeout)
         # (the thread notifies after every pass, C callbacks included)
         if not ok:
             raise Timeout(f"rcu_barrier: callbacks still pending after {timeout} s")
 
     def stats(self):
         with self._cond:
-            queued, done, gps = self._machine._rcu_c_counts()
+            queued, done, gps, _, wq_done = self._machine._rcu_c_counts()
             return {"grace_periods": self._grace_periods, "callbacks": self._done,
-                    "c_callbacks": done, "c_grace_periods": gps}
+                    "c_callbacks": done, "c_grace_periods": gps, "deferred_shrinks": wq_done}
 
     def stop(self):
         with self._cond:

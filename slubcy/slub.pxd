@@ -168,6 +168,12 @@ cdef struct slub_machine:
     long nr_caches_destroyed
     memcg_hook_t memcg_release   # css refcount hit zero: css_free (memcg.pyx)
     cache_hook_t cache_empty     # a dead cache lost its last slab (memcg.pyx)
+    # memcg_kmem_cache_wq (4.11): dead caches whose grace period is over wait
+    # here to be shrunk by the workqueue (the RCU thread), off the vCPUs
+    int deact_lock
+    void *deact_list
+    long deact_queued        # deferred shrinks queued (at call_rcu time)
+    long deact_done          # ... and done by the workqueue
     # the dead-cache policy's offline (policies/): 0, or -1 if a wait timed out
     int (*policy_offline)(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil
     void *policy_data
@@ -196,6 +202,7 @@ cdef struct kmem_cache:
     kmem_cache *root         # root cache of a child cache, else NULL
     kmem_cache **memcg_caches    # root: child cache per kmemcg_id (memcg_params)
     kmem_cache *memcg_next   # next child cache of the same memcg
+    kmem_cache *memcg_prev   # ... and the previous one (children_node: a list_head)
     kmem_cache *next         # slab_caches list (doubly linked: O(1) unlink)
     kmem_cache *prev
     kmem_cache *root_next    # accounted_roots list (slab_root_caches)
@@ -282,6 +289,7 @@ cdef void deactivate_slab(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *free
 cdef void flush_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
 cdef void __flush_cpu_slab(kmem_cache *s, int cpu) noexcept nogil
 cdef int flush_all(kmem_cache *s) noexcept nogil
+cdef int flush_all_caches(slub_machine *m, kmem_cache **caches, int n) noexcept nogil
 cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil
 cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil
 

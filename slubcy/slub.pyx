@@ -962,6 +962,40 @@ cdef int flush_all(kmem_cache *s) noexcept nogil:
     return rc
 
 
+cdef struct cache_batch:
+    kmem_cache **caches
+    int n
+
+
+cdef void flush_cpu_slabs(void *info, int cpu) noexcept nogil:
+    cdef cache_batch *b = <cache_batch *>info
+    cdef int i
+    for i in range(b.n):
+        __flush_cpu_slab(b.caches[i], cpu)
+
+
+cdef int flush_all_caches(slub_machine *m, kmem_cache **caches, int n) noexcept nogil:
+    """flush_all() of `n` caches with one cross-vCPU request per vCPU that has
+    a cpu slab in any of them.  Deliberate departure: the kernel flushes each
+    cache with its own on_each_cpu_cond(); its IPIs interrupt at once, ours
+    wait for the target's next operation boundary, so a workqueue batch of
+    dead caches (memcg_kmem_cache_wq) shares the wait.  -1 on a timeout."""
+    cdef cache_batch b
+    cdef int cpu, i, rc = 0
+    cdef kmem_cache_cpu *c
+    b.caches = caches
+    b.n = n
+    for cpu in range(m.nr_cpus):
+        for i in range(n):
+            c = &caches[i].cpu_slab[cpu]
+            if c.page != NULL or c.partial != NULL:     # has_cpu_slab() of any
+                if smp_call_function_single(&m.sc, cpu, flush_cpu_slabs, &b, m.ipi_timeout) != 0:
+                    m.ipi_timeouts += 1
+                    rc = -1
+                break
+    return rc
+
+
 cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
     """__kmem_cache_shrink() of Linux 4.0: flush, discard every empty slab of
     the node partial list, and put the fullest slabs (at most

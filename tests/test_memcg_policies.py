@@ -89,6 +89,60 @@ def test_dying_memcgs_grow_with_per_memcg_caches_but_not_when_reparented():
     assert runs["barrier:sync"].series_frame().shape[0] == len(grow)
 
 
+def test_barrier_async_shrinks_keep_up_with_churn():
+    """4.11's deferred shrinks run on the workqueue (the RCU thread here),
+    off the vCPUs, with one flush request per vCPU for a batch: the dead
+    caches they retire must not pile up.  (They once did: shrinking inside
+    the RCU callback on a worker, the backlog filled the 1 GiB arena in a
+    second: 262k retained pages.)"""
+    r = workloads.run("churn", cpus=2, seconds=0.5, seed=1, policy="barrier")
+    arena_pages = (1 << 30) // 4096
+    assert r.metrics["offlines"] > 1000 and r.metrics["leaked_caches"] == 0
+    assert max(row["retained_pages"] for row in r.series) <= arena_pages // 4
+    assert sum(w["alloc_failures"] for w in r.per_cpu) == 0
+
+
+def test_deferred_shrink_runs_on_the_workqueue():
+    with slubcy.Machine(cpus=2, memory=32 << 20, policy="barrier") as m:
+        caches = [m.kmem_cache_create(n, 192, flags=ACCT) for n in ("a", "b", "c")]
+        g = m.memcg_create("job")
+        objs = [(c, m.kmem_cache_alloc_bulk(c, 40, cpu=1, memcg=g)) for c in caches]
+        for c, o in objs:
+            m.kmem_cache_free_bulk(c, o, cpu=1)       # empty, but cached on vCPU 1
+        before = m.rcu_stats.get("deferred_shrinks", 0)
+        m.memcg_offline(g)
+        m._policy_quiesce()
+        assert m.rcu_stats["deferred_shrinks"] - before == 3
+        assert m.memcg_caches() == [] and g.freed and g.nr_pages == 0
+        m.validate()
+
+
+def test_reparented_dead_caches_go_in_any_order():
+    """5.3 splices every dead child cache onto the parent's list; each then
+    leaves it when its last slab goes, in whatever order (list_del of
+    children_node: O(1), and the list stays linked both ways)."""
+    import random
+    with slubcy.Machine(cpus=1, memory=64 << 20, policy="reparent") as m:
+        c = m.kmem_cache_create("dentry", 192, flags=ACCT)
+        parent = m.memcg_create("parent")
+        kids = [m.memcg_create(f"k{i}", parent=parent) for i in range(40)]
+        objs = {g.name: m.kmem_cache_alloc_bulk(c, 30, memcg=g) for g in kids}
+        for g in kids:
+            m.memcg_offline(g)
+        m._policy_quiesce()
+        assert all(g.freed for g in kids)
+        assert len(parent.kmem_caches) == 40
+        order = [g.name for g in kids]
+        random.Random(0).shuffle(order)
+        for i, name in enumerate(order):
+            m.kmem_cache_free_bulk(c, objs[name])
+            m._policy_quiesce()
+            m.validate()
+            left = parent.kmem_caches
+            assert len(left) == 40 - i - 1
+            assert not any(x.name.endswith(f":{name})") for x in left)
+
+
 def test_objcg_needs_markedly_fewer_slab_pages():
     """Gushchin 2020 (v5.9): with many small cgroups, one set of caches for
     all saves 30-45% of slab memory.  Loose bound: at least 20% fewer."""
