@@ -1,10 +1,11 @@
 # The README's two commands: `make run` and `make test`. Both build .venv from nothing.
+# `make perf`: issue #6's performance figures against their baselines and targets.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 SOURCES := $(wildcard slubcy/*.pyx slubcy/*.pxd slubcy/*.h policies/*.pyx policies/*.pxd) setup.py pyproject.toml
 
-.PHONY: run test install clean
+.PHONY: run test perf install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Every figure with its baseline, measured in one process (about a minute); fails on a missed target.
+perf: $(VENV)/.installed
+	$(BIN)/python benchmarks/perf.py
 
 clean:
 	rm -rf build $(VENV) slubcy/*.c slubcy/*.so policies/*.c policies/*.so *.egg-info
