@@ -1,10 +1,11 @@
 # The README's two commands: `make run` and `make test`. Both build .venv from nothing.
+# `make perf`: issue #6's performance figures against their baselines and targets.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 SOURCES := $(wildcard slubcy/*.pyx slubcy/*.pxd slubcy/*.h policies/*.pyx policies/*.pxd) setup.py pyproject.toml
 
-.PHONY: run test install bench dashboard clean
+.PHONY: run test perf install bench dashboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,10 @@ bench: $(VENV)/.installed
 dashboard: $(VENV)/.installed
 	$(BIN)/asv publish
 	@echo "dashboard in .asv/html; preview it with: $(BIN)/asv preview  (http://127.0.0.1:8080)"
+
+# Every figure with its baseline, measured in one process (about a minute); fails on a missed target.
+perf: $(VENV)/.installed
+	$(BIN)/python benchmarks/perf.py
 
 clean:
 	rm -rf build $(VENV) slubcy/*.c slubcy/*.so policies/*.c policies/*.so *.egg-info

@@ -1,13 +1,22 @@
 # cython: language_level=3
-"""nogil measurement loops for benchmarks/: the SLUB fast path and its
-baselines, timed inside C so no Python call is in the loop."""
+"""nogil measurement kernels for slubcy.perf (and benchmarks/): the SLUB
+fast and remote-free paths, their baselines (libc, a bare free list), a
+replay of recorded op sequences, and resident-memory probes — timed inside C
+so no Python call is in a timed loop."""
 
-from libc.stdint cimport uintptr_t
+from libc.stdint cimport uintptr_t, uint64_t, int32_t
+from libc.stdlib cimport malloc, calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from posix.unistd cimport sysconf, _SC_PAGESIZE
 
 from slubcy.machine cimport KmemCache, Machine
-from slubcy.slub cimport kmem_cache, slab_alloc, slab_free
-from slubcy.page_alloc cimport virt_to_head_page
+from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, __kmem_cache_shrink
+from slubcy.page_alloc cimport (page, zone, virt_to_head_page, PAGE_SIZE, PAGE_SHIFT, PG_buddy,
+                                spin_lock, spin_unlock)
+from slubcy.sched cimport vcpu_take, vcpu_release, OWNER_CONTROLLER
+
+cdef extern from "sys/mman.h" nogil:
+    int mincore(void *addr, size_t length, unsigned char *vec)
 
 cdef extern from *:
     """
@@ -36,12 +45,14 @@ def fastpath_pairs(KmemCache cache, long n, int cpu=0):
     cdef long i
     cdef void *p
     cdef double t0, t1
+    m._enter(cpu)           # this thread runs vCPU `cpu` for the loop
     with nogil:
         t0 = now()
         for i in range(n):
             p = slab_alloc(s, cpu)
             slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu)
         t1 = now()
+    m._exit(cpu)
     return t1 - t0
 
 
@@ -57,3 +68,259 @@ def libc_pairs(long n, size_t size):
             slubcy_libc_free(p)
         t1 = now()
     return t1 - t0
+
+
+# --- the floor: a bare intrusive free list --------------------------------
+
+cdef extern from *:
+    """
+    /* An opaque use of p with a memory clobber: the compiler must assume p
+       escaped and that any memory may have been read or written, so it can
+       neither keep the list head in a register across it nor drop the
+       loads and stores around it (the kernel's barrier() is the same asm). */
+    static inline void slubcy_opaque(void *p) { __asm__ __volatile__("" : : "r"(p) : "memory"); }
+    """
+    void slubcy_opaque(void *p) nogil
+
+
+cdef struct floor_list:
+    void **head         # where kmem_cache_cpu keeps its freelist: in memory
+
+
+def freelist_pairs(long n, size_t size=64, int nobjects=64):
+    """Seconds for `n` pop + push pairs on a bare intrusive free list: `nobjects`
+    objects of `size` bytes in one buffer, each free one holding the next free
+    one in its first word (as SLUB's objects do at offset 0).  The floor under
+    the fast path: slab_alloc pops c->freelist and slab_free pushes onto it,
+    this loop does only that, with no statistics, no page lookup and no
+    cpu-slab check.  Returns (seconds, objects on the list after the loop)."""
+    if size < sizeof(void *) or nobjects < 1:
+        raise ValueError("size must hold a pointer and nobjects be >= 1")
+    cdef char *buf = <char *>calloc(nobjects, size)
+    if buf == NULL:
+        raise MemoryError()
+    cdef floor_list fl
+    cdef long i
+    cdef void **p
+    cdef double t0, t1
+    fl.head = NULL
+    for i in range(nobjects - 1, -1, -1):
+        p = <void **>(buf + i * size)
+        p[0] = fl.head
+        fl.head = p
+    slubcy_opaque(&fl)          # the head escapes: it lives in memory, as c->freelist does
+    with nogil:
+        t0 = now()
+        for i in range(n):
+            p = fl.head                 # pop (slab_alloc: object = c->freelist)
+            fl.head = <void **>p[0]     #      c->freelist = get_freepointer(object)
+            slubcy_opaque(p)
+            p[0] = fl.head              # push (slab_free: set_freepointer(object, c->freelist))
+            fl.head = p                 #      c->freelist = object
+            slubcy_opaque(p)
+        t1 = now()
+    cdef long count = 0
+    p = fl.head
+    while p != NULL:
+        count += 1
+        p = <void **>p[0]
+    free(buf)
+    return t1 - t0, count
+
+
+# --- remote free: __slab_free's compare-and-swap against the fast path ------
+
+def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, int free_cpu=0):
+    """Seconds spent in free loops only: `rounds` times, allocate `nobjects`
+    objects on vCPU `alloc_cpu` (untimed), then free them all, in allocation
+    order, on vCPU `free_cpu` (timed).  free_cpu == alloc_cpu with objects of
+    the cpu slab is the fast path (do_slab_free: page == c->page); another
+    vCPU sends every free through __slab_free, whose cmpxchg_double on the
+    slab's (freelist, counters) is a 64-bit compare-and-swap here.  This thread
+    runs both vCPUs for the call (the Python API's own _enter)."""
+    cdef kmem_cache *s = cache.get()
+    cdef Machine m = cache.machine
+    m._cpu(alloc_cpu)
+    m._cpu(free_cpu)
+    if nobjects < 1 or rounds < 1:
+        raise ValueError("nobjects and rounds must be >= 1")
+    cdef void **objs = <void **>malloc(nobjects * sizeof(void *))
+    if objs == NULL:
+        raise MemoryError()
+    cdef long r, i, got = 0
+    cdef void *p
+    cdef double t0, total = 0.0
+    m._enter(alloc_cpu)
+    if free_cpu != alloc_cpu:
+        try:
+            m._enter(free_cpu)
+        except BaseException:
+            m._exit(alloc_cpu)
+            free(objs)
+            raise
+    with nogil:
+        for r in range(rounds):
+            got = 0
+            while got < nobjects:
+                p = slab_alloc(s, alloc_cpu)
+                if p == NULL:
+                    break
+                objs[got] = p
+                got += 1
+            t0 = now()
+            for i in range(got):
+                p = objs[i]
+                slab_free(s, virt_to_head_page(&s.m.z, p), p, free_cpu)
+            total += now() - t0
+            if got < nobjects:
+                break
+    if free_cpu != alloc_cpu:
+        m._exit(free_cpu)
+    m._exit(alloc_cpu)
+    free(objs)
+    if got < nobjects:
+        raise MemoryError("arena exhausted")
+    return total
+
+
+# --- replay of a recorded op sequence --------------------------------------
+
+cdef enum:
+    OP_ALLOC_ = 0       # slots[slot] = kmem_cache_alloc(caches[cache], cpu)
+    OP_FREE_ = 1        # kmem_cache_free(caches[cache], slots[slot], cpu)
+    OP_SHRINK_ = 2      # kmem_cache_shrink(caches[cache])
+
+OP_ALLOC, OP_FREE, OP_SHRINK = OP_ALLOC_, OP_FREE_, OP_SHRINK_
+
+
+def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
+    """Run a recorded op sequence (rows of op, cache, cpu, slot) through the
+    core in one nogil loop: slab_alloc, slab_free and __kmem_cache_shrink, as
+    the Python API would call them, without the argument checks.  This thread
+    runs every vCPU while it replays (it lets them go around a shrink, whose
+    flush_all then runs on each idle vCPU directly).  `slots` (zeroed, one per
+    slot the sequence uses) receives the addresses; the caller must give a
+    well-formed sequence (frees of live slots only).  Returns (seconds,
+    objects live at the end)."""
+    m._idle()
+    cdef int ncaches = len(caches)
+    if ops.shape[1] != 4:
+        raise ValueError("ops must have 4 columns: op, cache, cpu, slot")
+    cdef kmem_cache **cs = <kmem_cache **>malloc(max(ncaches, 1) * sizeof(kmem_cache *))
+    if cs == NULL:
+        raise MemoryError()
+    cdef int j, cpu, ncpu = m.m.nr_cpus
+    cdef Py_ssize_t i, n = ops.shape[0]
+    try:
+        for j in range(ncaches):
+            if (<KmemCache?>caches[j]).machine is not m:
+                raise ValueError("a cache of another machine")
+            cs[j] = (<KmemCache>caches[j]).get()
+        for i in range(n):      # bounds once, not in the timed loop
+            if (ops[i, 0] < 0 or ops[i, 0] > OP_SHRINK_ or not 0 <= ops[i, 1] < ncaches
+                    or not 0 <= ops[i, 2] < ncpu or not 0 <= ops[i, 3] < slots.shape[0]):
+                raise ValueError(f"op {i} out of range: {list(ops[i])}")
+    except BaseException:
+        free(cs)
+        raise
+    cdef kmem_cache *s
+    cdef void *p
+    cdef long live = 0
+    cdef bint failed = False
+    cdef double t0, t1
+    with nogil:
+        t0 = now()
+        for cpu in range(ncpu):
+            if not vcpu_take(&m.m.sc, cpu, OWNER_CONTROLLER):
+                failed = True
+        if not failed:
+            for i in range(n):
+                s = cs[ops[i, 1]]
+                cpu = ops[i, 2]
+                if ops[i, 0] == OP_ALLOC_:
+                    p = slab_alloc(s, cpu)
+                    if p == NULL:
+                        failed = True
+                        break
+                    slots[ops[i, 3]] = <uintptr_t>p
+                    live += 1
+                elif ops[i, 0] == OP_FREE_:
+                    p = <void *><uintptr_t>slots[ops[i, 3]]
+                    slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu)
+                    slots[ops[i, 3]] = 0
+                    live -= 1
+                else:
+                    for cpu in range(ncpu):
+                        vcpu_release(&m.m.sc, cpu)
+                    __kmem_cache_shrink(s, False)
+                    for cpu in range(ncpu):
+                        vcpu_take(&m.m.sc, cpu, OWNER_CONTROLLER)
+        for cpu in range(ncpu):
+            if m.m.sc.vcpus[cpu].owner == OWNER_CONTROLLER:
+                vcpu_release(&m.m.sc, cpu)
+        t1 = now()
+    free(cs)
+    if failed:
+        raise RuntimeError("replay failed: a vCPU was busy or the arena ran out")
+    return t1 - t0, live
+
+
+# --- memory: metadata per page and resident bytes --------------------------
+
+def struct_page_size():
+    """sizeof(struct page): the metadata record of every 4 KiB frame."""
+    return sizeof(page)
+
+
+def metadata_regions(Machine m):
+    """{name: (address, bytes)} of the arena and of the per-page metadata
+    mappings: mem_map (a struct page per frame) and the shadow bitmap (one bit
+    per 8 arena bytes, scratch for the Python API's free-object checks)."""
+    m._check()
+    return {
+        "arena": (<uintptr_t>m.m.z.base, m.m.z.nr_pages * PAGE_SIZE),
+        "mem_map": (<uintptr_t>m.m.z.mem_map, m.m.z.nr_pages * sizeof(page)),
+        "shadow": (<uintptr_t>m.m.shadow, m.shadow_bytes),
+    }
+
+
+def resident_bytes(uintptr_t addr, size_t length):
+    """Bytes of [addr, addr + length) resident in RAM, by mincore(2) over
+    the whole pages the range touches (anonymous memory: pages written or
+    faulted in; never-touched pages of a MAP_NORESERVE mapping are not)."""
+    cdef size_t pagesz = sysconf(_SC_PAGESIZE)
+    cdef uintptr_t start = addr & ~(<uintptr_t>pagesz - 1)
+    cdef size_t npages = (addr + length - start + pagesz - 1) // pagesz
+    cdef unsigned char *vec = <unsigned char *>malloc(npages if npages else 1)
+    if vec == NULL:
+        raise MemoryError()
+    cdef size_t i, resident = 0
+    if mincore(<void *>start, npages * pagesz, vec) != 0:
+        free(vec)
+        raise OSError("mincore failed")
+    for i in range(npages):
+        resident += vec[i] & 1
+    free(vec)
+    return resident * pagesz
+
+
+def prefault(Machine m):
+    """Touch every free page of the arena (free buddy blocks only: nothing in
+    use is written) so a measurement that follows times the allocator, not
+    first-touch page faults — the kernel's RAM is resident before SLUB runs.
+    Returns the pages touched."""
+    m._idle()
+    cdef zone *z = &m.m.z
+    cdef size_t pfn = 0, i, n, touched = 0
+    spin_lock(&z.lock)
+    while pfn < z.nr_pages:
+        if z.mem_map[pfn].flags & PG_buddy:
+            n = <size_t>1 << z.mem_map[pfn].order
+            for i in range(n):
+                (<volatile char *>(z.base + ((pfn + i) << PAGE_SHIFT)))[0] = 0
+            touched += n
+            pfn += n
+        else:
+            pfn += 1
+    spin_unlock(&z.lock)
+    return touched

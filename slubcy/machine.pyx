@@ -75,6 +75,8 @@ _FREE_ERRORS = {
 
 
 cdef inline int as_int(object value, str what) except? -1:
+    if type(value) is int:      # the common case first: no lookup of np.integer
+        return 0
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{what} must be an int, not {type(value).__name__}")
     return 0
@@ -840,6 +842,10 @@ cdef class Machine:
             raise SlabCorruption(f"{s.name.decode()}: red zone of object {<uintptr_t>p:#x} "
                                  "overwritten (restored); object not freed")
         return 0
+
+    def _noop(self, c, addr=0, cpu=0):
+        """Does nothing: the cost of calling a method of this extension, the
+        baseline of the single-object API's figure (slubcy.perf)."""
 
     def kmem_cache_free(self, c, addr, cpu=0):
         """slab_free() on vCPU `cpu` of the object at `addr`."""

@@ -44,7 +44,7 @@ def test_stress(workers, workload):
 
 def test_two_workers_run_in_parallel_without_the_gil():
     """Both workers make progress at the same time (the ratio itself is a
-    benchmark: benchmarks/scaling.py)."""
+    benchmark: `make perf`, figure 6)."""
     with slubcy.Machine(cpus=2) as m:
         r = workloads.run("fastpath", cpus=2, seconds=0.3, machine=m)
         a, b = (w["seconds"] for w in r.per_cpu)

@@ -1,0 +1,503 @@
+"""The performance figures of issue #6, each measured against its baseline in
+the same process run (the machines here are shared and noisy: only ratios
+taken side by side mean anything).
+
+One function per figure, each returning a `Measurement(figure, baseline,
+ratio)`; `FIGURES` lists them with their units and targets, in the order of
+the issue.  `benchmarks/perf.py` (`make perf`) prints them all and fails if a
+target is missed; an asv suite can call the same functions.
+
+Timing: nogil loops (slubcy.bench) time themselves inside C and keep the best
+of `repeat` runs; Python-level loops use the best of `repeat` timeit runs;
+workload throughputs are medians.  Every repeat measures the figure and then
+its baseline, so drift on the machine hits both alike.
+"""
+import math
+import random
+import statistics
+import time
+import timeit
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional
+
+import numpy as np
+
+import slubcy
+from slubcy import bench, model, workloads
+from slubcy.workload import Run
+
+
+class Measurement(NamedTuple):
+    figure: float
+    baseline: Optional[float]       # None: a figure measured on its own
+    ratio: Optional[float]          # as the target reads (see Figure.ratio_is)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long to measure.  QUICK is a smoke pass (tests); DEFAULT is `make perf`."""
+    pairs: int = 5_000_000          # nogil alloc+free pairs per timed loop
+    repeat: int = 7                 # repeats of each nogil / Python-level measurement
+    py_pairs: int = 100_000         # Python-API alloc+free pairs per timeit run
+    free_rounds: int = 50           # rounds of the remote-free measurement
+    bulk: int = 10_000              # objects per bulk call
+    seconds: float = 1.0            # per workload run
+    runs: int = 5                   # workload runs per worker count / policy
+    replay_ops: int = 20_000        # recorded ops replayed through model and core
+    replay_repeat: int = 3
+    sync_samples: int = 300         # synchronize() calls for the grace-period line
+
+
+DEFAULT = Settings()
+QUICK = Settings(pairs=200_000, repeat=2, py_pairs=5_000, free_rounds=4, bulk=10_000,
+                 seconds=0.1, runs=1, replay_ops=2_000, replay_repeat=1, sync_samples=20)
+
+
+def _best(fn, repeat):
+    return min(fn() for _ in range(repeat))
+
+
+def _alternate(figure_fn, baseline_fn, repeat, pick=min):
+    """Measure figure then baseline, `repeat` times; `pick` of each."""
+    f, b = [], []
+    for _ in range(repeat):
+        f.append(figure_fn())
+        b.append(baseline_fn())
+    return pick(f), pick(b)
+
+
+# --- 1, 2: the fast path against libc and against the floor -----------------
+
+def _fastpath_cache(m):
+    c = m.kmem_cache_create("perf-64", 64)
+    bench.fastpath_pairs(c, 1000)           # warm the cpu slab
+    return c
+
+
+def fastpath_vs_libc(cfg=DEFAULT):
+    """Fast-path kmem_cache_alloc + kmem_cache_free pair of a 64 B cache in a
+    nogil loop (ns) vs libc malloc(64) + free in the same loop.  Ratio: how
+    many times faster the fast path is."""
+    n = cfg.pairs
+    with slubcy.Machine(cpus=1, memory=64 << 20) as m:
+        c = _fastpath_cache(m)
+        slub, libc = _alternate(lambda: bench.fastpath_pairs(c, n) / n * 1e9,
+                                lambda: bench.libc_pairs(n, 64) / n * 1e9, cfg.repeat)
+    return Measurement(slub, libc, libc / slub)
+
+
+def fastpath_vs_floor(cfg=DEFAULT):
+    """The same fast-path pair (ns) vs a bare intrusive free list's pop + push
+    (bench.freelist_pairs: the loads and stores the pair cannot avoid).
+    Ratio: times the floor."""
+    n = cfg.pairs
+    with slubcy.Machine(cpus=1, memory=64 << 20) as m:
+        c = _fastpath_cache(m)
+        slub, floor = _alternate(lambda: bench.fastpath_pairs(c, n) / n * 1e9,
+                                 lambda: bench.freelist_pairs(n, 64)[0] / n * 1e9, cfg.repeat)
+    return Measurement(slub, floor, slub / floor)
+
+
+# --- 3: remote free ----------------------------------------------------------
+
+# A fast-path free needs the object's slab to be the freeing vCPU's cpu slab,
+# so both loops free the objects of one slab: the kernel's own boot
+# parameters slub_min_objects= and slub_max_order= make a 64 B cache's slab
+# hold 4096 objects (order 6).
+REMOTE_OBJECTS = 4096
+
+
+def remote_free(cfg=DEFAULT):
+    """Per object (ns): free on vCPU 1 of objects allocated on vCPU 0 (every
+    free is __slab_free: a compare-and-swap on the slab's (freelist,
+    counters), the slab being vCPU 0's frozen cpu slab) vs fast-path free on
+    vCPU 0 of the same number of objects of the same slab.  Ratio: times the
+    fast path."""
+    n, rounds = REMOTE_OBJECTS, cfg.free_rounds
+    with slubcy.Machine(cpus=2, memory=64 << 20, slub_min_objects=n, slub_max_order=6) as m:
+        c = m.kmem_cache_create("perf-remote-64", 64)
+        assert c.objects_per_slab == n, c
+        bench.free_rounds(c, n, 1, 0, 0)
+        remote, fast = _alternate(lambda: bench.free_rounds(c, n, rounds, 0, 1) / (n * rounds) * 1e9,
+                                  lambda: bench.free_rounds(c, n, rounds, 0, 0) / (n * rounds) * 1e9,
+                                  cfg.repeat)
+        m.validate()
+    return Measurement(remote, fast, remote / fast)
+
+
+def remote_free_many_slabs(cfg=DEFAULT):
+    """Extra line: the same remote free with the default geometry (64 objects
+    a slab), so it also freezes full slabs onto vCPU 1's partial list and
+    unfreezes them to the node list (put_cpu_partial, unfreeze_partials,
+    discard_slab) — vs the fast-path free of figure 3's big slab."""
+    n, rounds = REMOTE_OBJECTS, cfg.free_rounds
+    with slubcy.Machine(cpus=2, memory=64 << 20) as m, \
+            slubcy.Machine(cpus=1, memory=64 << 20, slub_min_objects=n, slub_max_order=6) as big:
+        c = m.kmem_cache_create("perf-remote-64", 64)
+        b = big.kmem_cache_create("perf-remote-64", 64)
+        bench.free_rounds(b, n, 1, 0, 0)
+        remote, fast = _alternate(lambda: bench.free_rounds(c, n, rounds, 0, 1) / (n * rounds) * 1e9,
+                                  lambda: bench.free_rounds(b, n, rounds, 0, 0) / (n * rounds) * 1e9,
+                                  cfg.repeat)
+        m.validate()
+    return Measurement(remote, fast, remote / fast)
+
+
+# --- 4, 5: the Python API ------------------------------------------------------
+
+def bulk_api(cfg=DEFAULT):
+    """kmem_cache_alloc_bulk + kmem_cache_free_bulk of `bulk` objects from
+    Python, per object (ns, both calls) vs the nogil fast-path pair per
+    object.  Ratio: times the nogil pair."""
+    n, k = cfg.pairs, cfg.bulk
+    with slubcy.Machine(cpus=1, memory=256 << 20) as m:
+        c = _fastpath_cache(m)
+
+        def bulk():
+            t0 = time.perf_counter()
+            arr = m.kmem_cache_alloc_bulk(c, k)
+            m.kmem_cache_free_bulk(c, arr)
+            return (time.perf_counter() - t0) / k * 1e9
+
+        bulk()
+        fig, base = _alternate(lambda: _best(bulk, 3), lambda: bench.fastpath_pairs(c, n) / n * 1e9,
+                               cfg.repeat)
+        m.validate()
+    return Measurement(fig, base, fig / base)
+
+
+def python_api(cfg=DEFAULT):
+    """m.kmem_cache_alloc(c, 0) + m.kmem_cache_free(c, a, 0) from Python (ns)
+    vs the same two calls, same arguments, to an empty method of the same
+    extension type (Machine._noop).  Ratio: times the empty calls."""
+    n = cfg.py_pairs
+    with slubcy.Machine(cpus=1, memory=64 << 20) as m:
+        c = _fastpath_cache(m)
+        alloc, free, noop = m.kmem_cache_alloc, m.kmem_cache_free, m._noop
+
+        def api():
+            free(c, alloc(c, 0), 0)
+
+        def empty():
+            noop(c, noop(c, 0), 0)
+
+        fig, base = _alternate(lambda: min(timeit.repeat(api, number=n, repeat=3)) / n * 1e9,
+                               lambda: min(timeit.repeat(empty, number=n, repeat=3)) / n * 1e9,
+                               cfg.repeat)
+        m.validate()
+    return Measurement(fig, base, fig / base)
+
+
+# --- 6, 7: thread scaling -------------------------------------------------------
+
+def _scaling(workload, cfg):
+    one, two = _alternate(
+        lambda: workloads.run(workload, cpus=1, seconds=cfg.seconds, seed=0).metrics["throughput"],
+        lambda: workloads.run(workload, cpus=2, seconds=cfg.seconds, seed=0).metrics["throughput"],
+        cfg.runs, pick=statistics.median)
+    return Measurement(two / 1e6, one / 1e6, two / one)
+
+
+def fastpath_scaling(cfg=DEFAULT):
+    """`fastpath` workload throughput (Mops/s, median), 2 workers vs 1."""
+    return _scaling("fastpath", cfg)
+
+
+def larson_scaling(cfg=DEFAULT):
+    """`larson` workload throughput (Mops/s, median), 2 workers vs 1."""
+    return _scaling("larson", cfg)
+
+
+def grace_period_latency(cfg=DEFAULT):
+    """Extra line: synchronize() p50 (us) while 2 vCPUs run `fastpath` on a
+    3-vCPU machine (vCPU 2 idle); its p99 as the 'baseline' column."""
+    with slubcy.Machine(cpus=3) as m:
+        c = m.kmem_cache_create("gp", 64)
+        run = Run(m, "fastpath", [c], 2, -1)
+        run.start()
+        lat = []
+        try:
+            time.sleep(0.05)
+            for _ in range(cfg.sync_samples):
+                t0 = time.perf_counter()
+                m.synchronize(timeout=5)
+                lat.append(time.perf_counter() - t0)
+        finally:
+            run.request_stop()
+            run.finish()
+    lat.sort()
+    p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return Measurement(p50 * 1e6, p99 * 1e6, None)
+
+
+# --- 8: the core against the reference model ----------------------------------
+
+# name, size, flags: a kmalloc-64-like cache (64 objects a slab), a dentry-like
+# one (21 a slab, cpu_partial 30) and a big-object one (6 a slab, order 3).
+REPLAY_CACHES = (("replay-64", 64, 0),
+                 ("replay-dentry", 192, model.SLAB_HWCACHE_ALIGN),
+                 ("replay-big", 5000, 0))
+REPLAY_CPUS = 2
+
+
+def record_ops(nops, seed=0, lifo=0.8, remote=0.1, ncaches=len(REPLAY_CACHES),
+               cpus=REPLAY_CPUS, max_live=512):
+    """A deterministic op sequence: rows (op, cache, cpu, slot) of
+    bench.OP_ALLOC / OP_FREE / OP_SHRINK, on `cpus` vCPUs and `ncaches`
+    caches.  Phases of 2000 ops of mostly allocations, then mostly frees (so
+    slabs fill, empty, freeze, move to the node list and are discarded).
+    A free takes, with probability `lifo`, the cache's newest live object
+    (a short-lived object, likely still in its cpu slab: the fast path),
+    else a random one; it runs on the vCPU that allocated the object, or
+    with probability `remote` on another one.  A shrink every ~1000 ops.
+    Returns (ops, number of slots)."""
+    rng = random.Random(seed)
+    live = [[] for _ in range(ncaches)]
+    owner = []                  # slot -> the vCPU that allocated it
+    free_slots = []
+    ops = []
+    for i in range(nops):
+        ci = rng.randrange(ncaches)
+        grow = (i // 2000) % 2 == 0
+        if rng.random() < 0.001:
+            ops.append((bench.OP_SHRINK, ci, 0, 0))
+            continue
+        if not live[ci] or (len(live[ci]) < max_live and rng.random() < (0.7 if grow else 0.3)):
+            cpu = rng.randrange(cpus)
+            if free_slots:
+                slot = free_slots.pop()
+                owner[slot] = cpu
+            else:
+                slot = len(owner)
+                owner.append(cpu)
+            live[ci].append(slot)
+            ops.append((bench.OP_ALLOC, ci, cpu, slot))
+        else:
+            j = -1 if rng.random() < lifo else rng.randrange(len(live[ci]))
+            slot = live[ci].pop(j)
+            free_slots.append(slot)
+            cpu = owner[slot]
+            if cpus > 1 and rng.random() < remote:
+                cpu = (cpu + rng.randrange(1, cpus)) % cpus
+            ops.append((bench.OP_FREE, ci, cpu, slot))
+    return np.array(ops, dtype=np.int32).reshape(-1, 4), max(len(owner), 1)
+
+
+def replay_model(ops, nslots):
+    """Replay through the pure-Python reference model: (seconds, live
+    objects, RefMachine, its caches)."""
+    ref = model.RefMachine(cpus=REPLAY_CPUS, nr_cpu_ids=REPLAY_CPUS)
+    caches = [ref.kmem_cache_create(name, size, flags=flags) for name, size, flags in REPLAY_CACHES]
+    slots = [None] * nslots
+    rows = ops.tolist()
+    alloc, free, shrink = ref.kmem_cache_alloc, ref.kmem_cache_free, ref.kmem_cache_shrink
+    ALLOC, FREE = bench.OP_ALLOC, bench.OP_FREE
+    t0 = time.perf_counter()
+    for op, ci, cpu, slot in rows:
+        if op == ALLOC:
+            slots[slot] = alloc(caches[ci], cpu)
+        elif op == FREE:
+            free(caches[ci], slots[slot], cpu)
+        else:
+            shrink(caches[ci])
+    t = time.perf_counter() - t0
+    return t, sum(len(c.live) for c in caches), ref, caches
+
+
+def _core_machine():
+    m = slubcy.Machine(cpus=REPLAY_CPUS, nr_cpu_ids=REPLAY_CPUS, memory=64 << 20)
+    return m, [m.kmem_cache_create(name, size, flags=flags) for name, size, flags in REPLAY_CACHES]
+
+
+def replay_core(ops, nslots, machine=None):
+    """Replay through the Cython core in one nogil loop (bench.replay):
+    (seconds, live objects, Machine, its caches).  Closes the machine it
+    makes unless `machine` = (Machine, caches) is given."""
+    m, caches = machine if machine is not None else _core_machine()
+    t, live = bench.replay(m, caches, ops, np.zeros(nslots, dtype=np.uint64))
+    return t, live, m, caches
+
+
+def replay_python_api(ops, nslots):
+    """Replay through the Python API (one checked call per op): seconds."""
+    m, caches = _core_machine()
+    with m:
+        slots = [0] * nslots
+        alloc, free, shrink = m.kmem_cache_alloc, m.kmem_cache_free, m.kmem_cache_shrink
+        rows = ops.tolist()
+        ALLOC, FREE = bench.OP_ALLOC, bench.OP_FREE
+        t0 = time.perf_counter()
+        for op, ci, cpu, slot in rows:
+            if op == ALLOC:
+                slots[slot] = alloc(caches[ci], cpu)
+            elif op == FREE:
+                free(caches[ci], slots[slot], cpu)
+            else:
+                shrink(caches[ci])
+        return time.perf_counter() - t0
+
+
+def core_vs_model(cfg=DEFAULT, lifo=0.8, remote=0.1):
+    """A recorded op sequence (record_ops: 80% of frees of the newest
+    object, 10% remote) replayed
+    through the Cython core (one nogil loop, arena pages faulted in first)
+    vs through the reference model (slubcy/model.py), ns per op.  Ratio: how
+    many times faster the core is."""
+    ops, nslots = record_ops(cfg.replay_ops, lifo=lifo, remote=remote)
+
+    def core():
+        m, caches = _core_machine()
+        with m:
+            bench.prefault(m)
+            return replay_core(ops, nslots, (m, caches))[0]
+
+    c, r = _alternate(core, lambda: replay_model(ops, nslots)[0], cfg.replay_repeat)
+    n = len(ops)
+    return Measurement(c / n * 1e9, r / n * 1e9, r / c)
+
+
+def core_vs_model_remote(cfg=DEFAULT):
+    """Extra line: random lifetimes, half of the frees remote: most frees
+    and many allocations take the slow paths (compare-and-swap, list_lock)."""
+    return core_vs_model(cfg, lifo=0.0, remote=0.5)
+
+
+def python_api_vs_model(cfg=DEFAULT):
+    """Extra line: figure 8's sequence through the Python API vs the model."""
+    ops, nslots = record_ops(cfg.replay_ops)
+    c, r = _alternate(lambda: replay_python_api(ops, nslots),
+                      lambda: replay_model(ops, nslots)[0], cfg.replay_repeat)
+    n = len(ops)
+    return Measurement(c / n * 1e9, r / n * 1e9, r / c)
+
+
+# --- 9: offline throughput of the batched barrier ------------------------------
+
+def churn_offlines(cfg=DEFAULT):
+    """`churn` on 2 vCPUs: memcg offlines per second with policy
+    `barrier:async` (Linux 4.11: call_rcu per cache, one grace period per
+    batch) vs `barrier:sync` (4.7: synchronize_sched per cache), medians.
+    Ratio: async / sync.  The note gives each policy's dead caches and
+    retained pages at the end of a run (a backlog of deferred shrinks shows
+    there)."""
+    def rate(policy, out):
+        r = workloads.run("churn", cpus=2, seconds=cfg.seconds, seed=0, policy=policy)
+        out.append((r.metrics["dead_caches"], r.metrics["retained_pages"]))
+        return r.metrics["offlines"] / r.metrics["seconds"]
+
+    st_async, st_sync = [], []
+    fig, base = _alternate(lambda: rate("barrier:async", st_async),
+                           lambda: rate("barrier:sync", st_sync), cfg.runs, pick=statistics.median)
+
+    def med(rows, i):
+        return statistics.median(r[i] for r in rows)
+
+    note = (f"dead caches / retained pages: async {med(st_async, 0):.0f} / {med(st_async, 1):.0f}, "
+            f"sync {med(st_sync, 0):.0f} / {med(st_sync, 1):.0f}")
+    return Measurement(fig, base, fig / base, note)
+
+
+# --- 10, 11: memory --------------------------------------------------------------
+
+def metadata_per_page(cfg=DEFAULT):
+    """Metadata bytes per 4 KiB page frame: sizeof(struct page) plus the
+    shadow bitmap's share (one bit per 8 bytes of arena, reserved for every
+    page; resident only where the Python API's free checks touched it)."""
+    with slubcy.Machine(cpus=1, memory=16 << 20) as m:
+        regions = bench.metadata_regions(m)
+        pages = m.memory // 4096
+        struct_page = bench.struct_page_size()
+        shadow = regions["shadow"][1] / pages
+    return Measurement(struct_page + shadow, None, None,
+                       f"struct page {struct_page} B + shadow bitmap {shadow:.0f} B")
+
+
+def arena_resident(cfg=DEFAULT, arena=1 << 30, slab_bytes=10 << 20):
+    """A `arena`-byte machine with `slab_bytes` of slabs (64 B objects from
+    kmem_cache_alloc_bulk): bytes resident (mincore) in the arena, mem_map
+    and shadow mappings vs the used slab pages plus their metadata
+    (figure 10's bytes per page).  Ratio: resident / needed."""
+    with slubcy.Machine(cpus=1, memory=arena) as m:
+        c = m.kmem_cache_create("perf-rss-64", 64)
+        per_slab = c.objects_per_slab * c.size
+        objs = m.kmem_cache_alloc_bulk(c, -(-slab_bytes // per_slab) * c.objects_per_slab)
+        pages = m.page_alloc_info()["pages_used"]
+        regions = bench.metadata_regions(m)
+        resident = {k: bench.resident_bytes(a, n) for k, (a, n) in regions.items()}
+        meta = bench.struct_page_size() + regions["shadow"][1] / m.memory * 4096
+        needed = pages * (4096 + meta)
+        m.kmem_cache_free_bulk(c, objs)
+    total = sum(resident.values())
+    note = ", ".join(f"{k} {v / 2**20:.2f} MiB" for k, v in resident.items()) + \
+        f"; {pages} pages used"
+    return Measurement(total / 2**20, needed / 2**20, total / needed, note)
+
+
+# --- the table ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    title: str
+    unit: str
+    baseline_title: str
+    func: Callable
+    ratio_is: str = ""                  # what the ratio means
+    ratio_target: Optional[tuple] = None    # (">=" or "<=", value)
+    value_target: Optional[tuple] = None
+    extra: bool = False                 # reported, no target
+
+    def check(self, m):
+        """True if every target is met (None if the figure has none)."""
+        ok = None
+        for target, value in ((self.ratio_target, m.ratio), (self.value_target, m.figure)):
+            if target is None:
+                continue
+            op, limit = target
+            good = value is not None and math.isfinite(value) and \
+                (value >= limit if op == ">=" else value <= limit)
+            ok = good if ok is None else ok and good
+        return ok
+
+    def target_text(self):
+        parts = []
+        if self.ratio_target:
+            parts.append(f"{self.ratio_target[0]} {self.ratio_target[1]:g}x")
+        if self.value_target:
+            parts.append(f"{self.value_target[0]} {self.value_target[1]:g} {self.unit}")
+        return ", ".join(parts) or "-"
+
+
+FIGURES = (
+    Figure("fastpath_libc", "1 fast-path alloc+free pair, 64 B, nogil", "ns",
+           "libc malloc+free pair", fastpath_vs_libc, "x faster", (">=", 3)),
+    Figure("fastpath_floor", "2 fast-path alloc+free pair", "ns",
+           "bare free-list pop+push", fastpath_vs_floor, "x the floor", ("<=", 4)),
+    Figure("remote_free", "3 remote free (__slab_free CAS), per object", "ns",
+           "fast-path free", remote_free, "x", ("<=", 4)),
+    Figure("remote_free_many", "3+ remote free, 64 objects a slab", "ns",
+           "fast-path free", remote_free_many_slabs, "x", extra=True),
+    Figure("bulk_api", "4 bulk API, 10,000 objects, per object", "ns",
+           "nogil fast-path pair", bulk_api, "x", ("<=", 5), ("<=", 10)),
+    Figure("python_api", "5 Python alloc+free pair", "ns",
+           "2 empty method calls", python_api, "x", ("<=", 3)),
+    Figure("fastpath_scaling", "6 fastpath, 2 workers", "Mops/s",
+           "1 worker", fastpath_scaling, "x", (">=", 1.8)),
+    Figure("larson_scaling", "7 larson, 2 workers", "Mops/s",
+           "1 worker", larson_scaling, "x", (">=", 1.4)),
+    Figure("grace_period", "6+ synchronize() p50, 2 busy vCPUs", "us",
+           "p99", grace_period_latency, "", extra=True),
+    Figure("core_vs_model", "8 recorded ops, Cython core (nogil replay)", "ns/op",
+           "pure-Python model", core_vs_model, "x faster", (">=", 100)),
+    Figure("core_vs_model_remote", "8+ random lifetimes, half remote", "ns/op",
+           "pure-Python model", core_vs_model_remote, "x faster", extra=True),
+    Figure("api_vs_model", "8+ recorded ops, Python API replay", "ns/op",
+           "pure-Python model", python_api_vs_model, "x faster", extra=True),
+    Figure("churn_offlines", "9 churn offlines, barrier:async", "/s",
+           "barrier:sync", churn_offlines, "x", (">=", 5)),
+    Figure("metadata", "10 metadata per 4 KiB page", "B",
+           "", metadata_per_page, "", None, ("<=", 64)),
+    Figure("arena_rss", "11 resident, 1 GiB arena, 10 MiB slabs", "MiB",
+           "slab pages + metadata", arena_resident, "x", ("<=", 1.5)),
+)

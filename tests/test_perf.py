@@ -1,0 +1,107 @@
+"""`make perf`'s script and the measuring kernels behind it.  No timing is
+asserted here (the machines are shared): only that every figure is produced
+with finite numbers, and that the kernels do what they claim."""
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import slubcy
+from slubcy import bench, perf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUMBER = r"(-?[\d,]+\.?\d*|nan|-)"
+
+
+def test_quick_run_prints_every_figure_with_finite_numbers():
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "perf.py"), "--quick"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode in (0, 1), p.stderr          # 1: a target missed, not a crash
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stdout.splitlines()
+    for fig in perf.FIGURES:
+        line = next((ln for ln in lines if ln.startswith(fig.title)), None)
+        assert line is not None, f"no line for {fig.title!r} in:\n{p.stdout}"
+        rest = line[len(fig.title):]
+        numbers = [float(x.replace(",", "")) for x in re.findall(r"(?<![\w.])-?\d[\d,]*\.\d+", rest)]
+        assert numbers and all(math.isfinite(x) for x in numbers), line
+        assert re.search(r"\b(ok|MISSED|info)\b", line), line
+        if fig.ratio_target is not None:
+            assert re.search(r"[\d.]+x\s", rest), line
+    assert ("all targets met" in p.stdout) == (p.returncode == 0)
+
+
+def test_measurement_functions_return_figure_baseline_ratio():
+    m = perf.metadata_per_page(perf.QUICK)
+    assert m.figure == pytest.approx(bench.struct_page_size() + 64, abs=0.01) and m.baseline is None
+    m = perf.fastpath_vs_floor(perf.QUICK)
+    assert m.figure > 0 and m.baseline > 0 and m.ratio == pytest.approx(m.figure / m.baseline)
+
+
+def test_floor_list_keeps_its_objects():
+    t, count = bench.freelist_pairs(10_000, 64, 16)
+    assert t >= 0 and count == 16
+    with pytest.raises(ValueError):
+        bench.freelist_pairs(10, 4)
+
+
+def test_free_rounds_take_the_paths_they_claim():
+    n = perf.REMOTE_OBJECTS
+    with slubcy.Machine(cpus=2, memory=64 << 20, slub_min_objects=n, slub_max_order=6) as m:
+        c = m.kmem_cache_create("r", 64)
+        assert c.objects_per_slab == n
+        bench.free_rounds(c, n, 1, 0, 0)
+        before = m.stats(c)
+        bench.free_rounds(c, n, 2, 0, 0)
+        mid = m.stats(c)
+        assert mid["FREE_FASTPATH"] - before["FREE_FASTPATH"] == 2 * n
+        assert mid["FREE_SLOWPATH"] == before["FREE_SLOWPATH"]
+        bench.free_rounds(c, n, 2, 0, 1)
+        after = m.stats(c)
+        assert after["FREE_SLOWPATH"] - mid["FREE_SLOWPATH"] == 2 * n
+        assert after["FREE_FROZEN"] - mid["FREE_FROZEN"] == 2 * n
+        assert m.validate()["r"] == 0
+        assert [v["owner"] for v in m.vcpu_info()] == [0, 0]     # both vCPUs let go
+
+
+def test_replay_through_core_ends_like_the_model():
+    for lifo, remote in ((0.8, 0.1), (0.0, 0.5)):
+        ops, nslots = perf.record_ops(3000, seed=1, lifo=lifo, remote=remote)
+        assert set(np.unique(ops[:, 0])) <= {bench.OP_ALLOC, bench.OP_FREE, bench.OP_SHRINK}
+        _, live_model, ref, rcaches = perf.replay_model(ops, nslots)
+        m, caches = perf._core_machine()
+        with m:
+            bench.prefault(m)
+            _, live_core, _, _ = perf.replay_core(ops, nslots, (m, caches))
+            assert live_core == live_model > 0
+            used = m.validate()
+            for c, r in zip(caches, rcaches):
+                assert used[c.name] == len(r.live)
+                # the same slow and fast paths, counted by all 26 statistics
+                assert m.stats(c) == ref.stats(r), c.name
+            assert [v["owner"] for v in m.vcpu_info()] == [0, 0]
+
+
+def test_replay_rejects_out_of_range_ops():
+    m, caches = perf._core_machine()
+    with m:
+        bad = np.array([[bench.OP_ALLOC, 0, 5, 0]], dtype=np.int32)
+        with pytest.raises(ValueError):
+            bench.replay(m, caches, bad, np.zeros(1, dtype=np.uint64))
+        m.validate()
+
+
+def test_resident_bytes_of_the_arena_follow_use():
+    with slubcy.Machine(cpus=1, memory=64 << 20) as m:
+        start, size = bench.metadata_regions(m)["arena"]
+        assert (start, size) == m.arena
+        before = bench.resident_bytes(start, size)
+        c = m.kmem_cache_create("rss", 64)
+        objs = m.kmem_cache_alloc_bulk(c, 64 * 256)             # 256 pages of slabs
+        grown = bench.resident_bytes(start, size) - before
+        assert 256 * 4096 <= grown <= 260 * 4096
+        m.kmem_cache_free_bulk(c, objs)
