@@ -274,13 +274,11 @@ def struct_page_size():
 
 def metadata_regions(Machine m):
     """{name: (address, bytes)} of the arena and of the per-page metadata
-    mappings: mem_map (a struct page per frame) and the shadow bitmap (one bit
-    per 8 arena bytes, scratch for the Python API's free-object checks)."""
+    mapping: mem_map (a struct page per frame, as the kernel's)."""
     m._check()
     return {
         "arena": (<uintptr_t>m.m.z.base, m.m.z.nr_pages * PAGE_SIZE),
         "mem_map": (<uintptr_t>m.m.z.mem_map, m.m.z.nr_pages * sizeof(page)),
-        "shadow": (<uintptr_t>m.m.shadow, m.shadow_bytes),
     }
 
 

@@ -23,7 +23,6 @@ cdef class Machine:
     cdef list _kmalloc          # index -> KmemCache (kmalloc_index)
     cdef readonly object policy
     cdef readonly object seed
-    cdef size_t shadow_bytes
     cdef object _rcu                # slubcy.rcu.RCU, started on first call_rcu
     cdef object _policy_obj         # the attached dead-cache policy
     cdef dict _children             # memcg child caches' wrappers by address

@@ -133,7 +133,7 @@ cdef class KmemCache:
         return self.s == NULL
 
 
-_CHILD = object()       # the ctor slot of a memcg child cache's wrapper
+cdef object _CHILD = object()     # the ctor slot of a memcg child cache's wrapper
 
 
 cdef class MemCgroup:
@@ -307,15 +307,6 @@ cdef class Machine:
         if zone_init(&self.m.z, memory) != 0:
             sched_release(&self.m.sc)
             raise MemoryError(f"cannot map an arena of {memory} bytes")
-        # one bit per 8 bytes, mapped lazily: only pages holding slabs get touched
-        self.shadow_bytes = (<size_t>memory >> 6) + 8
-        cdef void *sh = mmap(NULL, self.shadow_bytes, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        if sh == MAP_FAILED:
-            zone_release(&self.m.z)
-            sched_release(&self.m.sc)
-            raise MemoryError("cannot map the shadow bitmap")
-        self.m.shadow = <uint64_t *>sh
         self.closed = False
         self._children = {}
         # Linux 4.0 behaviour until a policy says otherwise
@@ -378,9 +369,6 @@ cdef class Machine:
             c_free(o)
             o = nxt_o
         self.m.objcgs = NULL
-        if self.m.shadow != NULL:
-            munmap(self.m.shadow, self.shadow_bytes)
-            self.m.shadow = NULL
         zone_release(&self.m.z)
         sched_release(&self.m.sc)
         self.closed = True

@@ -401,22 +401,19 @@ def churn_offlines(cfg=DEFAULT):
 # --- 10, 11: memory --------------------------------------------------------------
 
 def metadata_per_page(cfg=DEFAULT):
-    """Metadata bytes per 4 KiB page frame: sizeof(struct page) plus the
-    shadow bitmap's share (one bit per 8 bytes of arena, reserved for every
-    page; resident only where the Python API's free checks touched it)."""
+    """Metadata bytes per 4 KiB page frame: every per-page mapping beside the
+    arena (mem_map, a struct page per frame) divided by the frames."""
     with slubcy.Machine(cpus=1, memory=16 << 20) as m:
         regions = bench.metadata_regions(m)
         pages = m.memory // 4096
-        struct_page = bench.struct_page_size()
-        shadow = regions["shadow"][1] / pages
-    return Measurement(struct_page + shadow, None, None,
-                       f"struct page {struct_page} B + shadow bitmap {shadow:.0f} B")
+        per_page = sum(n for k, (_, n) in regions.items() if k != "arena") / pages
+    return Measurement(per_page, None, None, f"struct page {bench.struct_page_size()} B")
 
 
 def arena_resident(cfg=DEFAULT, arena=1 << 30, slab_bytes=10 << 20):
     """A `arena`-byte machine with `slab_bytes` of slabs (64 B objects from
-    kmem_cache_alloc_bulk): bytes resident (mincore) in the arena, mem_map
-    and shadow mappings vs the used slab pages plus their metadata
+    kmem_cache_alloc_bulk): bytes resident (mincore) in the arena and
+    mem_map vs the used slab pages plus their metadata
     (figure 10's bytes per page).  Ratio: resident / needed."""
     with slubcy.Machine(cpus=1, memory=arena) as m:
         c = m.kmem_cache_create("perf-rss-64", 64)
@@ -425,7 +422,7 @@ def arena_resident(cfg=DEFAULT, arena=1 << 30, slab_bytes=10 << 20):
         pages = m.page_alloc_info()["pages_used"]
         regions = bench.metadata_regions(m)
         resident = {k: bench.resident_bytes(a, n) for k, (a, n) in regions.items()}
-        meta = bench.struct_page_size() + regions["shadow"][1] / m.memory * 4096
+        meta = bench.struct_page_size()
         needed = pages * (4096 + meta)
         m.kmem_cache_free_bulk(c, objs)
     total = sum(resident.values())

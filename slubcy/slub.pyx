@@ -7,7 +7,7 @@ as the kernel's stat() counts on the current CPU.
 """
 
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from cpython.ref cimport PyObject, Py_INCREF
@@ -1074,33 +1074,52 @@ cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil:
 # ---------------------------------------------------------------------------
 # Checks for the Python API and validate()
 
-cdef inline bint shadow_test_and_set(slub_machine *m, void *p) noexcept nogil:
-    cdef size_t bit = <size_t>(<char *>p - m.z.base) >> 3
-    cdef uint64_t mask = <uint64_t>1 << (bit & 63)
-    cdef bint was = (m.shadow[bit >> 6] & mask) != 0
-    m.shadow[bit >> 6] |= mask
+cdef uint32_t mark_range(slub_machine *m, uint32_t span) noexcept nogil:
+    """Reserve `span` fresh values of page.mark (the scratch tag of the free
+    checks and validate()); returns the first.  Before the 32-bit counter
+    wraps, every page's mark is reset, so no stale tag can be mistaken for a
+    fresh one."""
+    cdef size_t pfn
+    cdef uint32_t top = <uint32_t>0xffffffffU
+    if m.epoch > top - span - 1:
+        for pfn in range(m.z.nr_pages):
+            m.z.mem_map[pfn].mark = 0
+        m.epoch = 0
+    m.epoch += 1
+    cdef uint32_t first = m.epoch
+    m.epoch += span
+    return first
+
+
+cdef inline uint64_t slab_offset(kmem_cache *s, page *pg, void *p) noexcept nogil:
+    """Offset of `p` in the slab whose head page is `pg`, for a `p` inside
+    it: buddy blocks are aligned to their size from the arena base, so a
+    mask (page_address() would divide by sizeof(struct page))."""
+    return <uint64_t>(<char *>p - s.m.z.base) & ((<uint64_t>PAGE_SIZE << pg.order) - 1)
+
+
+cdef inline uint32_t obj_to_index(kmem_cache *s, uint64_t off) noexcept nogil:
+    """obj_to_index(): reciprocal_divide(offset, reciprocal_size) -- exact
+    for any multiple of size below 4 MiB (q * (2^32 + e) >> 32 == q while
+    q * e < 2^32)."""
+    return <uint32_t>((off * s.reciprocal_size) >> 32)
+
+
+cdef inline bint bit_test_and_set(uint64_t *bits, uint32_t i) noexcept nogil:
+    cdef uint64_t mask = <uint64_t>1 << (i & 63)
+    cdef bint was = (bits[i >> 6] & mask) != 0
+    bits[i >> 6] |= mask
     return was
 
-cdef inline bint shadow_test(slub_machine *m, void *p) noexcept nogil:
-    cdef size_t bit = <size_t>(<char *>p - m.z.base) >> 3
-    return (m.shadow[bit >> 6] >> (bit & 63)) & 1
 
-cdef inline void shadow_clear(slub_machine *m, void *p) noexcept nogil:
-    cdef size_t bit = <size_t>(<char *>p - m.z.base) >> 3
-    m.shadow[bit >> 6] &= ~(<uint64_t>1 << (bit & 63))
+cdef inline bint bit_test(uint64_t *bits, uint32_t i) noexcept nogil:
+    return (bits[i >> 6] >> (i & 63)) & 1
 
 
-cdef inline bint valid_object(kmem_cache *s, page *pg, void *p) noexcept nogil:
-    """check_valid_pointer(): `p` is an object start inside slab `pg`.  The
-    index is obj_to_index()'s reciprocal multiply: exact for any multiple of
-    size below 4 MiB (q * (2^32 + e) >> 32 == q while q * e < 2^32); a
-    non-multiple fails the idx * size == off test."""
-    cdef char *base = page_address(&s.m.z, pg)
-    cdef uint64_t off, idx
-    if <char *>p < base:
-        return False
-    off = <uint64_t>(<char *>p - base)
-    idx = (off * s.reciprocal_size) >> 32
+cdef inline bint valid_offset(kmem_cache *s, page *pg, uint64_t off) noexcept nogil:
+    """check_valid_pointer() on an offset into slab `pg`: an object start
+    (a non-multiple of size fails idx * size == off) of one of its objects."""
+    cdef uint64_t idx = obj_to_index(s, off)
     return idx * <uint64_t>s.size == off and idx < fc_objects(pg.fc)
 
 
@@ -1114,23 +1133,26 @@ cdef int classify_object(kmem_cache *s, void *p, page **pgp) noexcept nogil:
         return OBJ_NOT_SLAB
     if pg.slab_cache != <void *>s and (<kmem_cache *>pg.slab_cache).root != s:
         return OBJ_WRONG_CACHE          # (a memcg child cache of s is s: cache_from_obj)
-    if not valid_object(s, pg, p):
+    if not valid_offset(s, pg, slab_offset(s, pg, p)):
         return OBJ_NOT_OBJECT
     pgp[0] = pg
     return OBJ_OK
 
 
-cdef int walk_free_objects(kmem_cache *s, page *pg, int test_only, void **hit,
-                           int *on_page) noexcept nogil:
+cdef int walk_free_objects(kmem_cache *s, page *pg, uint64_t *bits, void *find,
+                           void **hit, int *on_page) noexcept nogil:
     """Visit the free objects of slab `pg`: its own freelist and, for a cpu
-    slab, the cpu freelist.  With test_only, stop at the first object whose
-    shadow bit is set (returned in hit); else set the bits.  Returns the
-    number of free objects (those on the page's own list in *on_page), or -1
-    on a corrupt (too long or stray) list."""
+    slab, the cpu freelist (on_freelist()).  Stop at the first that is
+    `find`, or whose bit is set in `bits` when `hit` is given (returned in
+    *hit); else, with `bits`, set the bit of each (indexed by obj_to_index).
+    Returns the number of free objects (those on the page's own list in
+    *on_page), or -1 on a corrupt (too long, stray or looping) list."""
     cdef kmem_cache_cpu *c
     cdef void *p
     cdef int cpu, count = 0, limit = fc_objects(pg.fc)
     cdef int pass_
+    cdef char *start = page_address(&s.m.z, pg)
+    cdef uint64_t off, size = <uint64_t>PAGE_SIZE << pg.order
     for pass_ in range(s.m.nr_cpus + 1):
         if pass_ == 0:
             p = fc_freelist(&s.m.z, slab_word_read(&pg.fc))
@@ -1141,36 +1163,23 @@ cdef int walk_free_objects(kmem_cache *s, page *pg, int test_only, void **hit,
             p = c.freelist
         while p != NULL:
             count += 1
-            if count > limit or not valid_object(s, pg, p):
+            off = <uint64_t>(<char *>p - start)     # (p < start wraps: too large)
+            if count > limit or off >= size or not valid_offset(s, pg, off):
                 return -1
-            if test_only:
-                if shadow_test(s.m, p):
-                    hit[0] = p
-                    return count
-            elif shadow_test_and_set(s.m, p):
-                return -1           # on two freelists, or a loop
+            if p == find:
+                hit[0] = p
+                return count
+            if bits != NULL:
+                if hit != NULL:
+                    if bit_test(bits, obj_to_index(s, off)):
+                        hit[0] = p
+                        return count
+                elif bit_test_and_set(bits, obj_to_index(s, off)):
+                    return -1           # on two freelists, or a loop
             p = get_freepointer(s, p)
-        if pass_ == 0:
+        if pass_ == 0 and on_page != NULL:
             on_page[0] = count
     return count
-
-
-cdef void clear_free_objects(kmem_cache *s, page *pg) noexcept nogil:
-    cdef kmem_cache_cpu *c
-    cdef void *p
-    cdef int pass_, count = 0, limit = fc_objects(pg.fc)
-    for pass_ in range(s.m.nr_cpus + 1):
-        if pass_ == 0:
-            p = fc_freelist(&s.m.z, slab_word_read(&pg.fc))
-        else:
-            c = &s.cpu_slab[pass_ - 1]
-            if c.page != pg:
-                continue
-            p = c.freelist
-        while p != NULL and count <= limit and valid_object(s, pg, p):
-            shadow_clear(s.m, p)
-            count += 1
-            p = get_freepointer(s, p)
 
 
 cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil:
@@ -1178,49 +1187,88 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
     of free_debug_processing, for every cache): inside the arena, in a slab of
     this cache, at an object start, not twice in the request and not on any
     freelist (on_freelist()).  Returns OBJ_OK or the first problem, its index
-    in *bad.  Marks requested objects in the shadow bitmap, then walks the
-    freelists of each slab touched once."""
+    in *bad.  One object: a walk of its slab's freelists.  More: each slab
+    touched gets a scratch bitmap of its requested objects (its slot in the
+    table is its page.mark, from mark_range()), then each such slab's
+    freelists are walked once against it.  -1 if out of memory."""
     cdef slub_machine *m = s.m
-    cdef size_t i, j, done = 0, ntouched = 0
+    cdef size_t i, j, ntouched = 0, wps, cap
     cdef page *pg = NULL
-    cdef page *one[1]
-    cdef page **touched = one
-    cdef void *hit
-    cdef int code = OBJ_OK, nfree
-    cdef uint32_t epoch
-    if n > 1:
-        touched = <page **>malloc(n * sizeof(page *))
-        if touched == NULL:
-            return OBJ_NOT_OBJECT if n == 0 else -1
-    m.epoch += 1
-    epoch = m.epoch
+    cdef page **touched
+    cdef page **grown
+    cdef uint64_t *bits
+    cdef uint64_t *more = NULL
+    cdef char *start = NULL
+    cdef uint64_t off, size = 0
+    cdef void *hit = NULL
+    cdef int code = OBJ_OK
+    cdef uint32_t base
+    if n == 1:
+        code = classify_object(s, objs[0], &pg)
+        if code == OBJ_OK and walk_free_objects(<kmem_cache *>pg.slab_cache, pg, NULL, objs[0],
+                                                &hit, NULL) > 0 and hit != NULL:
+            code = OBJ_ALREADY_FREE
+        bad[0] = 0
+        return code
+    if n == 0:
+        return OBJ_OK
+    wps = (<size_t>oo_objects(s.oo) + 63) >> 6      # every slab of s (or a child) fits
+    cap = 16 if n > 16 else n
+    touched = <page **>malloc(cap * sizeof(page *))
+    bits = <uint64_t *>calloc(cap * wps, sizeof(uint64_t))
+    if touched == NULL or bits == NULL:
+        free(touched)
+        free(bits)
+        return -1
+    base = mark_range(m, <uint32_t>n)
     for i in range(n):
-        code = classify_object(s, objs[i], &pg)
-        if code == OBJ_OK and shadow_test_and_set(m, objs[i]):
-            code = OBJ_DUPLICATE
+        # objects of a bulk request come slab by slab: the previous object's
+        # slab needs no new classification, only an object-start check
+        off = <uint64_t>(<char *>objs[i] - start)
+        if pg != NULL and off < size:
+            if not valid_offset(s, pg, off):
+                code = OBJ_NOT_OBJECT
+        else:
+            code = classify_object(s, objs[i], &pg)
+            if code == OBJ_OK:
+                start = page_address(&m.z, pg)
+                size = <uint64_t>PAGE_SIZE << pg.order
         if code != OBJ_OK:
             bad[0] = i
             break
-        done = i + 1
-        if pg.mark != epoch:
-            pg.mark = epoch
+        if pg.mark < base or pg.mark >= base + ntouched:
+            if ntouched == cap:                 # grow the table (at most n slabs)
+                cap = cap * 2 if cap * 2 < n else n
+                grown = <page **>realloc(touched, cap * sizeof(page *))
+                if grown != NULL:
+                    touched = grown
+                    more = <uint64_t *>realloc(bits, cap * wps * sizeof(uint64_t))
+                if grown == NULL or more == NULL:
+                    free(touched)
+                    free(bits)
+                    return -1
+                bits = more
+                memset(bits + ntouched * wps, 0, (cap - ntouched) * wps * sizeof(uint64_t))
+            pg.mark = base + <uint32_t>ntouched
             touched[ntouched] = pg
             ntouched += 1
+        if bit_test_and_set(bits + (pg.mark - base) * wps, obj_to_index(s, <uint64_t>(<char *>objs[i] - start))):
+            code = OBJ_DUPLICATE
+            bad[0] = i
+            break
     if code == OBJ_OK:
         for i in range(ntouched):
             hit = NULL
-            if walk_free_objects(<kmem_cache *>touched[i].slab_cache, touched[i], 1, &hit,
-                                 &nfree) > 0 and hit != NULL:
+            if walk_free_objects(<kmem_cache *>touched[i].slab_cache, touched[i], bits + i * wps,
+                                 NULL, &hit, NULL) > 0 and hit != NULL:
                 code = OBJ_ALREADY_FREE
                 for j in range(n):
                     if objs[j] == hit:
                         bad[0] = j
                         break
                 break
-    for i in range(done):
-        shadow_clear(m, objs[i])
-    if touched != one:
-        free(touched)
+    free(bits)
+    free(touched)
     return code
 
 
@@ -1386,6 +1434,7 @@ cdef int validate_slab(kmem_cache *s, page *pg, uint32_t ON_NODE, uint32_t ON_CP
     cdef int objects = fc_objects(w), nfree, on_page, i
     cdef char *start = page_address(z, pg)
     cdef bint on_cpu_list = ON_CPU <= pg.mark < ON_CPU + <uint32_t>m.nr_cpus
+    cdef uint64_t free_bits[(MAX_OBJS_PER_PAGE + 64) >> 6]     # 4 KiB: which objects are free
     s.v_slabs += 1
     s.v_objects += objects
     if not ((pg.order == oo_order(s.oo) and objects == oo_objects(s.oo)) or
@@ -1393,21 +1442,18 @@ cdef int validate_slab(kmem_cache *s, page *pg, uint32_t ON_NODE, uint32_t ON_CP
         snprintf(err, errlen, "%s: slab %p has order %d with %d objects", s.name,
                  start, <int>pg.order, objects)
         return -1
-    nfree = walk_free_objects(s, pg, 0, NULL, &on_page)
+    memset(free_bits, 0, ((<size_t>objects + 63) >> 6) * sizeof(uint64_t))
+    nfree = walk_free_objects(s, pg, free_bits, NULL, NULL, &on_page)
     if nfree < 0:
-        clear_free_objects(s, pg)
         snprintf(err, errlen, "%s: slab %p freelist corrupt", s.name, start)
         return -1
     if kmem_cache_debug(s):
         for i in range(objects):
             if not check_object(s, pg, start + <size_t>i * s.size,
-                                SLUB_RED_INACTIVE if shadow_test(m, start + <size_t>i * s.size)
-                                else SLUB_RED_ACTIVE):
-                clear_free_objects(s, pg)
+                                SLUB_RED_INACTIVE if bit_test(free_bits, i) else SLUB_RED_ACTIVE):
                 snprintf(err, errlen, "%s: object %p: red zone or poison overwritten", s.name,
                          start + <size_t>i * s.size)
                 return -1
-    clear_free_objects(s, pg)
     # page inuse counts the cpu freelist's objects as in use (they are taken
     # from the page): it must equal objects minus the page freelist
     if <int>fc_inuse(w) != objects - on_page:
@@ -1450,9 +1496,8 @@ cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) n
     cdef page *pg
     cdef size_t pfn = 0
     cdef uint32_t ON_NODE, ON_CPU
-    m.epoch += <uint32_t>(m.nr_cpus + 3)
-    ON_NODE = m.epoch + 1
-    ON_CPU = m.epoch + 2      # + cpu
+    ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
+    ON_CPU = ON_NODE + 1      # + cpu
     if validate_lists(s, ON_NODE, ON_CPU, err, errlen) != 0:
         return -1
     while pfn < z.nr_pages:
@@ -1479,9 +1524,8 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     cdef kmem_cache *s
     cdef uint32_t ON_NODE, ON_CPU
     cdef int rc = 0
-    m.epoch += <uint32_t>(m.nr_cpus + 3)
-    ON_NODE = m.epoch + 1
-    ON_CPU = m.epoch + 2
+    ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
+    ON_CPU = ON_NODE + 1
     spin_lock(&m.slab_mutex)
     s = m.slab_caches
     while s != NULL and rc == 0:

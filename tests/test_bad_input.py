@@ -215,6 +215,21 @@ def test_bulk_alloc_exhaustion_loses_nothing():
         m.kmem_cache_free_bulk(c, keep)
 
 
+def test_bulk_free_checks_across_many_slabs(m, c):
+    """Objects of dozens of slabs, in random order (the check's per-slab
+    table grows past its first 16 slots): a duplicate or a free object
+    anywhere is found, and nothing is freed."""
+    arr = m.kmem_cache_alloc_bulk(c, 3000)
+    rng = np.random.default_rng(0)
+    mixed = rng.permutation(arr)
+    assert len({m.virt_to_slab(int(a))[0] for a in mixed[:400]}) > 16
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, np.append(mixed, mixed[5])), errors.DoubleFree)
+    m.kmem_cache_free(c, int(mixed[-1]))
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, mixed), errors.DoubleFree)
+    m.kmem_cache_free_bulk(c, mixed[:-1])
+    m.validate()
+
+
 def test_bad_bulk_arrays(m, c):
     arr = m.kmem_cache_alloc_bulk(c, 10)
     unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, arr.astype(float)), TypeError)
