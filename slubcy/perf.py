@@ -114,15 +114,25 @@ def remote_free(cfg=DEFAULT):
     counters), the slab being vCPU 0's frozen cpu slab) vs fast-path free on
     vCPU 0 of the same number of objects of the same slab.  Ratio: times the
     fast path."""
-    n, rounds = REMOTE_OBJECTS, cfg.free_rounds
+    n = REMOTE_OBJECTS
     with slubcy.Machine(cpus=2, memory=64 << 20, slub_min_objects=n, slub_max_order=6) as m:
         c = m.kmem_cache_create("perf-remote-64", 64)
         assert c.objects_per_slab == n, c
-        bench.free_rounds(c, n, 1, 0, 0)
-        remote, fast = _alternate(lambda: bench.free_rounds(c, n, rounds, 0, 1) / (n * rounds) * 1e9,
-                                  lambda: bench.free_rounds(c, n, rounds, 0, 0) / (n * rounds) * 1e9,
-                                  cfg.repeat)
-        m.validate()
+        return _remote_vs_fast(c, c, cfg)
+
+
+def _remote_vs_fast(remote_cache, fast_cache, cfg):
+    """Per-object ns of freeing on vCPU 1 what vCPU 0 allocated from
+    `remote_cache`, vs freeing on vCPU 0 from `fast_cache`, alternated."""
+    n, rounds = REMOTE_OBJECTS, cfg.free_rounds
+
+    def per_object(c, cpu):
+        return bench.free_rounds(c, n, rounds, 0, cpu) / (n * rounds) * 1e9
+
+    bench.free_rounds(fast_cache, n, 1, 0, 0)
+    remote, fast = _alternate(lambda: per_object(remote_cache, 1), lambda: per_object(fast_cache, 0),
+                              cfg.repeat)
+    remote_cache.machine.validate()
     return Measurement(remote, fast, remote / fast)
 
 
@@ -131,17 +141,11 @@ def remote_free_many_slabs(cfg=DEFAULT):
     a slab), so it also freezes full slabs onto vCPU 1's partial list and
     unfreezes them to the node list (put_cpu_partial, unfreeze_partials,
     discard_slab) — vs the fast-path free of figure 3's big slab."""
-    n, rounds = REMOTE_OBJECTS, cfg.free_rounds
+    n = REMOTE_OBJECTS
     with slubcy.Machine(cpus=2, memory=64 << 20) as m, \
             slubcy.Machine(cpus=1, memory=64 << 20, slub_min_objects=n, slub_max_order=6) as big:
-        c = m.kmem_cache_create("perf-remote-64", 64)
-        b = big.kmem_cache_create("perf-remote-64", 64)
-        bench.free_rounds(b, n, 1, 0, 0)
-        remote, fast = _alternate(lambda: bench.free_rounds(c, n, rounds, 0, 1) / (n * rounds) * 1e9,
-                                  lambda: bench.free_rounds(b, n, rounds, 0, 0) / (n * rounds) * 1e9,
-                                  cfg.repeat)
-        m.validate()
-    return Measurement(remote, fast, remote / fast)
+        return _remote_vs_fast(m.kmem_cache_create("perf-remote-64", 64),
+                               big.kmem_cache_create("perf-remote-64", 64), cfg)
 
 
 # --- 4, 5: the Python API ------------------------------------------------------
