@@ -46,8 +46,13 @@ cdef union page_links:
     list_head lru
     partial_chain pc
 
-# struct page: 56 bytes.  `fc` is the (freelist, counters) pair that SLUB updates
-# with cmpxchg_double; here both fit one 64-bit word (see slub.pxd).
+# struct page: 64 bytes, as on x86-64, and mem_map is cache-line aligned, so
+# each frame's record has a cache line of its own as in the kernel's vmemmap:
+# a compare-and-swap on one slab's `fc` does not evict its neighbours' records
+# (with 56-byte records, two slabs in use on two vCPUs could share a line, and
+# every free's compound_head() read missed).  `fc` is the (freelist, counters)
+# pair that SLUB updates with cmpxchg_double; here both fit one 64-bit word
+# (see slub.pxd).
 cdef struct page:
     page_links u            # lru (node partial/full list, buddy list) or cpu partial chain
     uint64_t fc             # freelist | counters, updated by compare-and-swap only
@@ -59,11 +64,16 @@ cdef struct page:
     uint8_t _pad
     uint32_t mark           # scratch epoch for free-object checks (on_freelist)
     uint32_t _pad2
+    uint64_t _pad3          # to 64 bytes
 
 cdef struct zone:
     char *base              # arena start (page aligned)
     size_t nr_pages
-    page *mem_map
+    page *mem_map           # cache-line aligned (mmap)
+    # ZONE_PADDING: the read-mostly fields above are read by every free
+    # (virt_to_page); the free lists and the lock below are written by
+    # alloc_pages/__free_pages.  As in struct zone, a cache line apart.
+    char _pad_readmostly[64]
     list_head free_area[MAX_ORDER]
     long nr_free[MAX_ORDER]     # free blocks per order
     long nr_alloc[MAX_ORDER]    # allocated blocks per order

@@ -1,7 +1,6 @@
 # cython: language_level=3
 """Buddy page allocator over one mmap'ed arena (mm/page_alloc.c in miniature)."""
 
-
 from libc.string cimport memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 
@@ -41,10 +40,10 @@ cdef int zone_init(zone *z, size_t nbytes) noexcept nogil:
     if mem == MAP_FAILED:
         return -1
     z.base = <char *>mem
-    # mem_map gets a mapping of its own, as the arena does: zero-filled, and
-    # untouched entries cost no memory.  (calloc would not promise that: once
-    # a large block was freed, glibc raises its mmap threshold and serves the
-    # next one from the heap, dirty and resident.)
+    # mem_map gets a mapping of its own, as the arena does: zero-filled, page
+    # (so cache-line) aligned, and untouched entries cost no memory.  (calloc
+    # would promise neither: once a large block was freed, glibc raises its
+    # mmap threshold and serves the next one from the heap, dirty and resident.)
     mem = mmap(NULL, z.nr_pages * sizeof(page), PROT_READ | PROT_WRITE,
                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     if mem == MAP_FAILED:

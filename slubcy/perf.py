@@ -15,6 +15,7 @@ its baseline, so drift on the machine hits both alike.
 import math
 import random
 import statistics
+import threading
 import time
 import timeit
 from dataclasses import dataclass
@@ -195,12 +196,33 @@ def python_api(cfg=DEFAULT):
 
 # --- 6, 7: thread scaling -------------------------------------------------------
 
+def cacheline_transfer_ns(n=200_000, repeat=3):
+    """Median one-way cache-line transfer between two threads (ns): the
+    price of every cross-vCPU free (the slab's struct page, the object), so
+    larson's scaling depends on where the machine places the two threads
+    (measured here: 30-60 ns close, about 175 ns far apart, switching by
+    itself); a thread that cannot run at once shows up as microseconds."""
+    out = []
+    for _ in range(repeat):
+        pp = bench.CachelinePingPong()
+        t = threading.Thread(target=pp.pong, args=(n,))
+        t.start()
+        out.append(pp.ping(n))
+        t.join()
+    return statistics.median(out)
+
+
 def _scaling(workload, cfg):
-    one, two = _alternate(
-        lambda: workloads.run(workload, cpus=1, seconds=cfg.seconds, seed=0).metrics["throughput"],
-        lambda: workloads.run(workload, cpus=2, seconds=cfg.seconds, seed=0).metrics["throughput"],
-        cfg.runs, pick=statistics.median)
-    return Measurement(two / 1e6, one / 1e6, two / one)
+    # both with nr_cpu_ids=2, so the slab geometry (calculate_order) is the same
+    def run(cpus):
+        return workloads.run(workload, cpus=cpus, seconds=cfg.seconds, seed=0,
+                             nr_cpu_ids=2).metrics["throughput"]
+
+    before = cacheline_transfer_ns()
+    one, two = _alternate(lambda: run(1), lambda: run(2), cfg.runs, pick=statistics.median)
+    after = cacheline_transfer_ns()
+    return Measurement(two / 1e6, one / 1e6, two / one,
+                       f"cache-line transfer {before:.0f} ns before, {after:.0f} ns after")
 
 
 def fastpath_scaling(cfg=DEFAULT):

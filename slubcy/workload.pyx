@@ -18,6 +18,7 @@ from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 
 from libc.stdlib cimport realloc
+from libc.string cimport memset
 from libc.stdio cimport snprintf
 from slubcy.page_alloc cimport page, virt_to_head_page
 from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup
@@ -41,6 +42,12 @@ cdef extern from *:
     const uint64_t CANARY_KEY "SLUBCY_CANARY_KEY"
     int fetch_add "slubcy_fetch_add"(int *p, int v) nogil
 
+cdef extern from "stdlib.h" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
+
+cdef enum:
+    LARSON_HANDOVER_BATCH = 8   # larson publishes its hand-overs 8 at a time
+
 cdef extern from "sched.h" nogil:
     int sched_yield()
 
@@ -55,29 +62,56 @@ WORKLOADS = {"fastpath": W_FASTPATH, "batch": W_BATCH, "remote": W_REMOTE, "lars
              "churn": W_CHURN}
 
 
-# A single-producer single-consumer ring of object pointers between vCPUs.
+# A single-producer single-consumer ring of object pointers between vCPUs
+# (the workload's hand-over channel, not part of the allocator).  Each side
+# keeps a private copy of the other side's index and reads the shared one only
+# when its copy says full / empty (Lamport's ring with cached indices, as in
+# FastForward or DPDK's rte_ring), and a producer may publish its head every
+# few pushes: otherwise every hand-over costs several cache-line transfers
+# (head, tail and the slot, each way), which on two cores cost more than the
+# remote free being measured.  Every field group is on its own cache line.
 cdef struct ring:
-    uint64_t head           # written by the producer (release)
+    uint64_t head           # published by the producer (release)
+    char _pad0[56]
+    uint64_t tail           # published by the consumer (release)
     char _pad1[56]
-    uint64_t tail           # written by the consumer (release)
-    char _pad2[56]
-    uint64_t mask
+    uint64_t mask           # read-only while running
     void **slots
-    char _pad3[48]          # 192 bytes: the next ring's head is on its own line
+    uint64_t publish_mask   # publish head when prod & publish_mask == 0
+    char _pad2[40]
+    uint64_t prod           # producer only: next slot to fill (>= head)
+    uint64_t tail_seen      # producer only: last tail read
+    char _pad3[48]
+    uint64_t head_seen      # consumer only: last head read
+    char _pad4[56]
 
 cdef inline bint ring_push(ring *r, void *p) noexcept nogil:
-    cdef uint64_t h = r.head
-    if h - atomic_u64_read(&r.tail) > r.mask:
-        return False
+    """Stage p; published at once, or with the next publish_mask + 1 pushes
+    (and by ring_publish()).  False if the ring is full."""
+    cdef uint64_t h = r.prod
+    if h - r.tail_seen > r.mask:
+        r.tail_seen = atomic_u64_read(&r.tail)
+        if h - r.tail_seen > r.mask:
+            return False
     r.slots[h & r.mask] = p
-    atomic_u64_set(&r.head, h + 1)
+    h += 1
+    r.prod = h
+    if (h & r.publish_mask) == 0:
+        atomic_u64_set(&r.head, h)
     return True
+
+cdef inline void ring_publish(ring *r) noexcept nogil:
+    """Make every staged object visible to the consumer."""
+    if (r.prod & r.publish_mask) != 0:
+        atomic_u64_set(&r.head, r.prod)
 
 cdef inline void *ring_pop(ring *r) noexcept nogil:
     cdef uint64_t t = r.tail
     cdef void *p
-    if t == atomic_u64_read(&r.head):
-        return NULL
+    if t == r.head_seen:
+        r.head_seen = atomic_u64_read(&r.head)
+        if t == r.head_seen:
+            return NULL
     p = r.slots[t & r.mask]
     atomic_u64_set(&r.tail, t + 1)
     return p
@@ -167,6 +201,7 @@ cdef inline bint w_tick(worker *w, long *n) noexcept nogil:
     """After an operation: a quiescent state every QS_INTERVAL; False to stop."""
     n[0] += 1
     if (n[0] & (QS_INTERVAL - 1)) == 0:
+        ring_publish(w.out)
         rcu_quiescent_state(w.sc, w.cpu)
         rcu_softirq(w.sc, w.cpu)
         if atomic_int_read(w.stop):
@@ -232,7 +267,8 @@ cdef void run_remote(worker *w) noexcept nogil:
 
 cdef void run_larson(worker *w, void **slots) noexcept nogil:
     """larson: replace a random slot's object with a new one of a random
-    cache; a share of the old objects is freed by the next vCPU."""
+    cache; a share of the old objects is freed by the next vCPU (handed over
+    through the ring 8 at a time, or at the next quiescent state)."""
     cdef long n = 0, i
     cdef void *p
     while True:
@@ -360,6 +396,7 @@ cdef void worker_main(worker *w) noexcept nogil:
     else:
         run_larson(w, scratch)
     w.seconds = monotonic() - t0
+    ring_publish(w.out)
     # Phase 2: once every worker stopped producing and the controller has
     # sampled the machine, free what others handed over to us.
     fetch_add(w.phase_count, 1)
@@ -425,7 +462,9 @@ cdef class Run:
         self.nworkers = nworkers
         self.caches = <kmem_cache **>calloc(len(caches), sizeof(kmem_cache *))
         self.workers = <worker *>calloc(nworkers, sizeof(worker))
-        self.rings = <ring *>calloc(nworkers, sizeof(ring))
+        self.rings = <ring *>aligned_alloc(64, nworkers * sizeof(ring))
+        if self.rings != NULL:
+            memset(self.rings, 0, nworkers * sizeof(ring))
         if self.caches == NULL or self.workers == NULL or self.rings == NULL:
             raise MemoryError()
         for i, c in enumerate(caches):
@@ -435,7 +474,14 @@ cdef class Run:
                                  "bytes (for the canary)")
         for i in range(nworkers):
             self.rings[i].mask = ring_size - 1
-            self.rings[i].slots = <void **>calloc(ring_size, sizeof(void *))
+            # cache-line aligned: a batch of 8 hand-overs fills exactly one line
+            self.rings[i].slots = <void **>aligned_alloc(
+                64, (<size_t>ring_size * sizeof(void *) + 63) & ~(<size_t>63))
+            # larson hands objects over in small batches (see ring); the
+            # other workloads publish each object at once (churn's timing
+            # against the offline matters)
+            self.rings[i].publish_mask = (min(LARSON_HANDOVER_BATCH, ring_size) - 1
+                                          if kind == "larson" else 0)
             if self.rings[i].slots == NULL:
                 raise MemoryError()
         for i in range(nworkers):

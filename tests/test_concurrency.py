@@ -42,6 +42,22 @@ def test_stress(workers, workload):
         m.validate()
 
 
+@pytest.mark.parametrize("ring_size", [2, 4, 8, 4096])
+def test_larson_handover_batches_reach_the_next_vcpu(ring_size):
+    """larson publishes its hand-overs in batches: with any ring size every
+    handed object is freed by the next vCPU, none is lost or freed twice."""
+    with slubcy.Machine(cpus=2, memory=128 << 20) as m:
+        caches = [m.kmem_cache_create("h64", 64), m.kmem_cache_create("h512", 512)]
+        run = Run(m, "larson", caches, 2, 200_000, slots=128, ring_size=ring_size, seed=3)
+        run.start()
+        per, _ = run.finish()
+        for w in per:
+            assert w["canary_errors"] == 0 and w["lost"] == 0 and w["alloc_failures"] == 0
+            assert w["remote_frees"] > 0
+        assert sum(w["allocs"] for w in per) == sum(w["frees"] for w in per)
+        assert all(n == 0 for n in m.validate().values())
+
+
 def test_two_workers_run_in_parallel_without_the_gil():
     """Both workers make progress at the same time (the ratio itself is a
     benchmark: `make perf`, figure 6)."""
