@@ -79,7 +79,8 @@ def _compare(args):
     print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy")
     print(compare.format_table(summary, names))
     if args.out:
-        print(f"wrote {args.out}/compare_{args.workload}.csv, _summary.csv and .png")
+        print(f"wrote {args.out}/compare_{args.workload}.csv, _summary.csv, _series.csv, "
+              "_offline_us.csv and .png")
     return 0
 
 

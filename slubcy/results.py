@@ -103,4 +103,12 @@ def load_asv(results_dir=".asv/results"):
                 row.update(value=float("nan") if value is None else float(value),
                            ci99_lo=a, ci99_hi=b)
                 rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # a parameter other benchmarks lack would turn its ints into floats
+    params = {n for info in meta.values() if isinstance(info, dict)
+              for n in info.get("param_names", [])}
+    for col in params & set(df.columns):
+        raw = [r[col] for r in rows if col in r]
+        if raw and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
+            df[col] = df[col].astype("Int64")
+    return df
