@@ -43,6 +43,13 @@ static inline int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
 					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+/* Bits of the Python API's per-slab bitmap of objects it handed out. */
+static inline void atomic_u64_or(uint64_t *p, uint64_t v) { __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t atomic_u64_fetch_and(uint64_t *p, uint64_t v)
+{
+	return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL);
+}
+
 static inline void spin_lock_init(int *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELAXED); }
 
 static inline void spin_lock(int *lock)

@@ -15,6 +15,7 @@ import numpy as np
 
 from slubcy.page_alloc cimport atomic_int_set, spin_lock, spin_unlock
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
+                                atomic_long_read,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
                                 PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_large_kmalloc,
                                 slab_word_read)
@@ -369,6 +370,7 @@ cdef class Machine:
             c_free(o)
             o = nxt_o
         self.m.objcgs = NULL
+        py_live_release_all(&self.m)
         zone_release(&self.m.z)
         sched_release(&self.m.sc)
         self.closed = True
@@ -803,6 +805,8 @@ cdef class Machine:
         cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
         cdef void *p = slab_alloc(s, ncpu)
         memcg_slab_post_alloc_hook(s, g, p)
+        if p != NULL:
+            py_live_mark(s, p)
         self._exit(ncpu)
         if s.ctor_exc != NULL:
             raise self._ctor_failed(s, p, ncpu)
@@ -820,6 +824,7 @@ cdef class Machine:
         code = check_objects(s, objs, 1, &bad)
         if code == OBJ_OK:
             pg = virt_to_head_page(&self.m.z, p)
+            py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, p)
             memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p)
             ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
         self._exit(cpu)
@@ -934,6 +939,11 @@ cdef class Machine:
         with nogil:
             code = check_objects(s, objs, n, &bad)
             if code == OBJ_OK:
+                if atomic_long_read(&self.m.nr_py_live) > 0:     # some slab has a bitmap
+                    for i in range(n):
+                        pg = virt_to_head_page(&self.m.z, objs[i])
+                        if pg.py_live != 0:
+                            py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, objs[i])
                 if not self.m.per_memcg_caches:
                     for i in range(n):
                         pg = virt_to_head_page(&self.m.z, objs[i])

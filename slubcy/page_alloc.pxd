@@ -11,6 +11,8 @@ cdef extern from "_atomic.h" nogil:
     uint64_t slab_word_read(uint64_t *p)
     void slab_word_set(uint64_t *p, uint64_t v)
     int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
+    void atomic_u64_or(uint64_t *p, uint64_t v)
+    uint64_t atomic_u64_fetch_and(uint64_t *p, uint64_t v)
     void spin_lock_init(int *lock)
     void spin_lock(int *lock)
     int spin_trylock(int *lock)
@@ -64,7 +66,8 @@ cdef struct page:
     uint8_t _pad
     uint32_t mark           # scratch epoch for free-object checks (on_freelist)
     uint32_t _pad2
-    uint64_t _pad3          # to 64 bytes
+    uint64_t py_live        # a slab's bitmap (uint64_t *) of the objects the Python API
+                            # handed out and has not taken back (slub.pyx), or 0
 
 cdef struct zone:
     char *base              # arena start (page aligned)

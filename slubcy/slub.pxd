@@ -165,6 +165,7 @@ cdef struct slub_machine:
     long nr_offlines
     long nr_dying
     long nr_caches_destroyed
+    long nr_py_live          # slabs with a Python-API bitmap (page.py_live)
     memcg_hook_t memcg_release   # css refcount hit zero: css_free (memcg.pyx)
     cache_hook_t cache_empty     # a dead cache lost its last slab (memcg.pyx)
     # memcg_kmem_cache_wq (4.11): dead caches whose grace period is over wait
@@ -312,6 +313,9 @@ cdef enum:
 
 cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil
 cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil
+cdef void py_live_mark(kmem_cache *s, void *p) noexcept nogil
+cdef void py_live_clear(kmem_cache *s, page *pg, void *p) noexcept nogil
+cdef void py_live_release_all(slub_machine *m) noexcept nogil
 cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
 cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil
 cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil

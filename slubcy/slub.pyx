@@ -20,7 +20,8 @@ from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order
                                 virt_to_head_page, addr_in_arena, PG_slab, PAGE_SIZE, PAGE_SHIFT,
                                 MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
                                 spin_unlock, spin_lock_init, atomic_long_add, atomic_long_read,
-                                atomic_int_read, atomic_int_set)
+                                atomic_int_read, atomic_int_set, atomic_u64_or, atomic_u64_fetch_and)
+from slubcy.sched cimport atomic_u64_read
 
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
@@ -452,6 +453,10 @@ cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
     here).  A dead cache that lost its last slab is reported to the memcg
     code (destroy when empty)."""
     cdef unsigned int order = pg.order
+    if pg.py_live != 0:                 # (all clear: the slab is empty)
+        free(<void *>pg.py_live)
+        pg.py_live = 0
+        atomic_long_add(&s.m.nr_py_live, -1)
     dec_slabs_node(s, fc_objects(pg.fc))
     memcg_uncharge_slab(s, pg)
     pg.flags &= ~PG_slab
@@ -1205,6 +1210,9 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
     cdef uint32_t base
     if n == 1:
         code = classify_object(s, objs[0], &pg)
+        if code == OBJ_OK and py_live_test(s, pg, objs[0]):
+            bad[0] = 0
+            return OBJ_OK               # handed out by the Python API, not taken back
         if code == OBJ_OK and walk_free_objects(<kmem_cache *>pg.slab_cache, pg, NULL, objs[0],
                                                 &hit, NULL) > 0 and hit != NULL:
             code = OBJ_ALREADY_FREE
@@ -1270,6 +1278,65 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
     free(bits)
     free(touched)
     return code
+
+
+# The Python API's record of the objects it handed out: a bitmap per slab
+# (page.py_live), set by kmem_cache_alloc() from Python and cleared by every
+# free from Python, so a single-object free that finds its bit set needs no
+# walk of the freelists.  Departure, and no kernel structure: SLUB's debug
+# free checks (on_freelist) always walk.  A set bit means "live" for sure
+# (only Python frees take back what Python handed out); a clear bit means
+# "walk to know" (objects of bulk calls and of workers have none).
+
+cdef void py_live_mark(kmem_cache *s, void *p) noexcept nogil:
+    """Python handed out `p`: set its bit (the slab's bitmap is made on
+    first use; without memory the bit is just not set)."""
+    cdef page *pg = virt_to_head_page(&s.m.z, p)
+    cdef uint64_t bits = slab_word_read(&pg.py_live)
+    cdef uint32_t idx
+    if bits == 0:
+        bits = <uint64_t><uintptr_t>calloc((<size_t>fc_objects(pg.fc) + 63) >> 6, sizeof(uint64_t))
+        if bits == 0:
+            return
+        if slab_cmpxchg(&pg.py_live, 0, bits):
+            atomic_long_add(&s.m.nr_py_live, 1)
+        else:                           # another thread made it first
+            free(<void *><uintptr_t>bits)
+            bits = slab_word_read(&pg.py_live)
+    idx = obj_to_index(s, slab_offset(s, pg, p))
+    atomic_u64_or(<uint64_t *><uintptr_t>bits + (idx >> 6), <uint64_t>1 << (idx & 63))
+
+
+cdef inline bint py_live_test(kmem_cache *s, page *pg, void *p) noexcept nogil:
+    cdef uint64_t bits = slab_word_read(&pg.py_live)
+    cdef uint32_t idx
+    if bits == 0:
+        return False
+    idx = obj_to_index(s, slab_offset(s, pg, p))
+    return (atomic_u64_read(<uint64_t *><uintptr_t>bits + (idx >> 6)) >> (idx & 63)) & 1
+
+
+cdef void py_live_clear(kmem_cache *s, page *pg, void *p) noexcept nogil:
+    """Before a free from Python (a clear bit is always safe: it only means
+    the next check walks)."""
+    cdef uint64_t bits = slab_word_read(&pg.py_live)
+    cdef uint32_t idx
+    if bits != 0:
+        idx = obj_to_index(s, slab_offset(s, pg, p))
+        atomic_u64_fetch_and(<uint64_t *><uintptr_t>bits + (idx >> 6), ~(<uint64_t>1 << (idx & 63)))
+
+
+cdef void py_live_release_all(slub_machine *m) noexcept nogil:
+    """Machine teardown: free the bitmaps of the slabs still in use."""
+    cdef size_t pfn = 0
+    cdef page *pg
+    while m.nr_py_live > 0 and pfn < m.z.nr_pages:
+        pg = &m.z.mem_map[pfn]
+        if pg.py_live != 0:
+            free(<void *><uintptr_t>pg.py_live)
+            pg.py_live = 0
+            m.nr_py_live -= 1
+        pfn += 1
 
 
 cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil:
@@ -1447,6 +1514,13 @@ cdef int validate_slab(kmem_cache *s, page *pg, uint32_t ON_NODE, uint32_t ON_CP
     if nfree < 0:
         snprintf(err, errlen, "%s: slab %p freelist corrupt", s.name, start)
         return -1
+    if pg.py_live != 0:
+        # what the Python API handed out and took no back must be in use
+        for i in range((objects + 63) >> 6):
+            if (<uint64_t *><uintptr_t>pg.py_live)[i] & free_bits[i]:
+                snprintf(err, errlen, "%s: slab %p: a free object is marked as handed out "
+                         "to Python (py_live)", s.name, start)
+                return -1
     if kmem_cache_debug(s):
         for i in range(objects):
             if not check_object(s, pg, start + <size_t>i * s.size,

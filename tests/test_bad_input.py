@@ -215,6 +215,44 @@ def test_bulk_alloc_exhaustion_loses_nothing():
         m.kmem_cache_free_bulk(c, keep)
 
 
+def test_double_free_whichever_call_allocated_and_freed(m, c):
+    """Single-object allocations are remembered (page.py_live) so their free
+    needs no freelist walk; every other way in and out still ends in a
+    walk, and every double free is caught."""
+    a = m.kmem_cache_alloc(c)
+    m.kmem_cache_free_bulk(c, [a])                  # handed out singly, taken back in bulk
+    unchanged(m, c, lambda: m.kmem_cache_free(c, a), errors.DoubleFree)
+    b = m.kmem_cache_alloc_bulk(c, 3)               # handed out in bulk: no bit
+    m.kmem_cache_free(c, int(b[0]))                 # found live by the walk
+    unchanged(m, c, lambda: m.kmem_cache_free(c, int(b[0])), errors.DoubleFree)
+    m.kmem_cache_free_bulk(c, b[1:])
+    # the same address again, now from the bulk call: the old bit is gone
+    x = m.kmem_cache_alloc(c)
+    m.kmem_cache_free(c, x)
+    again = m.kmem_cache_alloc_bulk(c, 1)
+    assert int(again[0]) == x                       # LIFO: the object just freed
+    m.kmem_cache_free(c, x)
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, again), errors.DoubleFree)
+    m.validate()
+
+
+def test_py_live_bitmaps_go_with_their_slabs():
+    with slubcy.Machine(cpus=1, memory=8 << 20) as m:
+        c = m.kmem_cache_create("x", 256)
+        objs = [m.kmem_cache_alloc(c) for _ in range(200)]
+        m.validate()
+        for a in objs:
+            m.kmem_cache_free(c, a)
+        m.kmem_cache_shrink(c)
+        assert m.page_alloc_info()["pages_used"] == 0
+        d = m.kmem_cache_create("y", 256)           # the same pages, another cache
+        arr = m.kmem_cache_alloc_bulk(d, 200)
+        assert len(set(int(a) for a in arr) & set(objs)) > 0
+        m.validate()                                # no stale "handed out" bit on them
+        m.kmem_cache_free_bulk(d, arr)
+        unchanged(m, d, lambda: m.kmem_cache_free(d, int(arr[0])), errors.DoubleFree)
+
+
 def test_bulk_free_checks_across_many_slabs(m, c):
     """Objects of dozens of slabs, in random order (the check's per-slab
     table grows past its first 16 slots): a duplicate or a free object
