@@ -42,6 +42,10 @@ def _demo(args):
     return 0
 
 
+HZ_HELP = ("kernel-like grace periods: each ends at a scheduling-clock tick of 1/HZ s "
+           "(default: as soon as every vCPU passed a quiescent state, microseconds)")
+
+
 def _run(args):
     from slubcy import workloads
     if args.seconds is None and args.ops is None:
@@ -49,7 +53,8 @@ def _run(args):
     r = workloads.run(args.workload, cpus=args.cpus, ops=args.ops, seconds=args.seconds,
                       seed=args.seed, memory=None if args.memory is None else args.memory << 20,
                       preempt=args.preempt,
-                      progress=None if not args.json else False, policy=args.policy)
+                      progress=None if not args.json else False, policy=args.policy,
+                      hz=args.hz)
     if args.json:
         print(r.to_json())
         return 0
@@ -75,8 +80,9 @@ def _compare(args):
     tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
                                     seed=args.seed, cpus=args.cpus, ops=args.ops,
                                     seconds=args.seconds, out=args.out,
-                                    progress=not args.no_progress)
-    print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy")
+                                    progress=not args.no_progress, hz=args.hz)
+    gp = f", grace periods bound to a {args.hz} Hz tick" if args.hz else ""
+    print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy{gp}")
     print(compare.format_table(summary, names))
     if args.out:
         print(f"wrote {args.out}/compare_{args.workload}.csv, _summary.csv, _series.csv, "
@@ -136,6 +142,7 @@ def main(argv=None):
     run.add_argument("--preempt", metavar="SPEC",
                      help="POINT=PROBABILITY:DURATION[:MODE][,...], e.g. "
                           "slab_free:before_cmpxchg=0.01:50us")
+    run.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     run.add_argument("--json", action="store_true", help="one JSON object with the metrics")
     run.set_defaults(func=_run)
 
@@ -149,6 +156,7 @@ def main(argv=None):
     b2 = cmp_.add_mutually_exclusive_group()
     b2.add_argument("--seconds", type=float, help="per run (default 1)")
     b2.add_argument("--ops", type=int, help="per run")
+    cmp_.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     cmp_.add_argument("--out", default=None, help="directory for the CSV and the plot")
     cmp_.add_argument("--no-progress", action="store_true")
     cmp_.set_defaults(func=_compare)

@@ -267,10 +267,19 @@ cdef class Machine:
 
     `nr_cpu_ids` (possible CPUs, default `cpus`) only sizes slabs, as in the
     kernel's calculate_order().  `seed` and `policy` are kept for workloads.
+
+    Grace periods (synchronize(), the C callbacks of call_rcu) end as soon
+    as every running vCPU has passed a quiescent state, which it reports
+    between operations (QSBR): microseconds.  With `hz`, they also wait for
+    the next scheduling-clock tick of 1/hz s after they started, as the
+    kernel's grace-period machinery runs from the tick -- so a grace period
+    lasts about one to two ticks, as in the kernel, and a policy that waits
+    for one per dead cache (barrier:sync) pays what Linux 4.7 paid.
     """
 
     def __cinit__(self, cpus=1, nr_cpu_ids=None, memory=64 << 20, policy=None, seed=0,
-                  slub_min_objects=0, slub_min_order=0, slub_max_order=3, ipi_timeout=10.0):
+                  slub_min_objects=0, slub_min_order=0, slub_max_order=3, ipi_timeout=10.0,
+                  hz=None):
         self.closed = True          # until the arena exists
         self._caches = []
         self._kmalloc = [None] * (<int>NR_KMALLOC)
@@ -295,6 +304,10 @@ cdef class Machine:
             raise ValueError(f"slub_min_order and slub_max_order must be in 0..{MAX_ORDER - 1}")
         if not 0 <= slub_min_objects <= MAX_OBJS_PER_PAGE:
             raise ValueError(f"slub_min_objects must be in 0..{MAX_OBJS_PER_PAGE}")
+        if hz is not None:
+            as_int(hz, "hz")
+            if not 1 <= hz <= 100_000:
+                raise ValueError(f"hz (scheduling-clock ticks per second) must be in 1..100000, got {hz}")
         self.m.nr_cpus = cpus
         self.m.nr_cpu_ids = nr_cpu_ids
         self.m.slub_min_objects = slub_min_objects
@@ -305,6 +318,9 @@ cdef class Machine:
         self.m.ipi_timeout = ipi_timeout
         if sched_init(&self.m.sc, cpus, <uint64_t>(seed & 0xffffffffffffffff)) != 0:
             raise MemoryError("cannot allocate the vCPUs")
+        self.hz = hz
+        if hz is not None:
+            self.m.sc.tick_ns = 1_000_000_000 // hz
         if zone_init(&self.m.z, memory) != 0:
             sched_release(&self.m.sc)
             raise MemoryError(f"cannot map an arena of {memory} bytes")

@@ -75,6 +75,11 @@ cdef struct rcu_head:
 cdef struct sched:
     int nr_cpus
     vcpu *vcpus
+    long tick_ns            # 0: a grace period ends as soon as every vCPU has passed a
+                            # quiescent state (QSBR); else not before the next tick of
+                            # this length after it started (Machine(hz=...): the kernel's
+                            # grace-period machinery runs from the scheduling-clock tick)
+    uint64_t rcu_gp_tick    # the tick the C callbacks' current grace period started in
     preemption_point points[<int>NR_PREEMPT_POINTS]
     int running_workers
     uint64_t rng            # for preemption points passed off any vCPU
@@ -101,6 +106,7 @@ cdef int kick_all_cpus_sync(sched *sc, double timeout) noexcept nogil
 cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil
 cdef double monotonic() noexcept nogil
+cdef uint64_t rcu_jiffies(sched *sc) noexcept nogil
 cdef void call_rcu(sched *sc, rcu_head *head, void (*func)(rcu_head *) noexcept nogil) noexcept nogil
 cdef rcu_head *rcu_take_pending(sched *sc) noexcept nogil
 cdef long rcu_run_batch(sched *sc, rcu_head *batch) noexcept nogil

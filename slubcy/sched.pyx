@@ -104,6 +104,15 @@ cdef void pause_for(sched *sc, int cpu, long ns, int mode) noexcept nogil:
             cpu_relax()
 
 
+cdef uint64_t rcu_jiffies(sched *sc) noexcept nogil:
+    """The current tick (monotonic time / tick_ns); 0 without a tick."""
+    cdef timespec ts
+    if sc.tick_ns == 0:
+        return 0
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return (<uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec) // <uint64_t>sc.tick_ns
+
+
 cdef inline void backoff(int *spins) noexcept nogil:
     """Wait a little: spin first, then yield, then sleep 50 us."""
     cdef timespec ts
@@ -263,6 +272,7 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
     cdef int *wait = <int *>calloc(sc.nr_cpus, sizeof(int))
     cdef int pending = 0
     cdef bint ok = False
+    cdef uint64_t start_tick = rcu_jiffies(sc)
     if snap == NULL or wait == NULL:
         free(snap)
         free(wait)
@@ -283,8 +293,10 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
         if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
             handle_ipi(sc, this_cpu)
         if not pending:
-            # and readers on no vCPU (the caller is not one of them)
-            if other_ext_readers(sc) <= 0:
+            # and readers on no vCPU (the caller is not one of them); with a
+            # tick, the grace period ends at a tick after it started (the
+            # kernel's rcu_gp_kthread is driven by jiffies)
+            if other_ext_readers(sc) <= 0 and (sc.tick_ns == 0 or rcu_jiffies(sc) > start_tick):
                 ok = True
                 break
             if monotonic() > deadline:
@@ -395,6 +407,7 @@ cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
         sc.rcu_cur = rcu_take_pending(sc)
         if sc.rcu_cur != NULL:
             smp_mb()
+            sc.rcu_gp_tick = rcu_jiffies(sc)
             for cpu in range(sc.nr_cpus):
                 # the caller is between operations: it is quiescent already
                 sc.rcu_wait[cpu] = cpu != this_cpu and atomic_int_read(&sc.vcpus[cpu].online)
@@ -409,7 +422,8 @@ cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
             else:
                 waiting += 1
     smp_mb()
-    if waiting or other_ext_readers(sc) > 0:
+    if waiting or other_ext_readers(sc) > 0 or \
+            (sc.tick_ns != 0 and rcu_jiffies(sc) <= sc.rcu_gp_tick):
         atomic_int_set(&sc.rcu_busy, 0)
         return 0
     batch = sc.rcu_cur

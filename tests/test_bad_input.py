@@ -333,6 +333,8 @@ def test_bad_machine_arguments():
     for kw, exc in [({"cpus": 0}, ValueError), ({"cpus": 2, "nr_cpu_ids": 1}, ValueError),
                     ({"memory": 1000}, ValueError), ({"memory": (1 << 20) + 1}, ValueError),
                     ({"memory": 64 << 30}, ValueError), ({"slub_max_order": 11}, ValueError),
-                    ({"slub_min_order": -1}, ValueError), ({"cpus": "2"}, TypeError)]:
+                    ({"slub_min_order": -1}, ValueError), ({"cpus": "2"}, TypeError),
+                    ({"hz": 0}, ValueError), ({"hz": 1 << 20}, ValueError), ({"hz": 250.0}, TypeError),
+                    ({"hz": True}, TypeError)]:
         with pytest.raises(exc):
             slubcy.Machine(**kw)

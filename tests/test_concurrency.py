@@ -58,6 +58,41 @@ def test_larson_handover_batches_reach_the_next_vcpu(ring_size):
         assert all(n == 0 for n in m.validate().values())
 
 
+def test_grace_periods_end_at_a_tick_with_hz():
+    """Machine(hz=...): a grace period ends only at a scheduling-clock tick
+    after it began (a lower bound, so load cannot make it fail), while the
+    vCPUs keep running; without hz it needs no tick."""
+    tick = 1 / 50
+    with slubcy.Machine(cpus=3, hz=50) as m:            # vCPU 2 stays idle
+        assert m.hz == 50
+        c = m.kmem_cache_create("gp", 64)
+        run = Run(m, "fastpath", [c], 2, -1)
+        run.start()
+        try:
+            for _ in range(5):
+                t0 = time.monotonic()
+                m.synchronize(timeout=5)
+                t1 = time.monotonic()
+                assert int(t1 // tick) > int(t0 // tick)
+        finally:
+            run.request_stop()
+            run.finish()
+    with slubcy.Machine(cpus=1) as m:
+        assert m.hz is None
+        t0 = time.monotonic()
+        for _ in range(100):
+            m.synchronize(timeout=5)                   # every vCPU idle: at once
+        assert time.monotonic() - t0 < 100 * tick
+
+
+@pytest.mark.parametrize("policy", ["barrier", "barrier:sync", "reparent"])
+def test_policies_work_with_tick_bound_grace_periods(policy):
+    r = workloads.run("churn", cpus=2, seconds=0.3, policy=policy, hz=1000)
+    assert r.metrics["offlines"] > 20 and r.metrics["leaked_caches"] == 0
+    if policy == "barrier:sync":            # five grace periods per offline, each ends at a tick
+        assert r.metrics["offline_p50_us"] >= 1000
+
+
 def test_two_workers_run_in_parallel_without_the_gil():
     """Both workers make progress at the same time (the ratio itself is a
     benchmark: `make perf`, figure 6)."""
