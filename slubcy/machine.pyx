@@ -9,6 +9,7 @@ cimport cython
 from cpython.ref cimport PyObject, Py_XDECREF
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.string cimport memcpy
+from libc.stdio cimport snprintf
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 cimport numpy as cnp
 import numpy as np
@@ -28,7 +29,7 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_read_unlock_ext)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, memcg_init, dead_cache_counts,
-                           kmemcg_deactivate_workfn)
+                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop)
 from libc.stdlib cimport free as c_free
 from slubcy import errors
 from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError,
@@ -197,18 +198,24 @@ cdef class MemCgroup:
         children's dead caches included), destroyed ones gone."""
         cdef mem_cgroup *g = self.live()
         cdef kmem_cache_t *s
-        out = []
+        cdef sched *sc = &self.machine.m.sc
         if g == NULL:
-            return out
-        spin_lock(&self.machine.m.slab_mutex)     # (wrapped under it: none is freed meanwhile)
+            return []
+        ptrs = []
+        # a read-side section keeps every cache listed allocated until it is
+        # wrapped (destroyed ones are freed after a grace period); no Python
+        # runs under the spinlock
+        rcu_read_lock_ext(sc)
         try:
+            spin_lock(&self.machine.m.slab_mutex)
             s = g.caches
             while s != NULL:
-                out.append(self.machine._wrap_child(s))
+                ptrs.append(<uintptr_t>s)
                 s = s.memcg_next
-        finally:
             spin_unlock(&self.machine.m.slab_mutex)
-        return out
+            return [self.machine._wrap_child(<kmem_cache_t *><uintptr_t>p) for p in ptrs]
+        finally:
+            rcu_read_unlock_ext(sc)
 
     @property
     def nr_bytes(self):
@@ -308,6 +315,9 @@ cdef class Machine:
             as_int(hz, "hz")
             if not 1 <= hz <= 100_000:
                 raise ValueError(f"hz (scheduling-clock ticks per second) must be in 1..100000, got {hz}")
+            if 0 <= ipi_timeout < 2.0 / hz:
+                raise ValueError(f"ipi_timeout {ipi_timeout} s is shorter than two ticks at hz={hz}: "
+                                 "every grace period would time out")
         self.m.nr_cpus = cpus
         self.m.nr_cpu_ids = nr_cpu_ids
         self.m.slub_min_objects = slub_min_objects
@@ -361,6 +371,7 @@ cdef class Machine:
             rcu_run_batch(&self.m.sc, self.m.sc.rcu_cur)
             self.m.sc.rcu_cur = NULL
             rcu_run_batch(&self.m.sc, rcu_take_pending(&self.m.sc))
+        kmemcg_deactivate_drop(&self.m)
         # objcg vectors hang off slab pages
         if not self.m.per_memcg_caches and self.m.z.mem_map != NULL:
             for pfn in range(self.m.z.nr_pages):
@@ -792,6 +803,8 @@ cdef class Machine:
     # -- allocation --------------------------------------------------------
 
     cdef object _ctor_failed(self, kmem_cache_t *s, void *p, int cpu):
+        """The constructor raised: free `p` (the caller still runs vCPU
+        `cpu`) and return the error to raise."""
         exc = <object>s.ctor_exc
         Py_XDECREF(<PyObject *>s.ctor_exc)
         s.ctor_exc = NULL
@@ -821,11 +834,15 @@ cdef class Machine:
         cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
         cdef void *p = slab_alloc(s, ncpu)
         memcg_slab_post_alloc_hook(s, g, p)
-        if p != NULL:
-            py_live_mark(s, p)
-        self._exit(ncpu)
         if s.ctor_exc != NULL:
-            raise self._ctor_failed(s, p, ncpu)
+            try:
+                err = self._ctor_failed(s, p, ncpu)
+            finally:
+                self._exit(ncpu)
+            raise err
+        if p != NULL:
+            py_live_mark(s, p)          # handed out: its free needs no walk
+        self._exit(ncpu)
         if p == NULL:
             raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory (arena exhausted)")
         return <uintptr_t>p
@@ -845,6 +862,8 @@ cdef class Machine:
             ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
         self._exit(cpu)
         if code != OBJ_OK:
+            if code < 0:
+                raise MemoryError("no memory for the free checks")
             exc, why = _FREE_ERRORS[code]
             raise exc(f"{s.name.decode()}: free of {<uintptr_t>p:#x}: the address {why}")
         if not ok:
@@ -967,6 +986,8 @@ cdef class Machine:
                 refused = kmem_cache_free_bulk(s, n, objs, ncpu)
         self._exit(ncpu)
         if code != OBJ_OK:
+            if code < 0:
+                raise MemoryError("no memory for the free checks")
             exc, why = _FREE_ERRORS[code]
             raise exc(f"{s.name.decode()}: free_bulk: addrs[{bad}] = {v[bad]:#x} {why}; nothing freed")
         if refused:
@@ -1076,22 +1097,26 @@ cdef class Machine:
         cdef mem_cgroup *g
         cdef kmem_cache_t *s
         cdef kmem_cache_t *prev
-        bad = None
-        spin_lock(&self.m.slab_mutex)
-        g = self.m.memcgs
-        while g != NULL and bad is None:
-            prev = NULL
-            s = g.caches
-            while s != NULL:
-                if s.memcg_prev != prev or s.memcg != g or s.destroyed:
-                    bad = (g.name.decode(), s.name.decode())
-                    break
-                prev = s
-                s = s.memcg_next
-            g = g.next
-        spin_unlock(&self.m.slab_mutex)
-        if bad is not None:
-            raise SlabCorruption(f"memcg {bad[0]}: child cache list broken at {bad[1]}")
+        cdef char where[200]
+        cdef bint bad = False
+        with nogil:
+            spin_lock(&self.m.slab_mutex)
+            g = self.m.memcgs
+            while g != NULL and not bad:
+                prev = NULL
+                s = g.caches
+                while s != NULL:
+                    if s.memcg_prev != prev or s.memcg != g or s.destroyed:
+                        snprintf(where, sizeof(where), "memcg %s: child cache list broken at %s",
+                                 g.name, s.name)
+                        bad = True
+                        break
+                    prev = s
+                    s = s.memcg_next
+                g = g.next
+            spin_unlock(&self.m.slab_mutex)
+        if bad:
+            raise SlabCorruption(where.decode(errors="replace"))
 
     cdef _validate_zone(self):
         cdef zone *z = &self.m.z

@@ -21,4 +21,5 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil
 # policy that uses it sets needs_rcu (policies/base.pyx)
 cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil
 cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil
+cdef void kmemcg_deactivate_drop(slub_machine *m) noexcept nogil
 cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil

@@ -380,12 +380,38 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
     while batch != NULL:                # (out of memory: each shrink flushes by itself)
         nxt = batch.next
         __kmem_cache_shrink(batch.s, False)
-        atomic_long_add(&batch.s.shrink_pending, -1)
-        memcg_cache_empty(m, batch.s)
+        kmemcg_shrink_done(m, batch.s)
         free(batch)
         batch = nxt
     atomic_long_add(&m.deact_done, n)
     return n
+
+
+cdef void kmemcg_shrink_done(slub_machine *m, kmem_cache *s) noexcept nogil:
+    """The deferred shrink of `s` is over: it no longer keeps `s` alive.  The
+    count drops under slab_mutex, with the destroy attempt, so no other path
+    can destroy (and an RCU batch free) `s` between the two: this thread is
+    on no vCPU and holds no read-side section."""
+    cdef mem_cgroup *memcg
+    cdef bint put
+    spin_lock(&m.slab_mutex)
+    atomic_long_add(&s.shrink_pending, -1)
+    memcg = s.memcg
+    put = memcg_try_destroy_cache(m, s)
+    spin_unlock(&m.slab_mutex)
+    if put:
+        css_put_many(m, memcg, 1)
+
+
+cdef void kmemcg_deactivate_drop(slub_machine *m) noexcept nogil:
+    """Machine teardown: forget the queued deferred shrinks."""
+    cdef deferred_shrink *d = <deferred_shrink *>m.deact_list
+    cdef deferred_shrink *nxt
+    m.deact_list = NULL
+    while d != NULL:
+        nxt = d.next
+        free(d)
+        d = nxt
 
 
 cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
@@ -399,7 +425,15 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
     if d == NULL:
         return -1
     d.s = s
+    # under slab_mutex: a reparented dead cache on the list being offlined
+    # may have been destroyed since the caller listed it (it then needs none)
+    spin_lock(&s.m.slab_mutex)
+    if s.destroyed:
+        spin_unlock(&s.m.slab_mutex)
+        free(d)
+        return 0
     atomic_long_add(&s.shrink_pending, 1)
+    spin_unlock(&s.m.slab_mutex)
     atomic_long_add(&s.m.deact_queued, 1)
     call_rcu(&s.m.sc, &d.head, kmemcg_deactivate_rcufn)
     return 0

@@ -149,6 +149,7 @@ cdef struct slub_machine:
     int slub_min_order
     int slub_max_order
     uint32_t epoch           # last page.mark handed out (mark_range) by the free checks and validate
+    int check_lock           # one user of page.mark at a time (Python threads may race)
     # kernel behaviours a dead-cache policy selects (memcg.pyx, policies/)
     int per_memcg_caches     # 1: a child cache per memcg (3.16 .. 5.8); 0: objcg (5.9)
     int pages_pin_memcg      # 1: each charged slab page pins its memcg (until 5.2)

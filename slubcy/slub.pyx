@@ -1088,7 +1088,8 @@ cdef uint32_t mark_range(slub_machine *m, uint32_t span) noexcept nogil:
     cdef uint32_t top = <uint32_t>0xffffffffU
     if m.epoch > top - span - 1:
         for pfn in range(m.z.nr_pages):
-            m.z.mem_map[pfn].mark = 0
+            if m.z.mem_map[pfn].mark != 0:      # (reading keeps untouched entries unmapped)
+                m.z.mem_map[pfn].mark = 0
         m.epoch = 0
     m.epoch += 1
     cdef uint32_t first = m.epoch
@@ -1197,17 +1198,9 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
     table is its page.mark, from mark_range()), then each such slab's
     freelists are walked once against it.  -1 if out of memory."""
     cdef slub_machine *m = s.m
-    cdef size_t i, j, ntouched = 0, wps, cap
     cdef page *pg = NULL
-    cdef page **touched
-    cdef page **grown
-    cdef uint64_t *bits
-    cdef uint64_t *more = NULL
-    cdef char *start = NULL
-    cdef uint64_t off, size = 0
     cdef void *hit = NULL
     cdef int code = OBJ_OK
-    cdef uint32_t base
     if n == 1:
         code = classify_object(s, objs[0], &pg)
         if code == OBJ_OK and py_live_test(s, pg, objs[0]):
@@ -1220,6 +1213,25 @@ cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexce
         return code
     if n == 0:
         return OBJ_OK
+    spin_lock(&m.check_lock)            # page.mark tags are this call's until it returns
+    code = __check_objects(s, objs, n, bad)
+    spin_unlock(&m.check_lock)
+    return code
+
+
+cdef int __check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil:
+    cdef slub_machine *m = s.m
+    cdef size_t i, j, ntouched = 0, wps, cap
+    cdef page *pg = NULL
+    cdef page **touched
+    cdef page **grown
+    cdef uint64_t *bits
+    cdef uint64_t *more = NULL
+    cdef char *start = NULL
+    cdef uint64_t off, size = 0
+    cdef void *hit = NULL
+    cdef int code = OBJ_OK
+    cdef uint32_t base
     wps = (<size_t>oo_objects(s.oo) + 63) >> 6      # every slab of s (or a child) fits
     cap = 16 if n > 16 else n
     touched = <page **>malloc(cap * sizeof(page *))
@@ -1570,19 +1582,20 @@ cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) n
     cdef page *pg
     cdef size_t pfn = 0
     cdef uint32_t ON_NODE, ON_CPU
+    cdef int rc = 0
+    spin_lock(&m.check_lock)
     ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
     ON_CPU = ON_NODE + 1      # + cpu
-    if validate_lists(s, ON_NODE, ON_CPU, err, errlen) != 0:
-        return -1
-    while pfn < z.nr_pages:
+    rc = validate_lists(s, ON_NODE, ON_CPU, err, errlen)
+    while pfn < z.nr_pages and rc == 0:
         pg = &z.mem_map[pfn]
         if not (pg.flags & PG_slab) or pg.slab_cache != <void *>s:
             pfn += 1
             continue
         pfn += <size_t>1 << pg.order
-        if validate_slab(s, pg, ON_NODE, ON_CPU, err, errlen) != 0:
-            return -1
-    if validate_counts(s, err, errlen) != 0:
+        rc = validate_slab(s, pg, ON_NODE, ON_CPU, err, errlen)
+    spin_unlock(&m.check_lock)
+    if rc != 0 or validate_counts(s, err, errlen) != 0:
         return -1
     if in_use != NULL:
         in_use[0] = s.v_used
@@ -1598,6 +1611,7 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     cdef kmem_cache *s
     cdef uint32_t ON_NODE, ON_CPU
     cdef int rc = 0
+    spin_lock(&m.check_lock)
     ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
     ON_CPU = ON_NODE + 1
     spin_lock(&m.slab_mutex)
@@ -1617,4 +1631,5 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
         rc = validate_counts(s, err, errlen)
         s = s.next
     spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.check_lock)
     return rc

@@ -297,6 +297,37 @@ def test_ctor_that_raises(m):
     assert m.validate()["ctor"] == 0
 
 
+def test_ctor_error_left_by_a_worker_loses_nothing():
+    """A worker's slab constructor raised (its error stays for the next
+    Python call): the Python allocation that reports it frees its object,
+    which must then count as free -- not as handed out -- so no later free
+    of it is accepted."""
+    from slubcy.workload import Run
+    calls = [0]
+
+    def ctor(addr):
+        calls[0] += 1
+        if calls[0] > 200:
+            raise RuntimeError("boom")
+    with slubcy.Machine(cpus=1) as m:
+        c = m.kmem_cache_create("x", 64, ctor=ctor)
+        run = Run(m, "batch", [c], 1, 2000, batch=256)
+        run.start()
+        run.finish()
+        with pytest.raises(errors.CtorError):
+            m.kmem_cache_alloc(c)
+        m.validate()                    # no free object marked as handed out
+        slabs = {m.virt_to_slab(a)[0] for a in m.kmem_cache_alloc_bulk(c, 1)}
+        for sl in slabs:
+            for i in range(c.objects_per_slab):
+                addr = sl + i * c.size
+                try:
+                    m.kmem_cache_free(c, addr)
+                except errors.DoubleFree:
+                    pass
+        m.validate()
+
+
 def test_read_write_bounds(m, c):
     a = m.kmem_cache_alloc(c)
     m.write(a, b"x" * c.object_size)
@@ -335,6 +366,6 @@ def test_bad_machine_arguments():
                     ({"memory": 64 << 30}, ValueError), ({"slub_max_order": 11}, ValueError),
                     ({"slub_min_order": -1}, ValueError), ({"cpus": "2"}, TypeError),
                     ({"hz": 0}, ValueError), ({"hz": 1 << 20}, ValueError), ({"hz": 250.0}, TypeError),
-                    ({"hz": True}, TypeError)]:
+                    ({"hz": True}, TypeError), ({"hz": 10, "ipi_timeout": 0.1}, ValueError)]:
         with pytest.raises(exc):
             slubcy.Machine(**kw)
