@@ -126,6 +126,40 @@ fig.tight_layout()
 fig.savefig(RESULTS / "policy_offline_latency.png", dpi=90)
 runs.wide().groupby("policy", sort=False)[["offline_p50_us", "offline_p99_us"]].mean()'''),
     new_markdown_cell("""\
+## Why Linux 4.11 deferred the barrier: kernel-like grace periods
+
+With the default QSBR grace periods (a busy vCPU reports a quiescent state every 64
+operations) a `synchronize_sched()` lasts microseconds, so `barrier:sync` looks cheap.
+In the kernel a grace period ends at a scheduling-clock tick, a millisecond or more
+(bugzilla 190841: `rmdir` blocked in `synchronize_sched()` per cache). `Machine(hz=1000)`
+binds grace periods to such a tick: here both barriers run a short `churn` each way."""),
+    new_code_cell('''\
+from slubcy import workloads
+
+rows, lat = [], {}
+for hz in (None, 1000):
+    for policy in ("barrier:sync", "barrier"):
+        r = workloads.run("churn", cpus=2, seconds=FRESH_SECONDS, seed=0, policy=policy, hz=hz)
+        label = f"{policy}, {'QSBR' if hz is None else f'HZ={hz}'}"
+        lat[label] = r.offline_us
+        rows.append({"grace periods": "QSBR" if hz is None else f"HZ={hz}", "policy": policy,
+                     "offlines/s": r.metrics["offlines"] / r.metrics["seconds"],
+                     "offline p50 us": r.metrics["offline_p50_us"],
+                     "offline p99 us": r.metrics["offline_p99_us"],
+                     "retained pages": r.metrics["retained_pages"]})
+gp = pd.DataFrame(rows)
+fig, ax = plt.subplots(figsize=(8, 4.5))
+for label, values in lat.items():
+    if values:
+        v = np.sort(values)
+        ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=label)
+ax.set(xscale="log", xlabel="offline latency (us)", ylabel="fraction of offlines",
+       title="memcg_offline() latency: sync vs async barrier, by grace-period model")
+ax.legend()
+fig.tight_layout()
+fig.savefig(RESULTS / "grace_period_models.png", dpi=90)
+gp'''),
+    new_markdown_cell("""\
 ## asv results
 
 `make bench` records the asv suites (`benchmarks/bench_*.py`) for the current commit;

@@ -97,7 +97,9 @@ def test_notebook_executes(path, tmp_path, asv_results, monkeypatch):
               if o.output_type == "error"]
     assert not errors
     assert results.has_compare(tmp_path)
-    assert list(tmp_path.glob("*.png"))
+    for fig in ("policy_throughput_leaks", "policy_retained_over_time", "policy_offline_latency",
+                "grace_period_models"):
+        assert (tmp_path / f"{fig}.png").stat().st_size > 10_000, fig
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []) if o.output_type == "stream")
     assert "no comparison in" in text and "policies: keep, naive" in text
