@@ -357,6 +357,7 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
     cdef deferred_shrink *batch = NULL
     cdef kmem_cache **caches
     cdef long i, n = 0
+    cdef int rc
     spin_lock(&m.deact_lock)
     d = <deferred_shrink *>m.deact_list
     m.deact_list = NULL
@@ -375,8 +376,20 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
         for i in range(n):
             caches[i] = d.s
             d = d.next
-        flush_all_caches(m, caches, <int>n)
+        rc = flush_all_caches(m, caches, <int>n)
         free(caches)
+        if rc != 0:
+            # a vCPU did not answer in time (held at a preemption point, say):
+            # requeue the batch for the next pass rather than wait out one
+            # timeout per cache in the shrinks' own flushes
+            while batch != NULL:
+                nxt = batch.next
+                spin_lock(&m.deact_lock)
+                batch.next = <deferred_shrink *>m.deact_list
+                m.deact_list = batch
+                spin_unlock(&m.deact_lock)
+                batch = nxt
+            return 0
     while batch != NULL:                # (out of memory: each shrink flushes by itself)
         nxt = batch.next
         __kmem_cache_shrink(batch.s, False)
