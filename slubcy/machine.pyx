@@ -30,7 +30,7 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, memcg_init, dead_cache_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop)
-from libc.stdlib cimport free as c_free
+from libc.stdlib cimport free as c_free, realloc
 from slubcy import errors
 from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError,
                            DoubleFree, InvalidAccess, InvalidCPU, MachineBusy, MachineClosed,
@@ -201,20 +201,35 @@ cdef class MemCgroup:
         cdef sched *sc = &self.machine.m.sc
         if g == NULL:
             return []
-        ptrs = []
+        cdef kmem_cache_t **ptrs = NULL
+        cdef kmem_cache_t **grown
+        cdef size_t n = 0, cap = 0, i
+        cdef bint nomem = False
         # a read-side section keeps every cache listed allocated until it is
         # wrapped (destroyed ones are freed after a grace period); no Python
         # runs under the spinlock
         rcu_read_lock_ext(sc)
         try:
-            spin_lock(&self.machine.m.slab_mutex)
-            s = g.caches
-            while s != NULL:
-                ptrs.append(<uintptr_t>s)
-                s = s.memcg_next
-            spin_unlock(&self.machine.m.slab_mutex)
-            return [self.machine._wrap_child(<kmem_cache_t *><uintptr_t>p) for p in ptrs]
+            with nogil:
+                spin_lock(&self.machine.m.slab_mutex)
+                s = g.caches
+                while s != NULL:
+                    if n == cap:
+                        cap = cap * 2 + 16
+                        grown = <kmem_cache_t **>realloc(ptrs, cap * sizeof(kmem_cache_t *))
+                        if grown == NULL:
+                            nomem = True
+                            break
+                        ptrs = grown
+                    ptrs[n] = s
+                    n += 1
+                    s = s.memcg_next
+                spin_unlock(&self.machine.m.slab_mutex)
+            if nomem:
+                raise MemoryError()
+            return [self.machine._wrap_child(ptrs[i]) for i in range(n)]
         finally:
+            c_free(ptrs)
             rcu_read_unlock_ext(sc)
 
     @property
@@ -809,6 +824,7 @@ cdef class Machine:
         Py_XDECREF(<PyObject *>s.ctor_exc)
         s.ctor_exc = NULL
         if p != NULL:
+            memcg_slab_free_hook(s, virt_to_head_page(&self.m.z, p), p)   # (objcg charge)
             slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
         return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
 
