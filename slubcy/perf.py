@@ -310,14 +310,12 @@ def record_ops(nops, seed=0, lifo=0.8, remote=0.1, ncaches=len(REPLAY_CACHES),
     return np.array(ops, dtype=np.int32).reshape(-1, 4), max(len(owner), 1)
 
 
-def replay_model(ops, nslots):
-    """Replay through the pure-Python reference model: (seconds, live
-    objects, RefMachine, its caches)."""
-    ref = model.RefMachine(cpus=REPLAY_CPUS, nr_cpu_ids=REPLAY_CPUS)
-    caches = [ref.kmem_cache_create(name, size, flags=flags) for name, size, flags in REPLAY_CACHES]
+def _replay_calls(target, caches, ops, nslots):
+    """Seconds to replay `ops` through `target`'s kmem_cache_alloc / _free /
+    _shrink, one Python call per op (the reference model, or the Python API)."""
     slots = [None] * nslots
     rows = ops.tolist()
-    alloc, free, shrink = ref.kmem_cache_alloc, ref.kmem_cache_free, ref.kmem_cache_shrink
+    alloc, free, shrink = target.kmem_cache_alloc, target.kmem_cache_free, target.kmem_cache_shrink
     ALLOC, FREE = bench.OP_ALLOC, bench.OP_FREE
     t0 = time.perf_counter()
     for op, ci, cpu, slot in rows:
@@ -327,7 +325,15 @@ def replay_model(ops, nslots):
             free(caches[ci], slots[slot], cpu)
         else:
             shrink(caches[ci])
-    t = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def replay_model(ops, nslots):
+    """Replay through the pure-Python reference model: (seconds, live
+    objects, RefMachine, its caches)."""
+    ref = model.RefMachine(cpus=REPLAY_CPUS, nr_cpu_ids=REPLAY_CPUS)
+    caches = [ref.kmem_cache_create(name, size, flags=flags) for name, size, flags in REPLAY_CACHES]
+    t = _replay_calls(ref, caches, ops, nslots)
     return t, sum(len(c.live) for c in caches), ref, caches
 
 
@@ -349,19 +355,7 @@ def replay_python_api(ops, nslots):
     """Replay through the Python API (one checked call per op): seconds."""
     m, caches = _core_machine()
     with m:
-        slots = [0] * nslots
-        alloc, free, shrink = m.kmem_cache_alloc, m.kmem_cache_free, m.kmem_cache_shrink
-        rows = ops.tolist()
-        ALLOC, FREE = bench.OP_ALLOC, bench.OP_FREE
-        t0 = time.perf_counter()
-        for op, ci, cpu, slot in rows:
-            if op == ALLOC:
-                slots[slot] = alloc(caches[ci], cpu)
-            elif op == FREE:
-                free(caches[ci], slots[slot], cpu)
-            else:
-                shrink(caches[ci])
-        return time.perf_counter() - t0
+        return _replay_calls(m, caches, ops, nslots)
 
 
 def core_vs_model(cfg=DEFAULT, lifo=0.8, remote=0.1):
