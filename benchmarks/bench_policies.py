@@ -14,7 +14,7 @@ import math
 import slubcy
 from slubcy import workloads
 
-from .common import POLICIES, VCPUS, churn_caches, seconds
+from .common import POLICIES, VCPUS, seconds
 
 
 def _value(x):
@@ -69,7 +69,7 @@ class Offline:
 
     def setup(self, policy):
         self.m = slubcy.Machine(cpus=2, memory=128 << 20, policy=policy)
-        self.caches = churn_caches(self.m)
+        self.caches = workloads.workload_caches(self.m, "churn")
         self.memcg = self.m.memcg_create("job")
         for c in self.caches:
             objs = self.m.kmem_cache_alloc_bulk(c, self.per_cache, memcg=self.memcg)

@@ -6,9 +6,6 @@ SLUBCY_ASV_SECONDS shortens or lengthens the timed workload runs (default
 """
 import os
 
-import slubcy
-from slubcy.workloads import CHURN_CACHES
-
 # every registered policy, with barrier's synchronous variant beside its default (async)
 POLICIES = ["keep", "naive", "barrier", "barrier:sync", "reparent", "reap", "objcg"]
 VCPUS = [1, 2]
@@ -17,8 +14,3 @@ VCPUS = [1, 2]
 def seconds():
     return float(os.environ.get("SLUBCY_ASV_SECONDS", "0.5"))
 
-
-def churn_caches(machine):
-    """The churn workload's accounted caches on `machine`."""
-    return [machine.kmem_cache_create(name, size, flags=flags)
-            for name, size, flags in CHURN_CACHES]

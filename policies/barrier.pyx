@@ -27,7 +27,7 @@ cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcep
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0, mode = <int><long>data, before = m.ipi_timeouts
     memcg_offline_begin(m, memcg)
-    n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)
         preempt_point(&m.sc, PP_OFFLINE_AFTER_MARK_DEAD, smp_processor_id())

@@ -13,7 +13,7 @@ cdef int keep_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept n
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0, before = m.ipi_timeouts
     memcg_offline_begin(m, memcg)
-    n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         __kmem_cache_shrink(caches[i], False)      # kmem_cache_shrink()
     memcg_offline_end(m, memcg)

@@ -16,7 +16,7 @@ cdef int naive_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept 
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, before = m.ipi_timeouts
     memcg_offline_begin(m, memcg)
-    n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], True)
     preempt_point(&m.sc, PP_OFFLINE_AFTER_MARK_DEAD, smp_processor_id())

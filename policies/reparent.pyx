@@ -15,7 +15,7 @@ cdef int reparent_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexce
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0
     memcg_offline_begin(m, memcg)
-    n = memcg_caches(memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)      # __kmemcg_cache_deactivate
         if kmem_cache_shrink_after_gp(caches[i]) != 0:

@@ -29,7 +29,7 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_read_unlock_ext)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, memcg_init, dead_cache_counts,
-                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop)
+                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches)
 from libc.stdlib cimport free as c_free, realloc
 from slubcy import errors
 from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError,
@@ -203,30 +203,21 @@ cdef class MemCgroup:
             return []
         cdef kmem_cache_t **ptrs = NULL
         cdef kmem_cache_t **grown
-        cdef size_t n = 0, cap = 0, i
-        cdef bint nomem = False
+        cdef int n = 0, cap = 16, i
         # a read-side section keeps every cache listed allocated until it is
-        # wrapped (destroyed ones are freed after a grace period); no Python
-        # runs under the spinlock
+        # wrapped (destroyed ones are freed after a grace period)
         rcu_read_lock_ext(sc)
         try:
-            with nogil:
-                spin_lock(&self.machine.m.slab_mutex)
-                s = g.caches
-                while s != NULL:
-                    if n == cap:
-                        cap = cap * 2 + 16
-                        grown = <kmem_cache_t **>realloc(ptrs, cap * sizeof(kmem_cache_t *))
-                        if grown == NULL:
-                            nomem = True
-                            break
-                        ptrs = grown
-                    ptrs[n] = s
-                    n += 1
-                    s = s.memcg_next
-                spin_unlock(&self.machine.m.slab_mutex)
-            if nomem:
-                raise MemoryError()
+            while True:                 # memcg_caches() with room to spare
+                grown = <kmem_cache_t **>realloc(ptrs, cap * sizeof(kmem_cache_t *))
+                if grown == NULL:
+                    raise MemoryError()
+                ptrs = grown
+                with nogil:
+                    n = memcg_caches(&self.machine.m, g, ptrs, cap)
+                if n < cap:
+                    break
+                cap *= 2
             return [self.machine._wrap_child(ptrs[i]) for i in range(n)]
         finally:
             c_free(ptrs)

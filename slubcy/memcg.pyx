@@ -493,14 +493,19 @@ cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     css_put_many(m, memcg, 1)
 
 
-cdef int memcg_caches(mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
-    """Snapshot of a memcg's caches (for the policies to walk unlocked)."""
+cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
+    """Snapshot of up to `max` of a memcg's caches, newest first, taken under
+    slab_mutex (destroys unlink under it), for the caller to walk unlocked.
+    Returns how many it stored; `max` of them may mean there are more."""
     cdef int n = 0
-    cdef kmem_cache *s = memcg.caches
+    cdef kmem_cache *s
+    spin_lock(&m.slab_mutex)
+    s = memcg.caches
     while s != NULL and n < max:
         out[n] = s
         n += 1
         s = s.memcg_next
+    spin_unlock(&m.slab_mutex)
     return n
 
 

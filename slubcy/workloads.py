@@ -73,7 +73,9 @@ def apply_preempt(machine, spec):
         machine.preempt_point(point).set_delay(prob, ns, mode)
 
 
-def _caches(machine, workload, size):
+def workload_caches(machine, workload, size=64):
+    """The caches `workload` runs on, created on `machine` if missing (churn:
+    its accounted dentry-, inode-, filp-like and kmalloc-cg caches)."""
     if workload in ("larson", "churn"):
         out = []
         for name, sz, flags in (LARSON_CACHES if workload == "larson" else CHURN_CACHES):
@@ -118,7 +120,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
     try:
         if preempt:
             apply_preempt(m, preempt)
-        caches = _caches(m, workload, size)
+        caches = workload_caches(m, workload, size)
         per_worker = -1 if ops is None else max(1, ops // cpus)
         r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=slots,
                 handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive)
