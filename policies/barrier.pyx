@@ -3,11 +3,19 @@
 slabs immediately"): mark dead (cpu_partial = min_partial = 0), wait until
 every __slab_free that saw the cache alive is over, then flush and shrink;
 put_cpu_partial() unfreezes at once when cpu_partial == 0.  Modes:
-  kick   4.0: kick_all_cpus_sync() per cache;
-  sync   4.7 (81ae6d03952c): synchronize_sched() per cache;
+  kick   4.0: kick_all_cpus_sync() per cache -- an IPI round, a full memory
+         barrier on every CPU; it does not wait for a free in progress: the
+         put_cpu_partial() check closes the race by ordering;
+  sync   4.7 (81ae6d03952c): synchronize_sched() per cache -- waits for
+         preempt-disabled code (put_cpu_partial's body), never for a
+         preempted task;
   async  4.11 (c9fc586403e7, 01fb58bcba63, Tejun Heo): call_rcu_sched() per
          cache, so one grace period serves a whole batch and offline does
-         not wait (bugzilla 190841: rmdir blocked on synchronize_sched)."""
+         not wait (bugzilla 190841: rmdir blocked on synchronize_sched); after
+         it, one work item per cache shrinks it (kmemcg_deactivate_workfn);
+  batch  async, but the workqueue flushes a whole batch of dead caches with
+         one cross-vCPU request per vCPU (a departure: fewer IPIs);
+  none   test-only: the steps without any wait, to show what the wait does."""
 from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
                            kmem_cache_shrink_after_gp, memcg_offline_end)
@@ -19,8 +27,11 @@ cdef enum:
     MODE_KICK = 0
     MODE_SYNC = 1
     MODE_ASYNC = 2
+    MODE_BATCH = 3
+    MODE_NONE = 4
 
-MODES = {"kick": MODE_KICK, "sync": MODE_SYNC, "async": MODE_ASYNC}
+MODES = {"kick": MODE_KICK, "sync": MODE_SYNC, "async": MODE_ASYNC, "batch": MODE_BATCH,
+         "none": MODE_NONE}
 
 
 cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:
@@ -31,10 +42,12 @@ cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcep
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)
         preempt_point(&m.sc, PP_OFFLINE_AFTER_MARK_DEAD, smp_processor_id())
-        if mode == MODE_ASYNC and kmem_cache_shrink_after_gp(caches[i]) == 0:
+        if (mode == MODE_ASYNC or mode == MODE_BATCH) and kmem_cache_shrink_after_gp(caches[i]) == 0:
             continue
         if mode == MODE_KICK:
             rc = kick_all_cpus_sync(&m.sc, m.ipi_timeout)
+        elif mode == MODE_NONE:
+            rc = 0
         else:
             rc = synchronize_sched(&m.sc, m.ipi_timeout)
         if rc != 0:
@@ -59,6 +72,7 @@ cdef class BarrierPolicy(Policy):
         self.cpu_partial_dead_check = 1
         self.offline = barrier_offline
         self.data = <void *><long>MODES[mode]
+        self.deact_batch = mode == "batch"
 
     def __init__(self, options=None):
         Policy.__init__(self, options or "async")

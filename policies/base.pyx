@@ -22,6 +22,7 @@ cdef class Policy:
         machine.m.per_memcg_caches = self.per_memcg_caches
         machine.m.pages_pin_memcg = self.pages_pin_memcg
         machine.m.cpu_partial_dead_check = self.cpu_partial_dead_check
+        machine.m.deact_batch = self.deact_batch
         machine.m.policy_offline = self.offline
         machine.m.policy_data = self.data
         if self.needs_rcu:

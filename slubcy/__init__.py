@@ -18,12 +18,13 @@ from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, C
                            NotAnObject, Timeout,
                            NotInArena, SlabCorruption, SlubError, WrongCache)
 from slubcy.machine import (FLAGS, KMALLOC_MAX_CACHE_SIZE_ as KMALLOC_MAX_CACHE_SIZE,
-                            KMALLOC_MAX_SIZE_ as KMALLOC_MAX_SIZE, STAT_ITEMS, KmemCache, Machine)
+                            KMALLOC_MAX_SIZE_ as KMALLOC_MAX_SIZE, STAT_ITEMS, KmemCache, Machine,
+                            DEFAULT_HZ)
 
 globals().update(FLAGS)
 
 __all__ = [
-    "Machine", "KmemCache", "STAT_ITEMS", "FLAGS", "KMALLOC_MAX_SIZE", "KMALLOC_MAX_CACHE_SIZE",
+    "Machine", "KmemCache", "DEFAULT_HZ", "STAT_ITEMS", "FLAGS", "KMALLOC_MAX_SIZE", "KMALLOC_MAX_CACHE_SIZE",
     "SlubError", "MachineClosed", "CacheDestroyed", "CacheBusy", "InvalidCPU", "ArenaExhausted",
     "InvalidFree", "NotInArena", "NotAnObject", "WrongCache", "DoubleFree", "InvalidAccess",
     "SlabCorruption", "CtorError", "CPUBusy", "MachineBusy", "Timeout", *FLAGS,

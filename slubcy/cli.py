@@ -42,8 +42,10 @@ def _demo(args):
     return 0
 
 
-HZ_HELP = ("kernel-like grace periods: each ends at a scheduling-clock tick of 1/HZ s "
-           "(default: as soon as every vCPU passed a quiescent state, microseconds)")
+HZ_HELP = ("scheduling-clock ticks per second: a grace period ends at a tick, as a kernel's "
+           "(default 250, CONFIG_HZ_250)")
+EXPEDITED_HELP = ("grace periods end as soon as every vCPU passed a quiescent state, microseconds "
+                  "(as synchronize_sched_expedited), not at a tick")
 
 
 def _run(args):
@@ -54,7 +56,7 @@ def _run(args):
                       seed=args.seed, memory=None if args.memory is None else args.memory << 20,
                       preempt=args.preempt,
                       progress=None if not args.json else False, policy=args.policy,
-                      hz=args.hz)
+                      hz=args.hz, expedited=args.expedited)
     if args.json:
         print(r.to_json())
         return 0
@@ -80,8 +82,10 @@ def _compare(args):
     tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
                                     seed=args.seed, cpus=args.cpus, ops=args.ops,
                                     seconds=args.seconds, out=args.out,
-                                    progress=not args.no_progress, hz=args.hz)
-    gp = f", grace periods bound to a {args.hz} Hz tick" if args.hz else ""
+                                    progress=not args.no_progress, hz=args.hz,
+                                    expedited=args.expedited)
+    gp = (", expedited grace periods" if args.expedited else
+          f", grace periods end at a {args.hz or slubcy.DEFAULT_HZ} Hz tick")
     print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy{gp}")
     print(compare.format_table(summary, names))
     if args.out:
@@ -93,7 +97,8 @@ def _compare(args):
 def _race(args):
     import json
     from slubcy import race
-    r = race.replay(args.policy, seed=args.seed, log=None if args.json else print)
+    r = race.replay(args.policy, seed=args.seed, log=None if args.json else print,
+                    window=args.window)
     if args.json:
         print(json.dumps(r))
     else:
@@ -143,6 +148,7 @@ def main(argv=None):
                      help="POINT=PROBABILITY:DURATION[:MODE][,...], e.g. "
                           "slab_free:before_cmpxchg=0.01:50us")
     run.add_argument("--hz", type=int, default=None, help=HZ_HELP)
+    run.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
     run.add_argument("--json", action="store_true", help="one JSON object with the metrics")
     run.set_defaults(func=_run)
 
@@ -157,6 +163,7 @@ def main(argv=None):
     b2.add_argument("--seconds", type=float, help="per run (default 1)")
     b2.add_argument("--ops", type=int, help="per run")
     cmp_.add_argument("--hz", type=int, default=None, help=HZ_HELP)
+    cmp_.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
     cmp_.add_argument("--out", default=None, help="directory for the CSV and the plot")
     cmp_.add_argument("--no-progress", action="store_true")
     cmp_.set_defaults(func=_compare)
@@ -164,6 +171,10 @@ def main(argv=None):
     race = sub.add_parser("race", help="replay the seed's __slab_free race under a policy")
     race.add_argument("--policy", "-p", default="naive", help="policy spec, e.g. barrier:sync")
     race.add_argument("--seed", type=int, default=0)
+    race.add_argument("--window", choices=["slab_free", "put_cpu_partial"], default="slab_free",
+                      help="where vCPU 1 is held: preempted in __slab_free before its cmpxchg "
+                           "(the seed's race), or inside put_cpu_partial with preemption off "
+                           "(the window the barrier closes)")
     race.add_argument("--json", action="store_true")
     race.set_defaults(func=_race)
 

@@ -23,7 +23,8 @@ cdef class Machine:
     cdef list _kmalloc          # index -> KmemCache (kmalloc_index)
     cdef readonly object policy
     cdef readonly object seed
-    cdef readonly object hz          # None: QSBR grace periods; else ticks per second
+    cdef readonly object hz          # scheduling-clock ticks per second (grace periods end at one)
+    cdef readonly bint expedited     # grace periods end without waiting for a tick
     cdef object _rcu                # slubcy.rcu.RCU, started on first call_rcu
     cdef object _policy_obj         # the attached dead-cache policy
     cdef dict _children             # memcg child caches' wrappers by address

@@ -62,6 +62,7 @@ cdef unsigned long SUPPORTED_FLAGS = (SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | 
                                       SLAB_HWCACHE_ALIGN | SLAB_CACHE_DMA | SLAB_RECLAIM_ACCOUNT |
                                       SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_TRACE | SLAB_ACCOUNT)
 MAX_CPUS = 1024
+DEFAULT_HZ = 250        # CONFIG_HZ_250: Debian's and Ubuntu's kernels of the 4.x era
 MAX_ARENA = 32 << 30        # the packed freelist word addresses 32 GiB
 KMALLOC_MAX_SIZE_ = KMALLOC_MAX_SIZE
 KMALLOC_MAX_CACHE_SIZE_ = KMALLOC_MAX_CACHE_SIZE
@@ -281,18 +282,26 @@ cdef class Machine:
     `nr_cpu_ids` (possible CPUs, default `cpus`) only sizes slabs, as in the
     kernel's calculate_order().  `seed` and `policy` are kept for workloads.
 
-    Grace periods (synchronize(), the C callbacks of call_rcu) end as soon
-    as every running vCPU has passed a quiescent state, which it reports
-    between operations (QSBR): microseconds.  With `hz`, they also wait for
-    the next scheduling-clock tick of 1/hz s after they started, as the
-    kernel's grace-period machinery runs from the tick -- so a grace period
-    lasts about one to two ticks, as in the kernel, and a policy that waits
-    for one per dead cache (barrier:sync) pays what Linux 4.7 paid.
+    Grace periods (synchronize(), the C callbacks of call_rcu) end once
+    every running vCPU has passed a quiescent state (reported between
+    operations, QSBR, or by being switched out at a preemptible point) and
+    the next scheduling-clock tick of 1/hz s after they started has come, as
+    the kernel's grace-period machinery runs from the tick: a grace period
+    lasts one to two ticks, as in the kernel, and a policy that waits for one
+    per dead cache (barrier:sync) pays what Linux 4.7 paid.  `hz` defaults to
+    250 (DEFAULT_HZ: CONFIG_HZ_250, Debian's and Ubuntu's choice in the 4.x
+    era; RHEL used 1000).
+
+    `expedited=True` ends a grace period as soon as every vCPU has passed a
+    quiescent state, without waiting for a tick: microseconds, as the
+    kernel's synchronize_sched_expedited() -- which gets there by forcing a
+    quiescent state on every CPU with an IPI; here the vCPUs report one
+    every 64 operations anyway, so no IPI is needed.
     """
 
     def __cinit__(self, cpus=1, nr_cpu_ids=None, memory=64 << 20, policy=None, seed=0,
                   slub_min_objects=0, slub_min_order=0, slub_max_order=3, ipi_timeout=10.0,
-                  hz=None):
+                  hz=None, expedited=False):
         self.closed = True          # until the arena exists
         self._caches = []
         self._kmalloc = [None] * (<int>NR_KMALLOC)
@@ -317,13 +326,16 @@ cdef class Machine:
             raise ValueError(f"slub_min_order and slub_max_order must be in 0..{MAX_ORDER - 1}")
         if not 0 <= slub_min_objects <= MAX_OBJS_PER_PAGE:
             raise ValueError(f"slub_min_objects must be in 0..{MAX_OBJS_PER_PAGE}")
-        if hz is not None:
-            as_int(hz, "hz")
-            if not 1 <= hz <= 100_000:
-                raise ValueError(f"hz (scheduling-clock ticks per second) must be in 1..100000, got {hz}")
-            if 0 <= ipi_timeout < 2.0 / hz:
-                raise ValueError(f"ipi_timeout {ipi_timeout} s is shorter than two ticks at hz={hz}: "
-                                 "every grace period would time out")
+        if hz is None:
+            hz = DEFAULT_HZ
+        if not isinstance(expedited, bool):
+            raise TypeError("expedited must be True or False")
+        as_int(hz, "hz")
+        if not 1 <= hz <= 100_000:
+            raise ValueError(f"hz (scheduling-clock ticks per second) must be in 1..100000, got {hz}")
+        if not expedited and 0 <= ipi_timeout < 2.0 / hz:
+            raise ValueError(f"ipi_timeout {ipi_timeout} s is shorter than two ticks at hz={hz}: "
+                             "every grace period would time out (or use expedited=True)")
         self.m.nr_cpus = cpus
         self.m.nr_cpu_ids = nr_cpu_ids
         self.m.slub_min_objects = slub_min_objects
@@ -335,7 +347,8 @@ cdef class Machine:
         if sched_init(&self.m.sc, cpus, <uint64_t>(seed & 0xffffffffffffffff)) != 0:
             raise MemoryError("cannot allocate the vCPUs")
         self.hz = hz
-        if hz is not None:
+        self.expedited = expedited
+        if not expedited:
             self.m.sc.tick_ns = 1_000_000_000 // hz
         if zone_init(&self.m.z, memory) != 0:
             sched_release(&self.m.sc)
@@ -799,6 +812,12 @@ cdef class Machine:
     def rcu_stats(self):
         """{"grace_periods": n, "callbacks": n} of call_rcu."""
         return self._rcu.stats() if self._rcu is not None else {"grace_periods": 0, "callbacks": 0}
+
+    def _set_cpu_partial_dead_check(self, on):
+        """Test-only: switch put_cpu_partial()'s cpu_partial == 0 check (Linux
+        4.0, d6e0b7fa; set by the policy) on or off, to show what it does."""
+        self._check()
+        self.m.cpu_partial_dead_check = 1 if on else 0
 
     def preempt_point(self, name):
         """The named preemption point (see slubcy.preempt.POINTS)."""

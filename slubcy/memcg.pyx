@@ -347,17 +347,21 @@ cdef void kmemcg_deactivate_rcufn(rcu_head *head) noexcept nogil:
 
 
 cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
-    """memcg_kmem_cache_wq's work (kmemcg_deactivate_workfn ->
-    __kmemcg_cache_deactivate_after_rcu, 4.11): flush and shrink every dead
-    cache handed over so far, oldest first; each was kept alive for this by
-    shrink_pending and may go now.  The flushes of the whole batch share one
-    cross-vCPU request per vCPU (flush_all_caches).  Returns how many."""
+    """memcg_kmem_cache_wq's work (4.11 kmemcg_deactivate_workfn ->
+    kmemcg_cache_deact_after_rcu -> __kmem_cache_shrink): one work item per
+    dead cache handed over so far, oldest first, each shrinking its cache
+    with its own flush_all(); each cache was kept alive for this by
+    shrink_pending and may go now.  With m.deact_batch (the `barrier:batch`
+    option, a departure) the flushes of the whole batch share one
+    cross-vCPU request per vCPU (flush_all_caches) first.  A work item whose
+    flush timed out (a vCPU did not answer) is requeued with the rest for
+    the next pass.  Returns how many ran."""
     cdef deferred_shrink *d
     cdef deferred_shrink *nxt
     cdef deferred_shrink *batch = NULL
     cdef kmem_cache **caches
-    cdef long i, n = 0
-    cdef int rc
+    cdef long i, n = 0, done = 0
+    cdef int before
     spin_lock(&m.deact_lock)
     d = <deferred_shrink *>m.deact_list
     m.deact_list = NULL
@@ -370,34 +374,44 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
         n += 1
     if n == 0:
         return 0
-    caches = <kmem_cache **>malloc(n * sizeof(kmem_cache *))
-    if caches != NULL:
-        d = batch
-        for i in range(n):
-            caches[i] = d.s
-            d = d.next
-        rc = flush_all_caches(m, caches, <int>n)
-        free(caches)
-        if rc != 0:
-            # a vCPU did not answer in time (held at a preemption point, say):
-            # requeue the batch for the next pass rather than wait out one
-            # timeout per cache in the shrinks' own flushes
-            while batch != NULL:
-                nxt = batch.next
-                spin_lock(&m.deact_lock)
-                batch.next = <deferred_shrink *>m.deact_list
-                m.deact_list = batch
-                spin_unlock(&m.deact_lock)
-                batch = nxt
-            return 0
-    while batch != NULL:                # (out of memory: each shrink flushes by itself)
+    if m.deact_batch:
+        caches = <kmem_cache **>malloc(n * sizeof(kmem_cache *))
+        if caches != NULL:
+            d = batch
+            for i in range(n):
+                caches[i] = d.s
+                d = d.next
+            before = flush_all_caches(m, caches, <int>n)
+            free(caches)
+            if before != 0:
+                kmemcg_deactivate_requeue(m, batch)
+                return 0
+    while batch != NULL:
         nxt = batch.next
+        before = m.ipi_timeouts
         __kmem_cache_shrink(batch.s, False)
+        if m.ipi_timeouts != before:
+            # a vCPU did not answer in time: retry this one and the rest later
+            kmemcg_deactivate_requeue(m, batch)
+            break
         kmemcg_shrink_done(m, batch.s)
         free(batch)
+        done += 1
         batch = nxt
-    atomic_long_add(&m.deact_done, n)
-    return n
+    atomic_long_add(&m.deact_done, done)
+    return done
+
+
+cdef void kmemcg_deactivate_requeue(slub_machine *m, deferred_shrink *batch) noexcept nogil:
+    """Put work items back on the workqueue, for its next pass."""
+    cdef deferred_shrink *nxt
+    while batch != NULL:
+        nxt = batch.next
+        spin_lock(&m.deact_lock)
+        batch.next = <deferred_shrink *>m.deact_list
+        m.deact_list = batch
+        spin_unlock(&m.deact_lock)
+        batch = nxt
 
 
 cdef void kmemcg_shrink_done(slub_machine *m, kmem_cache *s) noexcept nogil:

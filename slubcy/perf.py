@@ -403,13 +403,14 @@ def churn_offlines(cfg=DEFAULT):
     batch) vs `barrier:sync` (4.7: synchronize_sched per cache), medians,
     with grace periods bound to a HZ=1000 tick (Machine(hz=...)) as the
     kernel's are -- what 4.11 set out to fix.  Ratio: async / sync.  The
-    note gives the same ratio with the default QSBR grace periods (they last
+    note gives the same ratio with expedited grace periods (they last
     microseconds, so waiting for five per offline costs little), each
     policy's dead caches and retained pages (a backlog of deferred shrinks
     shows there), and the rate of the offline path alone (offlines per
     second spent in memcg_offline: 1 / mean latency)."""
     def rate(policy, out, hz):
-        r = workloads.run("churn", cpus=2, seconds=cfg.seconds, seed=0, policy=policy, hz=hz)
+        r = workloads.run("churn", cpus=2, seconds=cfg.seconds, seed=0, policy=policy,
+                          hz=hz or CHURN_HZ, expedited=hz is None)
         lat = r.offline_us
         out.append((r.metrics["dead_caches"], r.metrics["retained_pages"],
                     len(lat) / (sum(lat) * 1e-6) if lat else math.nan))
@@ -426,7 +427,7 @@ def churn_offlines(cfg=DEFAULT):
     def med(rows, i):
         return statistics.median(r[i] for r in rows)
 
-    note = (f"HZ={CHURN_HZ}; default QSBR grace periods: async {q_async:,.0f}/s vs sync "
+    note = (f"HZ={CHURN_HZ}; expedited grace periods: async {q_async:,.0f}/s vs sync "
             f"{q_sync:,.0f}/s, {q_async / q_sync:.2f}x; dead caches / retained pages: async "
             f"{med(st_async, 0):.0f} / {med(st_async, 1):.0f}, sync {med(st_sync, 0):.0f} / "
             f"{med(st_sync, 1):.0f}; offline path alone: async {med(st_async, 2):,.0f}/s, "

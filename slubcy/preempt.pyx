@@ -11,6 +11,12 @@ that reaches it until released — for an exact interleaving in a test:
     cpu = pp.wait_held(timeout=5)      # the vCPU now parked there
     ... act from the controller ...
     pp.release()
+
+Where a point is matters as much as when (CONFIG_PREEMPT): at a preemptible
+point the thread's task is switched out, which is a quiescent state for
+RCU-sched, so grace periods do not wait for it; at `put_cpu_partial:after_read`
+preemption is disabled, so they do.  Every held or delayed vCPU keeps taking
+its interrupts (cross-vCPU requests).  `CONTEXTS` says which is which.
 """
 import re
 import time
@@ -19,14 +25,19 @@ from slubcy.machine cimport Machine
 from slubcy.sched cimport (sched, preemption_point as preempt_point_t, NR_PREEMPT_POINTS,
                            PREEMPT_SPIN, PREEMPT_YIELD, PREEMPT_SLEEP, atomic_int_read,
                            atomic_int_set, PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
-                           PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK)
+                           PP_PUT_CPU_PARTIAL_AFTER_READ, PP_OFFLINE_AFTER_MARK_DEAD,
+                           PP_OFFLINE_BEFORE_SHRINK, PREEMPTIBLE)
 
 POINTS = {
     "slab_free:before_cmpxchg": PP_SLAB_FREE_BEFORE_CMPXCHG,
     "put_cpu_partial": PP_PUT_CPU_PARTIAL,
+    "put_cpu_partial:after_read": PP_PUT_CPU_PARTIAL_AFTER_READ,
     "offline:after_mark_dead": PP_OFFLINE_AFTER_MARK_DEAD,
     "offline:before_shrink": PP_OFFLINE_BEFORE_SHRINK,
 }
+# preemptible (the task may be switched out: quiescent for RCU-sched) or not
+CONTEXTS = {name: "preemptible" if name != "put_cpu_partial:after_read" else "preempt-disabled"
+            for name in POINTS}
 MODES = {"spin": PREEMPT_SPIN, "yield": PREEMPT_YIELD, "sleep": PREEMPT_SLEEP}
 _UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
@@ -148,6 +159,12 @@ cdef class PreemptPoint:
         p.threshold = 0
         atomic_int_set(&p.hold_armed, 0)
         self._update()
+
+    @property
+    def preemptible(self):
+        """True where the kernel runs with preemption on: a thread stopped
+        here is switched out, a quiescent state for RCU-sched."""
+        return self.pp().context == PREEMPTIBLE
 
     @property
     def hits(self):

@@ -14,10 +14,25 @@
                                         // list of a dead cache: it leaks
 
 vCPU 1 is held at the preemption point `slab_free:before_cmpxchg` while vCPU 0
-takes the memcg offline through the policy; if the offline blocks on the held
-vCPU, that is shown (not a deadlock), vCPU 1 is released and the offline
-finishes.  Then every remaining object is freed, the system is quiesced, and
-the verdict is whether a dead cache still holds slabs.
+takes the memcg offline through the policy.  On a CONFIG_PREEMPT kernel the
+preempted task has context-switched, a quiescent state for RCU-sched, and its
+CPU takes interrupts: no grace period and no IPI waits for it, so every
+policy's offline completes while it is held, and what keeps the fixes from
+leaking is put_cpu_partial()'s `cpu_partial == 0` check (4.0, d6e0b7fa) when
+the free resumes -- `dead_check=False` (a test-only knob) switches it off to
+show it.
+
+`window="put_cpu_partial"` holds vCPU 1 instead inside put_cpu_partial(),
+preemption disabled, after its load of cpu_partial (the cache still alive)
+with its push to c->partial still in the store buffer: the window the
+barrier itself closes.  A synchronize_sched() waits for it (the offline is
+shown blocked until vCPU 1 is released), an IPI drains it; with no wait
+(`naive`, `barrier:none`) the shrink misses the slab and it leaks.
+
+If the offline blocks on the held vCPU, that is shown (not a deadlock), vCPU 1
+is released and the offline finishes.  Then every remaining object is freed,
+the system is quiesced, and the verdict is whether a dead cache still holds
+slabs.
 """
 import threading
 import time
@@ -25,11 +40,17 @@ import time
 import slubcy
 
 BLOCK_WAIT = 0.3        # seconds the offline may run before we call it blocked
+WINDOWS = {"slab_free": "slab_free:before_cmpxchg", "put_cpu_partial": "put_cpu_partial:after_read"}
 
 
-def replay(policy, seed=0, log=None):
+def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
     """Run the interleaving under `policy` (a name or spec); return a dict
-    {"policy", "leaked", "steps", "final", ...}.  `log(line)` sees each step."""
+    {"policy", "leaked", "offline_blocked", "steps", "final", ...}.
+    `log(line)` sees each step.  `window` is where vCPU 1 is held (see the
+    module docstring); `dead_check=False` switches off put_cpu_partial()'s
+    cpu_partial == 0 check (test-only)."""
+    if window not in WINDOWS:
+        raise ValueError(f"unknown window {window!r}: one of {', '.join(WINDOWS)}")
     steps = []
 
     def step(text, **data):
@@ -50,25 +71,46 @@ def replay(policy, seed=0, log=None):
              f"{g.name!r} and flushed: the slab is full, unfrozen, on no list",
              slab=page, cache=cache.name)
 
-        pp = m.preempt_point("slab_free:before_cmpxchg")
+        if not dead_check:
+            m._set_cpu_partial_dead_check(False)
+            step("test-only: put_cpu_partial()'s cpu_partial == 0 check is switched off")
+        pp = m.preempt_point(WINDOWS[window])
         pp.arm_hold()
         freer = _Thread(lambda: m.kmem_cache_free(root, objs[0], cpu=1))
         cpu = pp.wait_held(timeout=10)
-        step(f"vCPU {cpu}: __slab_free of {objs[0]:#x} finds the slab full, decides to freeze "
-             "it (new.frozen = 1) and is preempted before its cmpxchg_double",
-             held_cpu=cpu)
+        if window == "slab_free":
+            step(f"vCPU {cpu}: __slab_free of {objs[0]:#x} finds the slab full, decides to freeze "
+                 "it (new.frozen = 1) and is preempted before its cmpxchg_double: its task is "
+                 "switched out (a quiescent state for RCU-sched) and its vCPU takes interrupts",
+                 held_cpu=cpu)
+        else:
+            step(f"vCPU {cpu}: __slab_free of {objs[0]:#x} froze the full slab and is inside "
+                 "put_cpu_partial() with preemption disabled: it read cpu_partial (alive), its "
+                 "push to c->partial is still in the store buffer; it is delayed there (not "
+                 "quiescent for RCU-sched; an interrupt would drain the store first)",
+                 held_cpu=cpu)
 
         offline = _Thread(lambda: m.memcg_offline(g))
         offline.join(BLOCK_WAIT)
         blocked = offline.is_alive()
         if blocked:
             step(f"vCPU 0: offline of {g.name!r} through {m.policy} is blocked waiting for vCPU 1 "
-                 "(a grace period or a cross-vCPU call it cannot serve while preempted)",
+                 "(a grace period waits for its preempt-disabled section)",
                  offline_blocked=True)
         else:
             step(f"vCPU 0: offline of {g.name!r} through {m.policy} completed while vCPU 1 is "
-                 f"preempted ({offline.value * 1e6:.0f} us): caches marked dead and shrunk",
+                 f"held ({offline.value * 1e6:.0f} us): caches marked dead",
                  offline_blocked=False)
+            # deferred work (call_rcu_sched, then the workqueue's shrink) may
+            # run while vCPU 1 is held: a preempted task does not hold a grace
+            # period; a preempt-disabled section does
+            try:
+                m.rcu_barrier(timeout=BLOCK_WAIT)
+                step("the offline's deferred work, if any (a grace period, then each dead "
+                     "cache's shrink), has run while vCPU 1 is held", deferred_waits=False)
+            except slubcy.Timeout:
+                step("the offline's deferred work waits for vCPU 1: its grace period cannot end "
+                     "while vCPU 1 is in a preempt-disabled section", deferred_waits=True)
         pp.release()
         freer.join(10)
         freer.check()
@@ -92,8 +134,8 @@ def replay(policy, seed=0, log=None):
         step("quiesced: " + ("LEAK: a dead cache still holds a slab after every object was freed"
                              if leaked else "no dead cache holds slabs") + f"; memcg {final['memcg']}")
         m.validate()
-        return {"policy": str(m.policy), "leaked": leaked, "offline_blocked": blocked,
-                "steps": steps, "final": final}
+        return {"policy": policy if isinstance(policy, str) else str(m.policy), "window": window, "dead_check": dead_check,
+                "leaked": leaked, "offline_blocked": blocked, "steps": steps, "final": final}
 
 
 def _slab_where(m, cache, page):

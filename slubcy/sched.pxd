@@ -19,13 +19,25 @@ cdef extern from "_atomic.h" nogil:
 
 ctypedef void (*smp_call_func_t)(void *info, int cpu) noexcept nogil
 
-# Named preemption points (the CLI's and tests' names in PREEMPT_POINT_NAMES)
+# Named preemption points (the CLI's and tests' names in slubcy.preempt.POINTS)
 cpdef enum preempt_point_id:
-    PP_SLAB_FREE_BEFORE_CMPXCHG     # __slab_free: new counters and freeze decided
-    PP_PUT_CPU_PARTIAL              # put_cpu_partial: page pushed, cpu_partial not yet read
-    PP_OFFLINE_AFTER_MARK_DEAD      # memcg offline: caches marked dead
-    PP_OFFLINE_BEFORE_SHRINK        # memcg offline: before the shrink
+    PP_SLAB_FREE_BEFORE_CMPXCHG     # __slab_free: new counters and freeze decided (preemptible)
+    PP_PUT_CPU_PARTIAL              # put_cpu_partial, before its preempt_disable() (preemptible)
+    PP_PUT_CPU_PARTIAL_AFTER_READ   # put_cpu_partial, preemption off: its cpu_partial load done,
+                                    # its store to c->partial still in the store buffer
+    PP_OFFLINE_AFTER_MARK_DEAD      # memcg offline: caches marked dead (preemptible)
+    PP_OFFLINE_BEFORE_SHRINK        # memcg offline: before the shrink (preemptible)
     NR_PREEMPT_POINTS
+
+# What a thread stopped at a point means to the rest of the machine
+# (CONFIG_PREEMPT): in a preemptible region the task is switched out, which is
+# a quiescent state for RCU-sched (rcu_note_context_switch) -- its vCPU is
+# quiescent until the task runs again; with preemption disabled (interrupts
+# on) the vCPU is delayed but not quiescent.  Either way the vCPU takes its
+# interrupts (cross-vCPU requests) meanwhile.
+cpdef enum preempt_context:
+    PREEMPTIBLE
+    PREEMPT_DISABLED
 
 cpdef enum preempt_mode:
     PREEMPT_SPIN
@@ -41,6 +53,7 @@ cdef struct preemption_point:
     int held                # cpu + 2 of the held thread (1: not on a vCPU), 0 if none
     int release             # set by the controller to let it go
     long hits               # delays and holds taken
+    int context             # preempt_context of the code around the point
 
 # IPI request states
 cdef enum:
@@ -64,7 +77,10 @@ cdef struct vcpu:
     void *ipi_info
     uint64_t rng            # xorshift64 state for preemption probabilities
     long ipis_handled
-    char _pad[72]           # 128 bytes: no two vCPUs share a cache line
+    void **sb_addr          # a store not yet visible to other vCPUs (a one-entry store
+    void *sb_val            # buffer): an interrupt drains it before its handler runs
+    int preempted           # its task is switched out at a preemptible point
+    char _pad[44]           # 128 bytes: no two vCPUs share a cache line
 
 # call_rcu() from C (nogil): the machine's RCU thread runs the callbacks
 # after a grace period, many to one period.
@@ -100,9 +116,13 @@ cdef void sched_release(sched *sc) noexcept nogil
 cdef bint vcpu_take(sched *sc, int cpu, int token) noexcept nogil
 cdef void vcpu_release(sched *sc, int cpu) noexcept nogil
 cdef void handle_ipi(sched *sc, int cpu) noexcept nogil
+cdef void store_buffer_drain(vcpu *v) noexcept nogil
 cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void *info,
                                   double timeout) noexcept nogil
 cdef int kick_all_cpus_sync(sched *sc, double timeout) noexcept nogil
+ctypedef bint (*smp_cond_func_t)(int cpu, void *info) noexcept nogil
+cdef int on_each_cpu_cond(sched *sc, smp_cond_func_t cond, smp_call_func_t func, void *info,
+                          double timeout) noexcept nogil
 cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil
 cdef double monotonic() noexcept nogil
@@ -115,6 +135,12 @@ cdef void rcu_read_lock_ext(sched *sc) noexcept nogil
 cdef void rcu_read_unlock_ext(sched *sc) noexcept nogil
 cdef int smp_processor_id() noexcept nogil
 
+
+cdef inline void local_irq_enabled(sched *sc, int cpu) noexcept nogil:
+    """A point where the kernel runs with interrupts on: a request posted to
+    this vCPU (an IPI) is taken here.  One load and a branch when none is."""
+    if cpu >= 0 and atomic_int_read(&sc.vcpus[cpu].ipi_state) == IPI_POSTED:
+        handle_ipi(sc, cpu)
 
 cdef inline void rcu_quiescent_state(sched *sc, int cpu) noexcept nogil:
     """Between two operations: a full barrier, then the QS (liburcu-qsbr's

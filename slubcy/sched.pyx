@@ -32,6 +32,7 @@ cdef extern from *:
     /* read-side sections this thread holds off any vCPU (rcu_read_lock_ext) */
     static __thread int slubcy_ext_depth = 0;
     static inline int slubcy_fetch_add_int(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+    #define slubcy_store_ptr(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
     /* splitmix64: seeds each vCPU's xorshift state from (seed, cpu) */
     static inline uint64_t slubcy_seed_rng(uint64_t seed, int cpu) {
         uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(cpu + 1);
@@ -45,6 +46,7 @@ cdef extern from *:
     int ext_depth "slubcy_ext_depth"
     int fetch_add_int "slubcy_fetch_add_int"(int *p, int v) nogil
     uint64_t seed_rng "slubcy_seed_rng"(uint64_t seed, int cpu) nogil
+    void store_ptr "slubcy_store_ptr"(void **p, void *v) nogil
 
 
 cdef int smp_processor_id() noexcept nogil:
@@ -76,11 +78,6 @@ cdef double monotonic() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
-cdef inline void serve_ipi(sched *sc, int cpu) noexcept nogil:
-    if cpu >= 0 and atomic_int_read(&sc.vcpus[cpu].ipi_state) == IPI_POSTED:
-        handle_ipi(sc, cpu)
-
-
 cdef void pause_for(sched *sc, int cpu, long ns, int mode) noexcept nogil:
     """Be preempted for ns.  The vCPU still takes its interrupts: requests
     posted to it run meanwhile (as an IPI to a CPU whose task was preempted
@@ -88,7 +85,7 @@ cdef void pause_for(sched *sc, int cpu, long ns, int mode) noexcept nogil:
     cdef timespec ts
     cdef double end = monotonic() + ns * 1e-9, left
     while True:
-        serve_ipi(sc, cpu)
+        local_irq_enabled(sc, cpu)
         left = end - monotonic()
         if left <= 0:
             return
@@ -138,6 +135,10 @@ cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil:
     for cpu in range(nr_cpus):
         sc.vcpus[cpu].rng = seed_rng(seed, cpu)
     sc.rng = seed_rng(seed, -1)
+    for cpu in range(<int>NR_PREEMPT_POINTS):
+        sc.points[cpu].context = PREEMPTIBLE
+    # put_cpu_partial() runs with preemption disabled from its push on (4.0)
+    sc.points[<int>PP_PUT_CPU_PARTIAL_AFTER_READ].context = PREEMPT_DISABLED
     sc.rcu_snap = <uint64_t *>calloc(nr_cpus, sizeof(uint64_t))
     sc.rcu_wait = <int *>calloc(nr_cpus, sizeof(int))
     if sc.rcu_snap == NULL or sc.rcu_wait == NULL:
@@ -190,33 +191,38 @@ cdef void vcpu_release(sched *sc, int cpu) noexcept nogil:
 
 
 cdef void handle_ipi(sched *sc, int cpu) noexcept nogil:
-    """The owner runs a posted request (generic_smp_call_function_single_interrupt)."""
+    """The owner runs a posted request (generic_smp_call_function_single_interrupt).
+    An interrupt is taken at an instruction boundary: a store still in this
+    vCPU's store buffer (see put_cpu_partial) is visible before the handler
+    runs and before the sender sees the request done."""
     cdef vcpu *v = &sc.vcpus[cpu]
     if not atomic_int_cmpxchg(&v.ipi_state, IPI_POSTED, IPI_RUNNING):
         return
+    store_buffer_drain(v)
     v.ipi_func(v.ipi_info, cpu)
     v.ipis_handled += 1
     atomic_int_set(&v.ipi_state, IPI_DONE)
 
 
-cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void *info,
-                                  double timeout) noexcept nogil:
-    """Run func(info, cpu) on vCPU `cpu` and wait: directly if no thread runs
-    it, else posted to its owner, who runs it between two operations.
-    Returns 0, or -1 if `timeout` seconds passed (the request is withdrawn)."""
+cdef void store_buffer_drain(vcpu *v) noexcept nogil:
+    """Make the vCPU's pending store visible (release)."""
+    if v.sb_addr != NULL:
+        store_ptr(v.sb_addr, v.sb_val)
+        v.sb_addr = NULL
+        smp_mb()
+
+
+cdef int ipi_post(sched *sc, int cpu, smp_call_func_t func, void *info) noexcept nogil:
+    """Take vCPU `cpu`'s request slot (one sender at a time) and either run
+    func(info, cpu) at once -- no thread runs the vCPU: 0, slot released --
+    or post it to the owner: 1, slot held until ipi_wait()."""
     cdef vcpu *v = &sc.vcpus[cpu]
-    cdef double deadline = monotonic() + timeout if timeout >= 0 else 1e300
-    cdef int spins = 0, rc = 0
-    if cpu == this_cpu:             # our own vCPU: just call it
-        func(info, cpu)
-        return 0
-    # one sender at a time; a worker keeps serving its own vCPU meanwhile
-    # (the current sender may be waiting for it)
+    cdef int spins = 0
+    # a worker keeps serving its own vCPU while it waits for the slot (the
+    # current sender may be waiting for it)
     while not spin_trylock(&v.ipi_lock):
-        if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
-            handle_ipi(sc, this_cpu)
+        local_irq_enabled(sc, this_cpu)
         backoff(&spins)
-    spins = 0
     if vcpu_borrow(sc, cpu, OWNER_CONTROLLER):
         func(info, cpu)
         vcpu_unborrow(sc, cpu)
@@ -225,16 +231,23 @@ cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void
     v.ipi_func = func
     v.ipi_info = info
     atomic_int_set(&v.ipi_state, IPI_POSTED)
+    return 1
+
+
+cdef int ipi_wait(sched *sc, int cpu, double deadline) noexcept nogil:
+    """Wait until the request posted to `cpu` ran, then free its slot.  0, or
+    -1 if `deadline` passed first (the request is withdrawn)."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    cdef int spins = 0, rc = 0
     while atomic_int_read(&v.ipi_state) != IPI_DONE:
         # a worker sending from its own vCPU keeps serving requests to it
         # (two workers flushing each other would otherwise wait forever)
-        if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
-            handle_ipi(sc, this_cpu)
+        local_irq_enabled(sc, this_cpu)
         # the owner left without seeing it: withdraw it and run it ourselves
         if atomic_int_read(&v.owner) == OWNER_NONE and \
                 atomic_int_cmpxchg(&v.ipi_state, IPI_POSTED, IPI_IDLE):
             if vcpu_borrow(sc, cpu, OWNER_CONTROLLER):
-                func(info, cpu)
+                v.ipi_func(v.ipi_info, cpu)
                 vcpu_unborrow(sc, cpu)
                 break
             atomic_int_set(&v.ipi_state, IPI_POSTED)
@@ -248,19 +261,63 @@ cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void
     return rc
 
 
+cdef int smp_call_function_single(sched *sc, int cpu, smp_call_func_t func, void *info,
+                                  double timeout) noexcept nogil:
+    """Run func(info, cpu) on vCPU `cpu` and wait: directly if no thread runs
+    it, else posted to its owner, who runs it at its next point with
+    interrupts on (between two operations, or inside a slow path, see
+    local_irq_enabled).  Returns 0, or -1 if `timeout` seconds passed (the
+    request is withdrawn)."""
+    cdef double deadline = monotonic() + timeout if timeout >= 0 else 1e300
+    if cpu == this_cpu:             # our own vCPU: just call it
+        func(info, cpu)
+        return 0
+    if ipi_post(sc, cpu, func, info):
+        return ipi_wait(sc, cpu, deadline)
+    return 0
+
+
+cdef int on_each_cpu_cond(sched *sc, smp_cond_func_t cond, smp_call_func_t func, void *info,
+                          double timeout) noexcept nogil:
+    """on_each_cpu_cond() (kernel/smp.c): func(info, cpu) on every vCPU for
+    which cond(cpu, info) holds (every vCPU if cond is NULL), and wait for
+    all.  As smp_call_function_many(), the requests go to every target at
+    once and the local vCPU's runs here meanwhile; each target takes its
+    interrupt at its next irq-enabled point.  0, or -1 if a target did not
+    answer within `timeout` seconds."""
+    cdef double deadline = monotonic() + timeout if timeout >= 0 else 1e300
+    cdef int cpu, rc = 0, me = this_cpu
+    cdef unsigned char *posted = <unsigned char *>calloc(sc.nr_cpus, 1)
+    if posted == NULL:      # out of memory: one vCPU at a time
+        for cpu in range(sc.nr_cpus):
+            if cond == NULL or cond(cpu, info):
+                if smp_call_function_single(sc, cpu, func, info, timeout) != 0:
+                    rc = -1
+        return rc
+    smp_mb()
+    for cpu in range(sc.nr_cpus):
+        if cpu != me and (cond == NULL or cond(cpu, info)):
+            posted[cpu] = <unsigned char>ipi_post(sc, cpu, func, info)
+    if me >= 0 and (cond == NULL or cond(me, info)):
+        func(info, me)
+    for cpu in range(sc.nr_cpus):
+        if posted[cpu] and ipi_wait(sc, cpu, deadline) != 0:
+            rc = -1
+    free(posted)
+    return rc
+
+
 cdef void nop_ipi(void *info, int cpu) noexcept nogil:
     pass
 
 
 cdef int kick_all_cpus_sync(sched *sc, double timeout) noexcept nogil:
-    """kick_all_cpus_sync(): every vCPU passes an IPI, so every one has seen
-    what was stored before.  -1 on timeout."""
-    cdef int cpu, rc = 0
-    smp_mb()
-    for cpu in range(sc.nr_cpus):
-        if smp_call_function_single(sc, cpu, nop_ipi, NULL, timeout) != 0:
-            rc = -1
-    return rc
+    """kick_all_cpus_sync() (4.0 kernel/smp.c): smp_mb(), then an empty IPI
+    to every vCPU, waited for.  It orders: every vCPU has taken an interrupt
+    (so has drained its store buffer and will see what was stored before);
+    it does not wait for preempt-disabled code in progress, which takes
+    interrupts.  -1 on timeout."""
+    return on_each_cpu_cond(sc, NULL, nop_ipi, NULL, timeout)
 
 
 cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
@@ -320,23 +377,53 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
     return 0 if ok else -1
 
 
+cdef inline void preempt_schedule(sched *sc, int cpu) noexcept nogil:
+    """The task is switched out at a preemptible point (__schedule ->
+    rcu_note_context_switch): a quiescent state for RCU-sched, and its vCPU
+    stays quiescent -- as a CPU running another task or idle -- until the
+    task runs again.  The vCPU keeps taking interrupts meanwhile."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    smp_mb()
+    atomic_u64_set(&v.qs_ctr, v.qs_ctr + 1)
+    atomic_int_set(&v.preempted, 1)
+    atomic_int_set(&v.online, 0)
+
+
+cdef inline void preempt_resume(sched *sc, int cpu) noexcept nogil:
+    """The task runs again: its vCPU is no longer quiescent (as leaving an
+    extended quiescent state: online before any further read)."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    atomic_int_set(&v.online, 1)
+    smp_mb()
+    atomic_int_set(&v.preempted, 0)
+
+
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     """An enabled point: hold the thread if the controller armed a hold,
-    else delay it with the configured probability.  A thread that holds the
+    else delay it with the configured probability.  At a PREEMPTIBLE point a
+    thread on a vCPU is switched out for the while (quiescent for RCU-sched,
+    see preempt_schedule); at a PREEMPT_DISABLED one its vCPU is only
+    delayed.  Either way it takes its interrupts.  A thread that holds the
     GIL (a single-object call from Python) lets it go while it waits, so the
     controller can act."""
     cdef preemption_point *pp = &sc.points[id]
     cdef int spins = 0
+    cdef bint switched
     cdef PyThreadState *ts = NULL
     if atomic_int_read(&pp.hold_armed) and atomic_int_cmpxchg(&pp.hold_armed, 1, 0):
         pp.hits += 1
         if PyGILState_Check():
             ts = PyEval_SaveThread()
+        switched = cpu >= 0 and pp.context == PREEMPTIBLE
+        if switched:
+            preempt_schedule(sc, cpu)
         atomic_int_set(&pp.held, cpu + 2)
         while not atomic_int_read(&pp.release):
-            serve_ipi(sc, cpu)          # a preempted task's CPU takes interrupts
+            local_irq_enabled(sc, cpu)          # a preempted task's CPU takes interrupts
             backoff(&spins)
         atomic_int_set(&pp.release, 0)
+        if switched:
+            preempt_resume(sc, cpu)
         atomic_int_set(&pp.held, 0)
         if ts != NULL:
             PyEval_RestoreThread(ts)
@@ -346,7 +433,12 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         pp.hits += 1
         if PyGILState_Check():
             ts = PyEval_SaveThread()
+        switched = cpu >= 0 and pp.context == PREEMPTIBLE
+        if switched:
+            preempt_schedule(sc, cpu)
         pause_for(sc, cpu, pp.duration_ns, pp.mode)
+        if switched:
+            preempt_resume(sc, cpu)
         if ts != NULL:
             PyEval_RestoreThread(ts)
 

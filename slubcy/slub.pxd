@@ -175,6 +175,7 @@ cdef struct slub_machine:
     void *deact_list
     long deact_queued        # deferred shrinks queued (at call_rcu time)
     long deact_done          # ... and done by the workqueue
+    int deact_batch          # barrier:batch: one flush request per vCPU for a whole batch
     # the dead-cache policy's offline (policies/): 0, or -1 if a wait timed out
     int (*policy_offline)(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil
     void *policy_data

@@ -14,8 +14,10 @@ from cpython.ref cimport PyObject, Py_INCREF
 
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
-from slubcy.sched cimport (preempt_point, smp_call_function_single, kick_all_cpus_sync,
-                           PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL)
+from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
+                           local_irq_enabled, store_buffer_drain, vcpu,
+                           PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
+                           PP_PUT_CPU_PARTIAL_AFTER_READ)
 from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
                                 virt_to_head_page, addr_in_arena, PG_slab, PAGE_SIZE, PAGE_SHIFT,
                                 MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
@@ -751,16 +753,22 @@ cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain)
     """put_cpu_partial(): push a frozen slab on the cpu partial list, first
     draining the list to the node when it holds more than cpu_partial objects.
     Only the owning vCPU runs this, so the kernel's this_cpu_cmpxchg loop is a
-    plain store here.  Linux 4.0 (d6e0b7fa): a cache with cpu_partial == 0
-    (dead) unfreezes at once — when the policy models 4.0 or later."""
+    plain store here.  Linux 4.0 (d6e0b7fa) runs it with preemption disabled
+    and, when the policy models 4.0 or later, unfreezes at once a cache whose
+    cpu_partial is 0 (dead): a push that lands before the offline's barrier
+    is on a list the shrink's flush_all() drains, one after it sees
+    cpu_partial == 0."""
     cdef page *oldpage
-    cdef int pages = 0, pobjects = 0
+    cdef int pages = 0, pobjects = 0, cpu = <int>(c - s.cpu_slab), cpu_partial
     cdef uint64_t w
+    cdef vcpu *v
     if drain:
-        # From __slab_free, before preempt_disable(): the window in which a
-        # freshly frozen slab is on no list yet.  (Not from get_partial_node,
-        # which holds list_lock and so cannot be preempted.)
-        preempt_point(&s.m.sc, PP_PUT_CPU_PARTIAL, <int>(c - s.cpu_slab))
+        # From __slab_free, before preempt_disable(): preemptible, interrupts
+        # on; the window in which a freshly frozen slab is on no list yet.
+        # (Not from get_partial_node, which holds list_lock: irqs off.)
+        preempt_point(&s.m.sc, PP_PUT_CPU_PARTIAL, cpu)
+        local_irq_enabled(&s.m.sc, cpu)
+    # preempt_disable(): from here on the vCPU is not quiescent for RCU-sched
     oldpage = c.partial
     if oldpage != NULL:
         pobjects = oldpage.u.pc.pobjects
@@ -777,9 +785,27 @@ cdef void put_cpu_partial(kmem_cache *s, kmem_cache_cpu *c, page *pg, int drain)
     pg.u.pc.pages = pages
     pg.u.pc.pobjects = pobjects
     pg.u.pc.next = oldpage
-    c.partial = pg
-    if s.m.cpu_partial_dead_check and atomic_int_read(&s.cpu_partial) == 0:
+    if drain and s.m.sc.points[<int>PP_PUT_CPU_PARTIAL_AFTER_READ].enabled:
+        # Store buffering, as x86-TSO allows: this_cpu_cmpxchg() is no locked
+        # instruction and no barrier separates it from the dead check, so the
+        # check's load of s->cpu_partial may be satisfied before the store to
+        # c->partial is visible to other CPUs.  The model makes that window
+        # explicit: the load first, the store held in the vCPU's one-entry
+        # store buffer, which an interrupt drains before its handler runs
+        # (handle_ipi) and which drains by itself after the point.
+        cpu_partial = atomic_int_read(&s.cpu_partial)
+        v = &s.m.sc.vcpus[cpu]
+        v.sb_addr = <void **>&c.partial
+        v.sb_val = pg
+        preempt_point(&s.m.sc, PP_PUT_CPU_PARTIAL_AFTER_READ, cpu)
+        store_buffer_drain(v)
+    else:
+        c.partial = pg
+        cpu_partial = atomic_int_read(&s.cpu_partial)
+    if s.m.cpu_partial_dead_check and cpu_partial == 0:
+        # (4.0: local_irq_save; unfreeze_partials; local_irq_restore)
         unfreeze_partials(s, c)
+    # preempt_enable()
 
 
 cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, void *tail,
@@ -822,6 +848,7 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, voi
             # made, the cmpxchg not done.  (Under list_lock the kernel cannot
             # be preempted: spin_lock_irqsave.)
             preempt_point(&s.m.sc, PP_SLAB_FREE_BEFORE_CMPXCHG, <int>(c - s.cpu_slab))
+            local_irq_enabled(&s.m.sc, <int>(c - s.cpu_slab))
         if cmpxchg_double_slab(c, pg, old,
                                fc_make(z, head, fc_counters(inuse, fc_objects(old), frozen))):
             break
@@ -952,19 +979,22 @@ cdef void flush_cpu_slab(void *info, int cpu) noexcept nogil:
     __flush_cpu_slab(<kmem_cache *>info, cpu)
 
 
+cdef bint has_cpu_slab(int cpu, void *info) noexcept nogil:
+    """has_cpu_slab(): read remotely, as the kernel does (c->page || c->partial)."""
+    cdef kmem_cache_cpu *c = &(<kmem_cache *>info).cpu_slab[cpu]
+    return c.page != NULL or c.partial != NULL
+
+
 cdef int flush_all(kmem_cache *s) noexcept nogil:
-    """flush_all(): on_each_cpu_cond(has_cpu_slab, flush_cpu_slab).  Each vCPU
-    flushes its own per-cpu state: a running vCPU between two operations (an
-    IPI), an idle one directly.  -1 if a vCPU did not answer in time."""
-    cdef int cpu, rc = 0
-    cdef kmem_cache_cpu *c
-    for cpu in range(s.m.nr_cpus):
-        c = &s.cpu_slab[cpu]
-        if c.page != NULL or c.partial != NULL:     # has_cpu_slab(), read remotely
-            if smp_call_function_single(&s.m.sc, cpu, flush_cpu_slab, s, s.m.ipi_timeout) != 0:
-                s.m.ipi_timeouts += 1
-                rc = -1
-    return rc
+    """flush_all(): on_each_cpu_cond(has_cpu_slab, flush_cpu_slab).  Every
+    vCPU with a cpu slab or partials flushes its own per-cpu state, the
+    requests posted to all of them at once: a running vCPU at its next
+    irq-enabled point (an IPI), an idle one directly.  -1 if a vCPU did not
+    answer in time."""
+    if on_each_cpu_cond(&s.m.sc, has_cpu_slab, flush_cpu_slab, s, s.m.ipi_timeout) != 0:
+        s.m.ipi_timeouts += 1
+        return -1
+    return 0
 
 
 cdef struct cache_batch:
@@ -979,26 +1009,28 @@ cdef void flush_cpu_slabs(void *info, int cpu) noexcept nogil:
         __flush_cpu_slab(b.caches[i], cpu)
 
 
+cdef bint has_cpu_slabs(int cpu, void *info) noexcept nogil:
+    cdef cache_batch *b = <cache_batch *>info
+    cdef int i
+    for i in range(b.n):
+        if has_cpu_slab(cpu, b.caches[i]):
+            return True
+    return False
+
+
 cdef int flush_all_caches(slub_machine *m, kmem_cache **caches, int n) noexcept nogil:
     """flush_all() of `n` caches with one cross-vCPU request per vCPU that has
-    a cpu slab in any of them.  Deliberate departure: the kernel flushes each
-    cache with its own on_each_cpu_cond(); its IPIs interrupt at once, ours
-    wait for the target's next operation boundary, so a workqueue batch of
-    dead caches (memcg_kmem_cache_wq) shares the wait.  -1 on a timeout."""
+    a cpu slab in any of them.  Deliberate departure, used only by the
+    `barrier:batch` option: the kernel flushes each cache with its own
+    on_each_cpu_cond() (one work item per dead cache, 4.11).  -1 on a
+    timeout."""
     cdef cache_batch b
-    cdef int cpu, i, rc = 0
-    cdef kmem_cache_cpu *c
     b.caches = caches
     b.n = n
-    for cpu in range(m.nr_cpus):
-        for i in range(n):
-            c = &caches[i].cpu_slab[cpu]
-            if c.page != NULL or c.partial != NULL:     # has_cpu_slab() of any
-                if smp_call_function_single(&m.sc, cpu, flush_cpu_slabs, &b, m.ipi_timeout) != 0:
-                    m.ipi_timeouts += 1
-                    rc = -1
-                break
-    return rc
+    if on_each_cpu_cond(&m.sc, has_cpu_slabs, flush_cpu_slabs, &b, m.ipi_timeout) != 0:
+        m.ipi_timeouts += 1
+        return -1
+    return 0
 
 
 cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:

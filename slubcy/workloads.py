@@ -96,12 +96,13 @@ def workload_caches(machine, workload, size=64):
 def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None,
         machine=None, preempt=None, progress=None, size=64, batch=256, slots=1024,
         handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.5,
-        sample_every=0.05, hz=None):
+        sample_every=0.05, hz=None, expedited=False):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
     `seconds`.  Uses `machine` if given, else a fresh one with `policy`
-    (closed after).  churn needs a policy (default "barrier").  `hz` gives
-    the fresh machine tick-bound, kernel-like grace periods (see Machine)."""
+    (closed after).  churn needs a policy (default "barrier").  `hz` and
+    `expedited` set the fresh machine's grace periods (see Machine: by
+    default they end at a tick of a 250 Hz clock, as a kernel's)."""
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
     if (ops is None) == (seconds is None):
@@ -116,7 +117,8 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
     if memory is None:
         memory = (1 << 30) if workload == "churn" else (256 << 20)
     m = machine if machine is not None else slubcy.Machine(
-        cpus=cpus, nr_cpu_ids=nr_cpu_ids, memory=memory, seed=seed, policy=policy, hz=hz)
+        cpus=cpus, nr_cpu_ids=nr_cpu_ids, memory=memory, seed=seed, policy=policy, hz=hz,
+        expedited=expedited)
     try:
         if preempt:
             apply_preempt(m, preempt)
