@@ -78,7 +78,8 @@ def test_grace_periods_end_at_a_tick_with_hz():
             run.request_stop()
             run.finish()
     with slubcy.Machine(cpus=1) as m:
-        assert m.hz is None
+        assert m.hz == slubcy.DEFAULT_HZ == 250 and not m.expedited   # kernel-like by default
+    with slubcy.Machine(cpus=1, expedited=True) as m:
         t0 = time.monotonic()
         for _ in range(100):
             m.synchronize(timeout=5)                   # every vCPU idle: at once
@@ -213,17 +214,43 @@ def test_hold_at_put_cpu_partial(dead):
         m.validate()
 
 
-def test_synchronize_waits_for_a_held_vcpu():
+# Where a thread is stopped decides what it means to RCU-sched (CONFIG_PREEMPT):
+# switched out at a preemptible point it is quiescent; delayed with
+# preemption disabled (inside put_cpu_partial) it is not.
+
+def test_synchronize_does_not_wait_for_a_preempted_task():
+    """rcu_note_context_switch: a task preempted inside __slab_free has
+    context-switched, so its vCPU holds no grace period."""
     with slubcy.Machine(cpus=2, memory=16 << 20) as m:
         c = m.kmem_cache_create("x", 256)
         page, objs = full_slab(m, c)
-        m.synchronize(timeout=5)                 # nothing running: immediate
         pp = m.preempt_point("slab_free:before_cmpxchg")
+        assert pp.preemptible
+        pp.arm_hold()
+        t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
+        pp.wait_held()
+        assert m.vcpu_info()[1]["online"] == 0            # switched out: quiescent
+        m.synchronize(timeout=5)                          # ends while vCPU 1 is held
+        pp.release()
+        t.join(5)
+        assert "error" not in out and m.vcpu_info()[1]["online"] == 0   # (idle again)
+        m.validate()
+
+
+def test_synchronize_waits_for_a_preempt_disabled_section():
+    """synchronize_sched waits for preempt-disabled code: vCPU 1 delayed
+    inside put_cpu_partial (after freezing a full slab) holds it."""
+    with slubcy.Machine(cpus=2, memory=16 << 20) as m:
+        c = m.kmem_cache_create("x", 256)
+        page, objs = full_slab(m, c)
+        m.synchronize(timeout=5)                 # nothing running: a tick at most
+        pp = m.preempt_point("put_cpu_partial:after_read")
+        assert not pp.preemptible
         pp.arm_hold()
         t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
         pp.wait_held()
         with pytest.raises(slubcy.Timeout):
-            m.synchronize(timeout=0.2)           # vCPU 1 is inside an operation
+            m.synchronize(timeout=0.2)           # vCPU 1 is inside put_cpu_partial
         gp, gp_out = in_thread(lambda: m.synchronize())
         time.sleep(0.3)
         assert gp.is_alive()                     # still waiting
@@ -231,6 +258,27 @@ def test_synchronize_waits_for_a_held_vcpu():
         gp.join(5)
         t.join(5)
         assert not gp.is_alive() and "error" not in gp_out and "error" not in out
+        m.validate()
+
+
+def test_an_ipi_drains_the_store_buffer_of_a_preempt_disabled_vcpu():
+    """Held in put_cpu_partial with its push to c->partial not yet visible,
+    vCPU 1 takes kick_all_cpus_sync's IPI: the store is visible before the
+    kick returns (an interrupt is taken at an instruction boundary), so the
+    slab is then on its partial list for a flush to find."""
+    with slubcy.Machine(cpus=2, memory=16 << 20) as m:
+        c = m.kmem_cache_create("x", 256)
+        page, objs = full_slab(m, c)
+        pp = m.preempt_point("put_cpu_partial:after_read")
+        pp.arm_hold()
+        t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
+        pp.wait_held()
+        assert page not in m.cache_state(c)["cpus"][1]["partial"]   # still in the store buffer
+        m.kick_all_cpus_sync(timeout=5)
+        assert page in m.cache_state(c)["cpus"][1]["partial"]
+        pp.release()
+        t.join(5)
+        assert "error" not in out
         m.validate()
 
 
@@ -272,17 +320,22 @@ def test_call_rcu_batches_callbacks():
         assert 1 <= stats["grace_periods"] < 200
 
 
-def test_call_rcu_waits_for_a_held_vcpu():
+@pytest.mark.parametrize("point,waits", [("slab_free:before_cmpxchg", False),
+                                         ("put_cpu_partial:after_read", True)])
+def test_call_rcu_waits_only_for_a_preempt_disabled_vcpu(point, waits):
     with slubcy.Machine(cpus=2, memory=16 << 20) as m:
         c = m.kmem_cache_create("x", 256)
         page, objs = full_slab(m, c)
-        pp = m.preempt_point("slab_free:before_cmpxchg")
+        pp = m.preempt_point(point)
         pp.arm_hold()
         t, _ = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
         pp.wait_held()
         done = threading.Event()
         m.call_rcu(done.set)
-        assert not done.wait(0.3)
+        if waits:
+            assert not done.wait(0.3)
+        else:
+            assert done.wait(5)              # a preempted task holds no grace period
         pp.release()
         assert done.wait(5)
         t.join(5)
