@@ -146,7 +146,8 @@ def main(argv=None):
                      help="arena size in MiB (default 256; 1024 for churn)")
     run.add_argument("--preempt", metavar="SPEC",
                      help="POINT=PROBABILITY:DURATION[:MODE][,...], e.g. "
-                          "slab_free:before_cmpxchg=0.01:50us")
+                          "slab_free:before_cmpxchg=0.01:50us, and/or the CONFIG_PREEMPT model "
+                          "preempt=RATE/s:SLICE[:exp|fixed], e.g. preempt=1000/s:3ms")
     run.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     run.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
     run.add_argument("--json", action="store_true", help="one JSON object with the metrics")

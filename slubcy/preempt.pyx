@@ -26,7 +26,7 @@ from slubcy.sched cimport (sched, preemption_point as preempt_point_t, NR_PREEMP
                            PREEMPT_SPIN, PREEMPT_YIELD, PREEMPT_SLEEP, atomic_int_read,
                            atomic_int_set, PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
                            PP_PUT_CPU_PARTIAL_AFTER_READ, PP_OFFLINE_AFTER_MARK_DEAD,
-                           PP_OFFLINE_BEFORE_SHRINK, PREEMPTIBLE)
+                           PP_OFFLINE_BEFORE_SHRINK, PREEMPTIBLE, preempt_model_set)
 
 POINTS = {
     "slab_free:before_cmpxchg": PP_SLAB_FREE_BEFORE_CMPXCHG,
@@ -50,16 +50,72 @@ def parse_duration(text):
     return int(float(m.group(1)) * _UNITS[m.group(2) or "ns"])
 
 
-def parse_spec(spec):
-    """'POINT=PROB:DURATION[:MODE][,...]' -> [(point, prob, ns, mode)].
+MODEL = "preempt"       # the CONFIG_PREEMPT model's name in a spec
+SLICES = ("exp", "fixed")
 
-    e.g. 'slab_free:before_cmpxchg=0.01:50us' or 'put_cpu_partial=1:2ms:sleep'."""
+
+def parse_model(text):
+    """'RATE/s:SLICE[:exp|fixed]' -> (rate per second, slice ns, fixed)."""
+    parts = str(text).split(":")
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/s)?\s*", parts[0])
+    if len(parts) not in (2, 3) or not m:
+        raise ValueError(f"bad preemption model {text!r}: RATE/s:SLICE[:exp|fixed], "
+                         "e.g. 1000/s:3ms")
+    rate = float(m.group(1))
+    if not 0 < rate <= 1e6:
+        raise ValueError(f"preemption rate must be in (0, 1e6] per second, got {rate}")
+    slice_ns = parse_duration(parts[1])
+    if not 0 < slice_ns <= 10_000_000_000:
+        raise ValueError(f"time slice must be in (0, 10s], got {parts[1]!r}")
+    dist = parts[2] if len(parts) == 3 else "exp"
+    if dist not in SLICES:
+        raise ValueError(f"bad slice distribution {dist!r}: one of {', '.join(SLICES)}")
+    return rate, slice_ns, dist == "fixed"
+
+
+def set_model(Machine machine, rate, slice="3ms", fixed=False):
+    """The CONFIG_PREEMPT model: preemption requests (a tick or a wakeup
+    with another task runnable sets need_resched) reach each vCPU as a
+    Poisson process of `rate` per second; the task is switched out at its
+    next preemptible point -- between two operations, or at any
+    PREEMPTIBLE named point of the slow paths -- for a time slice
+    (exponential of mean `slice`, or exactly `slice` with fixed=True),
+    quiescent for RCU-sched and taking interrupts meanwhile.  rate=0 turns
+    it off.  How often the race window is hit then follows from the time
+    spent there, not from where a delay was put."""
+    if machine.closed:
+        from slubcy.errors import MachineClosed
+        raise MachineClosed("the machine is closed")
+    rate = float(rate)
+    if not 0 <= rate <= 1e6:
+        raise ValueError(f"preemption rate must be in [0, 1e6] per second, got {rate}")
+    ns = slice if isinstance(slice, int) else parse_duration(slice)
+    if not 0 < ns <= 10_000_000_000:
+        raise ValueError(f"time slice must be in (0, 10s], got {slice!r}")
+    preempt_model_set(&machine.m.sc, rate, ns, bool(fixed))
+
+
+def model_preemptions(Machine machine):
+    """Preemptions the CONFIG_PREEMPT model made, per vCPU."""
+    return [machine.m.sc.vcpus[i].model_preemptions for i in range(machine.m.nr_cpus)]
+
+
+def parse_spec(spec):
+    """'POINT=PROB:DURATION[:MODE][,...]' -> [(point, prob, ns, mode)], and
+    'preempt=RATE/s:SLICE[:exp|fixed]' (the CONFIG_PREEMPT model) ->
+    ('preempt', rate, slice ns, fixed).
+
+    e.g. 'slab_free:before_cmpxchg=0.01:50us', 'put_cpu_partial=1:2ms:sleep'
+    or 'preempt=1000/s:3ms'."""
     out = []
     for item in filter(None, (x.strip() for x in str(spec).split(","))):
+        if item.startswith(MODEL + "="):
+            out.append((MODEL, *parse_model(item[len(MODEL) + 1:])))
+            continue
         point, eq, rest = item.rpartition("=")
         if not eq or point not in POINTS:
             raise ValueError(f"bad preemption spec {item!r}: POINT=PROBABILITY:DURATION with "
-                             f"POINT one of {', '.join(POINTS)}")
+                             f"POINT one of {', '.join(POINTS)}, or {MODEL}=RATE/s:SLICE")
         parts = rest.split(":")
         if len(parts) not in (2, 3):
             raise ValueError(f"bad preemption spec {item!r}: expected PROBABILITY:DURATION[:MODE]")

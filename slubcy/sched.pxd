@@ -80,7 +80,9 @@ cdef struct vcpu:
     void **sb_addr          # a store not yet visible to other vCPUs (a one-entry store
     void *sb_val            # buffer): an interrupt drains it before its handler runs
     int preempted           # its task is switched out at a preemptible point
-    char _pad[44]           # 128 bytes: no two vCPUs share a cache line
+    double need_resched_at  # CONFIG_PREEMPT model: when the next preemption request comes
+    long model_preemptions  # ... and how many it acted on
+    char _pad[28]           # 128 bytes: no two vCPUs share a cache line
 
 # call_rcu() from C (nogil): the machine's RCU thread runs the callbacks
 # after a grace period, many to one period.
@@ -97,6 +99,14 @@ cdef struct sched:
                             # grace-period machinery runs from the scheduling-clock tick)
     uint64_t rcu_gp_tick    # the tick the C callbacks' current grace period started in
     preemption_point points[<int>NR_PREEMPT_POINTS]
+    # CONFIG_PREEMPT model (slubcy.preempt: "preempt=RATE/s:SLICE"): preemption
+    # requests (need_resched: a tick or wakeup with another task runnable)
+    # reach each vCPU as a Poisson process; the task is switched out at its
+    # next preemptible point for a time slice drawn from an exponential
+    int preempt_model       # the only field the hot path reads
+    double preempt_rate     # requests per second per vCPU
+    long preempt_slice_ns   # mean time switched out
+    int preempt_slice_fixed # 1: every slice lasts exactly preempt_slice_ns
     int running_workers
     uint64_t rng            # for preemption points passed off any vCPU
     int rcu_lock
@@ -125,6 +135,8 @@ cdef int on_each_cpu_cond(sched *sc, smp_cond_func_t cond, smp_call_func_t func,
                           double timeout) noexcept nogil
 cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil
+cdef void preempt_model_check(sched *sc, int cpu) noexcept nogil
+cdef void preempt_model_set(sched *sc, double rate, long slice_ns, bint fixed) noexcept nogil
 cdef double monotonic() noexcept nogil
 cdef uint64_t rcu_jiffies(sched *sc) noexcept nogil
 cdef void call_rcu(sched *sc, rcu_head *head, void (*func)(rcu_head *) noexcept nogil) noexcept nogil
@@ -170,5 +182,11 @@ cdef inline uint64_t xorshift64(uint64_t *state) noexcept nogil:
 
 cdef inline void preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     """A named preemption point: a plain load and branch when disabled."""
-    if sc.points[id].enabled:
+    if sc.points[id].enabled or sc.preempt_model:
         __preempt_point(sc, id, cpu)
+
+cdef inline void preempt_check_resched(sched *sc, int cpu) noexcept nogil:
+    """Between two operations (preemptible code): act on a pending
+    preemption request of the CONFIG_PREEMPT model."""
+    if sc.preempt_model and cpu >= 0:
+        preempt_model_check(sc, cpu)

@@ -12,6 +12,7 @@ RCU+sync+free litmus test).
 from libc.stdint cimport uint64_t, uint32_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
+from libc.math cimport log
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, nanosleep
 
 cdef extern from "sched.h" nogil:
@@ -398,6 +399,51 @@ cdef inline void preempt_resume(sched *sc, int cpu) noexcept nogil:
     atomic_int_set(&v.preempted, 0)
 
 
+cdef inline double exp_draw(uint64_t *rng, double mean) noexcept nogil:
+    """An exponential variate of the given mean (inverse CDF of a uniform)."""
+    cdef double u = ((xorshift64(rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0)
+    return -mean * log(u)
+
+
+cdef void preempt_model_set(sched *sc, double rate, long slice_ns, bint fixed) noexcept nogil:
+    """Switch the CONFIG_PREEMPT model on (rate > 0) or off."""
+    cdef int cpu
+    cdef double now = monotonic()
+    sc.preempt_rate = rate
+    sc.preempt_slice_ns = slice_ns
+    sc.preempt_slice_fixed = fixed
+    for cpu in range(sc.nr_cpus):
+        sc.vcpus[cpu].need_resched_at = now + (exp_draw(&sc.vcpus[cpu].rng, 1.0 / rate)
+                                               if rate > 0 else 0.0)
+    smp_mb()
+    atomic_int_set(&sc.preempt_model, 1 if rate > 0 else 0)
+
+
+cdef void preempt_model_check(sched *sc, int cpu) noexcept nogil:
+    """A preemptible point under the CONFIG_PREEMPT model: if a preemption
+    request has come since the vCPU last looked (its need_resched_at has
+    passed), the task is switched out here -- as the kernel preempts at the
+    first preempt_enable() or interrupt return in preemptible code after
+    need_resched is set -- for a slice, and the next request is drawn."""
+    cdef vcpu *v = &sc.vcpus[cpu]
+    cdef double now = monotonic()
+    cdef long ns
+    cdef PyThreadState *ts = NULL
+    if now < v.need_resched_at:
+        return
+    ns = sc.preempt_slice_ns if sc.preempt_slice_fixed else \
+        <long>exp_draw(&v.rng, <double>sc.preempt_slice_ns)
+    v.model_preemptions += 1
+    if PyGILState_Check():
+        ts = PyEval_SaveThread()
+    preempt_schedule(sc, cpu)
+    pause_for(sc, cpu, ns, PREEMPT_SLEEP)
+    preempt_resume(sc, cpu)
+    if ts != NULL:
+        PyEval_RestoreThread(ts)
+    v.need_resched_at = monotonic() + exp_draw(&v.rng, 1.0 / sc.preempt_rate)
+
+
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     """An enabled point: hold the thread if the controller armed a hold,
     else delay it with the configured probability.  At a PREEMPTIBLE point a
@@ -410,6 +456,10 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     cdef int spins = 0
     cdef bint switched
     cdef PyThreadState *ts = NULL
+    if sc.preempt_model and cpu >= 0 and pp.context == PREEMPTIBLE:
+        preempt_model_check(sc, cpu)
+    if not pp.enabled:
+        return
     if atomic_int_read(&pp.hold_armed) and atomic_int_cmpxchg(&pp.hold_armed, 1, 0):
         pp.hits += 1
         if PyGILState_Check():

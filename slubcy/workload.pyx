@@ -25,7 +25,7 @@ from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cg
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook)
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
-                           local_irq_enabled,
+                           local_irq_enabled, preempt_check_resched,
                            xorshift64,
                            atomic_int_read, atomic_int_set, QS_INTERVAL)
 
@@ -202,6 +202,7 @@ cdef inline bint w_tick(worker *w, long *n) noexcept nogil:
     """After an operation: a quiescent state every QS_INTERVAL; False to stop."""
     n[0] += 1
     local_irq_enabled(w.sc, w.cpu)      # between two operations interrupts are on
+    preempt_check_resched(w.sc, w.cpu)  # ... and the task is preemptible
     if (n[0] & (QS_INTERVAL - 1)) == 0:
         ring_publish(w.out)
         rcu_quiescent_state(w.sc, w.cpu)

@@ -68,9 +68,15 @@ class Result:
 
 
 def apply_preempt(machine, spec):
-    """Configure the machine's preemption points from a --preempt SPEC."""
-    for point, prob, ns, mode in parse_spec(spec):
-        machine.preempt_point(point).set_delay(prob, ns, mode)
+    """Configure the machine's preemption points and the CONFIG_PREEMPT
+    model from a --preempt SPEC."""
+    from slubcy import preempt
+    for point, *rest in parse_spec(spec):
+        if point == preempt.MODEL:
+            rate, slice_ns, fixed = rest
+            preempt.set_model(machine, rate, slice_ns, fixed)
+        else:
+            machine.preempt_point(point).set_delay(*rest)
 
 
 def workload_caches(machine, workload, size=64):

@@ -372,3 +372,41 @@ def test_bad_workload_arguments():
             with pytest.raises(ValueError):
                 workloads.run("fastpath", cpus=1, machine=m, **{"ops": None, **kw})
         m.validate()
+
+
+# -- the CONFIG_PREEMPT model --------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["preempt=1000/s", "preempt=0/s:3ms", "preempt=-5/s:3ms",
+                                  "preempt=100/s:0ms", "preempt=100/s:3ms:gauss",
+                                  "preempt=fast:3ms", "preempt=100/s:20s"])
+def test_bad_preempt_model_specs(spec):
+    from slubcy.preempt import parse_spec
+    with pytest.raises(ValueError):
+        parse_spec(spec)
+
+
+def test_preempt_model_spec_parses_with_points():
+    from slubcy.preempt import parse_spec
+    assert parse_spec("preempt=250/s:3ms:fixed,put_cpu_partial=0.1:1us") == [
+        ("preempt", 250.0, 3_000_000, True), ("put_cpu_partial", 0.1, 1000, "spin")]
+
+
+def test_preempt_model_switches_tasks_out_and_they_hold_no_grace_period():
+    """Under the model every vCPU is switched out now and then (preemption
+    requests at 2000/s, 1 ms slices): the workload still completes, the
+    preemptions are counted on each vCPU, and grace periods keep ending
+    (a switched-out task is quiescent) -- the churn's barrier:sync offlines
+    go on and nothing leaks."""
+    from slubcy import preempt
+    with slubcy.Machine(cpus=2, memory=1 << 30, policy="barrier:sync", hz=1000) as m:
+        r = workloads.run("churn", cpus=2, seconds=0.5, machine=m, preempt="preempt=2000/s:1ms")
+        counts = preempt.model_preemptions(m)
+        assert all(n > 10 for n in counts), counts
+        assert r.metrics["offlines"] > 5 and r.metrics["leaked_caches"] == 0
+        preempt.set_model(m, 0)                 # off again
+        before = preempt.model_preemptions(m)
+        workloads.run("fastpath", cpus=2, ops=200_000, machine=m)
+        assert preempt.model_preemptions(m) == before
+        with pytest.raises(ValueError):
+            preempt.set_model(m, -1)
+        m.validate()
