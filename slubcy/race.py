@@ -115,7 +115,9 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
         freer.join(10)
         freer.check()
         st = _slab_where(m, cache, page)
-        step(f"vCPU 1 resumes: its cmpxchg lands; the slab is now {st}", slab_state=st)
+        step(f"vCPU 1 resumes: " + ("its cmpxchg lands" if window == "slab_free" else
+                                    "its push becomes visible, its dead check used the stale "
+                                    "load") + f"; the slab is now {st}", slab_state=st)
         if blocked:
             offline.join(30)
             step(f"vCPU 0: the offline finished after vCPU 1 went on "
