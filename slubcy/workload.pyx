@@ -23,7 +23,8 @@ from libc.stdio cimport snprintf
 from slubcy.page_alloc cimport page, virt_to_head_page
 from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook)
+                           memcg_slab_free_hook, cgroup_rmdir, OFFLINE_CANCELLED)
+from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
                            xorshift64,
                            atomic_int_read, atomic_int_set, QS_INTERVAL)
@@ -149,10 +150,14 @@ cdef struct worker:
     uint32_t outlive         # probability (of 2^32) that an object outlives its job
     long jobs
     long memcg_failures
-    double *offline_us       # latency of each offline
-    long noffline
+    double *offline_us       # latency of each offline: rmdir's queueing to the end of the
+    long noffline            # kworker's work item (written by the kworker only)
     long offline_cap
-    int offline_errors
+    int offline_errors       # (kworker) offlines whose waits timed out
+    int rmdir_errors         # rmdirs that could not queue the offline
+    double rmdir_wait_us     # time rmdir waited for cgroup_mutex, in all
+    double rmdir_wait_max_us
+    double mkdir_wait_us     # ... and memcg creation
     char _pad[64]
 
 
@@ -301,6 +306,16 @@ cdef void record_offline(worker *w, double us) noexcept nogil:
     w.noffline += 1
 
 
+cdef void churn_offline_done(void *arg, double latency, int rc) noexcept nogil:
+    """On the kworker, at the end of a job's offline: its latency."""
+    cdef worker *w = <worker *>arg
+    if rc == OFFLINE_CANCELLED:
+        return
+    if rc != 0:
+        w.offline_errors += 1
+    record_offline(w, latency * 1e6)
+
+
 cdef inline void churn_receive(worker *w, void **pool) noexcept nogil:
     """Objects another vCPU's job handed over (up to 4 at a time, so they
     arrive while that job still runs): each is freed now (half the time) or
@@ -328,19 +343,26 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
     two caches: what stays cached after a job), which are handed at once to
     the next vCPU; that one frees half of what it receives at once (so those
     first remote frees run while the job ends and goes offline) and keeps
-    the rest in a long-lived pool.  Then the memcg goes offline through the
-    policy, from here."""
+    the rest in a long-lived pool.  Then rmdir: the memcg's offline (the
+    policy, under cgroup_mutex) is queued to the machine's kworker, as
+    cgroup_rmdir queues css_killed_work_fn, and the next job starts; memcg
+    creation and rmdir wait for cgroup_mutex while the kworker holds it
+    (quiescent, serving requests, as a sleeping task's CPU).  The first
+    allocation from each cache queues its child cache's creation on the
+    kworker and is served from the root cache, uncharged."""
     cdef long n = 0, k, got, idx
     cdef void *p
     cdef kmem_cache *s
     cdef mem_cgroup *memcg
     cdef char name[48]
-    cdef double t0
+    cdef double waited
     cdef bint go = True
     cdef slub_machine *m = w.m
     while go:
         snprintf(name, sizeof(name), "job%d-%ld", w.cpu, w.jobs)
-        memcg = mem_cgroup_create(m, name, NULL)
+        waited = 0.0
+        memcg = mem_cgroup_create(m, name, NULL, &waited)
+        w.mkdir_wait_us += waited * 1e6
         if memcg == NULL:
             w.memcg_failures += 1
             churn_receive(w, pool)
@@ -366,10 +388,12 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
             churn_receive(w, pool)
             if not w_tick(w, &n):
                 go = False
-        t0 = monotonic()
-        if m.policy_offline(m, memcg, m.policy_data) != 0:
-            w.offline_errors += 1
-        record_offline(w, (monotonic() - t0) * 1e6)
+        waited = 0.0
+        if cgroup_rmdir(m, memcg, churn_offline_done, w, &waited) != 0:
+            w.rmdir_errors += 1
+        w.rmdir_wait_us += waited * 1e6
+        if waited * 1e6 > w.rmdir_wait_max_us:
+            w.rmdir_wait_max_us = waited * 1e6
         w.jobs += 1
 
 
@@ -508,6 +532,10 @@ cdef class Run:
 
     def __dealloc__(self):
         cdef int i
+        # the kworker writes offline latencies into the workers
+        if self.machine is not None and not self.machine.closed and self.workers != NULL:
+            with nogil:
+                flush_workqueue(&self.machine.m.wq, -1.0)
         if self.workers != NULL:
             for i in range(self.nworkers):
                 free(self.workers[i].offline_us)
@@ -567,6 +595,10 @@ cdef class Run:
         for t in self.threads:
             t.join()
         self.machine.m.sc.running_workers -= self.nworkers
+        # the offlines the jobs queued run on the kworker: their latencies
+        # are in once it has run them
+        with nogil:
+            flush_workqueue(&self.machine.m.wq, -1.0)
         per = []
         for i in range(self.nworkers):
             w = &self.workers[i]
@@ -575,6 +607,8 @@ cdef class Run:
                         "alloc_failures": w.alloc_failures, "lost": w.lost,
                         "seconds": w.seconds, "jobs": w.jobs,
                         "memcg_failures": w.memcg_failures,
-                        "offline_errors": w.offline_errors,
+                        "offline_errors": w.offline_errors + w.rmdir_errors,
+                        "rmdir_wait_us": w.rmdir_wait_us, "rmdir_wait_max_us": w.rmdir_wait_max_us,
+                        "mkdir_wait_us": w.mkdir_wait_us,
                         "offline_us": [w.offline_us[k] for k in range(w.noffline)]})
         return per, sampled
