@@ -19,6 +19,7 @@ from libc.stdlib cimport calloc, free, malloc
 
 from libc.stdlib cimport realloc
 from libc.string cimport memset
+from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
 from slubcy.page_alloc cimport page, virt_to_head_page
 from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup
@@ -39,7 +40,9 @@ cdef extern from *:
     """
     #define SLUBCY_CANARY_KEY 0x5EED5AB1E5CA1AB5ULL
     static inline int slubcy_fetch_add(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+    static inline long slubcy_load_long_acq(long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     """
+    long load_long "slubcy_load_long_acq"(long *p) nogil
     const uint64_t CANARY_KEY "SLUBCY_CANARY_KEY"
     int fetch_add "slubcy_fetch_add"(int *p, int v) nogil
 
@@ -158,6 +161,8 @@ cdef struct worker:
     double rmdir_wait_us     # time rmdir waited for cgroup_mutex, in all
     double rmdir_wait_max_us
     double mkdir_wait_us     # ... and memcg creation
+    int wait_caches          # a job starts by waiting for its child caches' creation
+    double cache_wait_us     # ... how long, in all
     char _pad[64]
 
 
@@ -306,6 +311,28 @@ cdef void record_offline(worker *w, double us) noexcept nogil:
     w.noffline += 1
 
 
+cdef void wait_kworker(worker *w) noexcept nogil:
+    """Wait until the kworker has run what this worker queued (its child
+    caches' creation), as a task that sleeps: quiescent between checks, and
+    serving the requests posted to its vCPU."""
+    cdef long target = load_long(&w.m.wq.queued)
+    cdef int spins = 0
+    cdef timespec ts
+    while load_long(&w.m.wq.done) + load_long(&w.m.wq.cancelled) < target:
+        rcu_quiescent_state(w.sc, w.cpu)
+        if atomic_int_read(w.stop):
+            return
+        spins += 1
+        if spins < 100:
+            cpu_relax()
+        elif spins < 200:
+            sched_yield()
+        else:
+            ts.tv_sec = 0
+            ts.tv_nsec = 20000
+            nanosleep(&ts, NULL)
+
+
 cdef void churn_offline_done(void *arg, double latency, int rc) noexcept nogil:
     """On the kworker, at the end of a job's offline: its latency."""
     cdef worker *w = <worker *>arg
@@ -349,7 +376,10 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
     creation and rmdir wait for cgroup_mutex while the kworker holds it
     (quiescent, serving requests, as a sleeping task's CPU).  The first
     allocation from each cache queues its child cache's creation on the
-    kworker and is served from the root cache, uncharged."""
+    kworker and is served from the root cache, uncharged; with wait_caches
+    (the default) a job starts with one such allocation per cache and waits
+    for the kworker to create its caches -- a real job outlives that
+    workqueue latency by far, these microsecond jobs would not."""
     cdef long n = 0, k, got, idx
     cdef void *p
     cdef kmem_cache *s
@@ -369,6 +399,17 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
             go = w_tick(w, &n)
             continue
         got = 0
+        if w.wait_caches:
+            for idx in range(w.ncaches):
+                s = memcg_kmem_get_cache(w.caches[idx], memcg)     # queues the creation
+                p = w_alloc(w, s)                                  # from the root cache
+                if p != NULL:
+                    memcg_slab_post_alloc_hook(s, memcg, p)
+                    job[got] = p
+                    got += 1
+            waited = monotonic()
+            wait_kworker(w)
+            w.cache_wait_us += (monotonic() - waited) * 1e6
         for k in range(w.job_objects):
             idx = <long>(next_rand(&w.rng) % <uint64_t>w.ncaches)
             s = memcg_kmem_get_cache(w.caches[idx], memcg)
@@ -407,7 +448,7 @@ cdef void worker_main(worker *w) noexcept nogil:
     elif w.kind == W_LARSON or w.kind == W_CHURN:
         scratch = <void **>calloc(w.nslots, sizeof(void *))
     if w.kind == W_CHURN:
-        job = <void **>calloc(w.job_objects, sizeof(void *))
+        job = <void **>calloc(w.job_objects + w.ncaches, sizeof(void *))
     t0 = monotonic()
     if w.kind == W_FASTPATH:
         run_fastpath(w)
@@ -466,7 +507,8 @@ cdef class Run:
 
     def __cinit__(self, Machine machine, str kind, list caches, int nworkers, long ops_per_worker,
                   long batch=256, long slots=1024, double handoff=0.25, uint64_t seed=0,
-                  long ring_size=4096, long job_objects=256, double outlive=0.1):
+                  long ring_size=4096, long job_objects=256, double outlive=0.1,
+                  bint wait_caches=True):
         cdef int i
         if kind not in WORKLOADS:
             raise ValueError(f"unknown workload {kind!r}: one of {', '.join(WORKLOADS)}")
@@ -528,6 +570,7 @@ cdef class Run:
             w.m = &machine.m
             w.job_objects = job_objects
             w.outlive = <uint32_t>min(outlive * 4294967296.0, 4294967295.0)
+            w.wait_caches = wait_caches
         self.threads = []
 
     def __dealloc__(self):
@@ -609,6 +652,6 @@ cdef class Run:
                         "memcg_failures": w.memcg_failures,
                         "offline_errors": w.offline_errors + w.rmdir_errors,
                         "rmdir_wait_us": w.rmdir_wait_us, "rmdir_wait_max_us": w.rmdir_wait_max_us,
-                        "mkdir_wait_us": w.mkdir_wait_us,
+                        "mkdir_wait_us": w.mkdir_wait_us, "cache_wait_us": w.cache_wait_us,
                         "offline_us": [w.offline_us[k] for k in range(w.noffline)]})
         return per, sampled

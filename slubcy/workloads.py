@@ -96,12 +96,14 @@ def workload_caches(machine, workload, size=64):
 def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None,
         machine=None, preempt=None, progress=None, size=64, batch=256, slots=1024,
         handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.5,
-        sample_every=0.05, hz=None):
+        sample_every=0.05, hz=None, wait_caches=True):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
     `seconds`.  Uses `machine` if given, else a fresh one with `policy`
     (closed after).  churn needs a policy (default "barrier").  `hz` gives
-    the fresh machine tick-bound, kernel-like grace periods (see Machine)."""
+    the fresh machine tick-bound, kernel-like grace periods (see Machine).
+    `wait_caches` (churn): each job waits for the kworker to create its
+    child caches before it allocates (see slubcy.workload.run_churn)."""
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
     if (ops is None) == (seconds is None):
@@ -123,7 +125,8 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         caches = workload_caches(m, workload, size)
         per_worker = -1 if ops is None else max(1, ops // cpus)
         r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=slots,
-                handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive)
+                handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive,
+                wait_caches=wait_caches)
         show = progress if progress is not None else (seconds is not None and seconds > 3)
         series = []
         t0 = time.monotonic()
