@@ -34,6 +34,7 @@ cdef class Machine:
     cdef _rmdir_error(self, int r, memcg)
     cdef KmemCache _wrap_child(self, kmem_cache *s)
     cdef int _enter(self, int cpu) except -1
+    cdef bint _enter_wait(self, int cpu)
     cdef void _exit(self, int cpu) noexcept
     cdef int _idle(self) except -1
     cdef void _release(self) noexcept

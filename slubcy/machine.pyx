@@ -544,9 +544,26 @@ cdef class Machine:
     cdef int _enter(self, int cpu) except -1:
         """Run on vCPU `cpu` for one call (online for the grace periods)."""
         self._idle()
-        if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER):
+        if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER) and not self._enter_wait(cpu):
             raise CPUBusy(f"vCPU {cpu} is run by another thread")
         return 0
+
+    cdef bint _enter_wait(self, int cpu):
+        """The vCPU is taken: a thread on no vCPU (the kworker, the RCU
+        thread) may be running a cross-vCPU request on it for a moment (it
+        borrows an idle vCPU).  Try again for up to 50 ms, GIL released."""
+        cdef double deadline = monotonic() + 0.05
+        cdef bint ok = False
+        cdef timespec ts
+        ts.tv_sec = 0
+        ts.tv_nsec = 20000
+        with nogil:
+            while monotonic() < deadline:
+                nanosleep(&ts, NULL)
+                if vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER):
+                    ok = True
+                    break
+        return ok
 
     cdef void _exit(self, int cpu) noexcept:
         vcpu_release(&self.m.sc, cpu)

@@ -209,3 +209,68 @@ def _wait(r, ops, seconds, show, sampler=None, every=0.05):
             last = now
     if bar is not None:
         bar.close()
+
+
+MAX_LOOP_CACHES = 256       # policies.base.MAX_CHILD_CACHES: child caches per memcg
+
+
+def cgroup_loop(policy, caches_per_memcg=1, seconds=0.5, runs=None, cpus=2, hz=250,
+                objects=4, seed=0, details=False):
+    """The loop of kernel bugzilla 190841: create a memcg, allocate from it,
+    rmdir it, again -- on a fresh Machine(cpus, hz, policy) from Python on
+    vCPU 0 (the other vCPUs idle).  Returns completed runs per second (or,
+    with details, a dict with the kworker's and the mutexes' counts too).
+
+    Each run: memcg_create (cgroup_mutex: it waits while the kworker runs the
+    previous run's offline), one allocation from each of `caches_per_memcg`
+    accounted caches (served from the root caches; each queues its child
+    cache's creation on the kworker), flush_work() (the creations, queued
+    behind the previous offline), `objects` allocations from each child
+    cache, every object freed, memcg_rmdir (queues the offline and returns).
+    `caches_per_memcg=0` allocates nothing: the cgroup.memory=nokmem rate.
+    Under barrier:sync an offline costs a grace period per cache -- a tick
+    or two at `hz` (250 by default: 4 ms ticks) -- and the rate falls as
+    caches per memcg grow; under barrier:kick an IPI round per cache; under
+    async barrier it stays near the nokmem rate.  Runs for `seconds`, or
+    `runs` runs; the last offline is waited for and counted in the time."""
+    if policy is None or not isinstance(policy, str) or not policy:
+        raise ValueError("cgroup_loop needs a policy name, e.g. 'barrier:sync'")
+    for value, what in ((caches_per_memcg, "caches_per_memcg"), (cpus, "cpus"),
+                        (objects, "objects"), (seed, "seed")):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not 0 <= caches_per_memcg <= MAX_LOOP_CACHES:
+        raise ValueError(f"caches_per_memcg must be in 0..{MAX_LOOP_CACHES}, got {caches_per_memcg}")
+    if objects < 0:
+        raise ValueError(f"objects must be >= 0, got {objects}")
+    if (runs is None) == (seconds is None):
+        raise ValueError("give exactly one of seconds and runs")
+    if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
+        raise ValueError(f"runs must be a positive int, got {runs!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not seconds > 0):
+        raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
+    with slubcy.Machine(cpus=cpus, memory=256 << 20, policy=policy, hz=hz, seed=seed) as m:
+        caches = [m.kmem_cache_create(f"loop-{i}", 64, flags=slubcy.SLAB_ACCOUNT)
+                  for i in range(caches_per_memcg)]
+        n = 0
+        t0 = time.monotonic()
+        deadline = None if seconds is None else t0 + seconds
+        while (n < runs) if runs is not None else (time.monotonic() < deadline):
+            g = m.memcg_create(f"run{n}")
+            live = [(c, m.kmem_cache_alloc(c, cpu=0, memcg=g)) for c in caches]
+            if caches:
+                m.flush_work()
+            live += [(c, m.kmem_cache_alloc(c, cpu=0, memcg=g)) for c in caches
+                     for _ in range(objects)]
+            for c, a in live:
+                m.kmem_cache_free(c, a, cpu=0)
+            m.memcg_rmdir(g)
+            n += 1
+        m.flush_work()
+        elapsed = time.monotonic() - t0
+        rate = n / elapsed
+        if not details:
+            return rate
+        return {"policy": str(m.policy), "caches_per_memcg": caches_per_memcg, "runs": n,
+                "seconds": elapsed, "runs_per_s": rate, **m.kworker_stats()}
