@@ -214,7 +214,7 @@ def _wait(r, ops, seconds, show, sampler=None, every=0.05):
 MAX_LOOP_CACHES = 256       # policies.base.MAX_CHILD_CACHES: child caches per memcg
 
 
-def cgroup_loop(policy, caches_per_memcg=1, seconds=0.5, runs=None, cpus=2, hz=250,
+def cgroup_loop(policy, caches_per_memcg=1, seconds=None, runs=None, cpus=2, hz=250,
                 objects=4, seed=0, details=False):
     """The loop of kernel bugzilla 190841: create a memcg, allocate from it,
     rmdir it, again -- on a fresh Machine(cpus, hz, policy) from Python on
@@ -231,8 +231,9 @@ def cgroup_loop(policy, caches_per_memcg=1, seconds=0.5, runs=None, cpus=2, hz=2
     Under barrier:sync an offline costs a grace period per cache -- a tick
     or two at `hz` (250 by default: 4 ms ticks) -- and the rate falls as
     caches per memcg grow; under barrier:kick an IPI round per cache; under
-    async barrier it stays near the nokmem rate.  Runs for `seconds`, or
-    `runs` runs; the last offline is waited for and counted in the time."""
+    async barrier it stays near the nokmem rate.  Runs for `seconds` (0.5 s
+    by default), or `runs` runs; the last offline is waited for and counted
+    in the time."""
     if policy is None or not isinstance(policy, str) or not policy:
         raise ValueError("cgroup_loop needs a policy name, e.g. 'barrier:sync'")
     for value, what in ((caches_per_memcg, "caches_per_memcg"), (cpus, "cpus"),
@@ -243,8 +244,10 @@ def cgroup_loop(policy, caches_per_memcg=1, seconds=0.5, runs=None, cpus=2, hz=2
         raise ValueError(f"caches_per_memcg must be in 0..{MAX_LOOP_CACHES}, got {caches_per_memcg}")
     if objects < 0:
         raise ValueError(f"objects must be >= 0, got {objects}")
-    if (runs is None) == (seconds is None):
-        raise ValueError("give exactly one of seconds and runs")
+    if runs is not None and seconds is not None:
+        raise ValueError("give at most one of seconds and runs")
+    if runs is None and seconds is None:
+        seconds = 0.5
     if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
         raise ValueError(f"runs must be a positive int, got {runs!r}")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
