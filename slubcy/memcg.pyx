@@ -29,6 +29,9 @@ from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, kmem
                           fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
+from slubcy.sched cimport smp_processor_id
+from slubcy.mutex cimport mutex_lock, mutex_unlock
+from slubcy.kworker cimport work_struct, queue_work, current_tid
 
 cdef extern from *:
     """
@@ -64,25 +67,33 @@ cdef void memcg_free_cache_id(slub_machine *m, int id) noexcept nogil:
 # ---------------------------------------------------------------------------
 # Creating memcgs and their caches
 
-cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent) noexcept nogil:
-    """mem_cgroup_css_alloc + css_online: a child of `parent` (root if NULL)
-    with a kmemcg id and, for objcg policies, its obj_cgroup.  NULL when no
-    kmemcg id is left."""
+cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent,
+                                  double *waited=NULL) noexcept nogil:
+    """cgroup_mkdir -> mem_cgroup_css_alloc + css_online, under cgroup_mutex
+    (a sleeping mutex: it waits behind an offline the kworker is running): a
+    child of `parent` (root if NULL) with a kmemcg id and, for objcg
+    policies, its obj_cgroup.  NULL when no kmemcg id is left.  With
+    `waited`, the seconds spent waiting for cgroup_mutex are stored there."""
     cdef mem_cgroup *memcg = <mem_cgroup *>calloc(1, sizeof(mem_cgroup))
     cdef obj_cgroup *objcg
+    cdef double w
     if memcg == NULL:
         return NULL
     strncpy(memcg.name, name, sizeof(memcg.name) - 1)
     memcg.parent = parent if parent != NULL else m.root_mem_cgroup
     memcg.refcnt = 1
     memcg.online = 1
-    css_get_many(memcg.parent, 1)       # a child pins its parent
-    spin_lock(&m.slab_mutex)
+    w = mutex_lock(&m.sc, &m.cgroup_mutex)     # cgroup_kn_lock_live()
+    if waited != NULL:
+        waited[0] = w
+    spin_lock(&m.slab_lock)
     memcg.kmemcg_id = memcg_alloc_cache_id(m)
     if memcg.kmemcg_id < 0:
-        spin_unlock(&m.slab_mutex)
+        spin_unlock(&m.slab_lock)
+        mutex_unlock(&m.cgroup_mutex)
         free(memcg)
         return NULL
+    css_get_many(memcg.parent, 1)       # a child pins its parent
     m.next_memcg_id += 1
     memcg.id = m.next_memcg_id
     memcg.next = m.memcgs
@@ -98,7 +109,8 @@ cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup
             m.objcgs = objcg
             memcg.objcg = objcg
             memcg.refcnt += 1           # the objcg's reference on the memcg
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
+    mutex_unlock(&m.cgroup_mutex)
     return memcg
 
 
@@ -120,15 +132,15 @@ cdef mem_cgroup *root_mem_cgroup_create(slub_machine *m) noexcept nogil:
 
 cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) noexcept nogil:
     """memcg_create_kmem_cache(): the child cache "root(id:name)"; called with
-    slab_mutex held.  NULL when memory is short."""
+    slab_mutex and slab_lock held.  NULL when memory is short."""
     cdef slub_machine *m = root.m
     cdef char name[64]
     cdef kmem_cache *s
     snprintf(name, sizeof(name), "%s(%d:%s)", root.name, memcg.kmemcg_id, memcg.name)
-    spin_unlock(&m.slab_mutex)         # kmem_cache_open takes it to link the cache
+    spin_unlock(&m.slab_lock)         # kmem_cache_open takes it to link the cache
     s = kmem_cache_open(m, name, root.object_size, root.align, root.flags & ~(<unsigned long>SLAB_ACCOUNT),
                         root.ctor)
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     if s == NULL:
         return NULL
     s.root = root
@@ -144,11 +156,72 @@ cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) no
     return s
 
 
+cdef struct memcg_kmem_cache_create_work:
+    work_struct work            # first: the work item is the struct
+    mem_cgroup *memcg           # (key0)
+    kmem_cache *root            # (key1)
+
+
+cdef void memcg_kmem_cache_create_func(work_struct *w) noexcept nogil:
+    """memcg_kmem_cache_create_func() -> memcg_create_kmem_cache() (4.0-5.8
+    mm/memcontrol.c, mm/slab_common.c), on the kworker: under slab_mutex
+    (get_online_cpus/get_online_mems too in the kernel; no CPU hotplug
+    here), create the memcg's child of the root cache unless it exists or
+    the memcg went offline meanwhile; then drop the memcg reference the
+    scheduling took."""
+    cdef memcg_kmem_cache_create_work *cw = <memcg_kmem_cache_create_work *>w
+    cdef mem_cgroup *memcg = cw.memcg
+    cdef kmem_cache *root = cw.root
+    cdef slub_machine *m = root.m
+    if smp_processor_id() >= 0:
+        atomic_long_add(&m.creations_on_vcpu, 1)
+    m.creation_tid = current_tid()
+    mutex_lock(&m.sc, &m.slab_mutex)
+    spin_lock(&m.slab_lock)
+    if atomic_int_read(&memcg.online) and memcg.kmemcg_id >= 0 \
+            and root.memcg_caches[memcg.kmemcg_id] == NULL:
+        if memcg_create_kmem_cache(memcg, root) != NULL:
+            m.nr_cache_creations += 1
+    spin_unlock(&m.slab_lock)
+    mutex_unlock(&m.slab_mutex)
+    css_put_many(m, memcg, 1)
+    free(cw)
+
+
+cdef void memcg_kmem_cache_create_cancel(work_struct *w) noexcept nogil:
+    """The machine is going away: the creation never runs."""
+    free(w)
+
+
+cdef void memcg_schedule_kmem_cache_create(mem_cgroup *memcg, kmem_cache *root) noexcept nogil:
+    """memcg_schedule_kmem_cache_create() (4.0-5.8): queue the creation of
+    `memcg`'s child of `root` on the kworker, holding a memcg reference
+    (css_get) until it ran.  One pending item per (memcg, root cache): the
+    allocations that miss meanwhile find it queued."""
+    cdef slub_machine *m = root.m
+    cdef memcg_kmem_cache_create_work *cw = <memcg_kmem_cache_create_work *>malloc(
+        sizeof(memcg_kmem_cache_create_work))
+    if cw == NULL:
+        return                          # the next allocation tries again
+    cw.work.func = memcg_kmem_cache_create_func
+    cw.work.cancel = memcg_kmem_cache_create_cancel
+    cw.work.key0 = <void *>memcg
+    cw.work.key1 = <void *>root
+    cw.memcg = memcg
+    cw.root = root
+    css_get_many(memcg, 1)
+    if queue_work(&m.wq, &cw.work, True) != 0:
+        css_put_many(m, memcg, 1)       # pending already (or the queue is stopped)
+        free(cw)
+
+
 cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept nogil:
-    """memcg_kmem_get_cache(): the cache an allocation by `memcg` comes from:
-    its child of root cache `s`, created on first use.  The root cache itself
-    for unaccounted caches, the root memcg, an offline memcg, and objcg
-    policies (one set of caches for all)."""
+    """memcg_kmem_get_cache() (4.0-5.8): the cache an allocation by `memcg`
+    comes from: its child of root cache `s` if it exists.  If not, its
+    creation is queued on the kworker (memcg_schedule_kmem_cache_create)
+    and this allocation is served from the root cache, uncharged, as the
+    kernel does.  The root cache itself for unaccounted caches, the root
+    memcg, an offline memcg, and objcg policies (one set of caches for all)."""
     cdef kmem_cache *c
     cdef int id
     if memcg == NULL or not s.accounted or not s.m.per_memcg_caches:
@@ -159,12 +232,8 @@ cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept
     c = load_cache(&s.memcg_caches[id])
     if c != NULL:
         return c
-    spin_lock(&s.m.slab_mutex)
-    c = s.memcg_caches[id]
-    if c == NULL and memcg.online:
-        c = memcg_create_kmem_cache(memcg, s)
-    spin_unlock(&s.m.slab_mutex)
-    return c if c != NULL else s
+    memcg_schedule_kmem_cache_create(memcg, s)
+    return s
 
 
 # ---------------------------------------------------------------------------
@@ -205,14 +274,14 @@ cdef void obj_cgroup_put(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
         # obj_cgroup_release(): its memcg reference goes, the struct after
         # a grace period
         memcg = load_memcg(&objcg.memcg)
-        spin_lock(&m.slab_mutex)
+        spin_lock(&m.slab_lock)
         pp = &m.objcgs
         while pp[0] != NULL:
             if pp[0] == objcg:
                 pp[0] = objcg.next
                 break
             pp = &pp[0].next
-        spin_unlock(&m.slab_mutex)
+        spin_unlock(&m.slab_lock)
         call_rcu(&m.sc, &objcg.rcu, free_objcg_rcu)
         css_put_many(m, memcg, 1)
 
@@ -246,7 +315,7 @@ cdef void free_memcg_rcu(rcu_head *head) noexcept nogil:
 
 cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     """A freed memcg nothing refers to any more: off the list, freed after a
-    grace period.  slab_mutex held."""
+    grace period.  slab_lock held."""
     if memcg.unlinked:
         return
     memcg.unlinked = 1
@@ -260,7 +329,7 @@ cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
 
 
 cdef bint memcg_try_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil:
-    """Destroy a dead child cache if it may go (slab_mutex held): empty, no
+    """Destroy a dead child cache if it may go (slab_lock held): empty, no
     deferred shrink still to run on it, and -- when pages pin the memcg --
     its memcg freed.  Off its memcg's list and the machine's, freed after a
     grace period (a racing free may still be reading it).  Returns True if
@@ -295,9 +364,9 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     cdef kmem_cache *s
     cdef kmem_cache *nxt
     cdef mem_cgroup *parent = memcg.parent
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     if memcg.freed or memcg.online:
-        spin_unlock(&m.slab_mutex)
+        spin_unlock(&m.slab_lock)
         return
     memcg.freed = 1
     m.nr_dying -= 1
@@ -308,7 +377,7 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
         s = nxt
     if memcg.caches == NULL:
         memcg_unlink_free(m, memcg)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if parent != NULL:
         css_put_many(m, parent, 1)
 
@@ -320,10 +389,10 @@ cdef void memcg_cache_empty(slub_machine *m, kmem_cache *s) noexcept nogil:
     cdef bint put
     if s.root == NULL:
         return
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     memcg = s.memcg
     put = memcg_try_destroy_cache(m, s)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if put:
         css_put_many(m, memcg, 1)
 
@@ -416,16 +485,16 @@ cdef void kmemcg_deactivate_requeue(slub_machine *m, deferred_shrink *batch) noe
 
 cdef void kmemcg_shrink_done(slub_machine *m, kmem_cache *s) noexcept nogil:
     """The deferred shrink of `s` is over: it no longer keeps `s` alive.  The
-    count drops under slab_mutex, with the destroy attempt, so no other path
+    count drops under slab_lock, with the destroy attempt, so no other path
     can destroy (and an RCU batch free) `s` between the two: this thread is
     on no vCPU and holds no read-side section."""
     cdef mem_cgroup *memcg
     cdef bint put
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     atomic_long_add(&s.shrink_pending, -1)
     memcg = s.memcg
     put = memcg_try_destroy_cache(m, s)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if put:
         css_put_many(m, memcg, 1)
 
@@ -452,15 +521,15 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
     if d == NULL:
         return -1
     d.s = s
-    # under slab_mutex: a reparented dead cache on the list being offlined
+    # under slab_lock: a reparented dead cache on the list being offlined
     # may have been destroyed since the caller listed it (it then needs none)
-    spin_lock(&s.m.slab_mutex)
+    spin_lock(&s.m.slab_lock)
     if s.destroyed:
-        spin_unlock(&s.m.slab_mutex)
+        spin_unlock(&s.m.slab_lock)
         free(d)
         return 0
     atomic_long_add(&s.shrink_pending, 1)
-    spin_unlock(&s.m.slab_mutex)
+    spin_unlock(&s.m.slab_lock)
     atomic_long_add(&s.m.deact_queued, 1)
     call_rcu(&s.m.sc, &d.head, kmemcg_deactivate_rcufn)
     return 0
@@ -482,7 +551,7 @@ cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
     its caches are dead."""
     cdef kmem_cache *root
     cdef kmem_cache *s
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     atomic_int_set(&memcg.online, 0)
     memcg.offline_time = monotonic()
     if memcg.kmemcg_id >= 0:
@@ -498,7 +567,7 @@ cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
         s = s.memcg_next
     m.nr_offlines += 1
     m.nr_dying += 1
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
 
 
 cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
@@ -509,17 +578,17 @@ cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
 
 cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
     """Snapshot of up to `max` of a memcg's caches, newest first, taken under
-    slab_mutex (destroys unlink under it), for the caller to walk unlocked.
+    slab_lock (destroys unlink under it), for the caller to walk unlocked.
     Returns how many it stored; `max` of them may mean there are more."""
     cdef int n = 0
     cdef kmem_cache *s
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = memcg.caches
     while s != NULL and n < max:
         out[n] = s
         n += 1
         s = s.memcg_next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     return n
 
 
@@ -542,7 +611,7 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
     cdef kmem_cache *s
     cdef kmem_cache *last = NULL
     cdef long n = 0, pages
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = memcg.caches
     while s != NULL:
         s.memcg = parent
@@ -558,7 +627,7 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
     pages = atomic_long_read(&memcg.nr_pages)
     atomic_long_add(&parent.nr_pages, pages)
     atomic_long_add(&memcg.nr_pages, -pages)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if n and not m.pages_pin_memcg:
         css_get_many(parent, n)
         css_put_many(m, memcg, n)
@@ -588,7 +657,7 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
     cdef kmem_cache *s
     cdef kmem_cache **batch
     cdef int n = 0, i, cap = 0, rc = 0, before
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL:
         if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
@@ -604,7 +673,7 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
     # the caches stay allocated while we shrink them (they are freed only
     # after a grace period, which waits for this section)
     rcu_read_lock_ext(&m.sc)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     for i in range(n):
         before = m.ipi_timeouts
         __kmem_cache_shrink(batch[i], False)
@@ -620,7 +689,7 @@ cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
     dying memcgs, offlines, caches destroyed]"""
     cdef kmem_cache *s
     cdef long dead = 0, holding = 0, pages = 0
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL:
         if s.dead and not s.destroyed:
@@ -629,10 +698,101 @@ cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
                 holding += 1
                 pages += atomic_long_read(&s.node.nr_slabs) << (s.oo >> 16)
         s = s.next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     out[0] = dead
     out[1] = holding
     out[2] = pages
     out[3] = m.nr_dying
     out[4] = m.nr_offlines
     out[5] = m.nr_caches_destroyed
+
+
+# ---------------------------------------------------------------------------
+# rmdir and the offline work item (kernel/cgroup.c, 4.0-4.11)
+
+cdef struct css_offline_work:
+    work_struct work            # first: the work item is the struct (css->destroy_work)
+    slub_machine *m
+    mem_cgroup *memcg
+    double queued_at
+    offline_done_fn done
+    void *arg
+
+
+cdef void css_killed_work_fn(work_struct *w) noexcept nogil:
+    """css_killed_work_fn() on the kworker (cgroup_destroy_wq, one at a
+    time): under cgroup_mutex, offline_css() -> mem_cgroup_css_offline(),
+    i.e. the machine's policy (which may take slab_mutex too, and wait for
+    grace periods while it holds both), then the reference kill_css took is
+    dropped.  The kworker is on no vCPU: its reads of the caches are a
+    read-side section.  The offline's latency runs from queueing to here."""
+    cdef css_offline_work *ow = <css_offline_work *>w
+    cdef slub_machine *m = ow.m
+    cdef mem_cgroup *memcg = ow.memcg
+    cdef int rc
+    mutex_lock(&m.sc, &m.cgroup_mutex)
+    rcu_read_lock_ext(&m.sc)
+    rc = m.policy_offline(m, memcg, m.policy_data)
+    rcu_read_unlock_ext(&m.sc)
+    memcg.offline_pending = 0
+    mutex_unlock(&m.cgroup_mutex)
+    if rc != 0:
+        atomic_long_add(&m.offline_errors, 1)
+    css_put_many(m, memcg, 1)
+    if ow.done != NULL:
+        ow.done(ow.arg, monotonic() - ow.queued_at, rc)
+    free(ow)
+
+
+cdef void css_offline_cancel(work_struct *w) noexcept nogil:
+    """The machine is going away before the offline ran: tell the waiter."""
+    cdef css_offline_work *ow = <css_offline_work *>w
+    if ow.done != NULL:
+        ow.done(ow.arg, monotonic() - ow.queued_at, OFFLINE_CANCELLED)
+    free(ow)
+
+
+cdef int cgroup_rmdir(slub_machine *m, mem_cgroup *memcg, offline_done_fn done, void *arg,
+                      double *waited) noexcept nogil:
+    """cgroup_rmdir() -> cgroup_destroy_locked() -> kill_css(): under
+    cgroup_mutex (held only for this), mark the memcg as going offline and
+    queue its offline (css_killed_work_fn) on the kworker, holding a memcg
+    reference until it ran; return without waiting for it.  done(arg,
+    latency, rc) runs on the kworker when the offline is over (rc 0, -1 if
+    a wait in it timed out, OFFLINE_CANCELLED if the machine went away
+    first).  `waited` (if not NULL) gets the seconds rmdir waited for
+    cgroup_mutex.  Returns 0, RMDIR_NO_POLICY, RMDIR_OFFLINE (going or gone
+    offline already), RMDIR_NOMEM, or RMDIR_STOPPED (the kworker is gone)."""
+    cdef css_offline_work *ow
+    cdef double w
+    if m.policy_offline == NULL:
+        return RMDIR_NO_POLICY
+    ow = <css_offline_work *>malloc(sizeof(css_offline_work))
+    if ow == NULL:
+        return RMDIR_NOMEM
+    ow.work.func = css_killed_work_fn
+    ow.work.cancel = css_offline_cancel
+    ow.work.key0 = <void *>memcg
+    ow.work.key1 = NULL
+    ow.m = m
+    ow.memcg = memcg
+    ow.done = done
+    ow.arg = arg
+    w = mutex_lock(&m.sc, &m.cgroup_mutex)
+    if waited != NULL:
+        waited[0] = w
+    if memcg.offline_pending or not atomic_int_read(&memcg.online):
+        mutex_unlock(&m.cgroup_mutex)
+        free(ow)
+        return RMDIR_OFFLINE
+    memcg.offline_pending = 1
+    css_get_many(memcg, 1)              # kill_css: css_get(css)
+    ow.queued_at = monotonic()
+    if queue_work(&m.wq, &ow.work, False) != 0:
+        memcg.offline_pending = 0
+        mutex_unlock(&m.cgroup_mutex)
+        css_put_many(m, memcg, 1)
+        free(ow)
+        return RMDIR_STOPPED
+    mutex_unlock(&m.cgroup_mutex)
+    return 0

@@ -14,6 +14,8 @@ from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from slubcy.list cimport list_head
 from slubcy.page_alloc cimport page, zone, PAGE_SIZE, PAGE_SHIFT, slab_word_read, slab_cmpxchg
 from slubcy.sched cimport sched, rcu_head
+from slubcy.mutex cimport mutex
+from slubcy.kworker cimport workqueue
 
 # include/linux/slab.h flag values
 cdef enum:
@@ -114,6 +116,7 @@ cdef struct mem_cgroup:
     int kmemcg_id            # slot in the root caches' memcg_caches, -1 once offline
     mem_cgroup *parent
     int online
+    int offline_pending      # rmdir queued its offline (kill_css); not yet run
     int freed                # css_free() ran: no longer dying
     int unlinked             # off the machine's list, queued for freeing
     long refcnt              # css references: see memcg.pyx
@@ -154,8 +157,23 @@ cdef struct slub_machine:
     int per_memcg_caches     # 1: a child cache per memcg (3.16 .. 5.8); 0: objcg (5.9)
     int pages_pin_memcg      # 1: each charged slab page pins its memcg (until 5.2)
     int cpu_partial_dead_check   # put_cpu_partial unfreezes when cpu_partial == 0 (4.0)
-    # lists (under slab_mutex)
-    int slab_mutex
+    # Locks.  slab_lock: a spinlock for the short list updates below (taken
+    # from the free path too: discard_slab -> destroy of an empty dead
+    # cache), never held across a wait.  slab_mutex and cgroup_mutex: the
+    # kernel's sleeping mutexes (slubcy/mutex.pyx), held across grace
+    # periods and IPI rounds by the kworker's offlines (4.0-4.9
+    # memcg_deactivate_kmem_caches holds slab_mutex across every per-cache
+    # barrier); a waiter on a vCPU is quiescent and serves requests.
+    int slab_lock
+    mutex slab_mutex         # child cache creation, kmem_cache_create/destroy, 4.0-4.9 deactivation
+    mutex cgroup_mutex       # memcg create, rmdir, and each offline (css_killed_work_fn)
+    # the kworker (slubcy/kworker.pyx): offlines and child cache creations
+    workqueue wq
+    long nr_cache_creations  # child caches created by the kworker
+    long creations_on_vcpu   # ... by a thread on a vCPU (must stay 0)
+    long creation_tid        # thread that ran the last creation (gettid)
+    long offline_errors      # offline work items whose waits timed out
+    # lists (under slab_lock)
     kmem_cache *slab_caches  # every live cache, newest first
     kmem_cache *accounted_roots  # SLAB_ACCOUNT root caches (memcg_caches owners)
     mem_cgroup *memcgs       # every memcg, newest first

@@ -228,7 +228,7 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
             free(s)
             return NULL
         s.accounted = 1
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s.next = m.slab_caches
     s.prev = NULL
     if m.slab_caches != NULL:
@@ -237,12 +237,12 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
     if s.accounted:
         s.root_next = m.accounted_roots
         m.accounted_roots = s
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     return s
 
 
 cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
-    """Take a cache off the machine's lists; slab_mutex held."""
+    """Take a cache off the machine's lists; slab_lock held."""
     cdef kmem_cache **pp
     if s.prev != NULL:
         s.prev.next = s.next
@@ -262,9 +262,9 @@ cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
 
 
 cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
-    spin_lock(&s.m.slab_mutex)
+    spin_lock(&s.m.slab_lock)
     __kmem_cache_unlink(s)
-    spin_unlock(&s.m.slab_mutex)
+    spin_unlock(&s.m.slab_lock)
 
 
 cdef void kmem_cache_release(kmem_cache *s) noexcept nogil:
@@ -1446,7 +1446,7 @@ cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slot
             pfn += <size_t>1 << pg.order
         else:
             pfn += 1
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL:
         if only == NULL or s == only:
@@ -1456,7 +1456,7 @@ cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slot
                     used -= 1
                     p = get_freepointer(s, p)
         s = s.next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     in_use[0] = used
     slots[0] = total
     pages[0] = npages
@@ -1646,7 +1646,7 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     spin_lock(&m.check_lock)
     ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
     ON_CPU = ON_NODE + 1
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL and rc == 0:
         rc = validate_lists(s, ON_NODE, ON_CPU, err, errlen)
@@ -1662,6 +1662,6 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     while s != NULL and rc == 0:
         rc = validate_counts(s, err, errlen)
         s = s.next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     spin_unlock(&m.check_lock)
     return rc

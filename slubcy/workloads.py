@@ -102,13 +102,15 @@ def workload_caches(machine, workload, size=64):
 def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None,
         machine=None, preempt=None, progress=None, size=64, batch=256, slots=1024,
         handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.5,
-        sample_every=0.05, hz=None, expedited=False):
+        sample_every=0.05, hz=None, expedited=False, wait_caches=True):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
     `seconds`.  Uses `machine` if given, else a fresh one with `policy`
     (closed after).  churn needs a policy (default "barrier").  `hz` and
     `expedited` set the fresh machine's grace periods (see Machine: by
-    default they end at a tick of a 250 Hz clock, as a kernel's)."""
+    default they end at a tick of a 250 Hz clock, as a kernel's).
+    `wait_caches` (churn): each job waits for the kworker to create its
+    child caches before it allocates (see slubcy.workload.run_churn)."""
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
     if (ops is None) == (seconds is None):
@@ -131,7 +133,8 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         caches = workload_caches(m, workload, size)
         per_worker = -1 if ops is None else max(1, ops // cpus)
         r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=slots,
-                handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive)
+                handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive,
+                wait_caches=wait_caches)
         show = progress if progress is not None else (seconds is not None and seconds > 3)
         series = []
         t0 = time.monotonic()
@@ -214,3 +217,71 @@ def _wait(r, ops, seconds, show, sampler=None, every=0.05):
             last = now
     if bar is not None:
         bar.close()
+
+
+MAX_LOOP_CACHES = 256       # policies.base.MAX_CHILD_CACHES: child caches per memcg
+
+
+def cgroup_loop(policy, caches_per_memcg=1, seconds=None, runs=None, cpus=2, hz=250,
+                objects=4, seed=0, details=False):
+    """The loop of kernel bugzilla 190841: create a memcg, allocate from it,
+    rmdir it, again -- on a fresh Machine(cpus, hz, policy) from Python on
+    vCPU 0 (the other vCPUs idle).  Returns completed runs per second (or,
+    with details, a dict with the kworker's and the mutexes' counts too).
+
+    Each run: memcg_create (cgroup_mutex: it waits while the kworker runs the
+    previous run's offline), one allocation from each of `caches_per_memcg`
+    accounted caches (served from the root caches; each queues its child
+    cache's creation on the kworker), flush_work() (the creations, queued
+    behind the previous offline), `objects` allocations from each child
+    cache, every object freed, memcg_rmdir (queues the offline and returns).
+    `caches_per_memcg=0` allocates nothing: the cgroup.memory=nokmem rate.
+    Under barrier:sync an offline costs a grace period per cache -- a tick
+    or two at `hz` (250 by default: 4 ms ticks) -- and the rate falls as
+    caches per memcg grow; under barrier:kick an IPI round per cache; under
+    async barrier it stays near the nokmem rate.  Runs for `seconds` (0.5 s
+    by default), or `runs` runs; the last offline is waited for and counted
+    in the time."""
+    if policy is None or not isinstance(policy, str) or not policy:
+        raise ValueError("cgroup_loop needs a policy name, e.g. 'barrier:sync'")
+    for value, what in ((caches_per_memcg, "caches_per_memcg"), (cpus, "cpus"),
+                        (objects, "objects"), (seed, "seed")):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not 0 <= caches_per_memcg <= MAX_LOOP_CACHES:
+        raise ValueError(f"caches_per_memcg must be in 0..{MAX_LOOP_CACHES}, got {caches_per_memcg}")
+    if objects < 0:
+        raise ValueError(f"objects must be >= 0, got {objects}")
+    if runs is not None and seconds is not None:
+        raise ValueError("give at most one of seconds and runs")
+    if runs is None and seconds is None:
+        seconds = 0.5
+    if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
+        raise ValueError(f"runs must be a positive int, got {runs!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not seconds > 0):
+        raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
+    with slubcy.Machine(cpus=cpus, memory=256 << 20, policy=policy, hz=hz, seed=seed) as m:
+        caches = [m.kmem_cache_create(f"loop-{i}", 64, flags=slubcy.SLAB_ACCOUNT)
+                  for i in range(caches_per_memcg)]
+        n = 0
+        t0 = time.monotonic()
+        deadline = None if seconds is None else t0 + seconds
+        while (n < runs) if runs is not None else (time.monotonic() < deadline):
+            g = m.memcg_create(f"run{n}")
+            live = [(c, m.kmem_cache_alloc(c, cpu=0, memcg=g)) for c in caches]
+            if caches:
+                m.flush_work()
+            live += [(c, m.kmem_cache_alloc(c, cpu=0, memcg=g)) for c in caches
+                     for _ in range(objects)]
+            for c, a in live:
+                m.kmem_cache_free(c, a, cpu=0)
+            m.memcg_rmdir(g)
+            n += 1
+        m.flush_work()
+        elapsed = time.monotonic() - t0
+        rate = n / elapsed
+        if not details:
+            return rate
+        return {"policy": str(m.policy), "caches_per_memcg": caches_per_memcg, "runs": n,
+                "seconds": elapsed, "runs_per_s": rate, **m.kworker_stats()}
