@@ -198,7 +198,8 @@ def test_memcg_lifecycle(policy):
         objs = [m.kmem_cache_alloc(c, cpu=i % 2, memcg=g) for i in range(100)]
         other = m.kmem_cache_alloc(plain, memcg=g)          # unaccounted: the root cache
         if policy == "objcg":
-            assert m.memcg_caches() == [] and g.nr_bytes == 100 * c.size
+            # obj_full_size(): the object's slot and its obj_cgroup pointer
+            assert m.memcg_caches() == [] and g.nr_bytes == 100 * (c.size + 8)
         else:
             child = m.memcg_caches(c)
             assert [x.name for x in child] == ["dentry(0:job)"] and g.nr_pages > 0
