@@ -28,7 +28,8 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
                            rcu_read_unlock_ext)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook, memcg_init, dead_cache_counts,
+                           memcg_slab_free_hook, memcg_init, memcg_free_objcgs,
+                           memcg_objcg_counts, dead_cache_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches,
                            cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
                            RMDIR_NOMEM, RMDIR_STOPPED)
@@ -227,7 +228,12 @@ cdef class MemCgroup:
 
     @property
     def nr_pages(self):
-        """Slab pages charged (per-memcg caches)."""
+        """Pages charged to this memcg (its page counter, not hierarchical):
+        the slab pages of its child caches (per-memcg caches; a reparented
+        memcg's go to its parent), or under objcg the whole pages its
+        obj_cgroups charged -- its objects' bytes (nr_bytes) plus what is
+        pre-charged (precharged_bytes): nr_pages * PAGE_SIZE == nr_bytes +
+        precharged_bytes."""
         cdef mem_cgroup *g = self.live()
         return 0 if g == NULL else g.nr_pages
 
@@ -264,9 +270,32 @@ cdef class MemCgroup:
 
     @property
     def nr_bytes(self):
-        """Object bytes charged (obj_cgroup)."""
+        """Under objcg (Linux 5.9), the bytes its live objects charge through
+        its obj_cgroups (its own, and offline children's reparented to it):
+        obj_full_size (the object's slot + one obj_cgroup pointer) per
+        object, i.e. nr_pages * PAGE_SIZE - precharged_bytes.  Exact while
+        no worker runs.  0 with per-memcg caches, which charge whole slab
+        pages (nr_pages)."""
+        cdef long out[2]
         cdef mem_cgroup *g = self.live()
-        return 0 if g == NULL else g.nr_bytes
+        if g == NULL or self.machine.m.per_memcg_caches:
+            return 0
+        memcg_objcg_counts(&self.machine.m, g, out)
+        return out[0] * PAGE_SIZE - out[1]
+
+    @property
+    def precharged_bytes(self):
+        """Under objcg, bytes charged to this memcg (in nr_pages) that no
+        object uses yet: the per-vCPU stocks' bytes (memcg_stock_pcp
+        nr_bytes) of the vCPUs caching one of its obj_cgroups, and those
+        obj_cgroups' sub-page leftovers (nr_charged_bytes).  Exact while no
+        worker runs; 0 with per-memcg caches."""
+        cdef long out[2]
+        cdef mem_cgroup *g = self.live()
+        if g == NULL or self.machine.m.per_memcg_caches:
+            return 0
+        memcg_objcg_counts(&self.machine.m, g, out)
+        return out[1]
 
     def __eq__(self, other):
         return isinstance(other, MemCgroup) and (<MemCgroup>other).id == self.id \
@@ -397,12 +426,12 @@ cdef class Machine:
         self.m.per_memcg_caches = 1
         self.m.pages_pin_memcg = 1
         self.m.cpu_partial_dead_check = 1
-        memcg_init(&self.m)
+        if memcg_init(&self.m) != 0:
+            self._release()
+            raise MemoryError("cannot allocate the root memcg and the memcg stocks")
         # the kworker: offlines (cgroup_destroy_wq) and child cache creation
         if workqueue_start(&self.m.wq) != 0:
-            zone_release(&self.m.z)
-            sched_release(&self.m.sc)
-            self.closed = True
+            self._release()
             raise RuntimeError("cannot start the machine's kworker thread")
         self._create_kmalloc_caches()
         if policy is not None:
@@ -420,8 +449,6 @@ cdef class Machine:
         cdef kmem_cache_t *nxt_s
         cdef mem_cgroup *g
         cdef mem_cgroup *nxt_g
-        cdef obj_cgroup *o
-        cdef obj_cgroup *nxt_o
         cdef size_t pfn
         for c in self._caches or ():
             c.s = NULL
@@ -441,9 +468,9 @@ cdef class Machine:
         # objcg vectors hang off slab pages
         if not self.m.per_memcg_caches and self.m.z.mem_map != NULL:
             for pfn in range(self.m.z.nr_pages):
-                if self.m.z.mem_map[pfn].flags & PG_slab and self.m.z.mem_map[pfn].memcg != NULL:
-                    c_free(self.m.z.mem_map[pfn].memcg)
-                    self.m.z.mem_map[pfn].memcg = NULL
+                if self.m.z.mem_map[pfn].flags & PG_slab:
+                    memcg_free_page_obj_cgroups(&self.m.z.mem_map[pfn])
+        memcg_free_objcgs(&self.m)
         s = self.m.slab_caches
         while s != NULL:
             nxt_s = s.next
@@ -457,12 +484,6 @@ cdef class Machine:
             c_free(g)
             g = nxt_g
         self.m.memcgs = NULL
-        o = self.m.objcgs
-        while o != NULL:
-            nxt_o = o.next
-            c_free(o)
-            o = nxt_o
-        self.m.objcgs = NULL
         py_live_release_all(&self.m)
         zone_release(&self.m.z)
         sched_release(&self.m.sc)
@@ -1017,7 +1038,7 @@ cdef class Machine:
         Py_XDECREF(<PyObject *>s.ctor_exc)
         s.ctor_exc = NULL
         if p != NULL:
-            memcg_slab_free_hook(s, virt_to_head_page(&self.m.z, p), p)   # (objcg charge)
+            memcg_slab_free_hook(s, virt_to_head_page(&self.m.z, p), p, cpu)   # (objcg charge)
             slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
         return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
 
@@ -1042,7 +1063,7 @@ cdef class Machine:
         self._enter(ncpu)
         cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
         cdef void *p = slab_alloc(s, ncpu)
-        memcg_slab_post_alloc_hook(s, g, p)
+        memcg_slab_post_alloc_hook(s, g, p, ncpu)
         if s.ctor_exc != NULL:
             try:
                 err = self._ctor_failed(s, p, ncpu)
@@ -1067,7 +1088,7 @@ cdef class Machine:
         if code == OBJ_OK:
             pg = virt_to_head_page(&self.m.z, p)
             py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, p)
-            memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p)
+            memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
             ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
         self._exit(cpu)
         if code != OBJ_OK:
@@ -1149,7 +1170,7 @@ cdef class Machine:
                 kmem_cache_free_bulk(s, got, objs, ncpu)
             elif g != NULL and not self.m.per_memcg_caches:
                 for i in range(count):
-                    memcg_slab_post_alloc_hook(s, g, objs[i])
+                    memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
         self._exit(ncpu)
         if got < count or s.ctor_exc != NULL:
             if s.ctor_exc != NULL:
@@ -1191,7 +1212,7 @@ cdef class Machine:
                 if not self.m.per_memcg_caches:
                     for i in range(n):
                         pg = virt_to_head_page(&self.m.z, objs[i])
-                        memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i])
+                        memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i], ncpu)
                 refused = kmem_cache_free_bulk(s, n, objs, ncpu)
         self._exit(ncpu)
         if code != OBJ_OK:

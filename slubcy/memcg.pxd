@@ -6,9 +6,13 @@ from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
 cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent,
                                   double *waited=*) noexcept nogil
 cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept nogil
-cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object) noexcept nogil
-cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object) noexcept nogil
-cdef void memcg_init(slub_machine *m) noexcept nogil
+# objcg (5.9): called on vCPU `cpu`, by the thread running it (its stock)
+cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object,
+                                     int cpu) noexcept nogil
+cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object, int cpu) noexcept nogil
+cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noexcept nogil
+cdef int memcg_init(slub_machine *m) noexcept nogil
+cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil
 
 # offline primitives, in the order a policy uses them
 cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil

@@ -8,7 +8,15 @@ A memcg's references (refcnt, the css refcount):
     css_get_many in try_charge) -- memcg.pages_pin_memcg;
   - 1 per child cache when they do not (Linux 5.3 reparenting: the cache holds
     a single memcg reference, handed to the parent on offline);
-  - 1 for its obj_cgroup (Linux 5.9), handed to the parent on offline.
+  - 1 per obj_cgroup charging it (Linux 5.9: its own, and its offline
+    children's), handed to the parent on offline.
+An obj_cgroup's references (refcnt; percpu_ref in 5.9): 1 held by its memcg
+until offline, 1 per charged object, and, for each vCPU whose stock caches it,
+1 + the stock's nr_refs spare ones.  Objects take and drop their reference
+from the stock of the vCPU they are allocated and freed on, so the shared
+count is touched once per OBJCG_REF_BATCH objects or when a stock switches
+obj_cgroup -- the per-cpu mode of percpu_ref; it can reach zero only once no
+stock caches the obj_cgroup, and needs no switch to atomic mode.
 When it drops to zero the memcg is freed (css_free), no longer dying, and its
 (empty) caches are destroyed.
 
@@ -22,8 +30,10 @@ from libc.string cimport strncpy
 
 from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock, spin_unlock,
                                 atomic_long_add, atomic_long_read, atomic_int_set, atomic_int_read,
-                                PAGE_SIZE)
-from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, kmem_cache_open,
+                                PAGE_SIZE, PAGE_SHIFT)
+from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memcg_stock_pcp,
+                          OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
+                          kmem_cache_open,
                           kmem_cache_release, __kmem_cache_unlink,
                           css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
                           fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches)
@@ -38,12 +48,14 @@ cdef extern from *:
     #define slubcy_load_ptr(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
     #define slubcy_store_ptr(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
     static inline long slubcy_long_sub_fetch(long *p, long v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
+    static inline long slubcy_long_xchg(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
     """
     kmem_cache *load_cache "slubcy_load_ptr"(kmem_cache **p) nogil
     void store_cache "slubcy_store_ptr"(kmem_cache **p, kmem_cache *v) nogil
     mem_cgroup *load_memcg "slubcy_load_ptr"(mem_cgroup **p) nogil
     void store_memcg "slubcy_store_ptr"(mem_cgroup **p, mem_cgroup *v) nogil
     long long_sub_fetch "slubcy_long_sub_fetch"(long *p, long v) nogil
+    long atomic_long_xchg "slubcy_long_xchg"(long *p, long v) nogil
 
 
 # ---------------------------------------------------------------------------
@@ -101,12 +113,14 @@ cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup
         m.memcgs.prev = memcg
     m.memcgs = memcg
     if not m.per_memcg_caches:
+        # memcg_online_kmem(): obj_cgroup_alloc
         objcg = <obj_cgroup *>calloc(1, sizeof(obj_cgroup))
         if objcg != NULL:
             objcg.memcg = memcg
             objcg.refcnt = 1            # held by its memcg
-            objcg.next = m.objcgs
-            m.objcgs = objcg
+            spin_lock(&m.css_set_lock)
+            objcg_list_add(objcg, memcg)
+            spin_unlock(&m.css_set_lock)
             memcg.objcg = objcg
             memcg.refcnt += 1           # the objcg's reference on the memcg
     spin_unlock(&m.slab_lock)
@@ -237,69 +251,260 @@ cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept
 
 
 # ---------------------------------------------------------------------------
-# obj_cgroup charging (Linux 5.9: memcg_slab_post_alloc_hook / free_hook)
+# obj_cgroup charging (Linux 5.9: mm/memcontrol.c obj_cgroup_charge and its
+# per-cpu byte stock, mm/slab.h memcg_slab_post_alloc_hook / free_hook)
 
-cdef int memcg_alloc_page_obj_cgroups(kmem_cache *s, page *pg) noexcept nogil:
-    """A vector of obj_cgroup pointers, one per object of the slab (kept in
-    page.memcg, which the objcg model does not otherwise use)."""
-    if pg.memcg == NULL:
-        pg.memcg = calloc(fc_objects(pg.fc), sizeof(obj_cgroup *))
-    return pg.memcg != NULL
+cdef inline void objcg_list_add(obj_cgroup *objcg, mem_cgroup *memcg) noexcept nogil:
+    """On memcg's objcg_list (css_set_lock held)."""
+    objcg.prev = NULL
+    objcg.next = memcg.objcg_list
+    if memcg.objcg_list != NULL:
+        memcg.objcg_list.prev = objcg
+    memcg.objcg_list = objcg
 
 
-cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object) noexcept nogil:
-    cdef page *pg
-    cdef obj_cgroup *objcg
-    cdef size_t idx
-    if memcg == NULL or memcg.objcg == NULL or not s.accounted or object == NULL:
-        return
-    objcg = memcg.objcg
-    pg = virt_to_head_page(&s.m.z, object)
-    if not memcg_alloc_page_obj_cgroups(s, pg):
-        return
-    idx = <size_t>(<char *>object - page_address(&s.m.z, pg)) // s.size
-    atomic_long_add(&objcg.refcnt, 1)
-    atomic_long_add(&load_memcg(&objcg.memcg).nr_bytes, s.size)
-    (<obj_cgroup **>pg.memcg)[idx] = objcg
+cdef inline void objcg_list_del(obj_cgroup *objcg, mem_cgroup *memcg) noexcept nogil:
+    """Off memcg's objcg_list (css_set_lock held)."""
+    if objcg.prev != NULL:
+        objcg.prev.next = objcg.next
+    else:
+        memcg.objcg_list = objcg.next
+    if objcg.next != NULL:
+        objcg.next.prev = objcg.prev
+    objcg.next = objcg.prev = NULL
 
 
 cdef void free_objcg_rcu(rcu_head *head) noexcept nogil:
     free(head)          # rcu is the first member
 
 
-cdef void obj_cgroup_put(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
+cdef void obj_cgroup_release(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
+    """obj_cgroup_release() (5.9): the last reference went.  No object and
+    no stock holds bytes of it, so what it still has pre-charged is whole
+    pages: uncharged from its memcg, which loses the objcg's reference; the
+    struct goes after a grace period."""
     cdef mem_cgroup *memcg
-    cdef obj_cgroup **pp
-    if long_sub_fetch(&objcg.refcnt, 1) == 0:
-        # obj_cgroup_release(): its memcg reference goes, the struct after
-        # a grace period
-        memcg = load_memcg(&objcg.memcg)
-        spin_lock(&m.slab_lock)
-        pp = &m.objcgs
-        while pp[0] != NULL:
-            if pp[0] == objcg:
-                pp[0] = objcg.next
-                break
-            pp = &pp[0].next
-        spin_unlock(&m.slab_lock)
-        call_rcu(&m.sc, &objcg.rcu, free_objcg_rcu)
-        css_put_many(m, memcg, 1)
+    cdef long nr_pages = atomic_long_xchg(&objcg.nr_charged_bytes, 0) >> PAGE_SHIFT
+    spin_lock(&m.css_set_lock)
+    memcg = objcg.memcg
+    if nr_pages:
+        atomic_long_add(&memcg.nr_pages, -nr_pages)     # __memcg_kmem_uncharge
+    objcg_list_del(objcg, memcg)
+    spin_unlock(&m.css_set_lock)
+    call_rcu(&m.sc, &objcg.rcu, free_objcg_rcu)
+    css_put_many(m, memcg, 1)
 
 
-cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object) noexcept nogil:
+cdef inline void obj_cgroup_put_many(slub_machine *m, obj_cgroup *objcg, long n) noexcept nogil:
+    if long_sub_fetch(&objcg.refcnt, n) == 0:
+        obj_cgroup_release(m, objcg)
+
+
+cdef inline void obj_cgroup_get_pcpu(slub_machine *m, obj_cgroup *objcg, int cpu) noexcept nogil:
+    """obj_cgroup_get() for an object allocated on vCPU `cpu`: a spare
+    reference of that vCPU's stock when it caches objcg (taking a batch from
+    the shared count when it has none left), else one from the shared count."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg == objcg:
+        if stock.nr_refs == 0:
+            atomic_long_add(&objcg.refcnt, OBJCG_REF_BATCH)
+            stock.nr_refs = OBJCG_REF_BATCH
+        stock.nr_refs -= 1
+    else:
+        atomic_long_add(&objcg.refcnt, 1)
+
+
+cdef inline void obj_cgroup_put_pcpu(slub_machine *m, obj_cgroup *objcg, int cpu) noexcept nogil:
+    """obj_cgroup_put() for an object freed on vCPU `cpu`: into that vCPU's
+    stock when it caches objcg (a batch goes back to the shared count when it
+    holds too many; the stock's own reference keeps the count above zero)."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg == objcg:
+        stock.nr_refs += 1
+        if stock.nr_refs > 2 * OBJCG_REF_BATCH:
+            stock.nr_refs -= OBJCG_REF_BATCH
+            atomic_long_add(&objcg.refcnt, -OBJCG_REF_BATCH)
+    else:
+        obj_cgroup_put_many(m, objcg, 1)
+
+
+cdef inline void obj_cgroup_memcg_charge(slub_machine *m, obj_cgroup *objcg, long nr_pages) noexcept nogil:
+    """obj_cgroup_memcg() + __memcg_kmem_charge / __memcg_kmem_uncharge (5.9):
+    nr_pages on the page counter of objcg's memcg.  Under css_set_lock, so
+    that memcg_reparent_objcg moves a memcg's charge exactly (the kernel's
+    page counters are hierarchical and need not: the parent's already holds
+    its children's charges; here each memcg counts its own)."""
+    spin_lock(&m.css_set_lock)
+    atomic_long_add(&objcg.memcg.nr_pages, nr_pages)
+    spin_unlock(&m.css_set_lock)
+
+
+cdef void drain_obj_stock(slub_machine *m, memcg_stock_pcp *stock) noexcept nogil:
+    """drain_obj_stock() (5.9): whole pages of the stock's bytes are
+    uncharged from the cached objcg's memcg (the parent, once reparented),
+    the sub-page rest goes to objcg.nr_charged_bytes; the stock's references
+    go back."""
+    cdef obj_cgroup *old = stock.cached_objcg
+    cdef long nr_pages, refs
+    if old == NULL:
+        return
+    if stock.nr_bytes:
+        nr_pages = stock.nr_bytes >> PAGE_SHIFT
+        if nr_pages:
+            obj_cgroup_memcg_charge(m, old, -nr_pages)
+        atomic_long_add(&old.nr_charged_bytes, stock.nr_bytes & (PAGE_SIZE - 1))
+        stock.nr_bytes = 0
+    refs = 1 + stock.nr_refs
+    stock.nr_refs = 0
+    stock.cached_objcg = NULL
+    obj_cgroup_put_many(m, old, refs)
+
+
+cdef bint consume_obj_stock(slub_machine *m, obj_cgroup *objcg, int cpu, long nr_bytes) noexcept nogil:
+    """consume_obj_stock() (5.9): take nr_bytes pre-charged by this vCPU's
+    stock, if it caches objcg and has them."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg == objcg and stock.nr_bytes >= nr_bytes:
+        stock.nr_bytes -= nr_bytes
+        return True
+    return False
+
+
+cdef void refill_obj_stock(slub_machine *m, obj_cgroup *objcg, int cpu, long nr_bytes) noexcept nogil:
+    """refill_obj_stock() (5.9): give nr_bytes charged to objcg back to this
+    vCPU's stock, switching it to objcg first (draining the old one; the
+    stock takes a reference and objcg's leftover bytes); more than a page
+    in stock is drained."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg != objcg:
+        drain_obj_stock(m, stock)
+        atomic_long_add(&objcg.refcnt, 1)       # obj_cgroup_get: the stock's own
+        stock.cached_objcg = objcg
+        stock.nr_bytes = atomic_long_xchg(&objcg.nr_charged_bytes, 0)
+    stock.nr_bytes += nr_bytes
+    if stock.nr_bytes > PAGE_SIZE:
+        drain_obj_stock(m, stock)
+
+
+cdef void obj_cgroup_charge(slub_machine *m, obj_cgroup *objcg, int cpu, long size) noexcept nogil:
+    """obj_cgroup_charge() (5.9): from the stock, else whole pages on the
+    memcg's page counter, the rest of the last page into the stock.  (No
+    memory limit: it always succeeds.)"""
+    cdef long nr_pages, nr_bytes
+    if consume_obj_stock(m, objcg, cpu, size):
+        return
+    nr_pages = size >> PAGE_SHIFT
+    nr_bytes = size & (PAGE_SIZE - 1)
+    if nr_bytes:
+        nr_pages += 1
+    obj_cgroup_memcg_charge(m, objcg, nr_pages)
+    if nr_bytes:
+        refill_obj_stock(m, objcg, cpu, PAGE_SIZE - nr_bytes)
+
+
+cdef inline void obj_cgroup_uncharge(slub_machine *m, obj_cgroup *objcg, int cpu, long size) noexcept nogil:
+    """obj_cgroup_uncharge() (5.9)."""
+    refill_obj_stock(m, objcg, cpu, size)
+
+
+cdef obj_cgroup **memcg_alloc_page_obj_cgroups(kmem_cache *s, page *pg) noexcept nogil:
+    """memcg_alloc_page_obj_cgroups() (5.9): the slab's vector of obj_cgroup
+    pointers, one per object, made on its first accounted object and
+    installed tagged (bit 0) in page->obj_cgroups; freed with the slab
+    (memcg_free_page_obj_cgroups).  Deliberate departure: calloc, not
+    kcalloc from a kmalloc cache of the machine -- freeing it into a
+    kmalloc cache needs a vCPU, and a slab is discarded also where none is
+    run (the workqueue's shrinks, cache destruction)."""
+    cdef obj_cgroup **vec = page_obj_cgroups(pg)
+    if vec != NULL:
+        return vec
+    vec = <obj_cgroup **>calloc(fc_objects(pg.fc), sizeof(obj_cgroup *))
+    if vec == NULL:
+        return NULL
+    if not set_page_obj_cgroups(pg, vec):
+        free(vec)                       # another vCPU's came first
+    return page_obj_cgroups(pg)
+
+
+cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object,
+                                     int cpu) noexcept nogil:
+    """memcg_slab_pre_alloc_hook + memcg_slab_post_alloc_hook (mm/slab.h,
+    5.9), after the allocation on vCPU `cpu`: charge obj_full_size(s) to the
+    memcg's obj_cgroup and record it in the slab's vector.  Without a
+    vector (out of memory) the object stays uncharged, as in the kernel."""
+    cdef slub_machine *m = s.m
+    cdef page *pg
+    cdef obj_cgroup *objcg
     cdef obj_cgroup **vec
+    cdef size_t idx
+    if memcg == NULL or memcg.objcg == NULL or not s.accounted or object == NULL:
+        return
+    objcg = memcg.objcg
+    obj_cgroup_charge(m, objcg, cpu, obj_full_size(s))
+    pg = virt_to_head_page(&m.z, object)
+    vec = memcg_alloc_page_obj_cgroups(s, pg)
+    if vec == NULL:
+        obj_cgroup_uncharge(m, objcg, cpu, obj_full_size(s))
+        return
+    idx = <size_t>(<char *>object - page_address(&m.z, pg)) // s.size
+    obj_cgroup_get_pcpu(m, objcg, cpu)
+    vec[idx] = objcg
+
+
+cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object, int cpu) noexcept nogil:
+    """memcg_slab_free_hook() (mm/slab.h, 5.9), before the free on vCPU
+    `cpu`: uncharge the object from the obj_cgroup its vector records (its
+    bytes go to that vCPU's stock) and drop its reference."""
+    cdef obj_cgroup **vec = page_obj_cgroups(pg)
     cdef obj_cgroup *objcg
     cdef size_t idx
-    if s.m.per_memcg_caches or pg.memcg == NULL:
+    if vec == NULL:
         return
-    vec = <obj_cgroup **>pg.memcg
     idx = <size_t>(<char *>object - page_address(&s.m.z, pg)) // s.size
     objcg = vec[idx]
     if objcg == NULL:
         return
     vec[idx] = NULL
-    atomic_long_add(&load_memcg(&objcg.memcg).nr_bytes, -s.size)
-    obj_cgroup_put(s.m, objcg)
+    obj_cgroup_uncharge(s.m, objcg, cpu, obj_full_size(s))
+    obj_cgroup_put_pcpu(s.m, objcg, cpu)
+
+
+cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noexcept nogil:
+    """[pages charged to memcg, bytes of them pre-charged and not used by
+    objects: in the vCPUs' stocks caching its obj_cgroups and left over in
+    those obj_cgroups].  Exact while no worker runs."""
+    cdef obj_cgroup *objcg
+    cdef long pre = 0
+    cdef int cpu
+    spin_lock(&m.css_set_lock)
+    out[0] = atomic_long_read(&memcg.nr_pages)
+    objcg = memcg.objcg_list
+    while objcg != NULL:
+        pre += atomic_long_read(&objcg.nr_charged_bytes)
+        for cpu in range(m.nr_cpus):
+            if m.memcg_stock[cpu].cached_objcg == objcg:
+                pre += m.memcg_stock[cpu].nr_bytes
+        objcg = objcg.next
+    spin_unlock(&m.css_set_lock)
+    out[1] = pre
+
+
+cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil:
+    """Machine teardown: free every obj_cgroup still on a memcg's list."""
+    cdef mem_cgroup *memcg = m.memcgs
+    cdef obj_cgroup *objcg
+    cdef obj_cgroup *nxt
+    while memcg != NULL:
+        objcg = memcg.objcg_list
+        while objcg != NULL:
+            nxt = objcg.next
+            free(objcg)
+            objcg = nxt
+        memcg.objcg_list = NULL
+        memcg.objcg = NULL
+        memcg = memcg.next
+    free(m.memcg_stock)
+    m.memcg_stock = NULL
 
 
 # ---------------------------------------------------------------------------
@@ -535,10 +740,15 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
     return 0
 
 
-cdef void memcg_init(slub_machine *m) noexcept nogil:
+cdef int memcg_init(slub_machine *m) noexcept nogil:
+    """The root memcg and the per-vCPU stocks (memcg_stock): -1 if out of
+    memory."""
     m.memcg_release = memcg_css_free
     m.cache_empty = memcg_cache_empty
-    root_mem_cgroup_create(m)
+    m.memcg_stock = <memcg_stock_pcp *>calloc(m.nr_cpus, sizeof(memcg_stock_pcp))
+    if m.memcg_stock == NULL or root_mem_cgroup_create(m) == NULL:
+        return -1
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -634,21 +844,42 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
 
 
 cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
-    """Linux 5.9 memcg_reparent_objcgs(): the obj_cgroup now charges the
-    parent; the memcg loses the objcg's reference."""
+    """Linux 5.9 memcg_reparent_objcgs() (from memcg_offline_kmem): its
+    obj_cgroup, and those of its children reparented to it before, now
+    charge the parent -- objects, the stocks caching them (drained lazily:
+    a stock's bytes are uncharged from objcg->memcg, the parent now) and
+    their leftovers -- so the pages charged through them move to the
+    parent's page counter with them, under css_set_lock (the kernel's
+    hierarchical page counters need no move).  The memcg loses their
+    references, and its hold on its own obj_cgroup (percpu_ref_kill)."""
     cdef obj_cgroup *objcg = memcg.objcg
+    cdef obj_cgroup *iter
+    cdef obj_cgroup *last = NULL
     cdef mem_cgroup *parent = memcg.parent
-    cdef long bytes_
+    cdef long n = 0, pages
     if objcg == NULL:
         return
     memcg.objcg = NULL
-    css_get_many(parent, 1)
-    store_memcg(&objcg.memcg, parent)
-    bytes_ = atomic_long_read(&memcg.nr_bytes)
-    atomic_long_add(&parent.nr_bytes, bytes_)
-    atomic_long_add(&memcg.nr_bytes, -bytes_)
-    css_put_many(m, memcg, 1)
-    obj_cgroup_put(m, objcg)        # the memcg's hold on it
+    spin_lock(&m.css_set_lock)
+    iter = memcg.objcg_list
+    while iter != NULL:
+        store_memcg(&iter.memcg, parent)
+        last = iter
+        n += 1
+        iter = iter.next
+    if last != NULL:                    # list_splice(&memcg->objcg_list, &parent->objcg_list)
+        last.next = parent.objcg_list
+        if parent.objcg_list != NULL:
+            parent.objcg_list.prev = last
+        parent.objcg_list = memcg.objcg_list
+        memcg.objcg_list = NULL
+    pages = atomic_long_read(&memcg.nr_pages)
+    atomic_long_add(&parent.nr_pages, pages)
+    atomic_long_add(&memcg.nr_pages, -pages)
+    spin_unlock(&m.css_set_lock)
+    css_get_many(parent, n)
+    css_put_many(m, memcg, n)
+    obj_cgroup_put_many(m, objcg, 1)    # the memcg's hold on it
 
 
 cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:

@@ -431,7 +431,7 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
     objects = fc_objects(pg.fc)
     inc_slabs_node(s, objects)
     pg.slab_cache = s
-    pg.memcg = NULL
+    pg.memcg_data = 0
     memcg_charge_slab(s, pg)
     pg.flags |= PG_slab
     start = page_address(&s.m.z, pg)
@@ -460,6 +460,7 @@ cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
         pg.py_live = 0
         atomic_long_add(&s.m.nr_py_live, -1)
     dec_slabs_node(s, fc_objects(pg.fc))
+    unaccount_slab_page(s, pg)
     memcg_uncharge_slab(s, pg)
     pg.flags &= ~PG_slab
     __free_pages(&s.m.z, pg, order)
@@ -490,15 +491,23 @@ cdef inline void memcg_charge_slab(kmem_cache *s, page *pg) noexcept nogil:
     atomic_long_add(&memcg.nr_pages, n)
     if s.m.pages_pin_memcg:
         css_get_many(memcg, n)
-        pg.memcg = memcg
+        set_page_memcg_pinned(pg, memcg)
+
+
+cdef inline void unaccount_slab_page(kmem_cache *s, page *pg) noexcept nogil:
+    """unaccount_slab_page() (mm/slab.h, 5.9): a slab's obj_cgroup vector
+    is freed with it.  (Its slab page is charged to no memcg: each object
+    is.)"""
+    memcg_free_page_obj_cgroups(pg)
 
 
 cdef inline void memcg_uncharge_slab(kmem_cache *s, page *pg) noexcept nogil:
-    cdef mem_cgroup *memcg
+    """memcg_uncharge_slab(): a per-memcg cache's slab page goes.  Never
+    reads an obj_cgroup vector as a memcg (page_memcg_pinned)."""
+    cdef mem_cgroup *memcg = page_memcg_pinned(pg)
     cdef long n = <long>1 << pg.order
-    if pg.memcg != NULL:                # pinned: uncharge what was charged
-        memcg = <mem_cgroup *>pg.memcg
-        pg.memcg = NULL
+    if memcg != NULL:                   # pinned: uncharge what was charged
+        set_page_memcg_pinned(pg, NULL)
         atomic_long_add(&memcg.nr_pages, -n)
         css_put_many(s.m, memcg, n)
     elif s.memcg != NULL:               # charged to the cache's (maybe reparented) memcg

@@ -22,7 +22,8 @@ from libc.string cimport memset
 from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
 from slubcy.page_alloc cimport page, virt_to_head_page
-from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup
+from slubcy.slub cimport (kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup,
+                          page_has_obj_cgroups)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, cgroup_rmdir, OFFLINE_CANCELLED)
 from slubcy.kworker cimport flush_workqueue
@@ -197,8 +198,8 @@ cdef inline void w_free(worker *w, void *p, bint remote) noexcept nogil:
     if not canary_ok(p):
         w.canary_errors += 1
     (<uint64_t *>p)[0] = 0
-    if pg.memcg != NULL and not w.caches[0].m.per_memcg_caches:
-        memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p)
+    if page_has_obj_cgroups(pg):
+        memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p, w.cpu)
     if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu):
         w.frees += 1
         w.ops += 1
@@ -407,7 +408,7 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
                 s = memcg_kmem_get_cache(w.caches[idx], memcg)     # queues the creation
                 p = w_alloc(w, s)                                  # from the root cache
                 if p != NULL:
-                    memcg_slab_post_alloc_hook(s, memcg, p)
+                    memcg_slab_post_alloc_hook(s, memcg, p, w.cpu)
                     job[got] = p
                     got += 1
             waited = monotonic()
@@ -418,7 +419,7 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
             s = memcg_kmem_get_cache(w.caches[idx], memcg)
             p = w_alloc(w, s)
             if p != NULL:
-                memcg_slab_post_alloc_hook(s, memcg, p)
+                memcg_slab_post_alloc_hook(s, memcg, p, w.cpu)
                 if not (idx < 2 and <uint32_t>(next_rand(&w.rng) >> 32) < w.outlive
                         and ring_push(w.out, p)):
                     job[got] = p

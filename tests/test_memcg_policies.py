@@ -149,13 +149,15 @@ def test_dying_memcgs_grow_with_per_memcg_caches_but_not_when_reparented():
     slab memory is reparented (69).  Loose: the long-lived pool pins them."""
     runs = {p: workloads.run("churn", cpus=2, seconds=1.0, seed=5, policy=p, outlive=0.5,
                              slots=4096, sample_every=0.01)
-            for p in ("barrier:sync", "reparent", "objcg")}
-    grow = [row["dying_memcgs"] for row in runs["barrier:sync"].series]
+            for p in ("barrier", "reparent", "objcg")}
+    # (barrier: 4.11's async barrier, the "original" kernels of the cover
+    # letter; barrier:sync's tick-bound offlines run too few jobs in a second)
+    grow = [row["dying_memcgs"] for row in runs["barrier"].series]
     assert max(grow) >= 50
     assert grow[0] <= max(grow) / 2                   # it grew from the start of the run
     for p in ("reparent", "objcg"):
         assert max(row["dying_memcgs"] for row in runs[p].series) <= 2
-    assert runs["barrier:sync"].series_frame().shape[0] == len(grow)
+    assert runs["barrier"].series_frame().shape[0] == len(grow)
 
 
 @pytest.mark.parametrize("policy", ["barrier", "barrier:batch"])
@@ -279,7 +281,8 @@ def test_memcg_lifecycle(policy):
         objs = [m.kmem_cache_alloc(c, cpu=i % 2, memcg=g) for i in range(100)]
         other = m.kmem_cache_alloc(plain, memcg=g)          # unaccounted: the root cache
         if policy == "objcg":
-            assert m.memcg_caches() == [] and g.nr_bytes == 100 * c.size
+            # obj_full_size(): the object's slot and its obj_cgroup pointer
+            assert m.memcg_caches() == [] and g.nr_bytes == 100 * (c.size + 8)
         else:
             child = m.memcg_caches(c)
             assert [x.name for x in child] == ["dentry(0:job)"] and g.nr_pages > 0
