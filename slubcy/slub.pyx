@@ -837,6 +837,11 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, voi
         if locked:
             spin_unlock(&n.list_lock)
             locked = False
+        # interrupts are on: a request already pending is taken here, before
+        # the counters are read, so the one taken at the point below is one
+        # that arrived inside the window (an IPI lands at the instruction
+        # boundary where it arrives, not at the next place we look)
+        local_irq_enabled(&s.m.sc, <int>(c - s.cpu_slab))
         old = slab_word_read(&pg.fc)
         prior = fc_freelist(z, old)
         set_freepointer(s, tail, prior)

@@ -39,6 +39,7 @@ class Result:
     stats: dict = field(default_factory=dict)
     series: list = field(default_factory=list)      # sampled while running (churn)
     offline_us: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)      # the workload's shape and machine settings
 
     def series_frame(self):
         """Samples over time: t, dying_memcgs, dead_caches, retained_pages, slab_pages."""
@@ -51,7 +52,7 @@ class Result:
         """One row: the run's identity and every metric (None -> NaN)."""
         import pandas as pd
         row = {"workload": self.workload, "policy": self.policy, "cpus": self.cpus,
-               "seed": self.seed}
+               "seed": self.seed, **self.params}
         row.update({k: (math.nan if v is None else v) for k, v in self.metrics.items()})
         return pd.DataFrame([row])
 
@@ -61,7 +62,8 @@ class Result:
 
     def to_dict(self):
         return {"workload": self.workload, "policy": self.policy, "cpus": self.cpus,
-                "seed": self.seed, **self.metrics, "per_cpu": self.per_cpu}
+                "seed": self.seed, "params": self.params, **self.metrics,
+                "per_cpu": self.per_cpu}
 
     def to_json(self):
         return json.dumps(self.to_dict())
@@ -99,10 +101,44 @@ def workload_caches(machine, workload, size=64):
         return [machine.kmem_cache_create(name, size)]
 
 
+# churn's shape, each a named parameter of run() (and of `slubcy run/compare
+# --param NAME=VALUE`), recorded with every result:
+CHURN_DEFAULTS = {
+    # objects a job allocates, spread over the five accounted caches: a
+    # short container job touching a few hundred files (dentries, inodes,
+    # open files, small buffers); enough that its dentries and inodes fill
+    # whole slabs, which is what the seed's race needs
+    "job_objects": 1024,
+    # share of the job's dentry- and inode-like objects that outlive it: the
+    # dcache keeps every dentry and inode after the cgroup's tasks exit,
+    # until reclaim
+    "outlive": 1.0,
+    # share of those reclaimed on another vCPU (the next one's shrinker,
+    # as kswapd or another task's direct reclaim would) rather than the
+    # job's own
+    "handoff": 1.0,
+    # seconds a cached object stays on the LRU before the shrinker may
+    # free it: compressed from production's seconds-to-hours so that the
+    # first frees into a dead cache's full slabs overlap its offline, the
+    # interleaving the race needs, within a short run
+    "lifetime": 0.0,
+    # objects one shrinker pass frees at most (SHRINK_BATCH, 128) and
+    # operations between two passes
+    "reclaim_batch": 128,
+    "reclaim_every": 64,
+    # the LRU's capacity per vCPU (a full LRU frees its oldest at once)
+    "slots": 8192,
+}
+OTHER_DEFAULTS = {"job_objects": 256, "outlive": 0.5, "handoff": 0.25, "lifetime": 0.0,
+                  "reclaim_batch": 128, "reclaim_every": 64, "slots": 1024}
+SHAPE_PARAMS = tuple(CHURN_DEFAULTS)
+
+
 def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None,
-        machine=None, preempt=None, progress=None, size=64, batch=256, slots=1024,
-        handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.5,
-        sample_every=0.05, hz=None, expedited=False, wait_caches=True):
+        machine=None, preempt=None, progress=None, size=64, batch=256, slots=None,
+        handoff=None, nr_cpu_ids=None, policy=None, job_objects=None, outlive=None,
+        sample_every=0.05, hz=None, expedited=False, wait_caches=True, lifetime=None,
+        reclaim_batch=None, reclaim_every=None):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
     `seconds`.  Uses `machine` if given, else a fresh one with `policy`
@@ -110,7 +146,16 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
     `expedited` set the fresh machine's grace periods (see Machine: by
     default they end at a tick of a 250 Hz clock, as a kernel's).
     `wait_caches` (churn): each job waits for the kworker to create its
-    child caches before it allocates (see slubcy.workload.run_churn)."""
+    child caches before it allocates (see slubcy.workload.run_churn).
+    churn's shape (job_objects, outlive, handoff, lifetime, reclaim_batch,
+    reclaim_every, slots) defaults to CHURN_DEFAULTS; every value used is
+    in the result's `params`."""
+    given = {"job_objects": job_objects, "outlive": outlive, "handoff": handoff,
+             "lifetime": lifetime, "reclaim_batch": reclaim_batch,
+             "reclaim_every": reclaim_every, "slots": slots}
+    shape = {k: (v if v is not None else
+                 (CHURN_DEFAULTS if workload == "churn" else OTHER_DEFAULTS)[k])
+             for k, v in given.items()}
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
     if (ops is None) == (seconds is None):
@@ -132,9 +177,10 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             apply_preempt(m, preempt)
         caches = workload_caches(m, workload, size)
         per_worker = -1 if ops is None else max(1, ops // cpus)
-        r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=slots,
-                handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive,
-                wait_caches=wait_caches)
+        r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=shape["slots"],
+                handoff=shape["handoff"], seed=seed, job_objects=shape["job_objects"],
+                outlive=shape["outlive"], wait_caches=wait_caches, lifetime=shape["lifetime"],
+                reclaim_batch=shape["reclaim_batch"], reclaim_every=shape["reclaim_every"])
         show = progress if progress is not None else (seconds is not None and seconds > 3)
         series = []
         t0 = time.monotonic()
@@ -180,8 +226,10 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             warnings.warn(f"{workload}/{m.policy}: deferred work did not finish in time "
                           f"({m.rcu_state()}, {m.vcpu_info()}); leaked_caches may count "
                           "caches still being shrunk")
+        params = {"hz": m.hz, "expedited": m.expedited, "preempt": preempt or "",
+                  "batch": batch, "size": size, **shape}
         return Result(workload, str(m.policy or "none"), cpus, seed, metrics, per, stats,
-                      series, lat)
+                      series, lat, params)
     finally:
         if own:
             m.close()
