@@ -74,7 +74,7 @@ def _run(args):
 def _compare(args):
     import policies as registry
     from slubcy import compare
-    names = args.policies or registry.available()
+    names = args.policies or registry.compare_specs()
     for n in names:
         registry.get_policy(n)          # a bad name fails before any run
     tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,

@@ -346,6 +346,7 @@ cdef class Machine:
         self.m.per_memcg_caches = 1
         self.m.pages_pin_memcg = 1
         self.m.cpu_partial_dead_check = 1
+        self.m.unregister_on_empty = 1
         memcg_init(&self.m)
         self._create_kmalloc_caches()
         if policy is not None:
