@@ -64,7 +64,7 @@ def test_quick_asv_run_is_read_back(asv_results):
     assert fast.value.between(1e-5, 1.0).all()
     off = df[df.benchmark == "bench_policies.Offline.time_memcg_offline"]
     assert set(off.policy) == {"keep", "naive", "barrier", "barrier:sync", "reparent",
-                               "reap", "objcg"}
+                               "reap", "reap:percpu", "objcg"}
     assert off.value.notna().all() and (off.value > 0).all()
 
 
