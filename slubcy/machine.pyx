@@ -1208,6 +1208,8 @@ cdef class Machine:
           "off_list"             take `slab` off the node partial list (nr_partial too)
           "two_cpus"             make vCPU 0's cpu slab vCPU 1's cpu slab too
           "cpu_slab_on_partial"  push vCPU 0's cpu slab on its own cpu partial list
+          "unfrozen_cpu_slab"    unfreeze vCPU 0's cpu slab
+          "unfrozen_cpu_partial" unfreeze the first slab of vCPU 0's cpu partial list
           "nr_partial+1", "nr_partial-1"   miscount the node partial list"""
         cdef kmem_cache_t *s = self._cache(c)
         cdef page *pg = NULL
@@ -1239,6 +1241,14 @@ cdef class Machine:
                 raise ValueError("cpu_slab_on_partial needs a cpu slab on vCPU 0")
             c0.page.u.pc.next = c0.partial
             c0.partial = c0.page
+        elif kind == "unfrozen_cpu_slab":
+            if c0.page == NULL:
+                raise ValueError("unfrozen_cpu_slab needs a cpu slab on vCPU 0")
+            c0.page.fc &= ~(<uint64_t>1 << 31)
+        elif kind == "unfrozen_cpu_partial":
+            if c0.partial == NULL:
+                raise ValueError("unfrozen_cpu_partial needs a cpu partial slab on vCPU 0")
+            c0.partial.fc &= ~(<uint64_t>1 << 31)
         elif kind in ("nr_partial+1", "nr_partial-1"):
             s.node.nr_partial += 1 if kind == "nr_partial+1" else -1
         else:

@@ -108,6 +108,21 @@ def test_cpu_slab_also_on_its_cpu_partial_list(m, c):
     expect(m, c, r"cpu 0 partial slab 0x[0-9a-f]+ is on another list too")
 
 
+def test_unfrozen_cpu_slab(m, c):
+    m.kmem_cache_alloc(c, cpu=0)
+    corrupt(m, c, "unfrozen_cpu_slab")
+    expect(m, c, r"cpu 0 slab is not a frozen slab of this cache")
+
+
+def test_unfrozen_slab_on_a_cpu_partial_list(m, c):
+    [(slab, objs)] = full_slabs(m, c, 1, cpu=1)
+    m.flush_all(c)                          # full, unfrozen, on no list
+    m.kmem_cache_free(c, objs[0], cpu=0)    # frozen onto vCPU 0's partial list
+    assert m.cache_state(c)["cpus"][0]["partial"] == [slab]
+    corrupt(m, c, "unfrozen_cpu_partial")
+    expect(m, c, r"cpu 0 partial list corrupt")
+
+
 @pytest.mark.parametrize("kind,counted,found", [("nr_partial+1", 3, 2), ("nr_partial-1", 1, 2)])
 def test_nr_partial_off_by_one(m, c, kind, counted, found):
     slabs = full_slabs(m, c, 3)
