@@ -60,8 +60,9 @@ def compare_specs():
 
 
 def describe_all():
+    """describe() of every spec compare_specs() lists."""
     rows = []
-    for name in available():
-        p = get_policy(name)
+    for spec in compare_specs():
+        p = get_policy(spec)
         rows.append(p.describe())
     return rows
