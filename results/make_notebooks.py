@@ -51,7 +51,7 @@ headless (`jupyter execute results/policy_comparison.ipynb`)."""),
     new_code_cell('''\
 if not results.has_compare(RESULTS, WORKLOAD):
     print(f"no comparison in {RESULTS.resolve()}: a fresh one, {FRESH_REPEAT} x {FRESH_SECONDS} s per policy")
-    compare.compare(registry.available(), workload=WORKLOAD, repeat=FRESH_REPEAT,
+    compare.compare(registry.compare_specs(), workload=WORKLOAD, repeat=FRESH_REPEAT,
                     seconds=FRESH_SECONDS, out=RESULTS, progress=False)
 runs = results.load_compare(RESULTS, WORKLOAD)
 POLICIES = runs.policies

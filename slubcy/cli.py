@@ -76,7 +76,7 @@ def _run(args):
 def _compare(args):
     import policies as registry
     from slubcy import compare
-    names = args.policies or registry.available()
+    names = args.policies or registry.compare_specs()
     for n in names:
         registry.get_policy(n)          # a bad name fails before any run
     tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
@@ -109,8 +109,8 @@ def _race(args):
 def _policies(args):
     import policies
     for row in policies.describe_all():
-        print(f"{row['name']:9s} {row['kernel']}")
-        print(f"{'':9s} {row['doc'].split(': ', 1)[-1].split('. ')[0]}.")
+        print(f"{row['name']:12s} {row['kernel']}")
+        print(f"{'':12s} {row['doc'].split(': ', 1)[-1].split('. ')[0]}.")
     return 0
 
 
