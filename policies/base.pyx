@@ -8,6 +8,8 @@ cdef class Policy:
     `offline` (nogil C), and document the kernel version and commit they
     model; `start()`/`stop()` run any thread they need (the reaper)."""
     kernel = ""
+    # what a leaked cache (leaked_caches) is under this policy, if any
+    leak_kind = ""
     needs_rcu = False
 
     def __cinit__(self, *args, **kwargs):
@@ -55,7 +57,7 @@ cdef class Policy:
         import sys
         doc = (sys.modules[type(self).__module__].__doc__ or "").strip()
         return {"name": self.name, "kernel": self.kernel, "options": self.options,
-                "doc": " ".join(doc.split("\n\n")[0].split())}
+                "leak_kind": self.leak_kind, "doc": " ".join(doc.split("\n\n")[0].split())}
 
     def __repr__(self):
         return f"<policy {self.name}{':' + str(self.options) if self.options else ''}>"

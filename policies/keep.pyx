@@ -33,6 +33,8 @@ cdef int keep_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept n
 
 cdef class KeepPolicy(Policy):
     kernel = "Linux 3.16 (memcg_unregister_all_caches)"
+    leak_kind = ("never unregistered: 3.16 unregisters a cache only if it is empty at offline; "
+                 "a cache with objects then keeps its memcg dying for good")
 
     def __cinit__(self, *args, **kwargs):
         self.name = "keep"

@@ -33,6 +33,8 @@ cdef int naive_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept 
 
 cdef class NaivePolicy(Policy):
     kernel = "proposal of 19 May 2014 (537A4D27.1050909@parallels.com), no barrier"
+    leak_kind = ("parked by the race: a free slab left on a vCPU's partial list of a dead "
+                 "cache, which nothing drains")
 
     def __cinit__(self, *args, **kwargs):
         self.name = "naive"

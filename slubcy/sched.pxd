@@ -21,7 +21,7 @@ ctypedef void (*smp_call_func_t)(void *info, int cpu) noexcept nogil
 
 # Named preemption points (the CLI's and tests' names in slubcy.preempt.POINTS)
 cpdef enum preempt_point_id:
-    PP_SLAB_FREE_BEFORE_CMPXCHG     # __slab_free: new counters and freeze decided (preemptible)
+    PP_SLAB_FREE_BEFORE_CMPXCHG     # __slab_free: a full slab's freeze decided, no cmpxchg yet (preemptible)
     PP_PUT_CPU_PARTIAL              # put_cpu_partial, before its preempt_disable() (preemptible)
     PP_PUT_CPU_PARTIAL_AFTER_READ   # put_cpu_partial, preemption off: its cpu_partial load done,
                                     # its store to c->partial still in the store buffer

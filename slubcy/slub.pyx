@@ -15,7 +15,7 @@ from cpython.ref cimport PyObject, Py_INCREF
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
 from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
-                           local_irq_enabled, store_buffer_drain, vcpu,
+                           local_irq_enabled, store_buffer_drain, vcpu, preempt_check_resched,
                            PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
                            PP_PUT_CPU_PARTIAL_AFTER_READ)
 from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
@@ -858,10 +858,15 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, voi
                 spin_lock(&n.list_lock)
                 locked = True
         if not locked:
-            # The seed's window: the new counters and the freeze decision are
-            # made, the cmpxchg not done.  (Under list_lock the kernel cannot
-            # be preempted: spin_lock_irqsave.)
-            preempt_point(&s.m.sc, PP_SLAB_FREE_BEFORE_CMPXCHG, <int>(c - s.cpu_slab))
+            # The new counters are computed, the cmpxchg not done.  (Under
+            # list_lock the kernel cannot be preempted: spin_lock_irqsave.)
+            if frozen and not was_frozen:
+                # the seed's window: a full slab about to be frozen onto
+                # this vCPU's partial list, the cache read as alive
+                preempt_point(&s.m.sc, PP_SLAB_FREE_BEFORE_CMPXCHG, <int>(c - s.cpu_slab))
+            else:
+                # preemptible all the same (the CONFIG_PREEMPT model)
+                preempt_check_resched(&s.m.sc, <int>(c - s.cpu_slab))
             local_irq_enabled(&s.m.sc, <int>(c - s.cpu_slab))
         if cmpxchg_double_slab(c, pg, old,
                                fc_make(z, head, fc_counters(inuse, fc_objects(old), frozen))):

@@ -107,42 +107,57 @@ def test_cli_race_json(capsys):
 
 # -- churn ----------------------------------------------------------------
 
-def churn(policy, seed=3, ops=400_000, **kw):
-    kw.setdefault("outlive", 1.0)
-    kw.setdefault("preempt", PREEMPT)
-    return workloads.run("churn", cpus=2, ops=ops, seed=seed, policy=policy, **kw)
+def churn(policy, seed=3, seconds=0.6, cpus=2, **kw):
+    kw.setdefault("preempt", workloads.MAIN_PREEMPT)
+    return workloads.run("churn", cpus=cpus, seconds=seconds, seed=seed, policy=policy, **kw)
 
 
-def test_churn_naive_leaks_under_preemption():
-    """The seed's race, found by the workload itself: a few leaks per ~850
-    offlines per run (0..12 measured; 0..2 since the offline runs on the
-    kworker).  A race is a chance: up to five seeds, and it must show in
-    one of them."""
-    for seed in (3, 4, 5, 6, 7):
-        r = churn("naive", seed=seed)
-        assert r.metrics["offlines"] > 500
-        assert r.metrics["leak_rate"] == pytest.approx(
-            1000 * r.metrics["leaked_caches"] / r.metrics["offlines"])
-        assert all(w["canary_errors"] == 0 and w["lost"] == 0 for w in r.per_cpu)
-        if r.metrics["leaked_caches"] > 0:
-            break
+@pytest.mark.parametrize("cpus", [2, 4, 8])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_churn_naive_leaks_under_preemption(cpus, seed):
+    """The seed's race, found by the workload itself: with the main job's
+    preemption at the race window, naive leaks on every seed and vCPU
+    count (measured: 20-55 per 1000 offlines)."""
+    r = churn("naive", seed=seed, cpus=cpus)
+    assert r.metrics["offlines"] > 100
     assert r.metrics["leaked_caches"] > 0
+    assert r.metrics["leak_rate"] == pytest.approx(
+        1000 * r.metrics["leaked_caches"] / r.metrics["offlines"])
+    assert 0 < r.metrics["leaked_memcgs"] <= r.metrics["leaked_caches"]
+    assert all(w["canary_errors"] == 0 and w["lost"] == 0 for w in r.per_cpu)
 
 
-@pytest.mark.parametrize("policy", ["barrier", "barrier:sync", "reparent", "reap", "reap:percpu:5ms",
-                                    "objcg"])
+@pytest.mark.parametrize("policy", ["barrier", "barrier:sync", "barrier:kick", "reparent",
+                                    "reap", "reap:percpu:5ms", "objcg"])
 @pytest.mark.parametrize("seed", [3, 4])
 def test_churn_safe_policies_never_leak(policy, seed):
-    r = churn(policy, seed=seed, ops=250_000)
-    assert r.metrics["offlines"] > 300
-    assert r.metrics["leaked_caches"] == 0
+    # barrier:sync at HZ=1000: five tick-bound grace periods per offline
+    r = churn(policy, seed=seed, hz=1000 if policy == "barrier:sync" else None)
+    assert r.metrics["offlines"] > (30 if policy == "barrier:sync" else 100)
+    assert r.metrics["leaked_caches"] == 0 and r.metrics["leaked_memcgs"] == 0
     assert all(w["canary_errors"] == 0 and w["lost"] == 0 and w["offline_errors"] == 0
                for w in r.per_cpu)
 
 
+def test_churn_without_preemption_leaks_far_less():
+    """Without preemption at the window the race needs a vCPU thread
+    descheduled by the host inside those few instructions (a vCPU stall, as
+    a hypervisor's preemption: not quiescent): rarer, and the rarer the
+    less loaded the host (measured 0.04-5 per 1000 offlines against 20-55).
+    (It was frequent once, an artifact: a request pending before the
+    window was taken inside it.)"""
+    quiet = churn("naive", seed=2, seconds=1.0, preempt=None)
+    loud = churn("naive", seed=2, seconds=1.0)
+    assert quiet.metrics["offlines"] > 1000
+    assert quiet.metrics["leak_rate"] * 2 < loud.metrics["leak_rate"]
+
+
 def test_churn_keep_retains_dead_caches():
-    r = churn("keep", ops=250_000, preempt=None)
+    """3.16: a cache with objects at offline is never unregistered: leaked
+    by design, race or not."""
+    r = churn("keep", preempt=None)
     assert r.metrics["leaked_caches"] > 0 and r.metrics["dying_memcgs"] > 0
+    assert r.metrics["leaked_memcgs"] > 0
 
 
 def test_dying_memcgs_grow_with_per_memcg_caches_but_not_when_reparented():
@@ -231,16 +246,16 @@ def test_objcg_needs_markedly_fewer_slab_pages():
     """Gushchin 2020 (v5.9): with many small cgroups, one set of caches for
     all saves 30-45% of slab memory.  Loose bound: at least 20% fewer."""
     # steady state: slab pages sampled every 10 ms after the first quarter
-    # (the count at the end of a run swings with where the jobs stand)
-    # (expedited grace periods: with tick-bound ones barrier:sync runs ~50x
-    # fewer jobs, and the comparison is of memory per job, not of speed)
+    # (the count at the end of a run swings with where the jobs stand); half
+    # of each job's dentries and inodes stay cached 50 ms, so many dead
+    # memcgs' objects are live at once, each memcg's in slabs of its own
     runs = {p: workloads.run("churn", cpus=2, seconds=0.4, seed=3, policy=p, outlive=0.5,
-                             sample_every=0.01, expedited=True)
-            for p in ("barrier:sync", "objcg")}
+                             lifetime=0.05, slots=65536, sample_every=0.01)
+            for p in ("barrier", "objcg")}
     pages = {p: statistics.fmean(row["slab_pages"] for row in r.series[len(r.series) // 4:])
              for p, r in runs.items()}
-    assert pages["objcg"] <= 0.8 * pages["barrier:sync"]          # measured: 0.28
-    assert runs["objcg"].metrics["utilization"] > runs["barrier:sync"].metrics["utilization"]
+    assert pages["objcg"] <= 0.8 * pages["barrier"]          # measured: 0.15-0.3
+    assert runs["objcg"].metrics["utilization"] > runs["barrier"].metrics["utilization"]
 
 
 def test_barrier_async_offlines_with_far_less_latency_than_sync():
@@ -249,25 +264,24 @@ def test_barrier_async_offlines_with_far_less_latency_than_sync():
     rmdir's queueing to the end of the kworker's work item, so it includes
     the wait behind the items queued before and for the kworker thread to be
     scheduled (3+ threads on 2 shared cores): the async tail is that noise,
-    milliseconds when the shared machine is loaded.  Measured: totals 5-65x,
-    tails 1.7-12x, medians 10-300x (bimodal: async medians of 30 us or
-    850 us from run to run)."""
-    # every slow free is preempted for 50us: a grace period has to wait for
-    # it, as production grace periods wait for busy CPUs (milliseconds)
-    spec = "slab_free:before_cmpxchg=1:50us:spin"
-    sync = churn("barrier:sync", ops=100_000, preempt=spec)
-    asyn = churn("barrier", ops=100_000, preempt=spec)
-    # (the median is bimodal under sync: some grace periods find the other
-    # worker between operations; the mean and the tail are not)
-    assert sync.metrics["offline_p99_us"] >= 1.5 * asyn.metrics["offline_p99_us"]
-    assert sum(sync.offline_us) >= 3 * sum(asyn.offline_us)
+    milliseconds when the shared machine is loaded; sync's median is five
+    tick-bound grace periods, 20-40 ms at HZ=250."""
+    # grace periods end at a tick (HZ=250 by default): sync waits for five
+    # per offline, one per cache; async for none
+    sync = churn("barrier:sync", preempt=None)
+    asyn = churn("barrier", preempt=None)
+    assert sync.metrics["offline_p50_us"] >= 10 * asyn.metrics["offline_p50_us"]
+    assert sum(sync.offline_us) / len(sync.offline_us) >= 3 * sum(asyn.offline_us) / len(asyn.offline_us)
 
 
 def test_churn_offline_from_inside_the_workload_and_metrics_names():
-    r = churn("reap", preempt=None, ops=100_000)
+    r = churn("reap", preempt=None, seconds=0.3)
     assert set(workloads.METRICS) == set(r.metrics)
     df = r.to_frame()
-    assert list(df.columns[4:]) == list(workloads.METRICS)
+    assert list(df.columns[-len(workloads.METRICS):]) == list(workloads.METRICS)
+    # the workload's shape is recorded with the run
+    assert {"job_objects", "outlive", "handoff", "lifetime", "reclaim_batch", "hz"} <= set(df.columns)
+    assert df.job_objects.iloc[0] == workloads.CHURN_DEFAULTS["job_objects"]
     assert sum(w["jobs"] for w in r.per_cpu) == r.metrics["offlines"]
 
 
@@ -326,6 +340,7 @@ def test_keep_unregisters_only_the_caches_empty_at_offline():
         empty_root = m.kmem_cache_create("empty", 192, flags=ACCT)
         busy_root = m.kmem_cache_create("busy", 192, flags=ACCT)
         g = m.memcg_create("job")
+        create_child_caches(m, g, empty_root, busy_root)
         gone = m.kmem_cache_alloc_bulk(empty_root, 50, cpu=0, memcg=g)
         kept = m.kmem_cache_alloc_bulk(busy_root, 50, cpu=1, memcg=g)
         m.kmem_cache_free_bulk(empty_root, gone, cpu=1)     # slabs cached, no object
