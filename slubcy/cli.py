@@ -76,21 +76,40 @@ def _run(args):
 def _compare(args):
     import policies as registry
     from slubcy import compare
-    names = args.policies or registry.available()
+    names = args.policies or compare.default_policies()
     for n in names:
         registry.get_policy(n)          # a bad name fails before any run
-    tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
-                                    seed=args.seed, cpus=args.cpus, ops=args.ops,
-                                    seconds=args.seconds, out=args.out,
-                                    progress=not args.no_progress, hz=args.hz,
-                                    expedited=args.expedited)
-    gp = (", expedited grace periods" if args.expedited else
-          f", grace periods end at a {args.hz or slubcy.DEFAULT_HZ} Hz tick")
-    print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy{gp}")
+    if args.out is not None:
+        compare.check_out(args.out)     # so does an unwritable --out
+    preempt = args.preempt
+    try:
+        tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
+                                        seed=args.seed, cpus=args.cpus, ops=args.ops,
+                                        seconds=args.seconds, out=args.out,
+                                        progress=not args.no_progress, hz=args.hz,
+                                        expedited=args.expedited, preempt=preempt)
+    except KeyboardInterrupt:
+        kept = ""
+        if args.out is not None:
+            import json
+            from pathlib import Path
+            meta = Path(args.out) / f"compare_{args.workload}_meta.json"
+            if meta.exists():
+                m = json.loads(meta.read_text())
+                kept = (f": {m['runs_done']} of {m['runs_planned']} runs kept in {args.out}, "
+                        "marked partial")
+        print(f"slubcy: interrupted{kept}", file=sys.stderr)
+        return 130
+    gp = ("expedited grace periods" if args.expedited else
+          f"grace periods end at a {args.hz or slubcy.DEFAULT_HZ} Hz tick")
+    pre = f", preempt {preempt}" if preempt else ""
+    print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy, {gp}{pre}")
     print(compare.format_table(summary, names))
+    print()
+    print("\n".join(compare.verdicts(summary, names)))
     if args.out:
-        print(f"wrote {args.out}/compare_{args.workload}.csv, _summary.csv, _series.csv, "
-              "_offline_us.csv and .png")
+        print(f"wrote {args.out}/compare_{args.workload}.csv, _summary.csv, _series.csv,\n"
+              "      _offline_us.csv, _meta.json and .png")
     return 0
 
 
@@ -154,7 +173,9 @@ def main(argv=None):
     run.set_defaults(func=_run)
 
     cmp_ = sub.add_parser("compare", help="A/B the policies on a workload (default: all, churn)")
-    cmp_.add_argument("policies", nargs="*", help="policy specs (default: every registered one)")
+    cmp_.add_argument("policies", nargs="*",
+                      help="policy specs, the first the baseline (default: every registered "
+                           "one, objcg first)")
     cmp_.add_argument("--workload", "-w", default="churn",
                       choices=["fastpath", "batch", "remote", "larson", "churn"])
     cmp_.add_argument("--repeat", "-r", type=int, default=3)
@@ -165,7 +186,11 @@ def main(argv=None):
     b2.add_argument("--ops", type=int, help="per run")
     cmp_.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     cmp_.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
-    cmp_.add_argument("--out", default=None, help="directory for the CSV and the plot")
+    cmp_.add_argument("--preempt", metavar="SPEC", default=None,
+                      help="as for run, e.g. preempt=1000/s:3ms (the CONFIG_PREEMPT model)")
+    cmp_.add_argument("--out", default=None,
+                      help="directory for the CSVs and the plot, rewritten after every run "
+                           "(checked before the first)")
     cmp_.add_argument("--no-progress", action="store_true")
     cmp_.set_defaults(func=_compare)
 
