@@ -396,7 +396,14 @@ def format_table(summary, policies):
 
 
 def _p(p):
-    return "-" if p is None or math.isnan(p) else f"{p:.2g}"
+    if p is None or math.isnan(p):
+        return "-"
+    return "<1e-15" if p < 1e-15 else f"{p:.2g}"
+
+
+def _eq(p):
+    text = _p(p)
+    return text if text.startswith("<") else "=" + text
 
 
 def _ratio(r, base, scale, unit):
@@ -430,14 +437,14 @@ def verdicts(summary, policies):
         else:
             text = (f"{p}: LEAKS {_num(r['mean'])}/1000 offlines "
                     f"[{_num(r['ci_lo'])}, {_num(r['ci_hi'])}] "
-                    f"({int(r['count'])} in {int(r['exposure']):,})")
+                    f"({int(r['count']):,} in {int(r['exposure']):,})")
         if has_leak and p != base:
-            text += f", p={_p(r['p'])} vs {base}"
+            text += f", p{_eq(r['p'])} vs {base}"
         if has_leak and r["count"] > 0:
             others = [q for q in free if q not in (p, base)]
             if others:
                 text += "; vs leak-free " + ", ".join(
-                    f"{q} p={_p(rate_test(r['count'], r['exposure'], 0, leak[q]['exposure']))}"
+                    f"{q} p{_eq(rate_test(r['count'], r['exposure'], 0, leak[q]['exposure']))}"
                     for q in others)
         if p == base:
             text += " (baseline)"
@@ -472,12 +479,14 @@ def plot(tidy, path, policies, summary=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullLocator
     if summary is None:
         summary = summarize(tidy, policies)
     cols = [c for c in HEADLINE if c[0] in set(summary.metric)]
     y = np.arange(len(policies))[::-1]
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 1.8 + 0.5 * len(policies)),
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.8 * len(cols), 1.8 + 0.5 * len(policies)),
+                             sharey=True, gridspec_kw={"width_ratios": [
+                                 1.6 if c[0] in POISSON else 1 for c in cols]})
     axes = np.atleast_1d(axes)
     for ax, (metric, t1, t2, _, scale) in zip(axes, cols):
         rows = [_row(summary, p, metric) for p in policies]
@@ -507,15 +516,29 @@ def plot(tidy, path, policies, summary=None):
                     ax.annotate(f"0 leaks in {int(r['exposure']):,} offlines", (0, yi),
                                 xytext=(6, -13), textcoords="offset points", fontsize=8)
                 elif r["count"] > 0:
-                    ax.annotate(f"{int(r['count'])} leaks in {int(r['exposure']):,} offlines",
-                                (r["mean"], yi), xytext=(6, -13), textcoords="offset points",
-                                fontsize=8, color="C3")
-            ax.set_xlim(-0.05 * top, top * 1.6 if top > 0 else 1.0)
+                    ax.annotate(f"{int(r['count']):,} leaks in {int(r['exposure']):,} offlines",
+                                (r["mean"], yi), xytext=(-6, -13), textcoords="offset points",
+                                fontsize=8, color="C3", ha="right")
+            pos = hi[np.isfinite(hi) & (hi > 0)]
+            if len(pos) and top / pos.min() >= 100:
+                # a leaking policy orders of magnitude above the fixes' bounds:
+                # linear up to the smallest bound, so the zeros stay visible
+                lin = 10.0 ** math.floor(math.log10(pos.min()))
+                ax.set_xscale("symlog", linthresh=lin, linscale=2)
+                ax.set_xlim(-0.1 * lin, top * 3)
+                ax.set_xticks([0.0] + [lin * 10 ** i for i in
+                                       range(0, int(math.log10(top * 3 / lin)) + 1, 2)])
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _num(v)))
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.set_xlabel("leaked caches per 1000 offlines (symlog scale)")
+            else:
+                ax.set_xlim(-0.05 * top, top * 1.6 if top > 0 else 1.0)
+                ax.set_xlabel("leaked caches per 1000 offlines")
         if not math.isnan(mean[0]):
             ax.axvline(mean[0], color="0.5", ls=":", lw=1)
         ax.set_title(t1 if metric in POISSON else f"{t1} ({t2})", fontsize=10)
-        ax.set_xlabel("leaked caches per 1000 offlines" if metric in POISSON
-                      else t2 + (f" ({log} scale)" if log else ""))
+        if metric not in POISSON:
+            ax.set_xlabel(t2 + (f" ({log} scale)" if log else ""))
         ax.grid(axis="x", alpha=0.3)
         ax.set_ylim(-0.7, len(policies) - 0.4)
     axes[0].set_yticks(y)

@@ -232,7 +232,7 @@ class Sweep:
         ax.set(xlabel="preemptions/s per CPU (CONFIG_PREEMPT model)",
                ylabel="leaked caches per 1000 offlines",
                title=f"{self.policy} on {self.workload}: leaks vs preemption rate")
-        ax.set_xlim(left=0)
+        ax.set_xlim(left=-0.03 * max(p.rate.max(), 1.0))
         ax.set_ylim(bottom=-0.05 * max(float(p.hi.max()), 1e-9))
         ax.legend(fontsize=8)
         if fig is not None:
