@@ -103,7 +103,9 @@ def _compare(args):
     gp = ("expedited grace periods" if args.expedited else
           f"grace periods end at a {args.hz or slubcy.DEFAULT_HZ} Hz tick")
     pre = f", preempt {preempt}" if preempt else ""
-    print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy, {gp}{pre}")
+    import textwrap
+    print(textwrap.fill(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy, "
+                        f"{gp}{pre}", compare.WIDTH, subsequent_indent="    "))
     print(compare.format_table(summary, names))
     print()
     print("\n".join(compare.verdicts(summary, names)))

@@ -411,6 +411,8 @@ def _ratio(r, base, scale, unit):
     if r is None or base is None or math.isnan(r["mean"]):
         return "-"
     star = "*" if _sig(r) else ""
+    if base["mean"] == 0 and r["mean"] == 0:
+        return f"0 {unit} as {base['policy']}"
     if base["mean"] == 0:
         return f"{'+' if r['mean'] >= 0 else ''}{_num(r['mean'] * scale)} {unit}{star}"
     return f"{r['ratio']:.3g}x{star}"
@@ -424,31 +426,30 @@ def verdicts(summary, policies):
     Each is wrapped to 100 columns."""
     base = policies[0]
     leak = {p: _row(summary, p, "leak_rate") for p in policies}
-    has_leak = all(r is not None and r["exposure"] > 0 for r in leak.values())
-    free = [p for p in policies if has_leak and leak[p]["count"] == 0]
+    measured = {p: r is not None and r["exposure"] > 0 for p, r in leak.items()}
+    free = [p for p in policies if measured[p] and leak[p]["count"] == 0]
     out = []
     for p in policies:
         r = leak[p]
-        if not has_leak:
-            text = f"{p}: leaks not measured (no memcg offlines in every policy's runs)"
+        name = f"{p} (baseline)" if p == base else p
+        if not measured[p]:
+            text = f"{name}: leaks not measured (no memcg offlines in its runs)"
         elif r["count"] == 0:
-            text = (f"{p}: no leak: 0 in {int(r['exposure']):,} offlines "
+            text = (f"{name}: no leak: 0 in {int(r['exposure']):,} offlines "
                     f"(rate ≤ {_num(r['ci_hi'])}/1000 at 95%)")
         else:
-            text = (f"{p}: LEAKS {_num(r['mean'])}/1000 offlines "
+            text = (f"{name}: LEAKS {_num(r['mean'])}/1000 offlines "
                     f"[{_num(r['ci_lo'])}, {_num(r['ci_hi'])}] "
                     f"({int(r['count']):,} in {int(r['exposure']):,})")
-        if has_leak and p != base:
+        if p != base and measured[p] and measured[base]:
             text += f", p{_eq(r['p'])} vs {base}"
-        if has_leak and r["count"] > 0:
+        if measured[p] and r["count"] > 0:
             others = [q for q in free if q not in (p, base)]
             if others:
                 text += "; vs leak-free " + ", ".join(
                     f"{q} p{_eq(rate_test(r['count'], r['exposure'], 0, leak[q]['exposure']))}"
                     for q in others)
-        if p == base:
-            text += " (baseline)"
-        else:
+        if p != base:
             costs = []
             for metric, label in COST:
                 _, _, unit, _, scale = next(h for h in HEADLINE if h[0] == metric)
