@@ -97,7 +97,8 @@ def _compare(args):
             if meta.exists():
                 m = json.loads(meta.read_text())
                 kept = (f": {m['runs_done']} of {m['runs_planned']} runs kept in {args.out}, "
-                        "marked partial")
+                        "marked partial" if m["partial"] else
+                        f": all {m['runs_done']} runs kept in {args.out}, the plot not drawn")
         print(f"slubcy: interrupted{kept}", file=sys.stderr)
         return 130
     gp = ("expedited grace periods" if args.expedited else
@@ -132,9 +133,6 @@ def _sweep(args):
                                      preempt=args.preempt, scenario=scenario,
                                      progress=not args.no_progress, hz=args.hz,
                                      expedited=args.expedited, **extra)
-    except KeyboardInterrupt:
-        print("slubcy: interrupted", file=sys.stderr)
-        return 130
     print(s.format())
     if out is not None:
         stem = f"sweep_{args.workload}_{args.policy.replace(':', '-')}"
@@ -274,6 +272,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("slubcy: interrupted", file=sys.stderr)
+        return 130
     except (slubcy.SlubError, ValueError, TypeError) as e:
         print(f"slubcy: error: {e}", file=sys.stderr)
         return 2
