@@ -126,13 +126,11 @@ def _sweep(args):
     if args.outlive is not None and not 0 <= args.outlive <= 1:
         raise ValueError(f"--outlive is a fraction in [0, 1], got {args.outlive}")
     extra = {} if args.outlive is None else {"outlive": args.outlive}
-    try:
-        s = sweep.leak_vs_preemption(args.policy, rates=rates, seconds=args.seconds,
-                                     repeat=args.repeat, cpus=args.cpus, slice=args.slice,
-                                     workload=args.workload, seed=args.seed,
-                                     preempt=args.preempt, scenario=scenario,
-                                     progress=not args.no_progress, hz=args.hz,
-                                     expedited=args.expedited, **extra)
+    s = sweep.leak_vs_preemption(args.policy, rates=rates, seconds=args.seconds,
+                                 repeat=args.repeat, cpus=args.cpus, slice=args.slice,
+                                 workload=args.workload, seed=args.seed, preempt=args.preempt,
+                                 scenario=scenario, progress=not args.no_progress, hz=args.hz,
+                                 expedited=args.expedited, **extra)
     print(s.format())
     if out is not None:
         stem = f"sweep_{args.workload}_{args.policy.replace(':', '-')}"

@@ -148,8 +148,11 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         def sample():
             return m.slab_usage(), m.memcg_stats()
 
-        r.start()
+        with _sigint_deferred() as early:
+            r.start()           # all the workers or none: a Ctrl-C waits for it
         try:
+            if early:
+                raise KeyboardInterrupt
             _wait(r, ops, seconds, show, sample_series if workload == "churn" else None,
                   sample_every)
         except KeyboardInterrupt:
