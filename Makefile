@@ -27,7 +27,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 # asv, offline, on the installed tree: results for HEAD go to .asv/results/$(ASV_MACHINE)
-# (spawn: the benchmarks start threads; see ../shared/reference/asv-cython-notebooks.md).
+# (spawn: the benchmarks start nogil threads; asv 0.6.0-0.6.5's auto launch means forkserver, and threading and fork do not mix).
 ASV_MACHINE ?= $(shell hostname)
 bench: $(VENV)/.installed
 	$(BIN)/asv machine --yes --machine $(ASV_MACHINE)

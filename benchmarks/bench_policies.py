@@ -8,6 +8,11 @@
 - Offline.time_memcg_offline: one memcg_offline() of a memcg holding objects
   in every churn cache (half freed, half still charged), per policy.
 - peakmem_churn: the process's peak RSS over a churn run, per policy.
+- CgroupLoop.track_runs_per_s: kernel bugzilla 190841's create -> allocate
+  -> rmdir loop (workloads.cgroup_loop, HZ=250 grace periods), runs per
+  second by policy x child caches per memcg: falls ~caches-fold under
+  barrier:sync (each rmdir holds cgroup_mutex and slab_mutex through a grace
+  period per cache), stays high under async barrier and objcg.
 """
 import math
 
@@ -80,6 +85,17 @@ class Offline:
 
     def time_memcg_offline(self, policy):
         self.m.memcg_offline(self.memcg)
+
+
+class CgroupLoop:
+    params = (POLICIES, [0, 1, 8, 32])
+    param_names = ["policy", "caches_per_memcg"]
+    timeout = 900
+
+    def track_runs_per_s(self, policy, caches_per_memcg):
+        return workloads.cgroup_loop(policy, caches_per_memcg=caches_per_memcg,
+                                     seconds=seconds())
+    track_runs_per_s.unit = "runs/s"
 
 
 def peakmem_churn(policy):

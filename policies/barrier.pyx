@@ -21,6 +21,7 @@ from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_de
                            kmem_cache_shrink_after_gp, memcg_offline_end)
 from slubcy.sched cimport (synchronize_sched, kick_all_cpus_sync, preempt_point,
                            PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id)
+from slubcy.mutex cimport mutex_lock, mutex_unlock
 from policies.base cimport Policy, MAX_CHILD_CACHES
 
 cdef enum:
@@ -38,6 +39,12 @@ cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcep
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0, mode = <int><long>data, before = m.ipi_timeouts
     memcg_offline_begin(m, memcg)
+    # memcg_deactivate_kmem_caches() (4.0-4.11): get_online_cpus(),
+    # get_online_mems() (no CPU or memory hotplug here) and slab_mutex held
+    # across the loop -- so in kick and sync modes across every per-cache
+    # barrier, stalling child cache creation (and kmem_cache_create) that
+    # long; the caller (css_killed_work_fn) holds cgroup_mutex as well
+    mutex_lock(&m.sc, &m.slab_mutex)
     n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)
@@ -54,6 +61,7 @@ cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcep
             break
         preempt_point(&m.sc, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id())
         __kmem_cache_shrink(caches[i], False)
+    mutex_unlock(&m.slab_mutex)
     memcg_offline_end(m, memcg)
     return -1 if rc != 0 or m.ipi_timeouts != before else 0
 

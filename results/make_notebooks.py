@@ -121,7 +121,7 @@ else:
     new_markdown_cell("""\
 ## Offline latency
 
-The time `memcg_offline()` takes inside the worker, per policy: quantiles of every run
+The latency of each offline, from the job's rmdir queueing it to the end of the kworker's work item, per policy: quantiles of every run
 (an ECDF on a log axis), then p50 and p99."""),
     new_code_cell('''\
 off = runs.offline

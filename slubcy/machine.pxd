@@ -28,9 +28,14 @@ cdef class Machine:
     cdef object _rcu                # slubcy.rcu.RCU, started on first call_rcu
     cdef object _policy_obj         # the attached dead-cache policy
     cdef dict _children             # memcg child caches' wrappers by address
+    cdef bint _closing              # close() has begun
+    cdef int _api_busy              # calls waiting (GIL released) for a mutex or the kworker
     cdef mem_cgroup *_memcg(self, memcg) except? NULL
+    cdef mem_cgroup *_rmdir_target(self, memcg) except NULL
+    cdef _rmdir_error(self, int r, memcg)
     cdef KmemCache _wrap_child(self, kmem_cache *s)
     cdef int _enter(self, int cpu) except -1
+    cdef bint _enter_wait(self, int cpu)
     cdef void _exit(self, int cpu) noexcept
     cdef int _idle(self) except -1
     cdef void _release(self) noexcept

@@ -14,7 +14,7 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
-from slubcy.page_alloc cimport atomic_int_set, spin_lock, spin_unlock
+from slubcy.page_alloc cimport atomic_int_set, atomic_int_read, spin_lock, spin_unlock
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
                                 atomic_long_read,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
@@ -28,8 +28,14 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
                            rcu_read_unlock_ext)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook, memcg_init, dead_cache_counts,
-                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches)
+                           memcg_slab_free_hook, memcg_init, memcg_free_objcgs,
+                           memcg_objcg_counts, dead_cache_counts,
+                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches,
+                           cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
+                           RMDIR_NOMEM, RMDIR_STOPPED)
+from slubcy.mutex cimport mutex_lock, mutex_unlock
+from slubcy.kworker cimport workqueue_start, workqueue_stop, flush_workqueue
+from posix.time cimport timespec, nanosleep
 from libc.stdlib cimport free as c_free, realloc
 from slubcy import errors
 from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, CtorError,
@@ -102,14 +108,14 @@ cdef class KmemCache:
         if self.ctor is not _CHILD:
             return True
         cdef bint found = False
-        spin_lock(&self.machine.m.slab_mutex)
+        spin_lock(&self.machine.m.slab_lock)
         x = self.machine.m.slab_caches
         while x != NULL:
             if x == self.s:
                 found = not x.destroyed and x.name.decode() == self.name
                 break
             x = x.next
-        spin_unlock(&self.machine.m.slab_mutex)
+        spin_unlock(&self.machine.m.slab_lock)
         return found
 
     cdef kmem_cache_t *get(self) except NULL:
@@ -139,6 +145,33 @@ cdef class KmemCache:
 cdef object _CHILD = object()     # the ctor slot of a memcg child cache's wrapper
 
 
+cdef struct offline_completion:
+    int done
+    int rc
+    double latency
+
+
+cdef void offline_complete(void *arg, double latency, int rc) noexcept nogil:
+    """The kworker finished (or dropped) an offline Machine.memcg_offline
+    waits for; the waiter's struct is not touched after `done`."""
+    cdef offline_completion *c = <offline_completion *>arg
+    c.latency = latency
+    c.rc = rc
+    atomic_int_set(&c.done, 1)
+
+
+cdef void wait_completion(offline_completion *c) noexcept nogil:
+    cdef timespec ts
+    cdef int spins = 0
+    while not atomic_int_read(&c.done):
+        spins += 1
+        if spins < 200:
+            continue
+        ts.tv_sec = 0
+        ts.tv_nsec = 20000
+        nanosleep(&ts, NULL)
+
+
 cdef class MemCgroup:
     """A memory cgroup of a Machine (a view of the C struct, which is freed
     after a grace period once the memcg is: then it reads as freed)."""
@@ -150,13 +183,13 @@ cdef class MemCgroup:
             raise MachineClosed("the machine is closed")
         if self.g == NULL:
             return NULL
-        spin_lock(&self.machine.m.slab_mutex)
+        spin_lock(&self.machine.m.slab_lock)
         x = self.machine.m.memcgs
         while x != NULL:
             if x == self.g and x.id == self.id:
                 break
             x = x.next
-        spin_unlock(&self.machine.m.slab_mutex)
+        spin_unlock(&self.machine.m.slab_lock)
         if x == NULL:
             self.g = NULL
         return x
@@ -177,6 +210,12 @@ cdef class MemCgroup:
         return g == NULL or bool(g.freed)
 
     @property
+    def offline_pending(self):
+        """rmdir queued its offline on the kworker, which has not run it yet."""
+        cdef mem_cgroup *g = self.live()
+        return g != NULL and bool(g.offline_pending)
+
+    @property
     def dying(self):
         """Offline, not yet freed."""
         cdef mem_cgroup *g = self.live()
@@ -189,7 +228,12 @@ cdef class MemCgroup:
 
     @property
     def nr_pages(self):
-        """Slab pages charged (per-memcg caches)."""
+        """Pages charged to this memcg (its page counter, not hierarchical):
+        the slab pages of its child caches (per-memcg caches; a reparented
+        memcg's go to its parent), or under objcg the whole pages its
+        obj_cgroups charged -- its objects' bytes (nr_bytes) plus what is
+        pre-charged (precharged_bytes): nr_pages * PAGE_SIZE == nr_bytes +
+        precharged_bytes."""
         cdef mem_cgroup *g = self.live()
         return 0 if g == NULL else g.nr_pages
 
@@ -226,9 +270,32 @@ cdef class MemCgroup:
 
     @property
     def nr_bytes(self):
-        """Object bytes charged (obj_cgroup)."""
+        """Under objcg (Linux 5.9), the bytes its live objects charge through
+        its obj_cgroups (its own, and offline children's reparented to it):
+        obj_full_size (the object's slot + one obj_cgroup pointer) per
+        object, i.e. nr_pages * PAGE_SIZE - precharged_bytes.  Exact while
+        no worker runs.  0 with per-memcg caches, which charge whole slab
+        pages (nr_pages)."""
+        cdef long out[2]
         cdef mem_cgroup *g = self.live()
-        return 0 if g == NULL else g.nr_bytes
+        if g == NULL or self.machine.m.per_memcg_caches:
+            return 0
+        memcg_objcg_counts(&self.machine.m, g, out)
+        return out[0] * PAGE_SIZE - out[1]
+
+    @property
+    def precharged_bytes(self):
+        """Under objcg, bytes charged to this memcg (in nr_pages) that no
+        object uses yet: the per-vCPU stocks' bytes (memcg_stock_pcp
+        nr_bytes) of the vCPUs caching one of its obj_cgroups, and those
+        obj_cgroups' sub-page leftovers (nr_charged_bytes).  Exact while no
+        worker runs; 0 with per-memcg caches."""
+        cdef long out[2]
+        cdef mem_cgroup *g = self.live()
+        if g == NULL or self.machine.m.per_memcg_caches:
+            return 0
+        memcg_objcg_counts(&self.machine.m, g, out)
+        return out[1]
 
     def __eq__(self, other):
         return isinstance(other, MemCgroup) and (<MemCgroup>other).id == self.id \
@@ -359,7 +426,13 @@ cdef class Machine:
         self.m.per_memcg_caches = 1
         self.m.pages_pin_memcg = 1
         self.m.cpu_partial_dead_check = 1
-        memcg_init(&self.m)
+        if memcg_init(&self.m) != 0:
+            self._release()
+            raise MemoryError("cannot allocate the root memcg and the memcg stocks")
+        # the kworker: offlines (cgroup_destroy_wq) and child cache creation
+        if workqueue_start(&self.m.wq) != 0:
+            self._release()
+            raise RuntimeError("cannot start the machine's kworker thread")
         self._create_kmalloc_caches()
         if policy is not None:
             from policies import get_policy
@@ -376,8 +449,6 @@ cdef class Machine:
         cdef kmem_cache_t *nxt_s
         cdef mem_cgroup *g
         cdef mem_cgroup *nxt_g
-        cdef obj_cgroup *o
-        cdef obj_cgroup *nxt_o
         cdef size_t pfn
         for c in self._caches or ():
             c.s = NULL
@@ -385,6 +456,9 @@ cdef class Machine:
             c.s = NULL
         self._caches = []
         self._children = {}
+        # the kworker first: it finishes the item it runs and drops the rest
+        with nogil:
+            workqueue_stop(&self.m.wq)
         # deferred frees (destroyed caches, freed memcgs) run now
         if self.m.sc.vcpus != NULL:
             rcu_run_batch(&self.m.sc, self.m.sc.rcu_cur)
@@ -394,9 +468,9 @@ cdef class Machine:
         # objcg vectors hang off slab pages
         if not self.m.per_memcg_caches and self.m.z.mem_map != NULL:
             for pfn in range(self.m.z.nr_pages):
-                if self.m.z.mem_map[pfn].flags & PG_slab and self.m.z.mem_map[pfn].memcg != NULL:
-                    c_free(self.m.z.mem_map[pfn].memcg)
-                    self.m.z.mem_map[pfn].memcg = NULL
+                if self.m.z.mem_map[pfn].flags & PG_slab:
+                    memcg_free_page_obj_cgroups(&self.m.z.mem_map[pfn])
+        memcg_free_objcgs(&self.m)
         s = self.m.slab_caches
         while s != NULL:
             nxt_s = s.next
@@ -410,12 +484,6 @@ cdef class Machine:
             c_free(g)
             g = nxt_g
         self.m.memcgs = NULL
-        o = self.m.objcgs
-        while o != NULL:
-            nxt_o = o.next
-            c_free(o)
-            o = nxt_o
-        self.m.objcgs = NULL
         py_live_release_all(&self.m)
         zone_release(&self.m.z)
         sched_release(&self.m.sc)
@@ -429,8 +497,17 @@ cdef class Machine:
         for i in range(self.m.nr_cpus):
             if self.m.sc.vcpus[i].owner != 0:
                 raise MachineBusy(f"vCPU {i} is run by another thread; close() after it is done")
+        self._closing = True        # new calls raise MachineClosed from here on
         if self._policy_obj is not None:
             self._policy_obj.detach()
+        # the kworker finishes its item (releasing cgroup_mutex and
+        # slab_mutex) and drops the rest, whose waiters are told; then the
+        # API calls that were waiting for a mutex or an offline finish
+        with nogil:
+            workqueue_stop(&self.m.wq)
+        import time
+        while self._api_busy:
+            time.sleep(0.0005)
         if self._rcu is not None:
             self._rcu.stop()
             self._rcu = None
@@ -487,7 +564,7 @@ cdef class Machine:
     # -- argument checks ---------------------------------------------------
 
     cdef int _check(self) except -1:
-        if self.closed:
+        if self.closed or self._closing:
             raise MachineClosed("the machine is closed")
         return 0
 
@@ -501,9 +578,26 @@ cdef class Machine:
     cdef int _enter(self, int cpu) except -1:
         """Run on vCPU `cpu` for one call (online for the grace periods)."""
         self._idle()
-        if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER):
+        if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER) and not self._enter_wait(cpu):
             raise CPUBusy(f"vCPU {cpu} is run by another thread")
         return 0
+
+    cdef bint _enter_wait(self, int cpu):
+        """The vCPU is taken: a thread on no vCPU (the kworker, the RCU
+        thread) may be running a cross-vCPU request on it for a moment (it
+        borrows an idle vCPU).  Try again for up to 50 ms, GIL released."""
+        cdef double deadline = monotonic() + 0.05
+        cdef bint ok = False
+        cdef timespec ts
+        ts.tv_sec = 0
+        ts.tv_nsec = 20000
+        with nogil:
+            while monotonic() < deadline:
+                nanosleep(&ts, NULL)
+                if vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER):
+                    ok = True
+                    break
+        return ok
 
     cdef void _exit(self, int cpu) noexcept:
         vcpu_release(&self.m.sc, cpu)
@@ -573,7 +667,18 @@ cdef class Machine:
             raise ValueError(f"unsupported flags {flags:#x} (SLAB_STORE_USER is not supported)")
         if ctor is not None and not callable(ctor):
             raise TypeError("ctor must be callable or None")
-        return self._create(name, size, align, flags, ctor, False)
+        # kmem_cache_create() holds slab_mutex (and get_online_cpus/mems):
+        # it waits while the kworker holds it (a 4.0-4.9 deactivation)
+        self._api_busy += 1
+        try:
+            with nogil:
+                mutex_lock(&self.m.sc, &self.m.slab_mutex)
+            try:
+                return self._create(name, size, align, flags, ctor, False)
+            finally:
+                mutex_unlock(&self.m.slab_mutex)
+        finally:
+            self._api_busy -= 1
 
     def kmem_cache_destroy(self, c):
         """kmem_cache_destroy(): refuses (CacheBusy) while objects remain; the
@@ -582,6 +687,9 @@ cdef class Machine:
         self._idle()
         if (<KmemCache>c).is_kmalloc:
             raise ValueError("kmalloc caches cannot be destroyed")
+        # a queued creation of a child of `s` holds a pointer to it: let the
+        # kworker run it first
+        self.flush_work(timeout=None if self.m.ipi_timeout < 0 else max(self.m.ipi_timeout, 1.0))
         cdef kmem_cache_t *child = self.m.slab_caches
         while child != NULL:
             if child.root == s and not child.destroyed:
@@ -635,7 +743,9 @@ cdef class Machine:
         return wrap_memcg(self, self.m.root_mem_cgroup)
 
     def memcg_create(self, name, parent=None):
-        """A memcg under `parent` (the root memcg by default)."""
+        """A memcg under `parent` (the root memcg by default): cgroup_mkdir,
+        under cgroup_mutex -- so it waits (GIL released) while the kworker
+        runs an offline, as mkdir waited behind rmdir on Linux 4.0-4.10."""
         self._check()
         if not isinstance(name, str) or not name or len(name.encode()) > 47:
             raise ValueError("memcg name must be a non-empty str of at most 47 bytes")
@@ -644,39 +754,131 @@ cdef class Machine:
             if not isinstance(parent, MemCgroup) or (<MemCgroup>parent).machine is not self:
                 raise TypeError("parent must be a MemCgroup of this machine")
             p = (<MemCgroup>parent).live()
-            if p == NULL or not p.online:
+            if p == NULL or not p.online or p.offline_pending:
                 raise ValueError(f"parent {parent.name!r} is offline")
         cdef bytes b = name.encode()
-        cdef mem_cgroup *g = mem_cgroup_create(&self.m, b, p)
+        cdef const char *cname = b
+        cdef mem_cgroup *g
+        self._api_busy += 1
+        try:
+            with nogil:
+                g = mem_cgroup_create(&self.m, cname, p)
+        finally:
+            self._api_busy -= 1
         if g == NULL:
             raise errors.SlubError(f"no kmemcg id left ({MAX_MEMCG_CACHES} online memcgs)")
         return wrap_memcg(self, g)
 
-    def memcg_offline(self, memcg):
-        """Take `memcg` offline through the machine's policy (from this
-        thread, with the GIL released).  Returns the offline's latency in
-        seconds; Timeout if a wait inside it timed out."""
+    cdef mem_cgroup *_rmdir_target(self, memcg) except NULL:
         self._check()
         if not isinstance(memcg, MemCgroup) or (<MemCgroup>memcg).machine is not self:
             raise TypeError("memcg must be a MemCgroup of this machine")
         cdef mem_cgroup *g = (<MemCgroup>memcg).live()
         if g == self.m.root_mem_cgroup:
             raise ValueError("the root memcg cannot go offline")
-        if g == NULL or not g.online:
+        if g == NULL or not g.online or g.offline_pending:
             raise ValueError(f"memcg {memcg.name!r} is already offline")
         if self.m.policy_offline == NULL:
             raise errors.SlubError("the machine has no dead-cache policy (Machine(policy=...))")
-        cdef int rc
-        cdef double t0 = monotonic(), t1
-        with nogil:
-            # a thread on no vCPU: its reads of the caches are a read-side section
-            rcu_read_lock_ext(&self.m.sc)
-            rc = self.m.policy_offline(&self.m, g, self.m.policy_data)
-            rcu_read_unlock_ext(&self.m.sc)
-        t1 = monotonic()
-        if rc != 0:
+        return g
+
+    cdef _rmdir_error(self, int r, memcg):
+        if r == RMDIR_OFFLINE:
+            return ValueError(f"memcg {memcg.name!r} is already offline")
+        if r == RMDIR_NOMEM:
+            return MemoryError("no memory for the offline work item")
+        if r == RMDIR_STOPPED:
+            return MachineClosed("the machine is closed")
+        return errors.SlubError("the machine has no dead-cache policy (Machine(policy=...))")
+
+    def memcg_rmdir(self, memcg):
+        """cgroup_rmdir(): take cgroup_mutex (waiting, GIL released, while the
+        kworker runs an offline), mark `memcg` as going offline, queue its
+        offline (css_killed_work_fn: the policy, under cgroup_mutex) on the
+        machine's kworker, and return without waiting for it: the seconds
+        spent waiting for cgroup_mutex.  flush_work() waits for the offline;
+        kworker_stats()["offline_errors"] counts offlines whose waits timed
+        out."""
+        cdef mem_cgroup *g = self._rmdir_target(memcg)
+        cdef int r
+        cdef double waited = 0.0
+        self._api_busy += 1
+        try:
+            with nogil:
+                r = cgroup_rmdir(&self.m, g, NULL, NULL, &waited)
+        finally:
+            self._api_busy -= 1
+        if r != 0:
+            raise self._rmdir_error(r, memcg)
+        return waited
+
+    def memcg_offline(self, memcg):
+        """Take `memcg` offline through the machine's policy and wait for it:
+        memcg_rmdir(), then wait (GIL released) until the kworker has run
+        this offline -- after any work queued before it.  Returns the
+        offline's latency in seconds, from queueing to the end of the work
+        item (memcg_rmdir alone does not wait); Timeout if a wait inside it
+        timed out, MachineClosed if the machine closed first."""
+        cdef mem_cgroup *g = self._rmdir_target(memcg)
+        cdef int r
+        cdef offline_completion comp
+        comp.done = 0
+        comp.rc = 0
+        comp.latency = 0.0
+        self._api_busy += 1
+        try:
+            with nogil:
+                r = cgroup_rmdir(&self.m, g, offline_complete, &comp, NULL)
+                if r == 0:
+                    wait_completion(&comp)
+        finally:
+            self._api_busy -= 1
+        if r != 0:
+            raise self._rmdir_error(r, memcg)
+        if comp.rc == OFFLINE_CANCELLED:
+            raise MachineClosed(f"offline of {memcg.name!r}: the machine closed before it ran")
+        if comp.rc != 0:
             raise Timeout(f"offline of {memcg.name!r}: a vCPU did not answer in time")
-        return t1 - t0
+        return comp.latency
+
+    def flush_work(self, timeout=None):
+        """flush_workqueue() of the kworker: wait (GIL released) until every
+        work item queued so far -- offlines, child cache creations -- has
+        run.  Timeout after `timeout` seconds."""
+        self._check()
+        if timeout is not None and (not isinstance(timeout, (int, float)) or
+                                    isinstance(timeout, bool)):
+            raise TypeError("timeout must be a number of seconds or None")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0, got {timeout}")
+        cdef double t = -1.0 if timeout is None else float(timeout)
+        cdef int rc
+        self._api_busy += 1
+        try:
+            with nogil:
+                rc = flush_workqueue(&self.m.wq, t)
+        finally:
+            self._api_busy -= 1
+        if rc != 0:
+            raise Timeout(f"kworker: work still pending after {timeout} s")
+
+    def kworker_stats(self):
+        """The kworker: work items queued, run, dropped, pending now and at
+        most; its thread id (gettid, as threading.get_native_id()); child
+        caches it created, creations run on a vCPU thread (always 0) and the
+        thread of the last one; offlines whose waits timed out; how often
+        cgroup_mutex and slab_mutex made a locker wait, and for how long."""
+        self._check()
+        cdef long queued = self.m.wq.queued, done = self.m.wq.done, dropped = self.m.wq.cancelled
+        return {"queued": queued, "done": done, "cancelled": dropped,
+                "pending": queued - done - dropped, "pending_max": self.m.wq.pending_max,
+                "tid": self.m.wq.tid, "cache_creations": self.m.nr_cache_creations,
+                "creations_on_vcpu": self.m.creations_on_vcpu,
+                "creation_tid": self.m.creation_tid, "offline_errors": self.m.offline_errors,
+                "cgroup_mutex_waits": self.m.cgroup_mutex.contended,
+                "cgroup_mutex_wait_s": self.m.cgroup_mutex.wait_seconds,
+                "slab_mutex_waits": self.m.slab_mutex.contended,
+                "slab_mutex_wait_s": self.m.slab_mutex.wait_seconds}
 
     def memcgs(self):
         """Every memcg of the machine (the root first), freed ones included."""
@@ -741,8 +943,10 @@ cdef class Machine:
                 "ext_readers": sc.ext_readers, "busy": sc.rcu_busy}
 
     def _policy_quiesce(self):
-        """Let the policy's deferred work run (RCU callbacks, a reap period)."""
+        """Let the kworker's queued work (offlines, cache creations) and then
+        the policy's deferred work run (RCU callbacks, a reap period)."""
         self._check()
+        self.flush_work(timeout=30)
         if self._policy_obj is not None:
             self._policy_obj.quiesce()
         else:
@@ -834,7 +1038,7 @@ cdef class Machine:
         Py_XDECREF(<PyObject *>s.ctor_exc)
         s.ctor_exc = NULL
         if p != NULL:
-            memcg_slab_free_hook(s, virt_to_head_page(&self.m.z, p), p)   # (objcg charge)
+            memcg_slab_free_hook(s, virt_to_head_page(&self.m.z, p), p, cpu)   # (objcg charge)
             slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
         return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
 
@@ -844,7 +1048,7 @@ cdef class Machine:
         if not isinstance(memcg, MemCgroup) or (<MemCgroup>memcg).machine is not self:
             raise TypeError("memcg must be a MemCgroup of this machine (or None)")
         cdef mem_cgroup *g = (<MemCgroup>memcg).live()
-        if g == NULL or not g.online:
+        if g == NULL or not g.online or g.offline_pending:
             raise ValueError(f"memcg {memcg.name!r} is offline")
         return g
 
@@ -859,7 +1063,7 @@ cdef class Machine:
         self._enter(ncpu)
         cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
         cdef void *p = slab_alloc(s, ncpu)
-        memcg_slab_post_alloc_hook(s, g, p)
+        memcg_slab_post_alloc_hook(s, g, p, ncpu)
         if s.ctor_exc != NULL:
             try:
                 err = self._ctor_failed(s, p, ncpu)
@@ -884,7 +1088,7 @@ cdef class Machine:
         if code == OBJ_OK:
             pg = virt_to_head_page(&self.m.z, p)
             py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, p)
-            memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p)
+            memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
             ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
         self._exit(cpu)
         if code != OBJ_OK:
@@ -966,7 +1170,7 @@ cdef class Machine:
                 kmem_cache_free_bulk(s, got, objs, ncpu)
             elif g != NULL and not self.m.per_memcg_caches:
                 for i in range(count):
-                    memcg_slab_post_alloc_hook(s, g, objs[i])
+                    memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
         self._exit(ncpu)
         if got < count or s.ctor_exc != NULL:
             if s.ctor_exc != NULL:
@@ -1008,7 +1212,7 @@ cdef class Machine:
                 if not self.m.per_memcg_caches:
                     for i in range(n):
                         pg = virt_to_head_page(&self.m.z, objs[i])
-                        memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i])
+                        memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i], ncpu)
                 refused = kmem_cache_free_bulk(s, n, objs, ncpu)
         self._exit(ncpu)
         if code != OBJ_OK:
@@ -1126,7 +1330,7 @@ cdef class Machine:
         cdef char where[200]
         cdef bint bad = False
         with nogil:
-            spin_lock(&self.m.slab_mutex)
+            spin_lock(&self.m.slab_lock)
             g = self.m.memcgs
             while g != NULL and not bad:
                 prev = NULL
@@ -1140,7 +1344,7 @@ cdef class Machine:
                     prev = s
                     s = s.memcg_next
                 g = g.next
-            spin_unlock(&self.m.slab_mutex)
+            spin_unlock(&self.m.slab_lock)
         if bad:
             raise SlabCorruption(where.decode(errors="replace"))
 

@@ -3,11 +3,16 @@
 from slubcy.page_alloc cimport page
 from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
 
-cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent) noexcept nogil
+cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent,
+                                  double *waited=*) noexcept nogil
 cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept nogil
-cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object) noexcept nogil
-cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object) noexcept nogil
-cdef void memcg_init(slub_machine *m) noexcept nogil
+# objcg (5.9): called on vCPU `cpu`, by the thread running it (its stock)
+cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object,
+                                     int cpu) noexcept nogil
+cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object, int cpu) noexcept nogil
+cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noexcept nogil
+cdef int memcg_init(slub_machine *m) noexcept nogil
+cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil
 
 # offline primitives, in the order a policy uses them
 cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
@@ -23,3 +28,14 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil
 cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil
 cdef void kmemcg_deactivate_drop(slub_machine *m) noexcept nogil
 cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil
+
+# rmdir: queue the offline on the machine's kworker (css_killed_work_fn)
+ctypedef void (*offline_done_fn)(void *arg, double latency, int rc) noexcept nogil
+cdef enum:
+    OFFLINE_CANCELLED = -2      # rc of an offline dropped because the machine closed
+    RMDIR_NO_POLICY = 1
+    RMDIR_OFFLINE = 2
+    RMDIR_NOMEM = 3
+    RMDIR_STOPPED = 4
+cdef int cgroup_rmdir(slub_machine *m, mem_cgroup *memcg, offline_done_fn done, void *arg,
+                      double *waited) noexcept nogil

@@ -8,7 +8,15 @@ A memcg's references (refcnt, the css refcount):
     css_get_many in try_charge) -- memcg.pages_pin_memcg;
   - 1 per child cache when they do not (Linux 5.3 reparenting: the cache holds
     a single memcg reference, handed to the parent on offline);
-  - 1 for its obj_cgroup (Linux 5.9), handed to the parent on offline.
+  - 1 per obj_cgroup charging it (Linux 5.9: its own, and its offline
+    children's), handed to the parent on offline.
+An obj_cgroup's references (refcnt; percpu_ref in 5.9): 1 held by its memcg
+until offline, 1 per charged object, and, for each vCPU whose stock caches it,
+1 + the stock's nr_refs spare ones.  Objects take and drop their reference
+from the stock of the vCPU they are allocated and freed on, so the shared
+count is touched once per OBJCG_REF_BATCH objects or when a stock switches
+obj_cgroup -- the per-cpu mode of percpu_ref; it can reach zero only once no
+stock caches the obj_cgroup, and needs no switch to atomic mode.
 When it drops to zero the memcg is freed (css_free), no longer dying, and its
 (empty) caches are destroyed.
 
@@ -22,25 +30,32 @@ from libc.string cimport strncpy
 
 from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock, spin_unlock,
                                 atomic_long_add, atomic_long_read, atomic_int_set, atomic_int_read,
-                                PAGE_SIZE)
-from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, kmem_cache_open,
+                                PAGE_SIZE, PAGE_SHIFT)
+from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memcg_stock_pcp,
+                          OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
+                          kmem_cache_open,
                           kmem_cache_release, __kmem_cache_unlink,
                           css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
                           fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
+from slubcy.sched cimport smp_processor_id
+from slubcy.mutex cimport mutex_lock, mutex_unlock
+from slubcy.kworker cimport work_struct, queue_work, current_tid
 
 cdef extern from *:
     """
     #define slubcy_load_ptr(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
     #define slubcy_store_ptr(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
     static inline long slubcy_long_sub_fetch(long *p, long v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
+    static inline long slubcy_long_xchg(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
     """
     kmem_cache *load_cache "slubcy_load_ptr"(kmem_cache **p) nogil
     void store_cache "slubcy_store_ptr"(kmem_cache **p, kmem_cache *v) nogil
     mem_cgroup *load_memcg "slubcy_load_ptr"(mem_cgroup **p) nogil
     void store_memcg "slubcy_store_ptr"(mem_cgroup **p, mem_cgroup *v) nogil
     long long_sub_fetch "slubcy_long_sub_fetch"(long *p, long v) nogil
+    long atomic_long_xchg "slubcy_long_xchg"(long *p, long v) nogil
 
 
 # ---------------------------------------------------------------------------
@@ -64,25 +79,33 @@ cdef void memcg_free_cache_id(slub_machine *m, int id) noexcept nogil:
 # ---------------------------------------------------------------------------
 # Creating memcgs and their caches
 
-cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent) noexcept nogil:
-    """mem_cgroup_css_alloc + css_online: a child of `parent` (root if NULL)
-    with a kmemcg id and, for objcg policies, its obj_cgroup.  NULL when no
-    kmemcg id is left."""
+cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent,
+                                  double *waited=NULL) noexcept nogil:
+    """cgroup_mkdir -> mem_cgroup_css_alloc + css_online, under cgroup_mutex
+    (a sleeping mutex: it waits behind an offline the kworker is running): a
+    child of `parent` (root if NULL) with a kmemcg id and, for objcg
+    policies, its obj_cgroup.  NULL when no kmemcg id is left.  With
+    `waited`, the seconds spent waiting for cgroup_mutex are stored there."""
     cdef mem_cgroup *memcg = <mem_cgroup *>calloc(1, sizeof(mem_cgroup))
     cdef obj_cgroup *objcg
+    cdef double w
     if memcg == NULL:
         return NULL
     strncpy(memcg.name, name, sizeof(memcg.name) - 1)
     memcg.parent = parent if parent != NULL else m.root_mem_cgroup
     memcg.refcnt = 1
     memcg.online = 1
-    css_get_many(memcg.parent, 1)       # a child pins its parent
-    spin_lock(&m.slab_mutex)
+    w = mutex_lock(&m.sc, &m.cgroup_mutex)     # cgroup_kn_lock_live()
+    if waited != NULL:
+        waited[0] = w
+    spin_lock(&m.slab_lock)
     memcg.kmemcg_id = memcg_alloc_cache_id(m)
     if memcg.kmemcg_id < 0:
-        spin_unlock(&m.slab_mutex)
+        spin_unlock(&m.slab_lock)
+        mutex_unlock(&m.cgroup_mutex)
         free(memcg)
         return NULL
+    css_get_many(memcg.parent, 1)       # a child pins its parent
     m.next_memcg_id += 1
     memcg.id = m.next_memcg_id
     memcg.next = m.memcgs
@@ -90,15 +113,18 @@ cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup
         m.memcgs.prev = memcg
     m.memcgs = memcg
     if not m.per_memcg_caches:
+        # memcg_online_kmem(): obj_cgroup_alloc
         objcg = <obj_cgroup *>calloc(1, sizeof(obj_cgroup))
         if objcg != NULL:
             objcg.memcg = memcg
             objcg.refcnt = 1            # held by its memcg
-            objcg.next = m.objcgs
-            m.objcgs = objcg
+            spin_lock(&m.css_set_lock)
+            objcg_list_add(objcg, memcg)
+            spin_unlock(&m.css_set_lock)
             memcg.objcg = objcg
             memcg.refcnt += 1           # the objcg's reference on the memcg
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
+    mutex_unlock(&m.cgroup_mutex)
     return memcg
 
 
@@ -120,15 +146,15 @@ cdef mem_cgroup *root_mem_cgroup_create(slub_machine *m) noexcept nogil:
 
 cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) noexcept nogil:
     """memcg_create_kmem_cache(): the child cache "root(id:name)"; called with
-    slab_mutex held.  NULL when memory is short."""
+    slab_mutex and slab_lock held.  NULL when memory is short."""
     cdef slub_machine *m = root.m
     cdef char name[64]
     cdef kmem_cache *s
     snprintf(name, sizeof(name), "%s(%d:%s)", root.name, memcg.kmemcg_id, memcg.name)
-    spin_unlock(&m.slab_mutex)         # kmem_cache_open takes it to link the cache
+    spin_unlock(&m.slab_lock)         # kmem_cache_open takes it to link the cache
     s = kmem_cache_open(m, name, root.object_size, root.align, root.flags & ~(<unsigned long>SLAB_ACCOUNT),
                         root.ctor)
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     if s == NULL:
         return NULL
     s.root = root
@@ -144,11 +170,72 @@ cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) no
     return s
 
 
+cdef struct memcg_kmem_cache_create_work:
+    work_struct work            # first: the work item is the struct
+    mem_cgroup *memcg           # (key0)
+    kmem_cache *root            # (key1)
+
+
+cdef void memcg_kmem_cache_create_func(work_struct *w) noexcept nogil:
+    """memcg_kmem_cache_create_func() -> memcg_create_kmem_cache() (4.0-5.8
+    mm/memcontrol.c, mm/slab_common.c), on the kworker: under slab_mutex
+    (get_online_cpus/get_online_mems too in the kernel; no CPU hotplug
+    here), create the memcg's child of the root cache unless it exists or
+    the memcg went offline meanwhile; then drop the memcg reference the
+    scheduling took."""
+    cdef memcg_kmem_cache_create_work *cw = <memcg_kmem_cache_create_work *>w
+    cdef mem_cgroup *memcg = cw.memcg
+    cdef kmem_cache *root = cw.root
+    cdef slub_machine *m = root.m
+    if smp_processor_id() >= 0:
+        atomic_long_add(&m.creations_on_vcpu, 1)
+    m.creation_tid = current_tid()
+    mutex_lock(&m.sc, &m.slab_mutex)
+    spin_lock(&m.slab_lock)
+    if atomic_int_read(&memcg.online) and memcg.kmemcg_id >= 0 \
+            and root.memcg_caches[memcg.kmemcg_id] == NULL:
+        if memcg_create_kmem_cache(memcg, root) != NULL:
+            m.nr_cache_creations += 1
+    spin_unlock(&m.slab_lock)
+    mutex_unlock(&m.slab_mutex)
+    css_put_many(m, memcg, 1)
+    free(cw)
+
+
+cdef void memcg_kmem_cache_create_cancel(work_struct *w) noexcept nogil:
+    """The machine is going away: the creation never runs."""
+    free(w)
+
+
+cdef void memcg_schedule_kmem_cache_create(mem_cgroup *memcg, kmem_cache *root) noexcept nogil:
+    """memcg_schedule_kmem_cache_create() (4.0-5.8): queue the creation of
+    `memcg`'s child of `root` on the kworker, holding a memcg reference
+    (css_get) until it ran.  One pending item per (memcg, root cache): the
+    allocations that miss meanwhile find it queued."""
+    cdef slub_machine *m = root.m
+    cdef memcg_kmem_cache_create_work *cw = <memcg_kmem_cache_create_work *>malloc(
+        sizeof(memcg_kmem_cache_create_work))
+    if cw == NULL:
+        return                          # the next allocation tries again
+    cw.work.func = memcg_kmem_cache_create_func
+    cw.work.cancel = memcg_kmem_cache_create_cancel
+    cw.work.key0 = <void *>memcg
+    cw.work.key1 = <void *>root
+    cw.memcg = memcg
+    cw.root = root
+    css_get_many(memcg, 1)
+    if queue_work(&m.wq, &cw.work, True) != 0:
+        css_put_many(m, memcg, 1)       # pending already (or the queue is stopped)
+        free(cw)
+
+
 cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept nogil:
-    """memcg_kmem_get_cache(): the cache an allocation by `memcg` comes from:
-    its child of root cache `s`, created on first use.  The root cache itself
-    for unaccounted caches, the root memcg, an offline memcg, and objcg
-    policies (one set of caches for all)."""
+    """memcg_kmem_get_cache() (4.0-5.8): the cache an allocation by `memcg`
+    comes from: its child of root cache `s` if it exists.  If not, its
+    creation is queued on the kworker (memcg_schedule_kmem_cache_create)
+    and this allocation is served from the root cache, uncharged, as the
+    kernel does.  The root cache itself for unaccounted caches, the root
+    memcg, an offline memcg, and objcg policies (one set of caches for all)."""
     cdef kmem_cache *c
     cdef int id
     if memcg == NULL or not s.accounted or not s.m.per_memcg_caches:
@@ -159,78 +246,265 @@ cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept
     c = load_cache(&s.memcg_caches[id])
     if c != NULL:
         return c
-    spin_lock(&s.m.slab_mutex)
-    c = s.memcg_caches[id]
-    if c == NULL and memcg.online:
-        c = memcg_create_kmem_cache(memcg, s)
-    spin_unlock(&s.m.slab_mutex)
-    return c if c != NULL else s
+    memcg_schedule_kmem_cache_create(memcg, s)
+    return s
 
 
 # ---------------------------------------------------------------------------
-# obj_cgroup charging (Linux 5.9: memcg_slab_post_alloc_hook / free_hook)
+# obj_cgroup charging (Linux 5.9: mm/memcontrol.c obj_cgroup_charge and its
+# per-cpu byte stock, mm/slab.h memcg_slab_post_alloc_hook / free_hook)
 
-cdef int memcg_alloc_page_obj_cgroups(kmem_cache *s, page *pg) noexcept nogil:
-    """A vector of obj_cgroup pointers, one per object of the slab (kept in
-    page.memcg, which the objcg model does not otherwise use)."""
-    if pg.memcg == NULL:
-        pg.memcg = calloc(fc_objects(pg.fc), sizeof(obj_cgroup *))
-    return pg.memcg != NULL
+cdef inline void objcg_list_add(obj_cgroup *objcg, mem_cgroup *memcg) noexcept nogil:
+    """On memcg's objcg_list (css_set_lock held)."""
+    objcg.prev = NULL
+    objcg.next = memcg.objcg_list
+    if memcg.objcg_list != NULL:
+        memcg.objcg_list.prev = objcg
+    memcg.objcg_list = objcg
 
 
-cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object) noexcept nogil:
-    cdef page *pg
-    cdef obj_cgroup *objcg
-    cdef size_t idx
-    if memcg == NULL or memcg.objcg == NULL or not s.accounted or object == NULL:
-        return
-    objcg = memcg.objcg
-    pg = virt_to_head_page(&s.m.z, object)
-    if not memcg_alloc_page_obj_cgroups(s, pg):
-        return
-    idx = <size_t>(<char *>object - page_address(&s.m.z, pg)) // s.size
-    atomic_long_add(&objcg.refcnt, 1)
-    atomic_long_add(&load_memcg(&objcg.memcg).nr_bytes, s.size)
-    (<obj_cgroup **>pg.memcg)[idx] = objcg
+cdef inline void objcg_list_del(obj_cgroup *objcg, mem_cgroup *memcg) noexcept nogil:
+    """Off memcg's objcg_list (css_set_lock held)."""
+    if objcg.prev != NULL:
+        objcg.prev.next = objcg.next
+    else:
+        memcg.objcg_list = objcg.next
+    if objcg.next != NULL:
+        objcg.next.prev = objcg.prev
+    objcg.next = objcg.prev = NULL
 
 
 cdef void free_objcg_rcu(rcu_head *head) noexcept nogil:
     free(head)          # rcu is the first member
 
 
-cdef void obj_cgroup_put(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
+cdef void obj_cgroup_release(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
+    """obj_cgroup_release() (5.9): the last reference went.  No object and
+    no stock holds bytes of it, so what it still has pre-charged is whole
+    pages: uncharged from its memcg, which loses the objcg's reference; the
+    struct goes after a grace period."""
     cdef mem_cgroup *memcg
-    cdef obj_cgroup **pp
-    if long_sub_fetch(&objcg.refcnt, 1) == 0:
-        # obj_cgroup_release(): its memcg reference goes, the struct after
-        # a grace period
-        memcg = load_memcg(&objcg.memcg)
-        spin_lock(&m.slab_mutex)
-        pp = &m.objcgs
-        while pp[0] != NULL:
-            if pp[0] == objcg:
-                pp[0] = objcg.next
-                break
-            pp = &pp[0].next
-        spin_unlock(&m.slab_mutex)
-        call_rcu(&m.sc, &objcg.rcu, free_objcg_rcu)
-        css_put_many(m, memcg, 1)
+    cdef long nr_pages = atomic_long_xchg(&objcg.nr_charged_bytes, 0) >> PAGE_SHIFT
+    spin_lock(&m.css_set_lock)
+    memcg = objcg.memcg
+    if nr_pages:
+        atomic_long_add(&memcg.nr_pages, -nr_pages)     # __memcg_kmem_uncharge
+    objcg_list_del(objcg, memcg)
+    spin_unlock(&m.css_set_lock)
+    call_rcu(&m.sc, &objcg.rcu, free_objcg_rcu)
+    css_put_many(m, memcg, 1)
 
 
-cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object) noexcept nogil:
+cdef inline void obj_cgroup_put_many(slub_machine *m, obj_cgroup *objcg, long n) noexcept nogil:
+    if long_sub_fetch(&objcg.refcnt, n) == 0:
+        obj_cgroup_release(m, objcg)
+
+
+cdef inline void obj_cgroup_get_pcpu(slub_machine *m, obj_cgroup *objcg, int cpu) noexcept nogil:
+    """obj_cgroup_get() for an object allocated on vCPU `cpu`: a spare
+    reference of that vCPU's stock when it caches objcg (taking a batch from
+    the shared count when it has none left), else one from the shared count."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg == objcg:
+        if stock.nr_refs == 0:
+            atomic_long_add(&objcg.refcnt, OBJCG_REF_BATCH)
+            stock.nr_refs = OBJCG_REF_BATCH
+        stock.nr_refs -= 1
+    else:
+        atomic_long_add(&objcg.refcnt, 1)
+
+
+cdef inline void obj_cgroup_put_pcpu(slub_machine *m, obj_cgroup *objcg, int cpu) noexcept nogil:
+    """obj_cgroup_put() for an object freed on vCPU `cpu`: into that vCPU's
+    stock when it caches objcg (a batch goes back to the shared count when it
+    holds too many; the stock's own reference keeps the count above zero)."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg == objcg:
+        stock.nr_refs += 1
+        if stock.nr_refs > 2 * OBJCG_REF_BATCH:
+            stock.nr_refs -= OBJCG_REF_BATCH
+            atomic_long_add(&objcg.refcnt, -OBJCG_REF_BATCH)
+    else:
+        obj_cgroup_put_many(m, objcg, 1)
+
+
+cdef inline void obj_cgroup_memcg_charge(slub_machine *m, obj_cgroup *objcg, long nr_pages) noexcept nogil:
+    """obj_cgroup_memcg() + __memcg_kmem_charge / __memcg_kmem_uncharge (5.9):
+    nr_pages on the page counter of objcg's memcg.  Under css_set_lock, so
+    that memcg_reparent_objcg moves a memcg's charge exactly (the kernel's
+    page counters are hierarchical and need not: the parent's already holds
+    its children's charges; here each memcg counts its own)."""
+    spin_lock(&m.css_set_lock)
+    atomic_long_add(&objcg.memcg.nr_pages, nr_pages)
+    spin_unlock(&m.css_set_lock)
+
+
+cdef void drain_obj_stock(slub_machine *m, memcg_stock_pcp *stock) noexcept nogil:
+    """drain_obj_stock() (5.9): whole pages of the stock's bytes are
+    uncharged from the cached objcg's memcg (the parent, once reparented),
+    the sub-page rest goes to objcg.nr_charged_bytes; the stock's references
+    go back."""
+    cdef obj_cgroup *old = stock.cached_objcg
+    cdef long nr_pages, refs
+    if old == NULL:
+        return
+    if stock.nr_bytes:
+        nr_pages = stock.nr_bytes >> PAGE_SHIFT
+        if nr_pages:
+            obj_cgroup_memcg_charge(m, old, -nr_pages)
+        atomic_long_add(&old.nr_charged_bytes, stock.nr_bytes & (PAGE_SIZE - 1))
+        stock.nr_bytes = 0
+    refs = 1 + stock.nr_refs
+    stock.nr_refs = 0
+    stock.cached_objcg = NULL
+    obj_cgroup_put_many(m, old, refs)
+
+
+cdef bint consume_obj_stock(slub_machine *m, obj_cgroup *objcg, int cpu, long nr_bytes) noexcept nogil:
+    """consume_obj_stock() (5.9): take nr_bytes pre-charged by this vCPU's
+    stock, if it caches objcg and has them."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg == objcg and stock.nr_bytes >= nr_bytes:
+        stock.nr_bytes -= nr_bytes
+        return True
+    return False
+
+
+cdef void refill_obj_stock(slub_machine *m, obj_cgroup *objcg, int cpu, long nr_bytes) noexcept nogil:
+    """refill_obj_stock() (5.9): give nr_bytes charged to objcg back to this
+    vCPU's stock, switching it to objcg first (draining the old one; the
+    stock takes a reference and objcg's leftover bytes); more than a page
+    in stock is drained."""
+    cdef memcg_stock_pcp *stock = &m.memcg_stock[cpu]
+    if stock.cached_objcg != objcg:
+        drain_obj_stock(m, stock)
+        atomic_long_add(&objcg.refcnt, 1)       # obj_cgroup_get: the stock's own
+        stock.cached_objcg = objcg
+        stock.nr_bytes = atomic_long_xchg(&objcg.nr_charged_bytes, 0)
+    stock.nr_bytes += nr_bytes
+    if stock.nr_bytes > PAGE_SIZE:
+        drain_obj_stock(m, stock)
+
+
+cdef void obj_cgroup_charge(slub_machine *m, obj_cgroup *objcg, int cpu, long size) noexcept nogil:
+    """obj_cgroup_charge() (5.9): from the stock, else whole pages on the
+    memcg's page counter, the rest of the last page into the stock.  (No
+    memory limit: it always succeeds.)"""
+    cdef long nr_pages, nr_bytes
+    if consume_obj_stock(m, objcg, cpu, size):
+        return
+    nr_pages = size >> PAGE_SHIFT
+    nr_bytes = size & (PAGE_SIZE - 1)
+    if nr_bytes:
+        nr_pages += 1
+    obj_cgroup_memcg_charge(m, objcg, nr_pages)
+    if nr_bytes:
+        refill_obj_stock(m, objcg, cpu, PAGE_SIZE - nr_bytes)
+
+
+cdef inline void obj_cgroup_uncharge(slub_machine *m, obj_cgroup *objcg, int cpu, long size) noexcept nogil:
+    """obj_cgroup_uncharge() (5.9)."""
+    refill_obj_stock(m, objcg, cpu, size)
+
+
+cdef obj_cgroup **memcg_alloc_page_obj_cgroups(kmem_cache *s, page *pg) noexcept nogil:
+    """memcg_alloc_page_obj_cgroups() (5.9): the slab's vector of obj_cgroup
+    pointers, one per object, made on its first accounted object and
+    installed tagged (bit 0) in page->obj_cgroups; freed with the slab
+    (memcg_free_page_obj_cgroups).  Deliberate departure: calloc, not
+    kcalloc from a kmalloc cache of the machine -- freeing it into a
+    kmalloc cache needs a vCPU, and a slab is discarded also where none is
+    run (the workqueue's shrinks, cache destruction)."""
+    cdef obj_cgroup **vec = page_obj_cgroups(pg)
+    if vec != NULL:
+        return vec
+    vec = <obj_cgroup **>calloc(fc_objects(pg.fc), sizeof(obj_cgroup *))
+    if vec == NULL:
+        return NULL
+    if not set_page_obj_cgroups(pg, vec):
+        free(vec)                       # another vCPU's came first
+    return page_obj_cgroups(pg)
+
+
+cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object,
+                                     int cpu) noexcept nogil:
+    """memcg_slab_pre_alloc_hook + memcg_slab_post_alloc_hook (mm/slab.h,
+    5.9), after the allocation on vCPU `cpu`: charge obj_full_size(s) to the
+    memcg's obj_cgroup and record it in the slab's vector.  Without a
+    vector (out of memory) the object stays uncharged, as in the kernel."""
+    cdef slub_machine *m = s.m
+    cdef page *pg
+    cdef obj_cgroup *objcg
     cdef obj_cgroup **vec
+    cdef size_t idx
+    if memcg == NULL or memcg.objcg == NULL or not s.accounted or object == NULL:
+        return
+    objcg = memcg.objcg
+    obj_cgroup_charge(m, objcg, cpu, obj_full_size(s))
+    pg = virt_to_head_page(&m.z, object)
+    vec = memcg_alloc_page_obj_cgroups(s, pg)
+    if vec == NULL:
+        obj_cgroup_uncharge(m, objcg, cpu, obj_full_size(s))
+        return
+    idx = <size_t>(<char *>object - page_address(&m.z, pg)) // s.size
+    obj_cgroup_get_pcpu(m, objcg, cpu)
+    vec[idx] = objcg
+
+
+cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object, int cpu) noexcept nogil:
+    """memcg_slab_free_hook() (mm/slab.h, 5.9), before the free on vCPU
+    `cpu`: uncharge the object from the obj_cgroup its vector records (its
+    bytes go to that vCPU's stock) and drop its reference."""
+    cdef obj_cgroup **vec = page_obj_cgroups(pg)
     cdef obj_cgroup *objcg
     cdef size_t idx
-    if s.m.per_memcg_caches or pg.memcg == NULL:
+    if vec == NULL:
         return
-    vec = <obj_cgroup **>pg.memcg
     idx = <size_t>(<char *>object - page_address(&s.m.z, pg)) // s.size
     objcg = vec[idx]
     if objcg == NULL:
         return
     vec[idx] = NULL
-    atomic_long_add(&load_memcg(&objcg.memcg).nr_bytes, -s.size)
-    obj_cgroup_put(s.m, objcg)
+    obj_cgroup_uncharge(s.m, objcg, cpu, obj_full_size(s))
+    obj_cgroup_put_pcpu(s.m, objcg, cpu)
+
+
+cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noexcept nogil:
+    """[pages charged to memcg, bytes of them pre-charged and not used by
+    objects: in the vCPUs' stocks caching its obj_cgroups and left over in
+    those obj_cgroups].  Exact while no worker runs."""
+    cdef obj_cgroup *objcg
+    cdef long pre = 0
+    cdef int cpu
+    spin_lock(&m.css_set_lock)
+    out[0] = atomic_long_read(&memcg.nr_pages)
+    objcg = memcg.objcg_list
+    while objcg != NULL:
+        pre += atomic_long_read(&objcg.nr_charged_bytes)
+        for cpu in range(m.nr_cpus):
+            if m.memcg_stock[cpu].cached_objcg == objcg:
+                pre += m.memcg_stock[cpu].nr_bytes
+        objcg = objcg.next
+    spin_unlock(&m.css_set_lock)
+    out[1] = pre
+
+
+cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil:
+    """Machine teardown: free every obj_cgroup still on a memcg's list."""
+    cdef mem_cgroup *memcg = m.memcgs
+    cdef obj_cgroup *objcg
+    cdef obj_cgroup *nxt
+    while memcg != NULL:
+        objcg = memcg.objcg_list
+        while objcg != NULL:
+            nxt = objcg.next
+            free(objcg)
+            objcg = nxt
+        memcg.objcg_list = NULL
+        memcg.objcg = NULL
+        memcg = memcg.next
+    free(m.memcg_stock)
+    m.memcg_stock = NULL
 
 
 # ---------------------------------------------------------------------------
@@ -246,7 +520,7 @@ cdef void free_memcg_rcu(rcu_head *head) noexcept nogil:
 
 cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     """A freed memcg nothing refers to any more: off the list, freed after a
-    grace period.  slab_mutex held."""
+    grace period.  slab_lock held."""
     if memcg.unlinked:
         return
     memcg.unlinked = 1
@@ -260,7 +534,7 @@ cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
 
 
 cdef bint memcg_try_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil:
-    """Destroy a dead child cache if it may go (slab_mutex held): empty, no
+    """Destroy a dead child cache if it may go (slab_lock held): empty, no
     deferred shrink still to run on it, and -- when pages pin the memcg --
     its memcg freed.  Off its memcg's list and the machine's, freed after a
     grace period (a racing free may still be reading it).  Returns True if
@@ -295,9 +569,9 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     cdef kmem_cache *s
     cdef kmem_cache *nxt
     cdef mem_cgroup *parent = memcg.parent
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     if memcg.freed or memcg.online:
-        spin_unlock(&m.slab_mutex)
+        spin_unlock(&m.slab_lock)
         return
     memcg.freed = 1
     m.nr_dying -= 1
@@ -308,7 +582,7 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
         s = nxt
     if memcg.caches == NULL:
         memcg_unlink_free(m, memcg)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if parent != NULL:
         css_put_many(m, parent, 1)
 
@@ -320,10 +594,10 @@ cdef void memcg_cache_empty(slub_machine *m, kmem_cache *s) noexcept nogil:
     cdef bint put
     if s.root == NULL:
         return
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     memcg = s.memcg
     put = memcg_try_destroy_cache(m, s)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if put:
         css_put_many(m, memcg, 1)
 
@@ -416,16 +690,16 @@ cdef void kmemcg_deactivate_requeue(slub_machine *m, deferred_shrink *batch) noe
 
 cdef void kmemcg_shrink_done(slub_machine *m, kmem_cache *s) noexcept nogil:
     """The deferred shrink of `s` is over: it no longer keeps `s` alive.  The
-    count drops under slab_mutex, with the destroy attempt, so no other path
+    count drops under slab_lock, with the destroy attempt, so no other path
     can destroy (and an RCU batch free) `s` between the two: this thread is
     on no vCPU and holds no read-side section."""
     cdef mem_cgroup *memcg
     cdef bint put
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     atomic_long_add(&s.shrink_pending, -1)
     memcg = s.memcg
     put = memcg_try_destroy_cache(m, s)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if put:
         css_put_many(m, memcg, 1)
 
@@ -452,24 +726,29 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
     if d == NULL:
         return -1
     d.s = s
-    # under slab_mutex: a reparented dead cache on the list being offlined
+    # under slab_lock: a reparented dead cache on the list being offlined
     # may have been destroyed since the caller listed it (it then needs none)
-    spin_lock(&s.m.slab_mutex)
+    spin_lock(&s.m.slab_lock)
     if s.destroyed:
-        spin_unlock(&s.m.slab_mutex)
+        spin_unlock(&s.m.slab_lock)
         free(d)
         return 0
     atomic_long_add(&s.shrink_pending, 1)
-    spin_unlock(&s.m.slab_mutex)
+    spin_unlock(&s.m.slab_lock)
     atomic_long_add(&s.m.deact_queued, 1)
     call_rcu(&s.m.sc, &d.head, kmemcg_deactivate_rcufn)
     return 0
 
 
-cdef void memcg_init(slub_machine *m) noexcept nogil:
+cdef int memcg_init(slub_machine *m) noexcept nogil:
+    """The root memcg and the per-vCPU stocks (memcg_stock): -1 if out of
+    memory."""
     m.memcg_release = memcg_css_free
     m.cache_empty = memcg_cache_empty
-    root_mem_cgroup_create(m)
+    m.memcg_stock = <memcg_stock_pcp *>calloc(m.nr_cpus, sizeof(memcg_stock_pcp))
+    if m.memcg_stock == NULL or root_mem_cgroup_create(m) == NULL:
+        return -1
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -482,7 +761,7 @@ cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
     its caches are dead."""
     cdef kmem_cache *root
     cdef kmem_cache *s
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     atomic_int_set(&memcg.online, 0)
     memcg.offline_time = monotonic()
     if memcg.kmemcg_id >= 0:
@@ -498,7 +777,7 @@ cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
         s = s.memcg_next
     m.nr_offlines += 1
     m.nr_dying += 1
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
 
 
 cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
@@ -509,17 +788,17 @@ cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
 
 cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
     """Snapshot of up to `max` of a memcg's caches, newest first, taken under
-    slab_mutex (destroys unlink under it), for the caller to walk unlocked.
+    slab_lock (destroys unlink under it), for the caller to walk unlocked.
     Returns how many it stored; `max` of them may mean there are more."""
     cdef int n = 0
     cdef kmem_cache *s
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = memcg.caches
     while s != NULL and n < max:
         out[n] = s
         n += 1
         s = s.memcg_next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     return n
 
 
@@ -542,7 +821,7 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
     cdef kmem_cache *s
     cdef kmem_cache *last = NULL
     cdef long n = 0, pages
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = memcg.caches
     while s != NULL:
         s.memcg = parent
@@ -558,28 +837,49 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
     pages = atomic_long_read(&memcg.nr_pages)
     atomic_long_add(&parent.nr_pages, pages)
     atomic_long_add(&memcg.nr_pages, -pages)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     if n and not m.pages_pin_memcg:
         css_get_many(parent, n)
         css_put_many(m, memcg, n)
 
 
 cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
-    """Linux 5.9 memcg_reparent_objcgs(): the obj_cgroup now charges the
-    parent; the memcg loses the objcg's reference."""
+    """Linux 5.9 memcg_reparent_objcgs() (from memcg_offline_kmem): its
+    obj_cgroup, and those of its children reparented to it before, now
+    charge the parent -- objects, the stocks caching them (drained lazily:
+    a stock's bytes are uncharged from objcg->memcg, the parent now) and
+    their leftovers -- so the pages charged through them move to the
+    parent's page counter with them, under css_set_lock (the kernel's
+    hierarchical page counters need no move).  The memcg loses their
+    references, and its hold on its own obj_cgroup (percpu_ref_kill)."""
     cdef obj_cgroup *objcg = memcg.objcg
+    cdef obj_cgroup *iter
+    cdef obj_cgroup *last = NULL
     cdef mem_cgroup *parent = memcg.parent
-    cdef long bytes_
+    cdef long n = 0, pages
     if objcg == NULL:
         return
     memcg.objcg = NULL
-    css_get_many(parent, 1)
-    store_memcg(&objcg.memcg, parent)
-    bytes_ = atomic_long_read(&memcg.nr_bytes)
-    atomic_long_add(&parent.nr_bytes, bytes_)
-    atomic_long_add(&memcg.nr_bytes, -bytes_)
-    css_put_many(m, memcg, 1)
-    obj_cgroup_put(m, objcg)        # the memcg's hold on it
+    spin_lock(&m.css_set_lock)
+    iter = memcg.objcg_list
+    while iter != NULL:
+        store_memcg(&iter.memcg, parent)
+        last = iter
+        n += 1
+        iter = iter.next
+    if last != NULL:                    # list_splice(&memcg->objcg_list, &parent->objcg_list)
+        last.next = parent.objcg_list
+        if parent.objcg_list != NULL:
+            parent.objcg_list.prev = last
+        parent.objcg_list = memcg.objcg_list
+        memcg.objcg_list = NULL
+    pages = atomic_long_read(&memcg.nr_pages)
+    atomic_long_add(&parent.nr_pages, pages)
+    atomic_long_add(&memcg.nr_pages, -pages)
+    spin_unlock(&m.css_set_lock)
+    css_get_many(parent, n)
+    css_put_many(m, memcg, n)
+    obj_cgroup_put_many(m, objcg, 1)    # the memcg's hold on it
 
 
 cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
@@ -588,7 +888,7 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
     cdef kmem_cache *s
     cdef kmem_cache **batch
     cdef int n = 0, i, cap = 0, rc = 0, before
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL:
         if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
@@ -604,7 +904,7 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
     # the caches stay allocated while we shrink them (they are freed only
     # after a grace period, which waits for this section)
     rcu_read_lock_ext(&m.sc)
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     for i in range(n):
         before = m.ipi_timeouts
         __kmem_cache_shrink(batch[i], False)
@@ -620,7 +920,7 @@ cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
     dying memcgs, offlines, caches destroyed]"""
     cdef kmem_cache *s
     cdef long dead = 0, holding = 0, pages = 0
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL:
         if s.dead and not s.destroyed:
@@ -629,10 +929,101 @@ cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
                 holding += 1
                 pages += atomic_long_read(&s.node.nr_slabs) << (s.oo >> 16)
         s = s.next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     out[0] = dead
     out[1] = holding
     out[2] = pages
     out[3] = m.nr_dying
     out[4] = m.nr_offlines
     out[5] = m.nr_caches_destroyed
+
+
+# ---------------------------------------------------------------------------
+# rmdir and the offline work item (kernel/cgroup.c, 4.0-4.11)
+
+cdef struct css_offline_work:
+    work_struct work            # first: the work item is the struct (css->destroy_work)
+    slub_machine *m
+    mem_cgroup *memcg
+    double queued_at
+    offline_done_fn done
+    void *arg
+
+
+cdef void css_killed_work_fn(work_struct *w) noexcept nogil:
+    """css_killed_work_fn() on the kworker (cgroup_destroy_wq, one at a
+    time): under cgroup_mutex, offline_css() -> mem_cgroup_css_offline(),
+    i.e. the machine's policy (which may take slab_mutex too, and wait for
+    grace periods while it holds both), then the reference kill_css took is
+    dropped.  The kworker is on no vCPU: its reads of the caches are a
+    read-side section.  The offline's latency runs from queueing to here."""
+    cdef css_offline_work *ow = <css_offline_work *>w
+    cdef slub_machine *m = ow.m
+    cdef mem_cgroup *memcg = ow.memcg
+    cdef int rc
+    mutex_lock(&m.sc, &m.cgroup_mutex)
+    rcu_read_lock_ext(&m.sc)
+    rc = m.policy_offline(m, memcg, m.policy_data)
+    rcu_read_unlock_ext(&m.sc)
+    memcg.offline_pending = 0
+    mutex_unlock(&m.cgroup_mutex)
+    if rc != 0:
+        atomic_long_add(&m.offline_errors, 1)
+    css_put_many(m, memcg, 1)
+    if ow.done != NULL:
+        ow.done(ow.arg, monotonic() - ow.queued_at, rc)
+    free(ow)
+
+
+cdef void css_offline_cancel(work_struct *w) noexcept nogil:
+    """The machine is going away before the offline ran: tell the waiter."""
+    cdef css_offline_work *ow = <css_offline_work *>w
+    if ow.done != NULL:
+        ow.done(ow.arg, monotonic() - ow.queued_at, OFFLINE_CANCELLED)
+    free(ow)
+
+
+cdef int cgroup_rmdir(slub_machine *m, mem_cgroup *memcg, offline_done_fn done, void *arg,
+                      double *waited) noexcept nogil:
+    """cgroup_rmdir() -> cgroup_destroy_locked() -> kill_css(): under
+    cgroup_mutex (held only for this), mark the memcg as going offline and
+    queue its offline (css_killed_work_fn) on the kworker, holding a memcg
+    reference until it ran; return without waiting for it.  done(arg,
+    latency, rc) runs on the kworker when the offline is over (rc 0, -1 if
+    a wait in it timed out, OFFLINE_CANCELLED if the machine went away
+    first).  `waited` (if not NULL) gets the seconds rmdir waited for
+    cgroup_mutex.  Returns 0, RMDIR_NO_POLICY, RMDIR_OFFLINE (going or gone
+    offline already), RMDIR_NOMEM, or RMDIR_STOPPED (the kworker is gone)."""
+    cdef css_offline_work *ow
+    cdef double w
+    if m.policy_offline == NULL:
+        return RMDIR_NO_POLICY
+    ow = <css_offline_work *>malloc(sizeof(css_offline_work))
+    if ow == NULL:
+        return RMDIR_NOMEM
+    ow.work.func = css_killed_work_fn
+    ow.work.cancel = css_offline_cancel
+    ow.work.key0 = <void *>memcg
+    ow.work.key1 = NULL
+    ow.m = m
+    ow.memcg = memcg
+    ow.done = done
+    ow.arg = arg
+    w = mutex_lock(&m.sc, &m.cgroup_mutex)
+    if waited != NULL:
+        waited[0] = w
+    if memcg.offline_pending or not atomic_int_read(&memcg.online):
+        mutex_unlock(&m.cgroup_mutex)
+        free(ow)
+        return RMDIR_OFFLINE
+    memcg.offline_pending = 1
+    css_get_many(memcg, 1)              # kill_css: css_get(css)
+    ow.queued_at = monotonic()
+    if queue_work(&m.wq, &ow.work, False) != 0:
+        memcg.offline_pending = 0
+        mutex_unlock(&m.cgroup_mutex)
+        css_put_many(m, memcg, 1)
+        free(ow)
+        return RMDIR_STOPPED
+    mutex_unlock(&m.cgroup_mutex)
+    return 0

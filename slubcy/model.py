@@ -22,8 +22,8 @@ An object is ``(slab_id, index)``: ``slab_id`` counts slabs in creation order
 Python lists, head first; pushing a freed object makes it the new head, as
 ``set_freepointer(object, prior)`` does.
 
-Citations ("l.NNNN") are to Linux 4.0.5 ``mm/slub.c`` as in
-``/work/shared/reference/linux-slub.md``; function names are the kernel's.
+Citations ("l.NNNN") are to Linux 4.0.5 ``mm/slub.c``; function names are
+the kernel's.
 """
 
 from __future__ import annotations

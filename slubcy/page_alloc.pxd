@@ -59,7 +59,9 @@ cdef struct page:
     page_links u            # lru (node partial/full list, buddy list) or cpu partial chain
     uint64_t fc             # freelist | counters, updated by compare-and-swap only
     void *slab_cache        # struct kmem_cache * of a slab
-    void *memcg             # owning memcg of a charged slab (used by the memcg code)
+    uintptr_t memcg_data    # page->mem_cgroup / page->obj_cgroups (one union in 5.9): the
+                            # memcg a slab pins, or its obj_cgroup vector tagged with bit 0;
+                            # read and set only through the accessors in slub.pxd
     uint32_t head           # tail pages: pfn of the compound head
     uint16_t flags
     uint8_t order           # head / buddy: order of the block

@@ -124,7 +124,7 @@ cdef page *alloc_pages(zone *z, unsigned int order) noexcept nogil:
     spin_unlock(&z.lock)
     prep_compound_page(z, pg, order)
     pg.slab_cache = NULL
-    pg.memcg = NULL
+    pg.memcg_data = 0
     pg.fc = 0
     return pg
 
@@ -139,7 +139,7 @@ cdef void __free_pages(zone *z, page *pg, unsigned int order) noexcept nogil:
         pg[i].head = 0
     pg.flags = 0
     pg.slab_cache = NULL
-    pg.memcg = NULL
+    pg.memcg_data = 0
     pg.fc = 0
     spin_lock(&z.lock)
     z.nr_alloc[order] -= 1

@@ -62,6 +62,12 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
                         ipi_timeout=30.0) as m:
         root = m.kmem_cache_create("dentry", 192, flags=slubcy.SLAB_ACCOUNT | slubcy.SLAB_HWCACHE_ALIGN)
         g = m.memcg_create("job")
+        # the first allocation queues the child cache's creation on the
+        # kworker and comes from the root cache (memcg_kmem_get_cache,
+        # 4.0-5.8): wait for the creation, then fill a slab of the child
+        first = m.kmem_cache_alloc(root, cpu=0, memcg=g)
+        m.flush_work(timeout=30)
+        m.kmem_cache_free(root, first, cpu=0)
         objs = [m.kmem_cache_alloc(root, cpu=0, memcg=g) for _ in range(root.objects_per_slab)]
         per_memcg = bool(m.memcg_caches(root))
         cache = m.memcg_caches(root)[0] if per_memcg else root
@@ -115,7 +121,9 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
         freer.join(10)
         freer.check()
         st = _slab_where(m, cache, page)
-        step(f"vCPU 1 resumes: its cmpxchg lands; the slab is now {st}", slab_state=st)
+        step(f"vCPU 1 resumes: " + ("its cmpxchg lands" if window == "slab_free" else
+                                    "its push becomes visible, its dead check used the stale "
+                                    "load") + f"; the slab is now {st}", slab_state=st)
         if blocked:
             offline.join(30)
             step(f"vCPU 0: the offline finished after vCPU 1 went on "

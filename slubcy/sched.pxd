@@ -94,7 +94,7 @@ cdef struct sched:
     int nr_cpus
     vcpu *vcpus
     long tick_ns            # 0: a grace period ends as soon as every vCPU has passed a
-                            # quiescent state (QSBR); else not before the next tick of
+                            # quiescent state (QSBR); else not before the second tick of
                             # this length after it started (Machine(hz=...): the kernel's
                             # grace-period machinery runs from the scheduling-clock tick)
     uint64_t rcu_gp_tick    # the tick the C callbacks' current grace period started in

@@ -352,9 +352,11 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
             handle_ipi(sc, this_cpu)
         if not pending:
             # and readers on no vCPU (the caller is not one of them); with a
-            # tick, the grace period ends at a tick after it started (the
-            # kernel's rcu_gp_kthread is driven by jiffies)
-            if other_ext_readers(sc) <= 0 and (sc.tick_ns == 0 or rcu_jiffies(sc) > start_tick):
+            # tick, the grace period ends at the second tick boundary after
+            # it started -- one to two ticks, as the kernel's, whose
+            # rcu_gp_kthread waits a jiffy or more for quiescent states
+            # (jiffies_till_first_fqs) and reports them from the tick
+            if other_ext_readers(sc) <= 0 and (sc.tick_ns == 0 or rcu_jiffies(sc) > start_tick + 1):
                 ok = True
                 break
             if monotonic() > deadline:
@@ -565,7 +567,7 @@ cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
                 waiting += 1
     smp_mb()
     if waiting or other_ext_readers(sc) > 0 or \
-            (sc.tick_ns != 0 and rcu_jiffies(sc) <= sc.rcu_gp_tick):
+            (sc.tick_ns != 0 and rcu_jiffies(sc) <= sc.rcu_gp_tick + 1):
         atomic_int_set(&sc.rcu_busy, 0)
         return 0
     batch = sc.rcu_cur

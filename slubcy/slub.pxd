@@ -11,9 +11,12 @@
 #    compare-and-swap where SLUB uses cmpxchg_double.
 
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
+from libc.stdlib cimport free
 from slubcy.list cimport list_head
 from slubcy.page_alloc cimport page, zone, PAGE_SIZE, PAGE_SHIFT, slab_word_read, slab_cmpxchg
 from slubcy.sched cimport sched, rcu_head
+from slubcy.mutex cimport mutex
+from slubcy.kworker cimport workqueue
 
 # include/linux/slab.h flag values
 cdef enum:
@@ -114,13 +117,16 @@ cdef struct mem_cgroup:
     int kmemcg_id            # slot in the root caches' memcg_caches, -1 once offline
     mem_cgroup *parent
     int online
+    int offline_pending      # rmdir queued its offline (kill_css); not yet run
     int freed                # css_free() ran: no longer dying
     int unlinked             # off the machine's list, queued for freeing
     long refcnt              # css references: see memcg.pyx
-    long nr_pages            # kmem pages charged (per-memcg caches)
-    long nr_bytes            # object bytes charged (obj_cgroup)
+    long nr_pages            # kmem pages charged: its child caches' slab pages, or (objcg)
+                             # the whole pages its obj_cgroups charged (page_counter)
     kmem_cache *caches       # its child caches, linked by kmem_cache.memcg_next
-    obj_cgroup *objcg
+    obj_cgroup *objcg        # its own obj_cgroup while online
+    obj_cgroup *objcg_list   # every obj_cgroup charging it: its own and its children's
+                             # reparented ones (5.9 memcg->objcg_list), under css_set_lock
     mem_cgroup *next         # every memcg of the machine (doubly linked)
     mem_cgroup *prev
     double offline_time
@@ -130,9 +136,24 @@ cdef struct mem_cgroup:
 # to the parent memcg on offline.
 cdef struct obj_cgroup:
     rcu_head rcu
-    mem_cgroup *memcg
-    long refcnt              # live objects, + 1 while its memcg holds it
-    obj_cgroup *next
+    mem_cgroup *memcg        # changed (reparented) under css_set_lock
+    long refcnt              # see memcg.pyx: objects, its memcg's hold, the stocks caching it
+    long nr_charged_bytes    # charged, not used by objects, in no stock (sub-page leftovers)
+    obj_cgroup *next         # on objcg_list of its memcg (doubly linked)
+    obj_cgroup *prev
+
+# struct memcg_stock_pcp, its obj_cgroup part (mm/memcontrol.c, 5.9): per
+# vCPU, touched only by the thread running that vCPU.  Bytes pre-charged to
+# cached_objcg's memcg in whole pages, and the references the stock holds on
+# cached_objcg: one of its own and nr_refs spare ones it hands to objects.
+cdef struct memcg_stock_pcp:
+    obj_cgroup *cached_objcg
+    long nr_bytes
+    long nr_refs
+    char _pad[40]            # 64 bytes: no two vCPUs share a cache line
+
+cdef enum:
+    OBJCG_REF_BATCH = 64     # references a stock takes from (gives back to) objcg.refcnt at once
 
 ctypedef void (*memcg_hook_t)(slub_machine *m, mem_cgroup *memcg) noexcept nogil
 ctypedef void (*cache_hook_t)(slub_machine *m, kmem_cache *s) noexcept nogil
@@ -154,15 +175,31 @@ cdef struct slub_machine:
     int per_memcg_caches     # 1: a child cache per memcg (3.16 .. 5.8); 0: objcg (5.9)
     int pages_pin_memcg      # 1: each charged slab page pins its memcg (until 5.2)
     int cpu_partial_dead_check   # put_cpu_partial unfreezes when cpu_partial == 0 (4.0)
-    # lists (under slab_mutex)
-    int slab_mutex
+    # Locks.  slab_lock: a spinlock for the short list updates below (taken
+    # from the free path too: discard_slab -> destroy of an empty dead
+    # cache), never held across a wait.  slab_mutex and cgroup_mutex: the
+    # kernel's sleeping mutexes (slubcy/mutex.pyx), held across grace
+    # periods and IPI rounds by the kworker's offlines (4.0-4.9
+    # memcg_deactivate_kmem_caches holds slab_mutex across every per-cache
+    # barrier); a waiter on a vCPU is quiescent and serves requests.
+    int slab_lock
+    mutex slab_mutex         # child cache creation, kmem_cache_create/destroy, 4.0-4.9 deactivation
+    mutex cgroup_mutex       # memcg create, rmdir, and each offline (css_killed_work_fn)
+    # the kworker (slubcy/kworker.pyx): offlines and child cache creations
+    workqueue wq
+    long nr_cache_creations  # child caches created by the kworker
+    long creations_on_vcpu   # ... by a thread on a vCPU (must stay 0)
+    long creation_tid        # thread that ran the last creation (gettid)
+    long offline_errors      # offline work items whose waits timed out
+    # lists (under slab_lock)
     kmem_cache *slab_caches  # every live cache, newest first
     kmem_cache *accounted_roots  # SLAB_ACCOUNT root caches (memcg_caches owners)
     mem_cgroup *memcgs       # every memcg, newest first
     mem_cgroup *root_mem_cgroup
     int next_memcg_id
     uint64_t kmemcg_ids[KMEMCG_ID_WORDS]   # allocated kmemcg ids (ida)
-    obj_cgroup *objcgs
+    int css_set_lock         # obj_cgroup.memcg, memcg.objcg_list, objcg page charges
+    memcg_stock_pcp *memcg_stock     # per vCPU (nr_cpus)
     long nr_offlines
     long nr_dying
     long nr_caches_destroyed
@@ -277,6 +314,65 @@ cdef inline bint kmem_cache_has_cpu_partial(kmem_cache *s) noexcept nogil:
 cdef inline void stat(kmem_cache_cpu *c, stat_item si) noexcept nogil:
     # raw_cpu_inc(s->cpu_slab->stat[si]): only the owning vCPU writes its counters
     c.stat[<int>si] += 1
+
+
+# --- page->mem_cgroup / page->obj_cgroups (include/linux/memcontrol.h, 5.9) --
+# One word: the memcg a slab page pins (Linux up to 5.2, pages_pin_memcg), or
+# the slab's obj_cgroup vector (5.9) with bit 0 set so that it can never be
+# taken for a memcg.
+
+cdef enum:
+    OBJCGS_TAG = 0x1         # (unsigned long)vec | 0x1UL in memcg_alloc_page_obj_cgroups
+
+cdef extern from *:
+    """
+    static inline uintptr_t slubcy_memcg_data_read(uintptr_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline int slubcy_memcg_data_install(uintptr_t *p, uintptr_t v)
+    {
+        uintptr_t expected = 0;
+        return __atomic_compare_exchange_n(p, &expected, v, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+    """
+    uintptr_t memcg_data_read "slubcy_memcg_data_read"(uintptr_t *p) nogil
+    bint memcg_data_install "slubcy_memcg_data_install"(uintptr_t *p, uintptr_t v) nogil
+
+cdef inline obj_cgroup **page_obj_cgroups(page *pg) noexcept nogil:
+    """page_obj_cgroups(): the slab's obj_cgroup vector, or NULL."""
+    cdef uintptr_t v = memcg_data_read(&pg.memcg_data)
+    if v & OBJCGS_TAG:
+        return <obj_cgroup **>(v & ~(<uintptr_t>OBJCGS_TAG))
+    return NULL
+
+cdef inline bint page_has_obj_cgroups(page *pg) noexcept nogil:
+    return (memcg_data_read(&pg.memcg_data) & OBJCGS_TAG) != 0
+
+cdef inline mem_cgroup *page_memcg_pinned(page *pg) noexcept nogil:
+    """page->mem_cgroup of a slab page that pins its memcg, or NULL."""
+    cdef uintptr_t v = pg.memcg_data
+    if v & OBJCGS_TAG:
+        return NULL
+    return <mem_cgroup *>v
+
+cdef inline void set_page_memcg_pinned(page *pg, mem_cgroup *memcg) noexcept nogil:
+    pg.memcg_data = <uintptr_t>memcg
+
+cdef inline bint set_page_obj_cgroups(page *pg, obj_cgroup **vec) noexcept nogil:
+    """Install a vector on a slab that has none (cmpxchg); False if another
+    vCPU installed one first."""
+    return memcg_data_install(&pg.memcg_data, <uintptr_t>vec | OBJCGS_TAG)
+
+cdef inline void memcg_free_page_obj_cgroups(page *pg) noexcept nogil:
+    """memcg_free_page_obj_cgroups() (mm/slab.h, 5.9): the vector goes with
+    its slab."""
+    cdef obj_cgroup **vec = page_obj_cgroups(pg)
+    if vec != NULL:
+        pg.memcg_data = 0
+        free(vec)
+
+cdef inline size_t obj_full_size(kmem_cache *s) noexcept nogil:
+    """obj_full_size() (mm/slab.h, 5.9): what an accounted object charges,
+    its slot and its pointer in the obj_cgroup vector."""
+    return <size_t>s.size + sizeof(obj_cgroup *)
 
 
 # --- slow paths (slub.pyx) -------------------------------------------------

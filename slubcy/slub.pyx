@@ -228,7 +228,7 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
             free(s)
             return NULL
         s.accounted = 1
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s.next = m.slab_caches
     s.prev = NULL
     if m.slab_caches != NULL:
@@ -237,12 +237,12 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
     if s.accounted:
         s.root_next = m.accounted_roots
         m.accounted_roots = s
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     return s
 
 
 cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
-    """Take a cache off the machine's lists; slab_mutex held."""
+    """Take a cache off the machine's lists; slab_lock held."""
     cdef kmem_cache **pp
     if s.prev != NULL:
         s.prev.next = s.next
@@ -262,9 +262,9 @@ cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
 
 
 cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
-    spin_lock(&s.m.slab_mutex)
+    spin_lock(&s.m.slab_lock)
     __kmem_cache_unlink(s)
-    spin_unlock(&s.m.slab_mutex)
+    spin_unlock(&s.m.slab_lock)
 
 
 cdef void kmem_cache_release(kmem_cache *s) noexcept nogil:
@@ -431,7 +431,7 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
     objects = fc_objects(pg.fc)
     inc_slabs_node(s, objects)
     pg.slab_cache = s
-    pg.memcg = NULL
+    pg.memcg_data = 0
     memcg_charge_slab(s, pg)
     pg.flags |= PG_slab
     start = page_address(&s.m.z, pg)
@@ -460,6 +460,7 @@ cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
         pg.py_live = 0
         atomic_long_add(&s.m.nr_py_live, -1)
     dec_slabs_node(s, fc_objects(pg.fc))
+    unaccount_slab_page(s, pg)
     memcg_uncharge_slab(s, pg)
     pg.flags &= ~PG_slab
     __free_pages(&s.m.z, pg, order)
@@ -490,15 +491,23 @@ cdef inline void memcg_charge_slab(kmem_cache *s, page *pg) noexcept nogil:
     atomic_long_add(&memcg.nr_pages, n)
     if s.m.pages_pin_memcg:
         css_get_many(memcg, n)
-        pg.memcg = memcg
+        set_page_memcg_pinned(pg, memcg)
+
+
+cdef inline void unaccount_slab_page(kmem_cache *s, page *pg) noexcept nogil:
+    """unaccount_slab_page() (mm/slab.h, 5.9): a slab's obj_cgroup vector
+    is freed with it.  (Its slab page is charged to no memcg: each object
+    is.)"""
+    memcg_free_page_obj_cgroups(pg)
 
 
 cdef inline void memcg_uncharge_slab(kmem_cache *s, page *pg) noexcept nogil:
-    cdef mem_cgroup *memcg
+    """memcg_uncharge_slab(): a per-memcg cache's slab page goes.  Never
+    reads an obj_cgroup vector as a memcg (page_memcg_pinned)."""
+    cdef mem_cgroup *memcg = page_memcg_pinned(pg)
     cdef long n = <long>1 << pg.order
-    if pg.memcg != NULL:                # pinned: uncharge what was charged
-        memcg = <mem_cgroup *>pg.memcg
-        pg.memcg = NULL
+    if memcg != NULL:                   # pinned: uncharge what was charged
+        set_page_memcg_pinned(pg, NULL)
         atomic_long_add(&memcg.nr_pages, -n)
         css_put_many(s.m, memcg, n)
     elif s.memcg != NULL:               # charged to the cache's (maybe reparented) memcg
@@ -828,6 +837,11 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, voi
         if locked:
             spin_unlock(&n.list_lock)
             locked = False
+        # interrupts are on: a request already pending is taken here, before
+        # the counters are read, so the one taken at the point below is one
+        # that arrived inside the window (an IPI lands at the instruction
+        # boundary where it arrives, not at the next place we look)
+        local_irq_enabled(&s.m.sc, <int>(c - s.cpu_slab))
         old = slab_word_read(&pg.fc)
         prior = fc_freelist(z, old)
         set_freepointer(s, tail, prior)
@@ -1446,7 +1460,7 @@ cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slot
             pfn += <size_t>1 << pg.order
         else:
             pfn += 1
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL:
         if only == NULL or s == only:
@@ -1456,7 +1470,7 @@ cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slot
                     used -= 1
                     p = get_freepointer(s, p)
         s = s.next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     in_use[0] = used
     slots[0] = total
     pages[0] = npages
@@ -1646,7 +1660,7 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     spin_lock(&m.check_lock)
     ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
     ON_CPU = ON_NODE + 1
-    spin_lock(&m.slab_mutex)
+    spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL and rc == 0:
         rc = validate_lists(s, ON_NODE, ON_CPU, err, errlen)
@@ -1662,6 +1676,6 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     while s != NULL and rc == 0:
         rc = validate_counts(s, err, errlen)
         s = s.next
-    spin_unlock(&m.slab_mutex)
+    spin_unlock(&m.slab_lock)
     spin_unlock(&m.check_lock)
     return rc

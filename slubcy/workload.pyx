@@ -19,11 +19,14 @@ from libc.stdlib cimport calloc, free, malloc
 
 from libc.stdlib cimport realloc
 from libc.string cimport memset
+from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
 from slubcy.page_alloc cimport page, virt_to_head_page
-from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup
+from slubcy.slub cimport (kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup,
+                          page_has_obj_cgroups)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook)
+                           memcg_slab_free_hook, cgroup_rmdir, OFFLINE_CANCELLED)
+from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
                            local_irq_enabled, preempt_check_resched,
                            xorshift64,
@@ -39,7 +42,9 @@ cdef extern from *:
     """
     #define SLUBCY_CANARY_KEY 0x5EED5AB1E5CA1AB5ULL
     static inline int slubcy_fetch_add(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+    static inline long slubcy_load_long_acq(long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     """
+    long load_long "slubcy_load_long_acq"(long *p) nogil
     const uint64_t CANARY_KEY "SLUBCY_CANARY_KEY"
     int fetch_add "slubcy_fetch_add"(int *p, int v) nogil
 
@@ -150,10 +155,27 @@ cdef struct worker:
     uint32_t outlive         # probability (of 2^32) that an object outlives its job
     long jobs
     long memcg_failures
-    double *offline_us       # latency of each offline
-    long noffline
+    double *offline_us       # latency of each offline: rmdir's queueing to the end of the
+    long noffline            # kworker's work item (written by the kworker only)
     long offline_cap
-    int offline_errors
+    int offline_errors       # (kworker) offlines whose waits timed out
+    int rmdir_errors         # rmdirs that could not queue the offline
+    double rmdir_wait_us     # time rmdir waited for cgroup_mutex, in all
+    double rmdir_wait_max_us
+    double mkdir_wait_us     # ... and memcg creation
+    int wait_caches          # a job starts by waiting for its child caches' creation
+    double cache_wait_us     # ... how long, in all
+    # churn's dcache: objects that outlive their job wait on a vCPU's LRU
+    # (a FIFO over `pool`, capacity nslots) until a shrinker pass frees them
+    double lifetime          # seconds an object stays cached after its job ended
+    long reclaim_batch       # objects one shrinker pass frees at most (SHRINK_BATCH)
+    long reclaim_every       # operations between two shrinker passes
+    long lru_head
+    long lru_tail
+    double *lru_when         # when each LRU entry may be reclaimed
+    long reclaimed           # objects the shrinker freed
+    long evicted             # ... freed early because the LRU was full
+    long cached              # objects that outlived their job
     char _pad[64]
 
 
@@ -187,8 +209,8 @@ cdef inline void w_free(worker *w, void *p, bint remote) noexcept nogil:
     if not canary_ok(p):
         w.canary_errors += 1
     (<uint64_t *>p)[0] = 0
-    if pg.memcg != NULL and not w.caches[0].m.per_memcg_caches:
-        memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p)
+    if page_has_obj_cgroups(pg):
+        memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p, w.cpu)
     if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu):
         w.frees += 1
         w.ops += 1
@@ -304,75 +326,171 @@ cdef void record_offline(worker *w, double us) noexcept nogil:
     w.noffline += 1
 
 
+cdef void wait_kworker(worker *w) noexcept nogil:
+    """Wait until the kworker has run what this worker queued (its child
+    caches' creation), as a task that sleeps: quiescent between checks, and
+    serving the requests posted to its vCPU."""
+    cdef long target = load_long(&w.m.wq.queued)
+    cdef int spins = 0
+    cdef timespec ts
+    while load_long(&w.m.wq.done) + load_long(&w.m.wq.cancelled) < target:
+        rcu_quiescent_state(w.sc, w.cpu)
+        if atomic_int_read(w.stop):
+            return
+        spins += 1
+        if spins < 100:
+            cpu_relax()
+        elif spins < 200:
+            sched_yield()
+        else:
+            ts.tv_sec = 0
+            ts.tv_nsec = 20000
+            nanosleep(&ts, NULL)
+
+
+cdef void churn_offline_done(void *arg, double latency, int rc) noexcept nogil:
+    """On the kworker, at the end of a job's offline: its latency."""
+    cdef worker *w = <worker *>arg
+    if rc == OFFLINE_CANCELLED:
+        return
+    if rc != 0:
+        w.offline_errors += 1
+    record_offline(w, latency * 1e6)
+
+
+cdef inline void lru_add(worker *w, void **pool, void *p, double now) noexcept nogil:
+    """list_lru_add(): p joins this vCPU's LRU of cached objects, to be
+    reclaimed `lifetime` from now; a full LRU frees its oldest first."""
+    cdef long n = w.nslots
+    if w.lru_tail - w.lru_head == n:
+        w_free(w, pool[w.lru_head % n], True)
+        w.lru_head += 1
+        w.evicted += 1
+    pool[w.lru_tail % n] = p
+    w.lru_when[w.lru_tail % n] = now + w.lifetime
+    w.lru_tail += 1
+
+
 cdef inline void churn_receive(worker *w, void **pool) noexcept nogil:
-    """Objects another vCPU's job handed over (up to 4 at a time, so they
-    arrive while that job still runs): each is freed now (half the time) or
-    kept in the long-lived pool, freeing the random old one it evicts."""
-    cdef long slot
+    """Cached objects another vCPU's job left behind (up to 4 at a time)
+    join this vCPU's LRU."""
     cdef int i
-    cdef void *p
+    cdef void *p = ring_pop(w.inq)
+    cdef double now
+    if p == NULL:
+        return
+    now = monotonic()
     for i in range(4):
+        lru_add(w, pool, p, now)
         p = ring_pop(w.inq)
         if p == NULL:
             return
-        if next_rand(&w.rng) & 1:
-            w_free(w, p, True)
-            continue
-        slot = <long>(next_rand(&w.rng) % <uint64_t>w.nslots)
-        if pool[slot] != NULL:
-            w_free(w, pool[slot], True)
-        pool[slot] = p
+    lru_add(w, pool, p, now)
+
+
+cdef inline void churn_reclaim(worker *w, void **pool, long n) noexcept nogil:
+    """Every reclaim_every operations, a shrinker pass (super_cache_scan ->
+    prune_dcache_sb / prune_icache_sb walking the list_lru oldest first):
+    free up to reclaim_batch cached objects whose time is up -- on this
+    vCPU, whichever vCPU's job allocated them."""
+    cdef long k = 0, size = w.nslots
+    cdef double now
+    churn_receive(w, pool)
+    if n % w.reclaim_every != 0 or w.lru_head == w.lru_tail:
+        return
+    now = monotonic()
+    while w.lru_head < w.lru_tail and k < w.reclaim_batch and \
+            w.lru_when[w.lru_head % size] <= now:
+        w_free(w, pool[w.lru_head % size], True)
+        w.lru_head += 1
+        w.reclaimed += 1
+        k += 1
 
 
 cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
-    """churn: create a memcg, allocate job_objects objects from random
-    accounted caches charged to it, and end the job: its objects are freed,
-    except a share `outlive` of the dentry- and inode-like ones (the first
-    two caches: what stays cached after a job), which are handed at once to
-    the next vCPU; that one frees half of what it receives at once (so those
-    first remote frees run while the job ends and goes offline) and keeps
-    the rest in a long-lived pool.  Then the memcg goes offline through the
-    policy, from here."""
-    cdef long n = 0, k, got, idx
+    """churn, shaped like containers: create a memcg, run a job that
+    allocates job_objects objects from random accounted caches charged to
+    it, and end it.  Its short-lived objects (files, buffers) are freed by
+    the job itself; a share `outlive` of its dentry- and inode-like objects
+    (the first two caches) outlive it, as a container's dentries and inodes
+    stay in the dcache after its tasks exit -- whole slabs of them -- and
+    are handed (with probability `handoff`, else kept on this vCPU) to the
+    next vCPU's LRU, where a shrinker pass frees them `lifetime` later,
+    concurrently with the offlines.  Then rmdir: the memcg's offline (the
+    policy, under cgroup_mutex) is queued to the machine's kworker, as
+    cgroup_rmdir queues css_killed_work_fn, and the next job starts; memcg
+    creation and rmdir wait for cgroup_mutex while the kworker holds it
+    (quiescent, serving requests, as a sleeping task's CPU).  The first
+    allocation from each cache queues its child cache's creation on the
+    kworker and is served from the root cache, uncharged; with wait_caches
+    (the default) a job starts with one such allocation per cache and waits
+    for the kworker to create its caches -- a real job outlives that
+    workqueue latency by far, these microsecond jobs would not."""
+    cdef long n = 0, k, got, ncached, idx
     cdef void *p
+    cdef void **cached = job + w.job_objects + w.ncaches
     cdef kmem_cache *s
     cdef mem_cgroup *memcg
     cdef char name[48]
-    cdef double t0
+    cdef double waited
     cdef bint go = True
     cdef slub_machine *m = w.m
     while go:
         snprintf(name, sizeof(name), "job%d-%ld", w.cpu, w.jobs)
-        memcg = mem_cgroup_create(m, name, NULL)
+        waited = 0.0
+        memcg = mem_cgroup_create(m, name, NULL, &waited)
+        w.mkdir_wait_us += waited * 1e6
         if memcg == NULL:
             w.memcg_failures += 1
-            churn_receive(w, pool)
+            churn_reclaim(w, pool, n)
             go = w_tick(w, &n)
             continue
         got = 0
+        ncached = 0
+        if w.wait_caches:
+            for idx in range(w.ncaches):
+                s = memcg_kmem_get_cache(w.caches[idx], memcg)     # queues the creation
+                p = w_alloc(w, s)                                  # from the root cache
+                if p != NULL:
+                    memcg_slab_post_alloc_hook(s, memcg, p, w.cpu)
+                    job[got] = p
+                    got += 1
+            waited = monotonic()
+            wait_kworker(w)
+            w.cache_wait_us += (monotonic() - waited) * 1e6
         for k in range(w.job_objects):
             idx = <long>(next_rand(&w.rng) % <uint64_t>w.ncaches)
             s = memcg_kmem_get_cache(w.caches[idx], memcg)
             p = w_alloc(w, s)
             if p != NULL:
-                memcg_slab_post_alloc_hook(s, memcg, p)
-                if not (idx < 2 and <uint32_t>(next_rand(&w.rng) >> 32) < w.outlive
-                        and ring_push(w.out, p)):
+                memcg_slab_post_alloc_hook(s, memcg, p, w.cpu)
+                if idx < 2 and <uint32_t>(next_rand(&w.rng) >> 32) < w.outlive:
+                    cached[ncached] = p
+                    ncached += 1
+                else:
                     job[got] = p
                     got += 1
-            churn_receive(w, pool)
+            churn_reclaim(w, pool, n)
             if not w_tick(w, &n):
                 go = False
                 break
         for k in range(got):
             w_free(w, job[k], False)
-            churn_receive(w, pool)
+            churn_reclaim(w, pool, n)
             if not w_tick(w, &n):
                 go = False
-        t0 = monotonic()
-        if m.policy_offline(m, memcg, m.policy_data) != 0:
-            w.offline_errors += 1
-        record_offline(w, (monotonic() - t0) * 1e6)
+        # the job's tasks exit; its cached dentries and inodes stay
+        waited = monotonic()
+        for k in range(ncached):
+            if not (<uint32_t>(next_rand(&w.rng) >> 32) < w.handoff and ring_push(w.out, cached[k])):
+                lru_add(w, pool, cached[k], waited)
+        w.cached += ncached
+        waited = 0.0
+        if cgroup_rmdir(m, memcg, churn_offline_done, w, &waited) != 0:
+            w.rmdir_errors += 1
+        w.rmdir_wait_us += waited * 1e6
+        if waited * 1e6 > w.rmdir_wait_max_us:
+            w.rmdir_wait_max_us = waited * 1e6
         w.jobs += 1
 
 
@@ -386,7 +504,9 @@ cdef void worker_main(worker *w) noexcept nogil:
     elif w.kind == W_LARSON or w.kind == W_CHURN:
         scratch = <void **>calloc(w.nslots, sizeof(void *))
     if w.kind == W_CHURN:
-        job = <void **>calloc(w.job_objects, sizeof(void *))
+        # the job's own objects, then its cached ones
+        job = <void **>calloc(2 * w.job_objects + w.ncaches, sizeof(void *))
+        w.lru_when = <double *>calloc(w.nslots, sizeof(double))
     t0 = monotonic()
     if w.kind == W_FASTPATH:
         run_fastpath(w)
@@ -412,10 +532,16 @@ cdef void worker_main(worker *w) noexcept nogil:
             rcu_softirq(w.sc, w.cpu)
             sched_yield()
     drain_inq(w)
-    if w.kind == W_LARSON or w.kind == W_CHURN:     # the live objects stayed for the sample
+    if w.kind == W_LARSON:          # the live objects stayed for the sample
         for k in range(w.nslots):
             if scratch[k] != NULL:
                 w_free(w, scratch[k], False)
+    elif w.kind == W_CHURN:         # the dcache is dropped (drop_caches)
+        while w.lru_head < w.lru_tail:
+            w_free(w, scratch[w.lru_head % w.nslots], True)
+            w.lru_head += 1
+        free(w.lru_when)
+        w.lru_when = NULL
     free(scratch)
     free(job)
 
@@ -445,7 +571,9 @@ cdef class Run:
 
     def __cinit__(self, Machine machine, str kind, list caches, int nworkers, long ops_per_worker,
                   long batch=256, long slots=1024, double handoff=0.25, uint64_t seed=0,
-                  long ring_size=4096, long job_objects=256, double outlive=0.1):
+                  long ring_size=4096, long job_objects=256, double outlive=0.1,
+                  bint wait_caches=True, double lifetime=0.0, long reclaim_batch=128,
+                  long reclaim_every=64):
         cdef int i
         if kind not in WORKLOADS:
             raise ValueError(f"unknown workload {kind!r}: one of {', '.join(WORKLOADS)}")
@@ -455,7 +583,8 @@ cdef class Run:
         if not caches:
             raise ValueError("a workload needs at least one cache")
         if batch < 1 or slots < 1 or not 0.0 <= handoff <= 1.0 or ring_size < 2 \
-                or ring_size & (ring_size - 1) or job_objects < 1 or not 0.0 <= outlive <= 1.0:
+                or ring_size & (ring_size - 1) or job_objects < 1 or not 0.0 <= outlive <= 1.0 \
+                or not 0.0 <= lifetime <= 3600.0 or reclaim_batch < 1 or reclaim_every < 1:
             raise ValueError("bad workload parameters")
         if kind == "churn" and machine.m.policy_offline == NULL:
             raise ValueError("churn needs a machine with a dead-cache policy")
@@ -507,10 +636,18 @@ cdef class Run:
             w.m = &machine.m
             w.job_objects = job_objects
             w.outlive = <uint32_t>min(outlive * 4294967296.0, 4294967295.0)
+            w.wait_caches = wait_caches
+            w.lifetime = lifetime
+            w.reclaim_batch = reclaim_batch
+            w.reclaim_every = reclaim_every
         self.threads = []
 
     def __dealloc__(self):
         cdef int i
+        # the kworker writes offline latencies into the workers
+        if self.machine is not None and not self.machine.closed and self.workers != NULL:
+            with nogil:
+                flush_workqueue(&self.machine.m.wq, -1.0)
         if self.workers != NULL:
             for i in range(self.nworkers):
                 free(self.workers[i].offline_us)
@@ -570,6 +707,10 @@ cdef class Run:
         for t in self.threads:
             t.join()
         self.machine.m.sc.running_workers -= self.nworkers
+        # the offlines the jobs queued run on the kworker: their latencies
+        # are in once it has run them
+        with nogil:
+            flush_workqueue(&self.machine.m.wq, -1.0)
         per = []
         for i in range(self.nworkers):
             w = &self.workers[i]
@@ -578,6 +719,9 @@ cdef class Run:
                         "alloc_failures": w.alloc_failures, "lost": w.lost,
                         "seconds": w.seconds, "jobs": w.jobs,
                         "memcg_failures": w.memcg_failures,
-                        "offline_errors": w.offline_errors,
+                        "offline_errors": w.offline_errors + w.rmdir_errors,
+                        "rmdir_wait_us": w.rmdir_wait_us, "rmdir_wait_max_us": w.rmdir_wait_max_us,
+                        "mkdir_wait_us": w.mkdir_wait_us, "cache_wait_us": w.cache_wait_us, "cached": w.cached,
+                        "reclaimed": w.reclaimed, "evicted": w.evicted,
                         "offline_us": [w.offline_us[k] for k in range(w.noffline)]})
         return per, sampled

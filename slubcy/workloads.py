@@ -42,6 +42,7 @@ class Result:
     stats: dict = field(default_factory=dict)
     series: list = field(default_factory=list)      # sampled while running (churn)
     offline_us: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)      # the workload's shape and machine settings
 
     def series_frame(self):
         """Samples over time: t, dying_memcgs, dead_caches, retained_pages, slab_pages."""
@@ -54,7 +55,7 @@ class Result:
         """One row: the run's identity and every metric (None -> NaN)."""
         import pandas as pd
         row = {"workload": self.workload, "policy": self.policy, "cpus": self.cpus,
-               "seed": self.seed}
+               "seed": self.seed, **self.params}
         row.update({k: (math.nan if v is None else v) for k, v in self.metrics.items()})
         return pd.DataFrame([row])
 
@@ -64,7 +65,8 @@ class Result:
 
     def to_dict(self):
         return {"workload": self.workload, "policy": self.policy, "cpus": self.cpus,
-                "seed": self.seed, **self.metrics, "per_cpu": self.per_cpu}
+                "seed": self.seed, "params": self.params, **self.metrics,
+                "per_cpu": self.per_cpu}
 
     def to_json(self):
         return json.dumps(self.to_dict())
@@ -102,16 +104,61 @@ def workload_caches(machine, workload, size=64):
         return [machine.kmem_cache_create(name, size)]
 
 
+# churn's shape, each a named parameter of run() (and of `slubcy run/compare
+# --param NAME=VALUE`), recorded with every result:
+CHURN_DEFAULTS = {
+    # objects a job allocates, spread over the five accounted caches: a
+    # short container job touching a few hundred files (dentries, inodes,
+    # open files, small buffers); enough that its dentries and inodes fill
+    # whole slabs, which is what the seed's race needs
+    "job_objects": 1024,
+    # share of the job's dentry- and inode-like objects that outlive it: the
+    # dcache keeps every dentry and inode after the cgroup's tasks exit,
+    # until reclaim
+    "outlive": 1.0,
+    # share of those reclaimed on another vCPU (the next one's shrinker,
+    # as kswapd or another task's direct reclaim would) rather than the
+    # job's own
+    "handoff": 1.0,
+    # seconds a cached object stays on the LRU before the shrinker may
+    # free it: compressed from production's seconds-to-hours so that the
+    # first frees into a dead cache's full slabs overlap its offline, the
+    # interleaving the race needs, within a short run
+    "lifetime": 0.0,
+    # objects one shrinker pass frees at most (SHRINK_BATCH, 128) and
+    # operations between two passes
+    "reclaim_batch": 128,
+    "reclaim_every": 64,
+    # the LRU's capacity per vCPU (a full LRU frees its oldest at once)
+    "slots": 8192,
+}
+OTHER_DEFAULTS = {"job_objects": 256, "outlive": 0.5, "handoff": 0.25, "lifetime": 0.0,
+                  "reclaim_batch": 128, "reclaim_every": 64, "slots": 1024}
+SHAPE_PARAMS = tuple(CHURN_DEFAULTS)
+
+
 def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None,
-        machine=None, preempt=None, progress=None, size=64, batch=256, slots=1024,
-        handoff=0.25, nr_cpu_ids=None, policy=None, job_objects=256, outlive=0.5,
-        sample_every=0.05, hz=None, expedited=False):
+        machine=None, preempt=None, progress=None, size=64, batch=256, slots=None,
+        handoff=None, nr_cpu_ids=None, policy=None, job_objects=None, outlive=None,
+        sample_every=0.05, hz=None, expedited=False, wait_caches=True, lifetime=None,
+        reclaim_batch=None, reclaim_every=None):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
     `seconds`.  Uses `machine` if given, else a fresh one with `policy`
     (closed after).  churn needs a policy (default "barrier").  `hz` and
     `expedited` set the fresh machine's grace periods (see Machine: by
-    default they end at a tick of a 250 Hz clock, as a kernel's)."""
+    default they end at a tick of a 250 Hz clock, as a kernel's).
+    `wait_caches` (churn): each job waits for the kworker to create its
+    child caches before it allocates (see slubcy.workload.run_churn).
+    churn's shape (job_objects, outlive, handoff, lifetime, reclaim_batch,
+    reclaim_every, slots) defaults to CHURN_DEFAULTS; every value used is
+    in the result's `params`."""
+    given = {"job_objects": job_objects, "outlive": outlive, "handoff": handoff,
+             "lifetime": lifetime, "reclaim_batch": reclaim_batch,
+             "reclaim_every": reclaim_every, "slots": slots}
+    shape = {k: (v if v is not None else
+                 (CHURN_DEFAULTS if workload == "churn" else OTHER_DEFAULTS)[k])
+             for k, v in given.items()}
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
     if (ops is None) == (seconds is None):
@@ -133,8 +180,10 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             apply_preempt(m, preempt)
         caches = workload_caches(m, workload, size)
         per_worker = -1 if ops is None else max(1, ops // cpus)
-        r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=slots,
-                handoff=handoff, seed=seed, job_objects=job_objects, outlive=outlive)
+        r = Run(m, workload, caches, cpus, per_worker, batch=batch, slots=shape["slots"],
+                handoff=shape["handoff"], seed=seed, job_objects=shape["job_objects"],
+                outlive=shape["outlive"], wait_caches=wait_caches, lifetime=shape["lifetime"],
+                reclaim_batch=shape["reclaim_batch"], reclaim_every=shape["reclaim_every"])
         show = progress if progress is not None else (seconds is not None and seconds > 3)
         series = []
         t0 = time.monotonic()
@@ -193,8 +242,10 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             warnings.warn(f"{workload}/{m.policy}: deferred work did not finish in time "
                           f"({m.rcu_state()}, {m.vcpu_info()}); leaked_caches may count "
                           "caches still being shrunk")
+        params = {"hz": m.hz, "expedited": m.expedited, "preempt": preempt or "",
+                  "batch": batch, "size": size, **shape}
         return Result(workload, str(m.policy or "none"), cpus, seed, metrics, per, stats,
-                      series, lat)
+                      series, lat, params)
     finally:
         if own:
             m.close()
@@ -247,3 +298,71 @@ def _wait(r, ops, seconds, show, sampler=None, every=0.05):
             last = now
     if bar is not None:
         bar.close()
+
+
+MAX_LOOP_CACHES = 256       # policies.base.MAX_CHILD_CACHES: child caches per memcg
+
+
+def cgroup_loop(policy, caches_per_memcg=1, seconds=None, runs=None, cpus=2, hz=250,
+                objects=4, seed=0, details=False):
+    """The loop of kernel bugzilla 190841: create a memcg, allocate from it,
+    rmdir it, again -- on a fresh Machine(cpus, hz, policy) from Python on
+    vCPU 0 (the other vCPUs idle).  Returns completed runs per second (or,
+    with details, a dict with the kworker's and the mutexes' counts too).
+
+    Each run: memcg_create (cgroup_mutex: it waits while the kworker runs the
+    previous run's offline), one allocation from each of `caches_per_memcg`
+    accounted caches (served from the root caches; each queues its child
+    cache's creation on the kworker), flush_work() (the creations, queued
+    behind the previous offline), `objects` allocations from each child
+    cache, every object freed, memcg_rmdir (queues the offline and returns).
+    `caches_per_memcg=0` allocates nothing: the cgroup.memory=nokmem rate.
+    Under barrier:sync an offline costs a grace period per cache -- a tick
+    or two at `hz` (250 by default: 4 ms ticks) -- and the rate falls as
+    caches per memcg grow; under barrier:kick an IPI round per cache; under
+    async barrier it stays near the nokmem rate.  Runs for `seconds` (0.5 s
+    by default), or `runs` runs; the last offline is waited for and counted
+    in the time."""
+    if policy is None or not isinstance(policy, str) or not policy:
+        raise ValueError("cgroup_loop needs a policy name, e.g. 'barrier:sync'")
+    for value, what in ((caches_per_memcg, "caches_per_memcg"), (cpus, "cpus"),
+                        (objects, "objects"), (seed, "seed")):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not 0 <= caches_per_memcg <= MAX_LOOP_CACHES:
+        raise ValueError(f"caches_per_memcg must be in 0..{MAX_LOOP_CACHES}, got {caches_per_memcg}")
+    if objects < 0:
+        raise ValueError(f"objects must be >= 0, got {objects}")
+    if runs is not None and seconds is not None:
+        raise ValueError("give at most one of seconds and runs")
+    if runs is None and seconds is None:
+        seconds = 0.5
+    if runs is not None and (not isinstance(runs, int) or isinstance(runs, bool) or runs < 1):
+        raise ValueError(f"runs must be a positive int, got {runs!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not seconds > 0):
+        raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
+    with slubcy.Machine(cpus=cpus, memory=256 << 20, policy=policy, hz=hz, seed=seed) as m:
+        caches = [m.kmem_cache_create(f"loop-{i}", 64, flags=slubcy.SLAB_ACCOUNT)
+                  for i in range(caches_per_memcg)]
+        n = 0
+        t0 = time.monotonic()
+        deadline = None if seconds is None else t0 + seconds
+        while (n < runs) if runs is not None else (time.monotonic() < deadline):
+            g = m.memcg_create(f"run{n}")
+            live = [(c, m.kmem_cache_alloc(c, cpu=0, memcg=g)) for c in caches]
+            if caches:
+                m.flush_work()
+            live += [(c, m.kmem_cache_alloc(c, cpu=0, memcg=g)) for c in caches
+                     for _ in range(objects)]
+            for c, a in live:
+                m.kmem_cache_free(c, a, cpu=0)
+            m.memcg_rmdir(g)
+            n += 1
+        m.flush_work()
+        elapsed = time.monotonic() - t0
+        rate = n / elapsed
+        if not details:
+            return rate
+        return {"policy": str(m.policy), "caches_per_memcg": caches_per_memcg, "runs": n,
+                "seconds": elapsed, "runs_per_s": rate, **m.kworker_stats()}
