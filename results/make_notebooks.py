@@ -24,7 +24,7 @@ FRESH_REPEAT = int(os.environ.get("SLUBCY_FRESH_REPEAT", "2"))
 SWEEP_RATES = [0, 1000, 3000, 10000]
 SWEEP_SECONDS = float(os.environ.get("SLUBCY_SWEEP_SECONDS", str(FRESH_SECONDS)))
 SWEEP_REPEAT = int(os.environ.get("SLUBCY_SWEEP_REPEAT", "1"))
-SWEEP_KWARGS = {"outlive": 1.0}      # churn: every dentry/inode object outlives its job'''
+SWEEP_KWARGS = {}                    # workload parameters passed to workloads.run, e.g. {"outlive": 1.0}'''
 
 SETUP = '''\
 import matplotlib
