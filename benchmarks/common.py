@@ -7,7 +7,8 @@ SLUBCY_ASV_SECONDS shortens or lengthens the timed workload runs (default
 import os
 
 # every registered policy, with barrier's synchronous variant beside its default (async)
-POLICIES = ["keep", "naive", "barrier", "barrier:sync", "reparent", "reap", "objcg"]
+# and reap's per-CPU variant beside its default (reap = reap:ipi)
+POLICIES = ["keep", "naive", "barrier", "barrier:sync", "reparent", "reap", "reap:percpu", "objcg"]
 VCPUS = [1, 2]
 
 

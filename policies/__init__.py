@@ -2,7 +2,7 @@
 
 Built-in policies and third-party ones are found the same way, through the
 `slubcy.policies` entry-point group (a name -> a Policy subclass).  A spec is
-"name" or "name:option" (e.g. "barrier:sync", "reap:20ms").
+"name" or "name:option" (e.g. "barrier:sync", "reap:percpu:20ms").
 """
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -48,9 +48,21 @@ def get_policy(spec, **kwargs):
     return cls(option or None, **kwargs)
 
 
+def compare_specs():
+    """The specs `slubcy compare` runs by default: every registered policy,
+    or each of its `variants` when its class lists some (reap: reap:ipi and
+    reap:percpu)."""
+    out = []
+    for name, target in registry().items():
+        variants = getattr(_load(target), "variants", None) or ()
+        out.extend([f"{name}:{v}" for v in variants] or [name])
+    return out
+
+
 def describe_all():
+    """describe() of every spec compare_specs() lists."""
     rows = []
-    for name in available():
-        p = get_policy(name)
+    for spec in compare_specs():
+        p = get_policy(spec)
         rows.append(p.describe())
     return rows

@@ -16,5 +16,6 @@ cdef class Policy:
     cdef public int pages_pin_memcg
     cdef public int cpu_partial_dead_check
     cdef public int deact_batch
+    cdef public int unregister_on_empty
     cdef offline_fn offline
     cdef void *data

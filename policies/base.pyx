@@ -4,11 +4,16 @@ its offline into a Machine."""
 
 
 cdef class Policy:
-    """A dead-cache policy.  Subclasses set `name`, the three behaviours and
+    """A dead-cache policy.  Subclasses set `name`, the four behaviours and
     `offline` (nogil C), and document the kernel version and commit they
     model; `start()`/`stop()` run any thread they need (the reaper)."""
     kernel = ""
     needs_rcu = False
+
+    def __cinit__(self, *args, **kwargs):
+        # a dead cache is destroyed when its last slab goes (if its memcg
+        # lets it): every kernel but 3.16 (keep clears it)
+        self.unregister_on_empty = 1
 
     def __init__(self, options=None):
         self.options = options
@@ -23,6 +28,7 @@ cdef class Policy:
         machine.m.pages_pin_memcg = self.pages_pin_memcg
         machine.m.cpu_partial_dead_check = self.cpu_partial_dead_check
         machine.m.deact_batch = self.deact_batch
+        machine.m.unregister_on_empty = self.unregister_on_empty
         machine.m.policy_offline = self.offline
         machine.m.policy_data = self.data
         if self.needs_rcu:

@@ -3,7 +3,11 @@
 537A4D27.1050909@parallels.com): mark the cache dead (cpu_partial =
 min_partial = 0, kmem_cache_has_cpu_partial() false) and shrink it.  A
 __slab_free that decided to freeze a full slab before the mark and does its
-cmpxchg after the shrink parks the slab on a per-cpu partial list for good."""
+cmpxchg after the shrink parks the slab on a per-cpu partial list for good:
+with kmem_cache_has_cpu_partial() false no later free of that cache enters
+put_cpu_partial() (whose drain would unfreeze the list), so the slab stays
+until something flushes that vCPU's partials for that cache again -- and in
+`naive` nothing does (no reaper, no later shrink; compare `reap`)."""
 from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
                            memcg_offline_end)

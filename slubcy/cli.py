@@ -156,8 +156,8 @@ def _race(args):
 def _policies(args):
     import policies
     for row in policies.describe_all():
-        print(f"{row['name']:9s} {row['kernel']}")
-        print(f"{'':9s} {row['doc'].split(': ', 1)[-1].split('. ')[0]}.")
+        print(f"{row['name']:12s} {row['kernel']}")
+        print(f"{'':12s} {row['doc'].split(': ', 1)[-1].split('. ')[0]}.")
     return 0
 
 

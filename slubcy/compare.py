@@ -126,10 +126,12 @@ def rate_test(k1, n1, k2, n2):
 # -- running ------------------------------------------------------------------
 
 def default_policies():
-    """Every registered policy, the kernel's current answer (objcg) first."""
+    """What `slubcy compare` runs with no policy named: every registered
+    policy (each of its variants where it has some, policies.compare_specs()),
+    the kernel's current answer (objcg) first as the baseline."""
     import policies as registry
-    names = registry.available()
-    return sorted(names, key=lambda n: n != BASELINE)
+    names = registry.compare_specs()
+    return sorted(names, key=lambda n: n.partition(":")[0] != BASELINE)
 
 
 def check_out(out):

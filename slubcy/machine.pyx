@@ -22,6 +22,7 @@ from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages
                                 slab_word_read)
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
+from slubcy.list cimport list_add, list_del
 from slubcy.sched cimport sched
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
@@ -426,6 +427,7 @@ cdef class Machine:
         self.m.per_memcg_caches = 1
         self.m.pages_pin_memcg = 1
         self.m.cpu_partial_dead_check = 1
+        self.m.unregister_on_empty = 1
         if memcg_init(&self.m) != 0:
             self._release()
             raise MemoryError("cannot allocate the root memcg and the memcg stocks")
@@ -1417,6 +1419,63 @@ cdef class Machine:
         cdef long used, slots, pages
         slab_usage(&self.m, NULL, &used, &slots, &pages)
         return used, slots, pages
+
+    def _corrupt_for_test(self, kind, c, slab=None):
+        """test-only: break one SLUB invariant of cache `c` on purpose, for a
+        test to check that validate() reports it.  Nothing is restored:
+        close the machine afterwards.  `slab` is a slab's address (the first
+        element of virt_to_slab()).  Kinds:
+          "frozen_on_node"       freeze `slab`, which is on the node partial list
+          "full_on_partial"      put `slab` (full, on no list) on the node partial list
+          "frozen_no_cpu"        freeze `slab`, which is on no list
+          "off_list"             take `slab` off the node partial list (nr_partial too)
+          "two_cpus"             make vCPU 0's cpu slab vCPU 1's cpu slab too
+          "cpu_slab_on_partial"  push vCPU 0's cpu slab on its own cpu partial list
+          "unfrozen_cpu_slab"    unfreeze vCPU 0's cpu slab
+          "unfrozen_cpu_partial" unfreeze the first slab of vCPU 0's cpu partial list
+          "nr_partial+1", "nr_partial-1"   miscount the node partial list"""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef page *pg = NULL
+        cdef kmem_cache_cpu *c0 = &s.cpu_slab[0]
+        self._idle()
+        if slab is not None:
+            as_int(slab, "slab")
+            if not addr_in_arena(&self.m.z, <uintptr_t>slab):
+                raise ValueError(f"{slab:#x} is not in the arena")
+            pg = virt_to_head_page(&self.m.z, <void *><uintptr_t>slab)
+            if not (pg.flags & PG_slab) or pg.slab_cache != <void *>s:
+                raise ValueError(f"{slab:#x} is not a slab of {(<KmemCache>c).name}")
+        if kind in ("frozen_on_node", "full_on_partial", "frozen_no_cpu", "off_list") and pg == NULL:
+            raise ValueError(f"{kind} needs a slab")
+        if kind in ("frozen_on_node", "frozen_no_cpu"):
+            pg.fc |= <uint64_t>1 << 31
+        elif kind == "full_on_partial":
+            list_add(&pg.u.lru, &s.node.partial)
+            s.node.nr_partial += 1
+        elif kind == "off_list":
+            list_del(&pg.u.lru)
+            s.node.nr_partial -= 1
+        elif kind == "two_cpus":
+            if self.m.nr_cpus < 2 or c0.page == NULL or s.cpu_slab[1].page != NULL:
+                raise ValueError("two_cpus needs a cpu slab on vCPU 0 and none on vCPU 1")
+            s.cpu_slab[1].page = c0.page
+        elif kind == "cpu_slab_on_partial":
+            if c0.page == NULL:
+                raise ValueError("cpu_slab_on_partial needs a cpu slab on vCPU 0")
+            c0.page.u.pc.next = c0.partial
+            c0.partial = c0.page
+        elif kind == "unfrozen_cpu_slab":
+            if c0.page == NULL:
+                raise ValueError("unfrozen_cpu_slab needs a cpu slab on vCPU 0")
+            c0.page.fc &= ~(<uint64_t>1 << 31)
+        elif kind == "unfrozen_cpu_partial":
+            if c0.partial == NULL:
+                raise ValueError("unfrozen_cpu_partial needs a cpu partial slab on vCPU 0")
+            c0.partial.fc &= ~(<uint64_t>1 << 31)
+        elif kind in ("nr_partial+1", "nr_partial-1"):
+            s.node.nr_partial += 1 if kind == "nr_partial+1" else -1
+        else:
+            raise ValueError(f"unknown corruption {kind!r}")
 
     def cache_state(self, c):
         """The whole SLUB state of a cache as plain Python data (for tests and

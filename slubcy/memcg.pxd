@@ -22,6 +22,8 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
 cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogil
 cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil
 cdef int shrink_dead_caches(slub_machine *m) noexcept nogil
+cdef int cache_reap_dead(slub_machine *m, int cpu) noexcept nogil
+cdef bint memcg_unregister_cache(slub_machine *m, kmem_cache *s) noexcept nogil
 # after a grace period, on the workqueue the machine's RCU thread runs: a
 # policy that uses it sets needs_rcu (policies/base.pyx)
 cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil

@@ -36,11 +36,12 @@ from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memc
                           kmem_cache_open,
                           kmem_cache_release, __kmem_cache_unlink,
                           css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
-                          fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches)
+                          fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches,
+                          __flush_cpu_slab, discard_empty_partial_slabs)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
 from slubcy.sched cimport smp_processor_id
-from slubcy.mutex cimport mutex_lock, mutex_unlock
+from slubcy.mutex cimport mutex_lock, mutex_unlock, mutex_is_locked
 from slubcy.kworker cimport work_struct, queue_work, current_tid
 
 cdef extern from *:
@@ -545,6 +546,14 @@ cdef bint memcg_try_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil
         return False
     if m.pages_pin_memcg and not memcg.freed:
         return False
+    __memcg_destroy_cache(m, s)
+    return not m.pages_pin_memcg
+
+
+cdef void __memcg_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil:
+    """Off its memcg's list and the machine's, freed after a grace period
+    (slab_lock held; the cache holds no slab)."""
+    cdef mem_cgroup *memcg = s.memcg
     # list_del(&s->memcg_params.children_node): O(1), a reparented parent's
     # list holds every dead cache of its children
     if s.memcg_prev != NULL:
@@ -559,7 +568,21 @@ cdef bint memcg_try_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil
     call_rcu(&m.sc, &s.rcu, free_cache_rcu)
     if memcg.freed and memcg.caches == NULL:
         memcg_unlink_free(m, memcg)
-    return not m.pages_pin_memcg
+
+
+cdef bint memcg_unregister_cache(slub_machine *m, kmem_cache *s) noexcept nogil:
+    """Linux 3.16 memcg_unregister_all_caches(), for one cache after its
+    kmem_cache_shrink(): `if (atomic_read(&cachep->memcg_params->nr_pages)
+    == 0) memcg_unregister_cache(cachep)` -- a dead cache that holds no slab
+    now is destroyed now, its memcg still dying or not.  True if it was."""
+    cdef bint gone = False
+    spin_lock(&m.slab_lock)
+    if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) == 0 \
+            and atomic_long_read(&s.shrink_pending) == 0:
+        __memcg_destroy_cache(m, s)
+        gone = True
+    spin_unlock(&m.slab_lock)
+    return gone
 
 
 cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
@@ -589,10 +612,12 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
 
 cdef void memcg_cache_empty(slub_machine *m, kmem_cache *s) noexcept nogil:
     """A dead cache lost its last slab (or its deferred shrink ran): destroy
-    it if it may go; in the 5.3 model drop its memcg reference."""
+    it if it may go; in the 5.3 model drop its memcg reference.  Not when
+    the policy unregisters dead caches only at offline (3.16: the last-page
+    trigger of 3.8-3.15, memcg_release_pages(), was gone)."""
     cdef mem_cgroup *memcg
     cdef bint put
-    if s.root == NULL:
+    if s.root == NULL or not m.unregister_on_empty:
         return
     spin_lock(&m.slab_lock)
     memcg = s.memcg
@@ -913,6 +938,51 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
     rcu_read_unlock_ext(&m.sc)
     free(batch)
     return rc if rc < 0 else n
+
+
+cdef int cache_reap_dead(slub_machine *m, int cpu) noexcept nogil:
+    """SLAB's cache_reap() (mm/slab.c) applied to the dead caches, for vCPU
+    `cpu` by the thread running it (its worker at a quiescent point, or a
+    thread that borrowed the idle vCPU): no cross-vCPU request.  Skipped
+    (-1) when slab_mutex is taken, as cache_reap's mutex_trylock() skips
+    the pass.  Else, for every dead cache not destroyed that holds slabs,
+    flush this vCPU's cpu slab and cpu partial slabs (drain_array() of its
+    own array_cache) and free the node's empty partial slabs
+    (drain_freelist()).  The caches are collected under the lock and worked
+    on after it (a discard may destroy the cache, which takes slab_mutex);
+    they stay allocated meanwhile because the caller is on the vCPU,
+    between two quiescent states (a read-side section).  Returns how many
+    caches it reaped."""
+    cdef kmem_cache *s
+    cdef kmem_cache **batch
+    cdef int n = 0, i, cap = 0
+    # mutex_trylock(&slab_mutex): skip the pass while it is held (an offline
+    # or a cache creation in progress); the list itself is walked under the
+    # slab_lock spinlock
+    if mutex_is_locked(&m.slab_mutex):
+        return -1
+    spin_lock(&m.slab_lock)
+    s = m.slab_caches
+    while s != NULL:
+        if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
+            cap += 1
+        s = s.next
+    if cap == 0:
+        spin_unlock(&m.slab_lock)
+        return 0
+    batch = <kmem_cache **>malloc(cap * sizeof(kmem_cache *))
+    s = m.slab_caches
+    while s != NULL and batch != NULL and n < cap:
+        if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
+            batch[n] = s
+            n += 1
+        s = s.next
+    spin_unlock(&m.slab_lock)
+    for i in range(n):
+        __flush_cpu_slab(batch[i], cpu)
+        discard_empty_partial_slabs(batch[i])
+    free(batch)
+    return n
 
 
 cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:

@@ -119,6 +119,14 @@ cdef struct sched:
     rcu_head *rcu_cur        # the batch waiting for its grace period
     uint64_t *rcu_snap       # per vCPU: qs_ctr when that grace period started
     int *rcu_wait            # per vCPU: still owes a quiescent state
+    # A per-vCPU timer (run_local_timers): local_timer_fn(data, cpu) runs on
+    # each vCPU, by the thread running it, at its first quiescent point past
+    # local_timer_next[cpu], then every local_timer_period_ns (a deferrable
+    # per-CPU delayed work: no IPI; a vCPU nobody runs does not fire it).
+    smp_call_func_t local_timer_fn   # fn(data, cpu), as a cross-vCPU call's, run locally
+    void *local_timer_data
+    long local_timer_period_ns
+    uint64_t *local_timer_next   # per vCPU: CLOCK_MONOTONIC ns of its next expiry
 
 
 cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil
@@ -190,3 +198,17 @@ cdef inline void preempt_check_resched(sched *sc, int cpu) noexcept nogil:
     preemption request of the CONFIG_PREEMPT model."""
     if sc.preempt_model and cpu >= 0:
         preempt_model_check(sc, cpu)
+
+# Per-vCPU timers (sched.pyx)
+cdef void local_timer_start(sched *sc, smp_call_func_t fn, void *data, long period_ns) noexcept nogil
+cdef void local_timer_stop(sched *sc) noexcept nogil
+cdef void __run_local_timers(sched *sc, int cpu) noexcept nogil
+cdef bint vcpu_borrow(sched *sc, int cpu, int token) noexcept nogil
+cdef void vcpu_unborrow(sched *sc, int cpu) noexcept nogil
+
+cdef inline void run_local_timers(sched *sc, int cpu) noexcept nogil:
+    """run_local_timers() from a vCPU's own thread at a quiescent point, right
+    after rcu_softirq(): its per-vCPU timer, if one is set and due.  A
+    single load and branch when no timer is set."""
+    if sc.local_timer_fn != NULL:
+        __run_local_timers(sc, cpu)

@@ -142,7 +142,8 @@ cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil:
     sc.points[<int>PP_PUT_CPU_PARTIAL_AFTER_READ].context = PREEMPT_DISABLED
     sc.rcu_snap = <uint64_t *>calloc(nr_cpus, sizeof(uint64_t))
     sc.rcu_wait = <int *>calloc(nr_cpus, sizeof(int))
-    if sc.rcu_snap == NULL or sc.rcu_wait == NULL:
+    sc.local_timer_next = <uint64_t *>calloc(nr_cpus, sizeof(uint64_t))
+    if sc.rcu_snap == NULL or sc.rcu_wait == NULL or sc.local_timer_next == NULL:
         return -1
     return 0
 
@@ -151,9 +152,12 @@ cdef void sched_release(sched *sc) noexcept nogil:
     free(sc.vcpus)
     free(sc.rcu_snap)
     free(sc.rcu_wait)
+    free(sc.local_timer_next)
     sc.vcpus = NULL
     sc.rcu_snap = NULL
     sc.rcu_wait = NULL
+    sc.local_timer_fn = NULL
+    sc.local_timer_next = NULL
 
 
 cdef bint vcpu_borrow(sched *sc, int cpu, int token) noexcept nogil:
@@ -583,3 +587,46 @@ cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
     if this_cpu < 0:
         rcu_read_unlock_ext(sc)
     return n
+
+
+# ---------------------------------------------------------------------------
+# Per-vCPU timers: what a per-CPU deferrable delayed work is to the kernel
+# (SLAB's cache_reap: schedule_delayed_work_on(cpu, ...) from
+# start_cpu_timer()), run by each vCPU's own thread at its quiescent points.
+
+cdef inline uint64_t monotonic_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec
+
+
+cdef void local_timer_start(sched *sc, smp_call_func_t fn, void *data, long period_ns) noexcept nogil:
+    """Arm the per-vCPU timer: fn(data, cpu) on every vCPU one period from
+    now, then every period.  Set before the workers start."""
+    cdef int cpu
+    cdef uint64_t first = monotonic_ns() + <uint64_t>period_ns
+    sc.local_timer_data = data
+    sc.local_timer_period_ns = period_ns
+    for cpu in range(sc.nr_cpus):
+        sc.local_timer_next[cpu] = first
+    smp_mb()
+    sc.local_timer_fn = fn
+
+
+cdef void local_timer_stop(sched *sc) noexcept nogil:
+    sc.local_timer_fn = NULL
+    smp_mb()
+
+
+cdef void __run_local_timers(sched *sc, int cpu) noexcept nogil:
+    """The timer softirq of vCPU `cpu` (run_timer_softirq): if its expiry
+    passed, re-arm it one period from now and run it here, on this vCPU."""
+    cdef smp_call_func_t fn = sc.local_timer_fn
+    cdef uint64_t now
+    if fn == NULL:
+        return
+    now = monotonic_ns()
+    if now < sc.local_timer_next[cpu]:
+        return
+    sc.local_timer_next[cpu] = now + <uint64_t>sc.local_timer_period_ns
+    fn(sc.local_timer_data, cpu)

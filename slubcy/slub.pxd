@@ -175,6 +175,8 @@ cdef struct slub_machine:
     int per_memcg_caches     # 1: a child cache per memcg (3.16 .. 5.8); 0: objcg (5.9)
     int pages_pin_memcg      # 1: each charged slab page pins its memcg (until 5.2)
     int cpu_partial_dead_check   # put_cpu_partial unfreezes when cpu_partial == 0 (4.0)
+    int unregister_on_empty  # a dead cache whose last slab goes is destroyed then (if its
+                             # memcg may let it go); 0: only at offline (3.16 keep)
     # Locks.  slab_lock: a spinlock for the short list updates below (taken
     # from the free path too: discard_slab -> destroy of an empty dead
     # cache), never held across a wait.  slab_mutex and cgroup_mutex: the
@@ -390,6 +392,7 @@ cdef int flush_all(kmem_cache *s) noexcept nogil
 cdef int flush_all_caches(slub_machine *m, kmem_cache **caches, int n) noexcept nogil
 cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil
 cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil
+cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil
 
 cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size, size_t align,
                                  unsigned long flags, void *ctor) noexcept nogil

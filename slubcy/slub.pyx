@@ -1098,6 +1098,38 @@ cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
     return 1 if atomic_long_read(&n.nr_slabs) else 0
 
 
+cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil:
+    """The discard half of __kmem_cache_shrink(), with no flush_all(): free
+    every empty slab of the node partial list (what SLAB's cache_reap() does
+    to a node's free slabs with drain_freelist()).  Returns how many."""
+    cdef kmem_cache_node *n = &s.node
+    cdef list_head discard
+    cdef list_head *pos
+    cdef list_head *nxt
+    cdef uint64_t w
+    cdef long count = 0
+    if n.nr_partial == 0:
+        return 0
+    INIT_LIST_HEAD(&discard)
+    spin_lock(&n.list_lock)
+    pos = n.partial.next
+    while pos != &n.partial:
+        nxt = pos.next
+        w = slab_word_read(&lru_to_page(pos).fc)
+        if fc_inuse(w) == 0:
+            list_del(pos)
+            list_add(pos, &discard)
+            n.nr_partial -= 1
+        pos = nxt
+    spin_unlock(&n.list_lock)
+    while not list_empty(&discard):
+        pos = discard.next
+        list_del(pos)
+        discard_slab(s, lru_to_page(pos))
+        count += 1
+    return count
+
+
 cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil:
     """kmem_cache_close(): flush, free the empty partial slabs (free_partial),
     and fail (1) if any slab is left.  Unlike the kernel, a failed shutdown

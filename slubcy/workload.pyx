@@ -29,7 +29,7 @@ from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_p
 from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
                            local_irq_enabled, preempt_check_resched,
-                           xorshift64,
+                           xorshift64, run_local_timers,
                            atomic_int_read, atomic_int_set, QS_INTERVAL)
 
 cdef extern from "_atomic.h" nogil:
@@ -229,6 +229,7 @@ cdef inline bint w_tick(worker *w, long *n) noexcept nogil:
         ring_publish(w.out)
         rcu_quiescent_state(w.sc, w.cpu)
         rcu_softirq(w.sc, w.cpu)
+        run_local_timers(w.sc, w.cpu)
         if atomic_int_read(w.stop):
             return False
     if w.ops_target >= 0 and w.ops >= w.ops_target:
@@ -530,6 +531,7 @@ cdef void worker_main(worker *w) noexcept nogil:
         if (k & 63) == 0:
             rcu_quiescent_state(w.sc, w.cpu)
             rcu_softirq(w.sc, w.cpu)
+            run_local_timers(w.sc, w.cpu)
             sched_yield()
     drain_inq(w)
     if w.kind == W_LARSON:          # the live objects stayed for the sample

@@ -32,7 +32,8 @@ def create_child_caches(m, g, *caches):
     ("barrier:sync", False, False),  # 4.7: the preempted task holds no grace period
     ("barrier:kick", False, False),  # 4.0: the IPI is taken while vCPU 1 is preempted
     ("reparent", False, False),
-    ("reap", False, False),          # the reaper drains it on its next pass
+    ("reap", False, False),          # the reaper drains it on its next pass (reap:ipi)
+    ("reap:percpu", False, False),   # vCPU 1's own reap pass flushes its partial list
     ("objcg", False, False),         # no dead caches at all
 ])
 def test_replay(policy, leaks, blocks):
@@ -128,7 +129,8 @@ def test_churn_naive_leaks_under_preemption():
     assert r.metrics["leaked_caches"] > 0
 
 
-@pytest.mark.parametrize("policy", ["barrier", "barrier:sync", "reparent", "reap", "objcg"])
+@pytest.mark.parametrize("policy", ["barrier", "barrier:sync", "reparent", "reap", "reap:percpu:5ms",
+                                    "objcg"])
 @pytest.mark.parametrize("seed", [3, 4])
 def test_churn_safe_policies_never_leak(policy, seed):
     r = churn(policy, seed=seed, ops=250_000)
@@ -301,11 +303,66 @@ def test_memcg_lifecycle(policy):
         m._policy_quiesce()
         st = m.memcg_stats()
         if policy == "keep":
-            # 3.16: the empty slabs SLUB keeps (min_partial, cpu partials)
-            # stay with the dead cache, and pin the memcg
+            # 3.16: the cache held objects at offline, so it was never
+            # unregistered: it stays, dead, with the empty slabs SLUB keeps
+            # (min_partial, cpu partials), and its memcg stays dying
             assert st["leaked_caches"] == 1 and g.dying and st["dying_memcgs"] == 1
+            assert [x.name for x in m.memcg_caches(c)] == ["dentry(0:job)"]
+            m.kmem_cache_shrink(m.memcg_caches(c)[0])
+            st = m.memcg_stats()
+            assert st["leaked_caches"] == 0 and st["dead_caches"] == 1 and g.dying
         else:
             assert st["leaked_caches"] == 0 and g.freed and st["dying_memcgs"] == 0
+        m.validate()
+
+
+def test_keep_unregisters_only_the_caches_empty_at_offline():
+    """Linux 3.16 memcg_unregister_all_caches(): at offline each cache is
+    shrunk and unregistered only if it holds no page then.  One that held
+    objects stays for good -- dead, with its memcg dying -- even once every
+    object is freed, the machine quiesced and the cache shrunk to nothing
+    (no last-page trigger since 3.16)."""
+    with slubcy.Machine(cpus=2, memory=32 << 20, policy="keep") as m:
+        empty_root = m.kmem_cache_create("empty", 192, flags=ACCT)
+        busy_root = m.kmem_cache_create("busy", 192, flags=ACCT)
+        g = m.memcg_create("job")
+        gone = m.kmem_cache_alloc_bulk(empty_root, 50, cpu=0, memcg=g)
+        kept = m.kmem_cache_alloc_bulk(busy_root, 50, cpu=1, memcg=g)
+        m.kmem_cache_free_bulk(empty_root, gone, cpu=1)     # slabs cached, no object
+        [empty] = m.memcg_caches(empty_root)
+        [busy] = m.memcg_caches(busy_root)
+        destroyed = m.memcg_stats()["caches_destroyed"]
+        m.memcg_offline(g)
+        # unregistered at offline, though busy's pages still pin the memcg
+        assert empty.destroyed and m.memcg_caches(empty_root) == []
+        assert m.memcg_stats()["caches_destroyed"] == destroyed + 1
+        assert [x.name for x in g.kmem_caches] == [busy.name]
+        m.kmem_cache_free_bulk(busy_root, kept, cpu=0)
+        m._policy_quiesce()
+        m.kmem_cache_shrink(busy)
+        st = m.memcg_stats()
+        assert not busy.destroyed and m.memcg_caches(busy_root) == [busy]
+        assert m.cache_info(busy)["nr_slabs"] == 0 and g.nr_pages == 0
+        assert st["dead_caches"] == 1 and st["leaked_caches"] == 0
+        assert g.dying and not g.freed and st["dying_memcgs"] == 1
+        assert st["caches_destroyed"] == destroyed + 1
+        m.validate()
+
+
+@pytest.mark.parametrize("spec,attr", [("reap:percpu:1ms", "passes"), ("reap:ipi:1ms", "reaps")])
+def test_reapers_run_periodically_during_a_run(spec, attr):
+    """With a short PERIOD the reaper works during the run: reap:percpu on
+    every vCPU, by the worker running it (run_local_timers; quiesce adds
+    one pass per idle vCPU at the end), reap:ipi from its thread."""
+    p = policies.get_policy(spec)
+    with slubcy.Machine(cpus=2, memory=256 << 20, policy=p) as m:
+        r = workloads.run("churn", machine=m, seconds=0.3, seed=2, outlive=0.5)
+        assert r.metrics["leaked_caches"] == 0 and r.metrics["offlines"] > 0
+        if attr == "passes":
+            assert len(p.passes) == 2 and min(p.passes) >= 2      # >= 1 by the worker
+            assert len(p.skipped) == 2
+        else:
+            assert p.reaps >= 3                                   # >= 2 by the thread
         m.validate()
 
 
@@ -345,7 +402,19 @@ def test_policy_registry():
         assert row["kernel"] and row["doc"]
     assert policies.get_policy("barrier:sync").options == "sync"
     assert policies.get_policy("reap:20ms").period == pytest.approx(0.02)
-    for bad in ("nope", "barrier:later", "reap:0ms", "", None):
+    # reap alone is reap:ipi; the defaults are the kernel's figures
+    for spec, variant, period in [("reap", "ipi", 30.0), ("reap:20ms", "ipi", 0.02),
+                                  ("reap:ipi", "ipi", 30.0), ("reap:percpu", "percpu", 2.0),
+                                  ("reap:percpu:5ms", "percpu", 0.005)]:
+        p = policies.get_policy(spec)
+        assert (p.variant, p.name) == (variant, f"reap:{variant}")
+        assert p.period == pytest.approx(period)
+    specs = policies.compare_specs()
+    assert {"reap:ipi", "reap:percpu"} <= set(specs) and "reap" not in specs
+    assert set(policies.available()) - {"reap"} <= set(specs)
+    for bad in ("nope", "barrier:later", "reap:0ms", "", None, "reap:bogus", "reap:bogus:5ms",
+                "reap:percpu:", "reap:percpu:0", "reap:percpu:soon", "reap:ipi:-1ms",
+                "reap:percpu:5ms:x", "reap:2h", "reap:7200s"):
         with pytest.raises(ValueError):
             policies.get_policy(bad)
     with pytest.raises(ValueError):
