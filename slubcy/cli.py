@@ -76,21 +76,68 @@ def _run(args):
 def _compare(args):
     import policies as registry
     from slubcy import compare
-    names = args.policies or registry.compare_specs()
+    names = args.policies or compare.default_policies()
     for n in names:
         registry.get_policy(n)          # a bad name fails before any run
-    tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
-                                    seed=args.seed, cpus=args.cpus, ops=args.ops,
-                                    seconds=args.seconds, out=args.out,
-                                    progress=not args.no_progress, hz=args.hz,
-                                    expedited=args.expedited)
-    gp = (", expedited grace periods" if args.expedited else
-          f", grace periods end at a {args.hz or slubcy.DEFAULT_HZ} Hz tick")
-    print(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy{gp}")
+    if args.out is not None:
+        compare.check_out(args.out)     # so does an unwritable --out
+    preempt = args.preempt
+    try:
+        tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
+                                        seed=args.seed, cpus=args.cpus, ops=args.ops,
+                                        seconds=args.seconds, out=args.out,
+                                        progress=not args.no_progress, hz=args.hz,
+                                        expedited=args.expedited, preempt=preempt)
+    except KeyboardInterrupt:
+        kept = ""
+        if args.out is not None:
+            import json
+            from pathlib import Path
+            meta = Path(args.out) / f"compare_{args.workload}_meta.json"
+            if meta.exists():
+                m = json.loads(meta.read_text())
+                kept = (f": {m['runs_done']} of {m['runs_planned']} runs kept in {args.out}, "
+                        "marked partial" if m["partial"] else
+                        f": all {m['runs_done']} runs kept in {args.out}, the plot not drawn")
+        print(f"slubcy: interrupted{kept}", file=sys.stderr)
+        return 130
+    gp = ("expedited grace periods" if args.expedited else
+          f"grace periods end at a {args.hz or slubcy.DEFAULT_HZ} Hz tick")
+    pre = f", preempt {preempt}" if preempt else ""
+    import textwrap
+    print(textwrap.fill(f"{args.workload} on {args.cpus} vCPUs, {args.repeat} runs per policy, "
+                        f"{gp}{pre}", compare.WIDTH, subsequent_indent="    "))
     print(compare.format_table(summary, names))
+    print()
+    print("\n".join(compare.verdicts(summary, names)))
     if args.out:
-        print(f"wrote {args.out}/compare_{args.workload}.csv, _summary.csv, _series.csv, "
-              "_offline_us.csv and .png")
+        print(f"wrote to {args.out}:\n  compare_{args.workload}.csv, _summary.csv, _series.csv, "
+              "_offline_us.csv, _meta.json and .png")
+    return 0
+
+
+def _sweep(args):
+    import policies as registry
+    from slubcy import compare, sweep
+    registry.get_policy(args.policy)
+    rates = sweep.parse_rates(args.rates)
+    scenario = sweep.Scenario(args.offlines_per_day, args.preemptions_per_s)
+    out = compare.check_out(args.out) if args.out is not None else None
+    if args.outlive is not None and not 0 <= args.outlive <= 1:
+        raise ValueError(f"--outlive is a fraction in [0, 1], got {args.outlive}")
+    extra = {} if args.outlive is None else {"outlive": args.outlive}
+    s = sweep.leak_vs_preemption(args.policy, rates=rates, seconds=args.seconds,
+                                 repeat=args.repeat, cpus=args.cpus, slice=args.slice,
+                                 workload=args.workload, seed=args.seed, preempt=args.preempt,
+                                 scenario=scenario, progress=not args.no_progress, hz=args.hz,
+                                 expedited=args.expedited, **extra)
+    print(s.format())
+    if out is not None:
+        stem = f"sweep_{args.workload}_{args.policy.replace(':', '-')}"
+        s.runs.to_csv(out / f"{stem}.csv", index=False)
+        s.points.to_csv(out / f"{stem}_points.csv", index=False)
+        s.plot(out / f"{stem}.png")
+        print(f"wrote {out}/{stem}.csv, _points.csv and .png")
     return 0
 
 
@@ -154,7 +201,9 @@ def main(argv=None):
     run.set_defaults(func=_run)
 
     cmp_ = sub.add_parser("compare", help="A/B the policies on a workload (default: all, churn)")
-    cmp_.add_argument("policies", nargs="*", help="policy specs (default: every registered one)")
+    cmp_.add_argument("policies", nargs="*",
+                      help="policy specs, the first the baseline (default: every registered "
+                           "one, objcg first)")
     cmp_.add_argument("--workload", "-w", default="churn",
                       choices=["fastpath", "batch", "remote", "larson", "churn"])
     cmp_.add_argument("--repeat", "-r", type=int, default=3)
@@ -165,9 +214,39 @@ def main(argv=None):
     b2.add_argument("--ops", type=int, help="per run")
     cmp_.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     cmp_.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
-    cmp_.add_argument("--out", default=None, help="directory for the CSV and the plot")
+    cmp_.add_argument("--preempt", metavar="SPEC", default=None,
+                      help="as for run, e.g. preempt=1000/s:3ms (the CONFIG_PREEMPT model)")
+    cmp_.add_argument("--out", default=None,
+                      help="directory for the CSVs and the plot, rewritten after every run "
+                           "(checked before the first)")
     cmp_.add_argument("--no-progress", action="store_true")
     cmp_.set_defaults(func=_compare)
+
+    sw = sub.add_parser("sweep", help="a policy's leak rate vs the CONFIG_PREEMPT preemption "
+                                      "rate, fitted and extrapolated to a production host")
+    sw.add_argument("--policy", "-p", default="naive")
+    sw.add_argument("--workload", "-w", default="churn",
+                    choices=["fastpath", "batch", "remote", "larson", "churn"])
+    sw.add_argument("--rates", default=",".join(str(r) for r in (0, 1000, 3000, 10000)),
+                    help="preemptions/s per vCPU, comma-separated (0: no preemption model)")
+    sw.add_argument("--slice", default="3ms", help="mean time slice of a preempted task")
+    sw.add_argument("--seconds", type=float, default=0.5, help="per run")
+    sw.add_argument("--repeat", "-r", type=int, default=2, help="runs per rate")
+    sw.add_argument("--cpus", type=int, default=2)
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--outlive", type=float, default=None,
+                    help="churn: fraction of a job's objects freed after its offline")
+    sw.add_argument("--preempt", metavar="SPEC", default=None,
+                    help="extra named preemption points, e.g. slab_free:before_cmpxchg=0.01:20us")
+    sw.add_argument("--hz", type=int, default=None, help=HZ_HELP)
+    sw.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
+    sw.add_argument("--offlines-per-day", type=float, default=10_000,
+                    help="production scenario: memory cgroups removed per day (default 10,000)")
+    sw.add_argument("--preemptions-per-s", type=float, default=1000.0,
+                    help="production scenario: preemptions/s per CPU (default 1000)")
+    sw.add_argument("--out", default=None, help="directory for the CSVs and the plot")
+    sw.add_argument("--no-progress", action="store_true")
+    sw.set_defaults(func=_sweep)
 
     race = sub.add_parser("race", help="replay the seed's __slab_free race under a policy")
     race.add_argument("--policy", "-p", default="naive", help="policy spec, e.g. barrier:sync")
@@ -191,6 +270,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("slubcy: interrupted", file=sys.stderr)
+        return 130
     except (slubcy.SlubError, ValueError, TypeError) as e:
         print(f"slubcy: error: {e}", file=sys.stderr)
         return 2

@@ -5,15 +5,18 @@
     asv = results.load_asv(".asv/results")          # `make bench`
 
 `load_compare` returns a `CompareResults` of four frames: `tidy` (one row per
-run × metric), `summary` (mean, CI, ratio per policy × metric), `series`
-(memcg counts and slab pages sampled over each run) and `offline` (quantiles
-of each run's offline latency).  `load_asv` flattens asv's result files
+run × metric), `summary` (per policy × metric: mean and 95% interval -- for
+the leak counts the exact Poisson interval of all runs pooled --, ratio and p
+against the baseline), `series` (memcg counts and slab pages sampled over
+each run) and `offline` (quantiles of each run's offline latency), and the
+`meta` of compare_W_meta.json (`partial` while the compare ran or when it
+was interrupted).  `load_asv` flattens asv's result files
 (format version 2) into one row per benchmark × parameter combination.
 """
 import ast
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -29,11 +32,18 @@ class CompareResults:
     summary: pd.DataFrame
     series: pd.DataFrame
     offline: pd.DataFrame
+    meta: dict = field(default_factory=dict)
 
     @property
     def policies(self):
         """Policies in the order they were compared (the first is the baseline)."""
-        return list(dict.fromkeys(self.tidy.policy))
+        return self.meta.get("policies") or list(dict.fromkeys(self.tidy.policy))
+
+    @property
+    def partial(self):
+        """True if the compare was interrupted (or is still running): only the
+        finished runs are in the files."""
+        return bool(self.meta.get("partial", False))
 
     def wide(self):
         """One row per run, one column per metric."""
@@ -58,7 +68,9 @@ def load_compare(directory, workload="churn"):
     if missing:
         raise FileNotFoundError(f"no compare results for {workload!r}: missing {', '.join(missing)}"
                                 f" (run `slubcy compare --workload {workload} --out {directory}`)")
-    return CompareResults(**{k: pd.read_csv(p) for k, p in paths.items()})
+    meta_path = Path(directory) / f"compare_{workload}_meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return CompareResults(**{k: pd.read_csv(p) for k, p in paths.items()}, meta=meta)
 
 
 def _literal(text):

@@ -3,8 +3,11 @@
     r = slubcy.workloads.run("larson", cpus=2, seconds=2, seed=0)
     r.metrics["throughput"]; r.to_frame(); r.to_json()
 """
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -204,13 +207,26 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             del row["leaked_caches"]
             series.append(row)
 
-        r.start()
-        _wait(r, ops, seconds, show, sample_series if workload == "churn" else None, sample_every)
-
         def sample():
             return m.slab_usage(), m.memcg_stats()
 
-        per, ((used, nslots, pages), mst) = r.finish(sample)
+        with _sigint_deferred() as early:
+            r.start()           # all the workers or none: a Ctrl-C waits for it
+        try:
+            if early:
+                raise KeyboardInterrupt
+            _wait(r, ops, seconds, show, sample_series if workload == "churn" else None,
+                  sample_every)
+        except KeyboardInterrupt:
+            # Ctrl-C: stop the workers, let them drain and join, then re-raise
+            r.request_stop()
+            with _sigint_deferred():
+                r.finish()
+            raise
+        with _sigint_deferred() as interrupted:
+            per, ((used, nslots, pages), mst) = r.finish(sample)
+        if interrupted:
+            raise KeyboardInterrupt
         if workload == "churn":
             sample_series()
         quiesced = True
@@ -253,6 +269,23 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
     finally:
         if own:
             m.close()
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """While the workers are being joined, a Ctrl-C is noted, not raised
+    (a half-joined Run cannot be finished again); yields a list that is
+    non-empty if one came.  Only in the main thread, where signals land."""
+    came = []
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is None):
+        yield came
+        return
+    old = signal.signal(signal.SIGINT, lambda *a: came.append(1))
+    try:
+        yield came
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _pct(sorted_values, q):

@@ -100,9 +100,9 @@ def test_notebook_executes(path, tmp_path, asv_results, monkeypatch):
     assert not errors
     assert results.has_compare(tmp_path)
     for fig in ("policy_throughput_leaks", "policy_retained_over_time", "policy_offline_latency",
-                "grace_period_models"):
+                "grace_period_models", "leak_vs_preemption"):
         assert (tmp_path / f"{fig}.png").stat().st_size > 10_000, fig
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []) if o.output_type == "stream")
-    assert "no comparison in" in text and "policies: keep, naive" in text
+    assert "no comparison in" in text and "policies: objcg, keep, naive" in text
     assert "results, 1 commit(s), machines: slubcy-test" in text
