@@ -48,15 +48,47 @@ EXPEDITED_HELP = ("grace periods end as soon as every vCPU passed a quiescent st
                   "(as synchronize_sched_expedited), not at a tick")
 
 
+PARAM_HELP = ("a workload shape parameter, repeatable: "
+              "job_objects, outlive, handoff, lifetime (s), reclaim_batch, reclaim_every, slots "
+              "(see slubcy.workloads.CHURN_DEFAULTS)")
+
+
+def parse_params(items):
+    """['lifetime=0.01', 'job_objects=256'] -> {'lifetime': 0.01, 'job_objects': 256}."""
+    from slubcy import workloads
+    out = {}
+    for item in items or ():
+        name, eq, value = item.partition("=")
+        if not eq or name not in workloads.SHAPE_PARAMS:
+            raise ValueError(f"bad --param {item!r}: NAME=VALUE with NAME one of "
+                             f"{', '.join(workloads.SHAPE_PARAMS)}")
+        kind = type(workloads.CHURN_DEFAULTS[name])
+        try:
+            out[name] = kind(float(value)) if kind is int and float(value).is_integer() \
+                else kind(value)
+        except ValueError:
+            raise ValueError(f"bad value {value!r} for --param {name}") from None
+    return out
+
+
+def preempt_spec(args):
+    """--preempt: 'none' for no preemption; churn defaults to the main
+    job's (workloads.MAIN_PREEMPT)."""
+    from slubcy import workloads
+    if args.preempt is None:
+        return workloads.MAIN_PREEMPT if args.workload == "churn" else None
+    return None if args.preempt == "none" else args.preempt
+
+
 def _run(args):
     from slubcy import workloads
     if args.seconds is None and args.ops is None:
         args.seconds = 2.0
     r = workloads.run(args.workload, cpus=args.cpus, ops=args.ops, seconds=args.seconds,
                       seed=args.seed, memory=None if args.memory is None else args.memory << 20,
-                      preempt=args.preempt,
+                      preempt=preempt_spec(args),
                       progress=None if not args.json else False, policy=args.policy,
-                      hz=args.hz, expedited=args.expedited)
+                      hz=args.hz, expedited=args.expedited, **parse_params(args.param))
     if args.json:
         print(r.to_json())
         return 0
@@ -79,15 +111,16 @@ def _compare(args):
     names = args.policies or compare.default_policies()
     for n in names:
         registry.get_policy(n)          # a bad name fails before any run
+    params = parse_params(args.param)
     if args.out is not None:
         compare.check_out(args.out)     # so does an unwritable --out
-    preempt = args.preempt
+    preempt = preempt_spec(args)
     try:
         tidy, summary = compare.compare(names, workload=args.workload, repeat=args.repeat,
                                         seed=args.seed, cpus=args.cpus, ops=args.ops,
                                         seconds=args.seconds, out=args.out,
                                         progress=not args.no_progress, hz=args.hz,
-                                        expedited=args.expedited, preempt=preempt)
+                                        expedited=args.expedited, preempt=preempt, **params)
     except KeyboardInterrupt:
         kept = ""
         if args.out is not None:
@@ -194,7 +227,10 @@ def main(argv=None):
     run.add_argument("--preempt", metavar="SPEC",
                      help="POINT=PROBABILITY:DURATION[:MODE][,...], e.g. "
                           "slab_free:before_cmpxchg=0.01:50us, and/or the CONFIG_PREEMPT model "
-                          "preempt=RATE/s:SLICE[:exp|fixed], e.g. preempt=1000/s:3ms")
+                          "preempt=RATE/s:SLICE[:exp|fixed], e.g. preempt=1000/s:3ms; 'none' for "
+                          "no preemption; churn's default is the main job's, "
+                          "slab_free:before_cmpxchg=0.05:1ms:sleep (workloads.MAIN_PREEMPT)")
+    run.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     run.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     run.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
     run.add_argument("--json", action="store_true", help="one JSON object with the metrics")
@@ -212,10 +248,13 @@ def main(argv=None):
     b2 = cmp_.add_mutually_exclusive_group()
     b2.add_argument("--seconds", type=float, help="per run (default 1)")
     b2.add_argument("--ops", type=int, help="per run")
+    cmp_.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     cmp_.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     cmp_.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
     cmp_.add_argument("--preempt", metavar="SPEC", default=None,
-                      help="as for run, e.g. preempt=1000/s:3ms (the CONFIG_PREEMPT model)")
+                      help="as for run, e.g. preempt=1000/s:3ms (the CONFIG_PREEMPT model); "
+                           "'none' for no preemption; churn's default is the main job's "
+                           "(workloads.MAIN_PREEMPT)")
     cmp_.add_argument("--out", default=None,
                       help="directory for the CSVs and the plot, rewritten after every run "
                            "(checked before the first)")
