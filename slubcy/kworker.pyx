@@ -22,7 +22,7 @@ thread.
 from libc.stdlib cimport free
 from posix.time cimport timespec, nanosleep
 
-from slubcy.sched cimport monotonic, cpu_relax
+from slubcy.sched cimport monotonic, cpu_relax, backoff_wait
 
 cdef extern from "pthread.h" nogil:
     int pthread_create(pthread_t *thread, void *attr, void *(*start)(void *) noexcept nogil,
@@ -158,7 +158,6 @@ cdef int flush_workqueue(workqueue *wq, double timeout) noexcept nogil:
     was dropped).  0, or -1 after `timeout` seconds (< 0: no limit)."""
     cdef long target
     cdef int spins = 0
-    cdef timespec ts
     cdef double deadline
     if not wq.started:
         return 0
@@ -169,13 +168,5 @@ cdef int flush_workqueue(workqueue *wq, double timeout) noexcept nogil:
     while load_long(&wq.done) + load_long(&wq.cancelled) < target:
         if monotonic() > deadline:
             return -1
-        spins += 1
-        if spins < 100:
-            cpu_relax()
-        elif spins < 200:
-            sched_yield()
-        else:
-            ts.tv_sec = 0
-            ts.tv_nsec = 20000
-            nanosleep(&ts, NULL)
+        backoff_wait(&spins, 20000)
     return 0

@@ -26,7 +26,8 @@ from libc.stdint cimport uint64_t
 from posix.time cimport timespec, nanosleep
 
 from slubcy.sched cimport (sched, vcpu, smp_processor_id, handle_ipi, monotonic, smp_mb,
-                           atomic_int_read, atomic_int_set, atomic_u64_set, cpu_relax, IPI_POSTED)
+                           atomic_int_read, atomic_int_set, atomic_u64_set, cpu_relax, IPI_POSTED,
+                           backoff_wait)
 
 cdef extern from "sched.h" nogil:
     int sched_yield()
@@ -55,7 +56,6 @@ cdef double mutex_lock_slowpath(sched *sc, mutex *lock, unsigned int ticket) noe
     """__mutex_lock_slowpath(): wait for our turn as a sleeping task would."""
     cdef int cpu = smp_processor_id(), spins = 0
     cdef vcpu *v = NULL
-    cdef timespec ts
     cdef double t0 = monotonic(), waited
     cdef PyThreadState *tstate = NULL
     if PyGILState_Check():
@@ -70,15 +70,7 @@ cdef double mutex_lock_slowpath(sched *sc, mutex *lock, unsigned int ticket) noe
     while ticket_read(&lock.serving) != ticket:
         if v != NULL and atomic_int_read(&v.ipi_state) == IPI_POSTED:
             handle_ipi(sc, cpu)         # the sleeping task's CPU takes its interrupts
-        spins += 1
-        if spins < 100:
-            cpu_relax()
-        elif spins < 200:
-            sched_yield()
-        else:
-            ts.tv_sec = 0
-            ts.tv_nsec = 20000
-            nanosleep(&ts, NULL)
+        backoff_wait(&spins, 20000)
     if v != NULL:
         atomic_int_set(&v.online, 1)
         smp_mb()        # online before any read of shared state (see synchronize_sched)

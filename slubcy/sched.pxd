@@ -146,6 +146,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil
 cdef void preempt_model_check(sched *sc, int cpu) noexcept nogil
 cdef void preempt_model_set(sched *sc, double rate, long slice_ns, bint fixed) noexcept nogil
 cdef double monotonic() noexcept nogil
+cdef void backoff_wait(int *spins, long sleep_ns) noexcept nogil
 cdef uint64_t rcu_jiffies(sched *sc) noexcept nogil
 cdef void call_rcu(sched *sc, rcu_head *head, void (*func)(rcu_head *) noexcept nogil) noexcept nogil
 cdef rcu_head *rcu_take_pending(sched *sc) noexcept nogil

@@ -111,18 +111,24 @@ cdef uint64_t rcu_jiffies(sched *sc) noexcept nogil:
     return (<uint64_t>ts.tv_sec * 1000000000 + <uint64_t>ts.tv_nsec) // <uint64_t>sc.tick_ns
 
 
-cdef inline void backoff(int *spins) noexcept nogil:
-    """Wait a little: spin first, then yield, then sleep 50 us."""
+cdef void backoff_wait(int *spins, long sleep_ns) noexcept nogil:
+    """One step of a polling wait: spin (cpu_relax) the first 100 times,
+    then yield the CPU the next 100, then sleep sleep_ns each time."""
     cdef timespec ts
     spins[0] += 1
-    if spins[0] < 200:
+    if spins[0] < 100:
         cpu_relax()
-    elif spins[0] < 400:
+    elif spins[0] < 200:
         sched_yield()
     else:
         ts.tv_sec = 0
-        ts.tv_nsec = 50000
+        ts.tv_nsec = sleep_ns
         nanosleep(&ts, NULL)
+
+
+cdef inline void backoff(int *spins) noexcept nogil:
+    """Wait a little, sleeping 50 us once spinning and yielding are done."""
+    backoff_wait(spins, 50000)
 
 
 cdef int sched_init(sched *sc, int nr_cpus, uint64_t seed) noexcept nogil:

@@ -29,7 +29,7 @@ from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_p
 from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
                            local_irq_enabled, preempt_check_resched,
-                           xorshift64, run_local_timers,
+                           xorshift64, run_local_timers, backoff_wait,
                            atomic_int_read, atomic_int_set, QS_INTERVAL)
 
 cdef extern from "_atomic.h" nogil:
@@ -333,20 +333,11 @@ cdef void wait_kworker(worker *w) noexcept nogil:
     serving the requests posted to its vCPU."""
     cdef long target = load_long(&w.m.wq.queued)
     cdef int spins = 0
-    cdef timespec ts
     while load_long(&w.m.wq.done) + load_long(&w.m.wq.cancelled) < target:
         rcu_quiescent_state(w.sc, w.cpu)
         if atomic_int_read(w.stop):
             return
-        spins += 1
-        if spins < 100:
-            cpu_relax()
-        elif spins < 200:
-            sched_yield()
-        else:
-            ts.tv_sec = 0
-            ts.tv_nsec = 20000
-            nanosleep(&ts, NULL)
+        backoff_wait(&spins, 20000)
 
 
 cdef void churn_offline_done(void *arg, double latency, int rc) noexcept nogil:
