@@ -8,6 +8,9 @@
 - Offline.time_memcg_offline: one memcg_offline() of a memcg holding objects
   in every churn cache (half freed, half still charged), per policy.
 - peakmem_churn: the process's peak RSS over a churn run, per policy.
+- ChurnShape.track_*: churn's leak rate, retained pages and throughput by
+  policy x one shape parameter changed from workloads.CHURN_DEFAULTS (the
+  knobs `slubcy run/compare --param NAME=VALUE` sets).
 - CgroupLoop.track_runs_per_s: kernel bugzilla 190841's create -> allocate
   -> rmdir loop (workloads.cgroup_loop, HZ=250 grace periods), runs per
   second by policy x child caches per memcg: falls ~caches-fold under
@@ -36,7 +39,10 @@ class Metrics:
         for policy in POLICIES:
             for vcpus in VCPUS:
                 for workload in ("churn", "larson"):
-                    r = workloads.run(workload, cpus=vcpus, seconds=seconds(), policy=policy)
+                    # churn under the main job's preemption at the race window
+                    r = workloads.run(workload, cpus=vcpus, seconds=seconds(), policy=policy,
+                                      preempt=workloads.MAIN_PREEMPT if workload == "churn"
+                                      else None)
                     out[policy, vcpus, workload] = r.metrics
         return out
 
@@ -65,6 +71,46 @@ class Metrics:
     def track_utilization(self, cache, policy, vcpus, workload):
         return _value(cache[policy, vcpus, workload]["utilization"])
     track_utilization.unit = "used/allocated object slots"
+
+
+SHAPES = ["default", "job_objects=256", "outlive=0.5", "handoff=0", "lifetime=0.002",
+          "reclaim_batch=16"]
+
+
+def shape_kwargs(shape):
+    """'lifetime=0.002' -> {'lifetime': 0.002}; 'default' -> {}."""
+    if shape == "default":
+        return {}
+    name, _, value = shape.partition("=")
+    return {name: type(workloads.CHURN_DEFAULTS[name])(float(value))}
+
+
+class ChurnShape:
+    params = (["naive", "barrier", "objcg"], SHAPES)
+    param_names = ["policy", "shape"]
+    timeout = 900
+
+    def setup_cache(self):
+        out = {}
+        for policy in self.params[0]:
+            for shape in SHAPES:
+                r = workloads.run("churn", cpus=2, seconds=seconds(), policy=policy,
+                                  preempt=workloads.MAIN_PREEMPT, **shape_kwargs(shape))
+                out[policy, shape] = r.metrics
+        return out
+
+    def track_leak_rate(self, cache, policy, shape):
+        m = cache[policy, shape]
+        return _value(m["leak_rate"]) if m["offlines"] else math.nan
+    track_leak_rate.unit = "leaked caches per 1000 offlines"
+
+    def track_retained_pages(self, cache, policy, shape):
+        return _value(cache[policy, shape]["retained_pages"])
+    track_retained_pages.unit = "pages"
+
+    def track_throughput(self, cache, policy, shape):
+        return _value(cache[policy, shape]["throughput"])
+    track_throughput.unit = "ops/s"
 
 
 class Offline:

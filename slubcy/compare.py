@@ -458,8 +458,20 @@ def verdicts(summary, policies):
                 b = _row(summary, base, metric)
                 costs.append(f"{label} {_ratio(_row(summary, p, metric), b, scale, unit)}")
             text += f"; cost vs {base}: " + ", ".join(costs)
+        kind = leak_kind(p) if measured[p] and r["count"] > 0 else ""
+        if kind:
+            text += f" -- what leaks: {kind}"
         out.append(textwrap.fill(text, WIDTH, subsequent_indent="    "))
     return out
+
+
+def leak_kind(spec):
+    """What a leaked cache is under this policy (its Policy.leak_kind), or ''."""
+    import policies as registry
+    try:
+        return registry.get_policy(spec).leak_kind
+    except (ValueError, AttributeError):
+        return ""
 
 
 # -- the picture ----------------------------------------------------------------

@@ -431,3 +431,22 @@ def test_sweep_real_run_structure(tmp_path, capsys):
 def test_cli_bad_input_is_a_clear_error(argv, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("slubcy: error: ")
+
+
+def test_verdict_says_what_leaks():
+    """A leaking policy's verdict names what its leaked caches are (the
+    policy's leak_kind): parked by the race for naive, never unregistered
+    for keep; a leak-free one says no leak."""
+    rows = []
+    for p, leaks in (("objcg", 0), ("naive", 30), ("keep", 2000)):
+        for run in range(2):
+            values = {m: 1.0 for m in workloads.METRICS}
+            values.update(offlines=1000, leaked_caches=leaks, leak_rate=leaks)
+            rows += [{"policy": p, "workload": "churn", "run": run, "seed": run, "cpus": 2,
+                      "metric": m, "value": float(v)} for m, v in values.items()]
+    names = ["objcg", "naive", "keep"]
+    summary = compare.summarize(pd.DataFrame(rows), names)
+    text = " ".join(" ".join(compare.verdicts(summary, names)).split())
+    assert "objcg (baseline): no leak: 0 in 2,000 offlines" in text
+    assert "naive: LEAKS 30/1000" in text and "what leaks: parked by the race" in text
+    assert "what leaks: never unregistered" in text
