@@ -2,18 +2,23 @@
 while another thread allocates, validate() right after an async offline.
 Each runs in a subprocess where a crash could kill the host: a segfault is
 then a clean failure (its return code)."""
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+import slubcy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(slubcy.__file__)))   # the tree under test
+
 TIMEOUT = 120
 
 
 def run_script(body):
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(body)], capture_output=True,
-                          text=True, timeout=TIMEOUT)
+                          text=True, timeout=TIMEOUT, cwd=ROOT)
     assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-4000:])
     return proc.stdout
 
