@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SOURCES := $(wildcard slubcy/*.pyx slubcy/*.pxd slubcy/*.h policies/*.pyx policies/*.pxd) setup.py pyproject.toml
 
-.PHONY: run test perf install bench dashboard clean
+.PHONY: run test perf install bench dashboard clean sanitize tsan
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,4 +43,34 @@ perf: $(VENV)/.installed
 	$(BIN)/python benchmarks/perf.py
 
 clean:
-	rm -rf build $(VENV) slubcy/*.c slubcy/*.so policies/*.c policies/*.so *.egg-info
+	rm -rf build build-asan build-tsan $(VENV) slubcy/*.c slubcy/*.so policies/*.c policies/*.so *.egg-info
+
+# Sanitizer builds (not part of `make test`; see the README's "Sanitizers"):
+# each builds the extensions into its own copy of the tree (build-asan/,
+# build-tsan/) with SLUBCY_SANITIZE and runs tests there with the runtime
+# preloaded into the (uninstrumented) Python host.  SAN_PYTHON: an
+# interpreter with Cython, numpy and the test extras (`make install` first).
+SAN_PYTHON ?= $(CURDIR)/$(BIN)/python
+SAN_TESTS  ?= tests/test_bad_input.py tests/test_concurrency.py tests/test_introspection.py \
+              tests/test_validate.py tests/test_slub_rules.py tests/test_accounting.py \
+              tests/test_objcg.py tests/test_kworker.py tests/test_geometry.py
+TSAN_TESTS ?= tests/test_concurrency.py tests/test_introspection.py
+SAN_TREE   = mkdir -p $(1) && cp -r slubcy policies tests setup.py pyproject.toml $(1)/ && \
+             rm -f $(1)/slubcy/*.so $(1)/policies/*.so $(1)/slubcy/*.c $(1)/policies/*.c
+
+sanitize:
+	$(call SAN_TREE,build-asan)
+	cd build-asan && SLUBCY_SANITIZE=address,undefined $(SAN_PYTHON) setup.py -q build_ext --inplace
+	cd build-asan && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 PYTHONPATH=. \
+		$(SAN_PYTHON) -m pytest -q -p no:cacheprovider $(SAN_TESTS) \
+		-k "not test_vectors_are_freed_with_their_slabs"    # an RSS bound: ASan's quarantine keeps freed memory
+
+tsan:
+	$(call SAN_TREE,build-tsan)
+	cd build-tsan && SLUBCY_SANITIZE=thread $(SAN_PYTHON) setup.py -q build_ext --inplace
+	cd build-tsan && LD_PRELOAD="$$(gcc -print-file-name=libtsan.so)" \
+		TSAN_OPTIONS="suppressions=$(CURDIR)/.tsan-suppressions report_signal_unsafe=0 exitcode=0 log_path=$(CURDIR)/build-tsan/tsan" \
+		PYTHONPATH=. $(SAN_PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_TESTS)
+	@ls build-tsan/tsan.* >/dev/null 2>&1 && { echo "ThreadSanitizer reports:"; \
+		grep -h "^SUMMARY" build-tsan/tsan.* | sort | uniq -c | sort -rn; exit 1; } || echo "tsan: no reports"

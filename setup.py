@@ -18,6 +18,13 @@ directives = {
     "embedsignature": True,
 }
 cflags = ["-O0", "-g"] if DEBUG else ["-O2"]
+# SLUBCY_SANITIZE=address,undefined (or thread) builds with -fsanitize=...
+# at compile and link time (`make sanitize`, `make tsan`: see the README).
+SANITIZE = os.environ.get("SLUBCY_SANITIZE", "")
+ldflags = []
+if SANITIZE:
+    cflags = ["-O1", "-g", "-fno-omit-frame-pointer", f"-fsanitize={SANITIZE}"]
+    ldflags = [f"-fsanitize={SANITIZE}"]
 
 extensions = [
     Extension(
@@ -26,6 +33,7 @@ extensions = [
         include_dirs=["slubcy", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=cflags,
+        extra_link_args=ldflags,
     )
     for path in sorted(glob.glob("slubcy/*.pyx") + glob.glob("policies/*.pyx"))
 ]

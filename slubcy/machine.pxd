@@ -51,6 +51,10 @@ cdef class Machine:
     cdef tuple _writable(self, size_t addr, size_t length)
     cdef _validate_zone(self)
     cdef _validate_memcgs(self)
+    cdef int _check_lock(self) except -1
+    cdef void _check_unlock(self, int nr_cpus) noexcept
+    cdef _validate(self, c)
+    cdef _cache_rows(self, c, list rows)
 
 
 cdef class MemCgroup:

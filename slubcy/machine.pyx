@@ -35,6 +35,7 @@ from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_p
                            cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
                            RMDIR_NOMEM, RMDIR_STOPPED)
 from slubcy.mutex cimport mutex_lock, mutex_unlock
+from slubcy.sched cimport vcpu_borrow, vcpu_unborrow, backoff_wait
 from slubcy.kworker cimport workqueue_start, workqueue_stop, flush_workqueue
 from posix.time cimport timespec, nanosleep
 from libc.stdlib cimport free as c_free, realloc
@@ -885,12 +886,37 @@ cdef class Machine:
     def memcgs(self):
         """Every memcg of the machine (the root first), freed ones included."""
         self._check()
-        out = []
-        cdef mem_cgroup *g = self.m.memcgs
-        while g != NULL:
-            out.append(wrap_memcg(self, g))
-            g = g.next
-        return out[::-1]
+        cdef sched *sc = &self.m.sc
+        cdef mem_cgroup **ptrs = NULL
+        cdef mem_cgroup **grown
+        cdef mem_cgroup *g
+        cdef int n, cap = 64, i
+        # the list is changed under slab_lock; entries unlinked from it are
+        # freed after a grace period, which this read-side section holds off
+        # until each is wrapped
+        rcu_read_lock_ext(sc)
+        try:
+            while True:
+                grown = <mem_cgroup **>realloc(ptrs, cap * sizeof(mem_cgroup *))
+                if grown == NULL:
+                    raise MemoryError()
+                ptrs = grown
+                n = 0
+                with nogil:
+                    spin_lock(&self.m.slab_lock)
+                    g = self.m.memcgs
+                    while g != NULL and n < cap:
+                        ptrs[n] = g
+                        n += 1
+                        g = g.next
+                    spin_unlock(&self.m.slab_lock)
+                if g == NULL:
+                    break
+                cap *= 2
+            return [wrap_memcg(self, ptrs[i]) for i in range(n - 1, -1, -1)]
+        finally:
+            c_free(ptrs)
+            rcu_read_unlock_ext(sc)
 
     def memcg_stats(self):
         """Dead caches (of offline memcgs) not yet destroyed, those holding
@@ -906,13 +932,38 @@ cdef class Machine:
         ones excluded."""
         self._check()
         cdef kmem_cache_t *root = self._cache(c) if c is not None else NULL
-        cdef kmem_cache_t *s = self.m.slab_caches
-        out = []
-        while s != NULL:
-            if s.root != NULL and not s.destroyed and (root == NULL or s.root == root):
-                out.append(self._wrap_child(s))
-            s = s.next
-        return out[::-1]
+        cdef kmem_cache_t *s
+        cdef sched *sc = &self.m.sc
+        cdef kmem_cache_t **ptrs = NULL
+        cdef kmem_cache_t **grown
+        cdef int n, cap = 64, i
+        # snapshot under slab_lock (destroys unlink under it); a destroyed
+        # cache is freed after a grace period, held off by this read-side
+        # section until each is wrapped
+        rcu_read_lock_ext(sc)
+        try:
+            while True:
+                grown = <kmem_cache_t **>realloc(ptrs, cap * sizeof(kmem_cache_t *))
+                if grown == NULL:
+                    raise MemoryError()
+                ptrs = grown
+                n = 0
+                with nogil:
+                    spin_lock(&self.m.slab_lock)
+                    s = self.m.slab_caches
+                    while s != NULL and n < cap:
+                        if s.root != NULL and not s.destroyed and (root == NULL or s.root == root):
+                            ptrs[n] = s
+                            n += 1
+                        s = s.next
+                    spin_unlock(&self.m.slab_lock)
+                if s == NULL:
+                    break
+                cap *= 2
+            return [self._wrap_child(ptrs[i]) for i in range(n - 1, -1, -1)]
+        finally:
+            c_free(ptrs)
+            rcu_read_unlock_ext(sc)
 
     cdef KmemCache _wrap_child(self, kmem_cache_t *s):
         key = <uintptr_t>s
@@ -1294,11 +1345,60 @@ cdef class Machine:
 
     # -- inspection --------------------------------------------------------
 
+    cdef int _check_lock(self) except -1:
+        """Exclude every mutator for validate(): cgroup_mutex (offlines, as
+        the kworker runs them), slab_mutex (cache creation and destruction,
+        the workqueue's deferred shrinks, the reaper -- they take it too),
+        then every vCPU (calls of other Python threads finish first; no
+        worker, vCPU-borrowing thread or cross-vCPU request runs meanwhile).
+        The vCPUs stay quiescent for RCU.  MachineBusy if a vCPU is still
+        taken after a few seconds (released again)."""
+        cdef int cpu, got = 0, spins = 0
+        cdef double deadline = monotonic() + 5.0
+        cdef sched *sc = &self.m.sc
+        with nogil:
+            mutex_lock(sc, &self.m.cgroup_mutex)
+            mutex_lock(sc, &self.m.slab_mutex)
+            while got < self.m.nr_cpus:
+                if vcpu_borrow(sc, got, OWNER_CONTROLLER):
+                    atomic_int_set(&sc.vcpus[got].online, 0)
+                    got += 1
+                    spins = 0
+                elif monotonic() > deadline:
+                    break
+                else:
+                    backoff_wait(&spins, 100000)
+        if got < self.m.nr_cpus:
+            self._check_unlock(got)
+            raise MachineBusy(f"validate(): vCPU {got} stayed taken by another thread")
+        return 0
+
+    cdef void _check_unlock(self, int nr_cpus) noexcept:
+        cdef int cpu
+        for cpu in range(nr_cpus):
+            vcpu_unborrow(&self.m.sc, cpu)
+        mutex_unlock(&self.m.slab_mutex)
+        mutex_unlock(&self.m.cgroup_mutex)
+
     def validate(self, c=None):
         """validate_slab_cache() for one cache or all, plus the page allocator.
         Raises SlabCorruption on any inconsistency; returns {cache name:
-        objects in use}."""
+        objects in use}.  Runs with every mutator excluded (_check_lock):
+        it never sees another thread's work half done."""
         self._idle()
+        if c is not None:
+            self._cache(c)
+        self._api_busy += 1            # close() waits for it
+        try:
+            self._check_lock()
+            try:
+                return self._validate(c)
+            finally:
+                self._check_unlock(self.m.nr_cpus)
+        finally:
+            self._api_busy -= 1
+
+    cdef _validate(self, c):
         cdef char err[256]
         cdef long in_use = 0
         cdef kmem_cache_t *s
@@ -1386,11 +1486,26 @@ cdef class Machine:
     def cache_info(self, c=None):
         """One dict per cache (or for `c`) with the numbers behind slabinfo."""
         self._check()
+        rows = []
+        # a read-side section: a child cache found alive stays allocated
+        # while it is read (destroyed ones are freed after a grace period)
+        rcu_read_lock_ext(&self.m.sc)
+        try:
+            self._cache_rows(c, rows)
+        finally:
+            rcu_read_unlock_ext(&self.m.sc)
+        return rows if c is None else rows[0]
+
+    cdef _cache_rows(self, c, list rows):
         cdef long out[6]
         cdef kmem_cache_t *s
-        rows = []
         for cache in ([c] if c is not None else self.caches + self.memcg_caches()):
-            s = self._cache(cache)
+            try:
+                s = self._cache(cache)
+            except CacheDestroyed:
+                if c is not None:
+                    raise
+                continue            # a child cache destroyed since it was listed
             cache_counts(s, out)
             kc = <KmemCache>cache
             rows.append({
@@ -1403,7 +1518,6 @@ cdef class Machine:
                 "root": None if s.root == NULL else s.root.name.decode(),
                 "memcg": None if s.memcg == NULL else s.memcg.name.decode(),
             })
-        return rows if c is None else rows[0]
 
     def cache_usage(self, c):
         """(objects in use, object slots, pages) of a cache, from the slab

@@ -41,7 +41,7 @@ from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memc
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
 from slubcy.sched cimport smp_processor_id
-from slubcy.mutex cimport mutex_lock, mutex_unlock, mutex_is_locked
+from slubcy.mutex cimport mutex_lock, mutex_unlock, mutex_is_locked, mutex_trylock
 from slubcy.kworker cimport work_struct, queue_work, current_tid
 
 cdef extern from *:
@@ -661,6 +661,12 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
     cdef kmem_cache **caches
     cdef long i, n = 0, done = 0
     cdef int before
+    # 4.11 kmemcg_deactivate_workfn shrinks under slab_mutex: nothing that
+    # holds it (validate(), an offline, a cache creation) sees a shrink half
+    # done.  Trylock, as cache_reap: the workqueue never waits here for an
+    # offline that may wait for it; the work stays queued for the next pass.
+    if not mutex_trylock(&m.slab_mutex):
+        return 0
     spin_lock(&m.deact_lock)
     d = <deferred_shrink *>m.deact_list
     m.deact_list = NULL
@@ -672,6 +678,7 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
         d = nxt
         n += 1
     if n == 0:
+        mutex_unlock(&m.slab_mutex)
         return 0
     if m.deact_batch:
         caches = <kmem_cache **>malloc(n * sizeof(kmem_cache *))
@@ -684,6 +691,7 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
             free(caches)
             if before != 0:
                 kmemcg_deactivate_requeue(m, batch)
+                mutex_unlock(&m.slab_mutex)
                 return 0
     while batch != NULL:
         nxt = batch.next
@@ -697,6 +705,7 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
         free(batch)
         done += 1
         batch = nxt
+    mutex_unlock(&m.slab_mutex)
     atomic_long_add(&m.deact_done, done)
     return done
 
@@ -913,6 +922,10 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
     cdef kmem_cache *s
     cdef kmem_cache **batch
     cdef int n = 0, i, cap = 0, rc = 0, before
+    # cache_reap's mutex_trylock(&slab_mutex): skip the pass while an
+    # offline, a cache creation or validate() holds it
+    if not mutex_trylock(&m.slab_mutex):
+        return 0
     spin_lock(&m.slab_lock)
     s = m.slab_caches
     while s != NULL:
@@ -936,6 +949,7 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
         if m.ipi_timeouts != before:
             rc = -1
     rcu_read_unlock_ext(&m.sc)
+    mutex_unlock(&m.slab_mutex)
     free(batch)
     return rc if rc < 0 else n
 

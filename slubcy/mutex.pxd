@@ -12,4 +12,5 @@ cdef struct mutex:
 
 cdef double mutex_lock(sched *sc, mutex *lock) noexcept nogil
 cdef void mutex_unlock(mutex *lock) noexcept nogil
+cdef bint mutex_trylock(mutex *lock) noexcept nogil
 cdef bint mutex_is_locked(mutex *lock) noexcept nogil

@@ -46,10 +46,13 @@ cdef extern from *:
     { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     static inline void slubcy_ticket_set(unsigned int *p, unsigned int v)
     { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+    static inline int slubcy_ticket_cmpxchg(unsigned int *p, unsigned int old, unsigned int new_)
+    { return __atomic_compare_exchange_n(p, &old, new_, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE); }
     """
     unsigned int ticket_take "slubcy_ticket_take"(unsigned int *p) nogil
     unsigned int ticket_read "slubcy_ticket_read"(unsigned int *p) nogil
     void ticket_set "slubcy_ticket_set"(unsigned int *p, unsigned int v) nogil
+    bint ticket_cmpxchg "slubcy_ticket_cmpxchg"(unsigned int *p, unsigned int old, unsigned int new_) nogil
 
 
 cdef double mutex_lock_slowpath(sched *sc, mutex *lock, unsigned int ticket) noexcept nogil:
@@ -93,6 +96,13 @@ cdef double mutex_lock(sched *sc, mutex *lock) noexcept nogil:
 cdef void mutex_unlock(mutex *lock) noexcept nogil:
     """mutex_unlock(): hand the lock to the next waiter in line."""
     ticket_set(&lock.serving, lock.serving + 1)
+
+
+cdef bint mutex_trylock(mutex *lock) noexcept nogil:
+    """mutex_trylock(): take the lock if nobody holds or waits for it; never
+    waits.  True if taken."""
+    cdef unsigned int serving = ticket_read(&lock.serving)
+    return ticket_cmpxchg(&lock.next, serving, serving + 1)
 
 
 cdef bint mutex_is_locked(mutex *lock) noexcept nogil:

@@ -1450,7 +1450,7 @@ cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil:
     cdef kmem_cache_node *n = &s.node
     cdef list_head *pos
     cdef uint64_t w
-    cdef long partial_free = 0, cpu_slabs = 0, cpu_partial = 0
+    cdef long partial_free = 0, cpu_slabs = 0, cpu_partial = 0, chain
     cdef page *pg
     cdef int cpu
     spin_lock(&n.list_lock)
@@ -1461,18 +1461,47 @@ cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil:
         pos = pos.next
     out[1] = n.nr_partial
     spin_unlock(&n.list_lock)
+    # the cpu lists of vCPUs that may be running: racy reads of pages
+    # (mem_map is never freed), a chain no longer than the cache's slabs
     for cpu in range(s.m.nr_cpus):
         if s.cpu_slab[cpu].page != NULL:
             cpu_slabs += 1
         pg = s.cpu_slab[cpu].partial
-        while pg != NULL:
-            cpu_partial += 1
+        chain = 0
+        while pg != NULL and chain <= atomic_long_read(&n.nr_slabs):
+            chain += 1
             pg = pg.u.pc.next
+        cpu_partial += chain
     out[0] = atomic_long_read(&n.nr_slabs)
     out[2] = atomic_long_read(&n.total_objects)
     out[3] = partial_free
     out[4] = cpu_slabs
     out[5] = cpu_partial
+
+
+cdef long cpu_freelist_count(kmem_cache *s, int cpu) noexcept nogil:
+    """Objects on vCPU `cpu`'s freelist of `s`.  The vCPU may be running
+    (introspection while workers run): follow only free pointers to object
+    starts inside its cpu slab, at most a slab's objects, so a list changed
+    under the walk (an object allocated and written to) ends it instead of
+    sending it out of the arena.  Exact when the vCPU is quiet."""
+    cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
+    cdef page *pg = c.page
+    cdef char *p = <char *>c.freelist
+    cdef char *start
+    cdef size_t span
+    cdef long n = 0, limit
+    if pg == NULL or p == NULL:
+        return 0
+    start = page_address(&s.m.z, pg)
+    span = <size_t>PAGE_SIZE << pg.order
+    limit = <long>(span // s.size)
+    while p != NULL and n < limit:
+        if p < start or <size_t>(p - start) >= span or <size_t>(p - start) % s.size != 0:
+            break
+        n += 1
+        p = <char *>get_freepointer(s, p)
+    return n
 
 
 cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
@@ -1502,10 +1531,7 @@ cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slot
     while s != NULL:
         if only == NULL or s == only:
             for cpu in range(m.nr_cpus):
-                p = s.cpu_slab[cpu].freelist
-                while p != NULL:
-                    used -= 1
-                    p = get_freepointer(s, p)
+                used -= cpu_freelist_count(s, cpu)
         s = s.next
     spin_unlock(&m.slab_lock)
     in_use[0] = used
