@@ -133,8 +133,8 @@ def test_churn_naive_leaks_under_preemption(cpus, seed):
 def test_churn_safe_policies_never_leak(policy, seed):
     # barrier:sync at HZ=1000: five tick-bound grace periods per offline
     r = churn(policy, seed=seed, hz=1000 if policy == "barrier:sync" else None)
-    assert r.metrics["offlines"] > (30 if policy == "barrier:sync" else 100)
-    assert r.metrics["leaked_caches"] == 0 and r.metrics["leaked_memcgs"] == 0
+    assert r.metrics["offlines"] > 30, r.metrics
+    assert r.metrics["leaked_caches"] == 0 and r.metrics["leaked_memcgs"] == 0, r.metrics
     assert all(w["canary_errors"] == 0 and w["lost"] == 0 and w["offline_errors"] == 0
                for w in r.per_cpu)
 
