@@ -15,6 +15,7 @@ cdef class KmemCache:
     cdef kmem_cache *get(self) except NULL
     cdef bint alive(self)
     cdef int _in_flight         # calls on this cache with the GIL released (kmem_cache_destroy waits)
+    cdef bint _destroying       # kmem_cache_destroy() waits for those: new ones wait for it
 
 
 cdef class Machine:

@@ -666,7 +666,17 @@ cdef class Machine:
     cdef int _nogil_begin(self, KmemCache c) except -1:
         """A call is about to release the GIL while it uses the machine (and
         cache `c`): close() and kmem_cache_destroy() wait until it is done."""
+        cdef double deadline
         self._check()
+        if c is not None and c._destroying:
+            # kmem_cache_destroy() of `c` waits for the calls in flight:
+            # wait for its verdict, then go on if the cache is still there
+            import time
+            deadline = monotonic() + 2 * self._wait_bound()
+            while c._destroying and monotonic() < deadline:
+                time.sleep(0.0005)
+            self._check()
+            c.get()                 # CacheDestroyed if it went
         self._in_flight += 1
         if c is not None:
             c._in_flight += 1
@@ -774,13 +784,21 @@ cdef class Machine:
         self.flush_work(timeout=None if self.m.ipi_timeout < 0 else max(self.m.ipi_timeout, 1.0))
         import time
         cdef double deadline = monotonic() + self._wait_bound()
-        while ((<KmemCache>c)._in_flight or self._walking or
-               any(u is not None for u in self._vcpu_user)):
-            if monotonic() > deadline:
-                raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: calls of other "
-                                "threads on it are in flight")
-            time.sleep(0.0005)
         s = self._cache(c)          # (another thread may have destroyed it meanwhile)
+        if (<KmemCache>c)._destroying:
+            raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: another thread is "
+                            "destroying it")
+        (<KmemCache>c)._destroying = True       # new calls on it wait until this is done
+        try:
+            while ((<KmemCache>c)._in_flight or self._walking or
+                   any(u is not None for u in self._vcpu_user)):
+                if monotonic() > deadline:
+                    raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: calls of other "
+                                    "threads on it are in flight")
+                time.sleep(0.0005)
+        finally:
+            (<KmemCache>c)._destroying = False
+        s = self._cache(c)
         self._idle()
         cdef kmem_cache_t *child = self.m.slab_caches
         while child != NULL:
@@ -1279,17 +1297,19 @@ cdef class Machine:
             return out
         cdef uint64_t[::1] v = out
         cdef void **objs = <void **>&v[0]
-        self._enter(ncpu)
         self._nogil_begin(c)
-        with nogil:
-            got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
-            if got < count or s.ctor_exc != NULL:
-                kmem_cache_free_bulk(s, got, objs, ncpu)
-            elif g != NULL and not self.m.per_memcg_caches:
-                for i in range(count):
-                    memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
-        self._nogil_end(c)
-        self._exit(ncpu)
+        try:
+            self._enter(ncpu)
+            with nogil:
+                got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
+                if got < count or s.ctor_exc != NULL:
+                    kmem_cache_free_bulk(s, got, objs, ncpu)
+                elif g != NULL and not self.m.per_memcg_caches:
+                    for i in range(count):
+                        memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
+            self._exit(ncpu)
+        finally:
+            self._nogil_end(c)
         if got < count or s.ctor_exc != NULL:
             if s.ctor_exc != NULL:
                 raise self._ctor_failed(s, NULL, ncpu)
@@ -1316,10 +1336,14 @@ cdef class Machine:
         if n == 0:
             return
         cdef void **objs = <void **>&v[0]
-        self._enter(ncpu)
         cdef size_t i
         cdef page *pg
         self._nogil_begin(c)
+        try:
+            self._enter(ncpu)
+        except BaseException:
+            self._nogil_end(c)
+            raise
         with nogil:
             code = check_objects(s, objs, n, &bad)
             if code == OBJ_OK:
