@@ -33,6 +33,7 @@ after everything was freed.  Pass a shorter PERIOD (e.g. reap:percpu:5ms) to
 see the reaper at work during a run, as the tests do."""
 import threading
 import time
+import weakref
 
 from libc.stdlib cimport calloc, free
 
@@ -43,6 +44,7 @@ from slubcy.sched cimport (local_timer_start, local_timer_stop, vcpu_borrow, vcp
 from slubcy.preempt import parse_duration
 from slubcy import errors
 from policies.base cimport Policy
+from slubcy.machine cimport Machine
 # offline is naive's (mark dead, no barrier, shrink); the reaper does the rest
 from policies.naive cimport naive_offline
 
@@ -105,6 +107,25 @@ def _parse(options):
     return variant, ns
 
 
+def _reaper(mref, stop, double period):
+    """The reap:ipi thread: every `period` s, one shrink_dead_caches pass
+    over the machine `mref` refers to, while it lives and is not closed."""
+    cdef Machine machine
+    cdef ReapPolicy policy
+    cdef slub_machine *m
+    while not stop.wait(period):
+        machine = mref()
+        if machine is None or machine.closed:
+            return
+        policy = machine._policy_obj
+        m = &machine.m
+        with nogil:
+            shrink_dead_caches(m)
+        policy.reaps += 1
+        machine = None
+        policy = None
+
+
 cdef class ReapPolicy(Policy):
     variants = VARIANTS         # `slubcy compare` runs each (policies.compare_specs)
     cdef readonly str variant
@@ -155,15 +176,13 @@ cdef class ReapPolicy(Policy):
             self._timer_on = True
             return
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._reaper, name="slubcy-reaper", daemon=True)
+        # the thread holds neither the policy nor the machine: a machine
+        # dropped without close() is finalised, which stops it
+        weakref.finalize(self.machine, self._stop.set)
+        self._thread = threading.Thread(target=_reaper, args=(weakref.ref(self.machine), self._stop,
+                                                              self.period),
+                                        name="slubcy-reaper", daemon=True)
         self._thread.start()
-
-    def _reaper(self):
-        cdef slub_machine *m = &self.machine.m
-        while not self._stop.wait(self.period):
-            with nogil:
-                shrink_dead_caches(m)
-            self.reaps += 1
 
     def stop(self):
         if self._timer_on:

@@ -17,6 +17,7 @@ from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, C
                            InvalidAccess, InvalidCPU, InvalidFree, MachineBusy, MachineClosed,
                            NotAnObject, Timeout,
                            NotInArena, SlabCorruption, SlubError, WrongCache)
+from slubcy.errors import HoldRefused
 from slubcy.machine import (FLAGS, KMALLOC_MAX_CACHE_SIZE_ as KMALLOC_MAX_CACHE_SIZE,
                             KMALLOC_MAX_SIZE_ as KMALLOC_MAX_SIZE, STAT_ITEMS, KmemCache, Machine,
                             DEFAULT_HZ)
@@ -29,4 +30,5 @@ __all__ = [
     "InvalidFree", "NotInArena", "NotAnObject", "WrongCache", "DoubleFree", "InvalidAccess",
     "SlabCorruption", "CtorError", "CPUBusy", "MachineBusy", "Timeout", *FLAGS,
 ]
+__all__.append("HoldRefused")
 __version__ = "0.1.0"

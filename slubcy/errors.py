@@ -35,6 +35,11 @@ class Timeout(SlubError, TimeoutError):
     end, in time (typically: a thread is held at a preemption point)."""
 
 
+class HoldRefused(SlubError, RuntimeError):
+    """A preemption point's hold was reached by the very thread that armed
+    it, in a call from Python: it was not held (nobody could release it)."""
+
+
 class InvalidCPU(SlubError, ValueError):
     """A vCPU number outside 0 .. cpus-1."""
 

@@ -14,6 +14,8 @@ cdef class KmemCache:
     cdef readonly tuple oo, min, max
     cdef kmem_cache *get(self) except NULL
     cdef bint alive(self)
+    cdef int _in_flight         # calls on this cache with the GIL released (kmem_cache_destroy waits)
+    cdef bint _destroying       # kmem_cache_destroy() waits for those: new ones wait for it
 
 
 cdef class Machine:
@@ -30,6 +32,10 @@ cdef class Machine:
     cdef dict _children             # memcg child caches' wrappers by address
     cdef bint _closing              # close() has begun
     cdef int _api_busy              # calls waiting (GIL released) for a mutex or the kworker
+    cdef int _in_flight             # other calls with the GIL released (close() waits for them)
+    cdef int _walking               # validate() of every cache in flight (kmem_cache_destroy waits)
+    cdef list _vcpu_user            # per vCPU: the Python thread an API call runs it for, or None
+    cdef object __weakref__         # the finaliser of a machine dropped without close()
     cdef mem_cgroup *_memcg(self, memcg) except? NULL
     cdef mem_cgroup *_rmdir_target(self, memcg) except NULL
     cdef _rmdir_error(self, int r, memcg)
@@ -37,6 +43,9 @@ cdef class Machine:
     cdef int _enter(self, int cpu) except -1
     cdef bint _enter_wait(self, int cpu)
     cdef void _exit(self, int cpu) noexcept
+    cdef int _nogil_begin(self, KmemCache c) except -1
+    cdef void _nogil_end(self, KmemCache c) noexcept
+    cdef double _wait_bound(self)
     cdef int _idle(self) except -1
     cdef void _release(self) noexcept
     cdef int _check(self) except -1

@@ -28,6 +28,7 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
                            rcu_read_unlock_ext)
+from slubcy.sched cimport NR_PREEMPT_POINTS
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, dead_cache_counts,
@@ -260,8 +261,10 @@ cdef class MemCgroup:
                 if grown == NULL:
                     raise MemoryError()
                 ptrs = grown
+                self.machine._nogil_begin(None)
                 with nogil:
                     n = memcg_caches(&self.machine.m, g, ptrs, cap)
+                self.machine._nogil_end(None)
                 if n < cap:
                     break
                 cap *= 2
@@ -424,6 +427,7 @@ cdef class Machine:
             raise MemoryError(f"cannot map an arena of {memory} bytes")
         self.closed = False
         self._children = {}
+        self._vcpu_user = [None] * cpus
         # Linux 4.0 behaviour until a policy says otherwise
         self.m.per_memcg_caches = 1
         self.m.pages_pin_memcg = 1
@@ -493,14 +497,40 @@ cdef class Machine:
         self.closed = True
 
     def close(self):
-        """Free the arena and every cache.  Any later call raises MachineClosed."""
+        """Free the arena and every cache.  Any later call raises MachineClosed,
+        and so does any call made once close() has begun.  Calls of other
+        threads that run with the GIL released finish first (close() waits
+        for them, bounded: MachineBusy if one does not, and the machine stays
+        open)."""
+        import time
+        if self.closed:
+            return
+        cdef double deadline = monotonic() + self._wait_bound()
+        while self._closing and not self.closed:
+            # another thread's close() is under way: it frees everything
+            if monotonic() > deadline:
+                raise MachineBusy("close() of another thread has not finished")
+            time.sleep(0.0005)
         if self.closed:
             return
         self._idle()
-        for i in range(self.m.nr_cpus):
-            if self.m.sc.vcpus[i].owner != 0:
-                raise MachineBusy(f"vCPU {i} is run by another thread; close() after it is done")
         self._closing = True        # new calls raise MachineClosed from here on
+        deadline = monotonic() + self._wait_bound()
+        try:
+            while True:
+                users = [i for i in range(self.m.nr_cpus) if self._vcpu_user[i] is not None]
+                if not self._in_flight and not users:
+                    break
+                held = [n for n in range(<int>NR_PREEMPT_POINTS) if self.m.sc.points[<int>n].held]
+                if held or monotonic() > deadline:
+                    why = (f"a thread is held at a preemption point, on vCPU {users[0]}" if held and users
+                           else f"vCPU {users[0]} is run by another thread" if users
+                           else f"{self._in_flight} calls of other threads are in flight")
+                    raise MachineBusy(f"{why}; close() after it is done")
+                time.sleep(0.0005)
+        except BaseException:
+            self._closing = False
+            raise
         if self._policy_obj is not None:
             self._policy_obj.detach()
         # the kworker finishes its item (releasing cgroup_mutex and
@@ -582,28 +612,81 @@ cdef class Machine:
         """Run on vCPU `cpu` for one call (online for the grace periods)."""
         self._idle()
         if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER) and not self._enter_wait(cpu):
+            self._check()
             raise CPUBusy(f"vCPU {cpu} is run by another thread")
+        self._vcpu_user[cpu] = True
         return 0
 
     cdef bint _enter_wait(self, int cpu):
-        """The vCPU is taken: a thread on no vCPU (the kworker, the RCU
-        thread) may be running a cross-vCPU request on it for a moment (it
-        borrows an idle vCPU).  Try again for up to 50 ms, GIL released."""
-        cdef double deadline = monotonic() + 0.05
+        """The vCPU is taken.  By another Python thread's call: try again
+        for up to 50 ms.  Else by a thread on no vCPU (the kworker, the RCU
+        thread, a policy's reaper) running a cross-vCPU request on it (it
+        borrows an idle vCPU): wait for it, GIL released, as long as a
+        cross-vCPU request may take (the machine's ipi_timeout, at least 1 s),
+        so that a single-threaded script's call never fails for it."""
+        cdef double short = monotonic() + 0.05
+        cdef double deadline = monotonic() + self._wait_bound()
+        cdef double until
+        cdef int k
         cdef bint ok = False
         cdef timespec ts
         ts.tv_sec = 0
         ts.tv_nsec = 20000
-        with nogil:
-            while monotonic() < deadline:
-                nanosleep(&ts, NULL)
-                if vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER):
-                    ok = True
+        self._in_flight += 1            # close() waits for this call
+        try:
+            while not ok and not (self.closed or self._closing):
+                if self._vcpu_user[cpu] is not None or self.m.sc.vcpus[cpu].owner > 0:
+                    until = short       # an API call or a worker: not a borrower
+                else:
+                    until = deadline
+                if monotonic() >= until:
                     break
+                with nogil:
+                    for k in range(50):     # about a millisecond between GIL checks
+                        nanosleep(&ts, NULL)
+                        if vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER):
+                            ok = True
+                            break
+            if ok and (self.closed or self._closing):
+                vcpu_release(&self.m.sc, cpu)
+                ok = False
+        finally:
+            self._in_flight -= 1
         return ok
 
     cdef void _exit(self, int cpu) noexcept:
+        self._vcpu_user[cpu] = None
         vcpu_release(&self.m.sc, cpu)
+
+    cdef double _wait_bound(self):
+        """How long a call waits for another thread's work on the machine:
+        the time a cross-vCPU request may take (ipi_timeout, at least 1 s;
+        10 s when requests never time out)."""
+        return 10.0 if self.m.ipi_timeout < 0 else max(self.m.ipi_timeout, 1.0)
+
+    cdef int _nogil_begin(self, KmemCache c) except -1:
+        """A call is about to release the GIL while it uses the machine (and
+        cache `c`): close() and kmem_cache_destroy() wait until it is done."""
+        cdef double deadline
+        self._check()
+        if c is not None and c._destroying:
+            # kmem_cache_destroy() of `c` waits for the calls in flight:
+            # wait for its verdict, then go on if the cache is still there
+            import time
+            deadline = monotonic() + 2 * self._wait_bound()
+            while c._destroying and monotonic() < deadline:
+                time.sleep(0.0005)
+            self._check()
+            c.get()                 # CacheDestroyed if it went
+        self._in_flight += 1
+        if c is not None:
+            c._in_flight += 1
+        return 0
+
+    cdef void _nogil_end(self, KmemCache c) noexcept:
+        self._in_flight -= 1
+        if c is not None:
+            c._in_flight -= 1
 
     cdef int _cpu(self, cpu) except -1:
         self._check()
@@ -685,14 +768,39 @@ cdef class Machine:
 
     def kmem_cache_destroy(self, c):
         """kmem_cache_destroy(): refuses (CacheBusy) while objects remain; the
-        cache is then flushed and shrunk but stays usable."""
+        cache is then flushed and shrunk but stays usable.  A memcg child
+        cache cannot be destroyed (ValueError): it goes with its memcg.
+        Calls on the cache that run with the GIL released in other threads
+        (shrink, flush_all, the bulk calls, validate) finish first: this
+        waits for them, bounded (CacheBusy if one does not finish)."""
         cdef kmem_cache_t *s = self._cache(c)
         self._idle()
         if (<KmemCache>c).is_kmalloc:
             raise ValueError("kmalloc caches cannot be destroyed")
+        if s.root != NULL or (<KmemCache>c).ctor is _CHILD:
+            raise ValueError(f"kmem_cache_destroy {(<KmemCache>c).name}: a memcg child cache is "
+                             "destroyed by its memcg's offline (or with its root cache), not directly")
         # a queued creation of a child of `s` holds a pointer to it: let the
         # kworker run it first
         self.flush_work(timeout=None if self.m.ipi_timeout < 0 else max(self.m.ipi_timeout, 1.0))
+        import time
+        cdef double deadline = monotonic() + self._wait_bound()
+        s = self._cache(c)          # (another thread may have destroyed it meanwhile)
+        if (<KmemCache>c)._destroying:
+            raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: another thread is "
+                            "destroying it")
+        (<KmemCache>c)._destroying = True       # new calls on it wait until this is done
+        try:
+            while ((<KmemCache>c)._in_flight or self._walking or
+                   any(u is not None for u in self._vcpu_user)):
+                if monotonic() > deadline:
+                    raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: calls of other "
+                                    "threads on it are in flight")
+                time.sleep(0.0005)
+        finally:
+            (<KmemCache>c)._destroying = False
+        s = self._cache(c)
+        self._idle()
         cdef kmem_cache_t *child = self.m.slab_caches
         while child != NULL:
             if child.root == s and not child.destroyed:
@@ -714,8 +822,12 @@ cdef class Machine:
         themselves between two operations; Timeout if one does not."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef int before = self.m.ipi_timeouts, rc
-        with nogil:
-            rc = __kmem_cache_shrink(s, False)
+        self._nogil_begin(c)
+        try:
+            with nogil:
+                rc = __kmem_cache_shrink(s, False)
+        finally:
+            self._nogil_end(c)
         if self.m.ipi_timeouts != before:
             raise Timeout(f"kmem_cache_shrink({(<KmemCache>c).name}): a vCPU did not flush in time")
         return rc
@@ -733,8 +845,12 @@ cdef class Machine:
         slabs (running vCPUs between two operations)."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef int rc
-        with nogil:
-            rc = flush_all(s)
+        self._nogil_begin(c)
+        try:
+            with nogil:
+                rc = flush_all(s)
+        finally:
+            self._nogil_end(c)
         if rc != 0:
             raise Timeout(f"flush_all({(<KmemCache>c).name}): a vCPU did not answer in time")
 
@@ -806,10 +922,12 @@ cdef class Machine:
         cdef int r
         cdef double waited = 0.0
         self._api_busy += 1
+        css_get_many(g, 1)      # another thread's offline may free it while this waits
         try:
             with nogil:
                 r = cgroup_rmdir(&self.m, g, NULL, NULL, &waited)
         finally:
+            css_put_many(&self.m, g, 1)
             self._api_busy -= 1
         if r != 0:
             raise self._rmdir_error(r, memcg)
@@ -829,12 +947,14 @@ cdef class Machine:
         comp.rc = 0
         comp.latency = 0.0
         self._api_busy += 1
+        css_get_many(g, 1)      # another thread's offline may free it while this waits
         try:
             with nogil:
                 r = cgroup_rmdir(&self.m, g, offline_complete, &comp, NULL)
                 if r == 0:
                     wait_completion(&comp)
         finally:
+            css_put_many(&self.m, g, 1)
             self._api_busy -= 1
         if r != 0:
             raise self._rmdir_error(r, memcg)
@@ -1009,9 +1129,13 @@ cdef class Machine:
         """RCU thread: advance the C callbacks (see rcu_process_callbacks),
         then run the workqueue (memcg_kmem_cache_wq: deferred shrinks)."""
         cdef long n
-        with nogil:
-            n = rcu_process_callbacks(&self.m.sc)
-            n += kmemcg_deactivate_workfn(&self.m)
+        self._nogil_begin(None)
+        try:
+            with nogil:
+                n = rcu_process_callbacks(&self.m.sc)
+                n += kmemcg_deactivate_workfn(&self.m)
+        finally:
+            self._nogil_end(None)
         return n
 
     def _rcu_c_counts(self):
@@ -1035,8 +1159,12 @@ cdef class Machine:
         self._check()
         cdef double t = -1.0 if timeout is None else float(timeout)
         cdef int rc
-        with nogil:
-            rc = synchronize_sched(&self.m.sc, t)
+        self._nogil_begin(None)
+        try:
+            with nogil:
+                rc = synchronize_sched(&self.m.sc, t)
+        finally:
+            self._nogil_end(None)
         if rc != 0:
             raise Timeout(f"grace period not over after {timeout} s")
 
@@ -1045,8 +1173,12 @@ cdef class Machine:
         self._check()
         cdef double t = self.m.ipi_timeout if timeout is None else float(timeout)
         cdef int rc
-        with nogil:
-            rc = kick_all_cpus_sync(&self.m.sc, t)
+        self._nogil_begin(None)
+        try:
+            with nogil:
+                rc = kick_all_cpus_sync(&self.m.sc, t)
+        finally:
+            self._nogil_end(None)
         if rc != 0:
             raise Timeout(f"a vCPU did not answer within {t} s")
 
@@ -1216,15 +1348,19 @@ cdef class Machine:
             return out
         cdef uint64_t[::1] v = out
         cdef void **objs = <void **>&v[0]
-        self._enter(ncpu)
-        with nogil:
-            got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
-            if got < count or s.ctor_exc != NULL:
-                kmem_cache_free_bulk(s, got, objs, ncpu)
-            elif g != NULL and not self.m.per_memcg_caches:
-                for i in range(count):
-                    memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
-        self._exit(ncpu)
+        self._nogil_begin(c)
+        try:
+            self._enter(ncpu)
+            with nogil:
+                got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
+                if got < count or s.ctor_exc != NULL:
+                    kmem_cache_free_bulk(s, got, objs, ncpu)
+                elif g != NULL and not self.m.per_memcg_caches:
+                    for i in range(count):
+                        memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
+            self._exit(ncpu)
+        finally:
+            self._nogil_end(c)
         if got < count or s.ctor_exc != NULL:
             if s.ctor_exc != NULL:
                 raise self._ctor_failed(s, NULL, ncpu)
@@ -1251,9 +1387,14 @@ cdef class Machine:
         if n == 0:
             return
         cdef void **objs = <void **>&v[0]
-        self._enter(ncpu)
         cdef size_t i
         cdef page *pg
+        self._nogil_begin(c)
+        try:
+            self._enter(ncpu)
+        except BaseException:
+            self._nogil_end(c)
+            raise
         with nogil:
             code = check_objects(s, objs, n, &bad)
             if code == OBJ_OK:
@@ -1267,6 +1408,7 @@ cdef class Machine:
                         pg = virt_to_head_page(&self.m.z, objs[i])
                         memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i], ncpu)
                 refused = kmem_cache_free_bulk(s, n, objs, ncpu)
+        self._nogil_end(c)
         self._exit(ncpu)
         if code != OBJ_OK:
             if code < 0:
@@ -1406,13 +1548,23 @@ cdef class Machine:
         result = {}
         if c is not None:
             s = self._cache(c)
-            with nogil:
-                rc = validate_cache(s, err, sizeof(err), &in_use)
+            self._nogil_begin(c)
+            try:
+                with nogil:
+                    rc = validate_cache(s, err, sizeof(err), &in_use)
+            finally:
+                self._nogil_end(c)
             if rc != 0:
                 raise SlabCorruption(err.decode(errors="replace"))
             return {(<KmemCache>c).name: in_use}
-        with nogil:
-            rc = validate_all(&self.m, err, sizeof(err))
+        self._nogil_begin(None)
+        self._walking += 1
+        try:
+            with nogil:
+                rc = validate_all(&self.m, err, sizeof(err))
+        finally:
+            self._walking -= 1
+            self._nogil_end(None)
         if rc != 0:
             raise SlabCorruption(err.decode(errors="replace"))
         s = self.m.slab_caches

@@ -19,6 +19,7 @@ preemption is disabled, so they do.  Every held or delayed vCPU keeps taking
 its interrupts (cross-vCPU requests).  `CONTEXTS` says which is which.
 """
 import re
+import threading
 import time
 
 from slubcy.machine cimport Machine
@@ -171,11 +172,16 @@ cdef class PreemptPoint:
         self._update()
 
     def arm_hold(self):
-        """Hold the next thread that reaches the point."""
+        """Hold the next thread that reaches the point.  Another thread must
+        reach it: the thread that armed the hold is not held there (it would
+        wait forever for its own release()); wait_held() then raises
+        HoldRefused."""
         cdef preempt_point_t *p = self.pp()
         if atomic_int_read(&p.held):
             raise RuntimeError(f"{self.name}: a thread is already held here")
         atomic_int_set(&p.release, 0)
+        atomic_int_set(&p.hold_refused, 0)
+        p.armed_tid = threading.get_native_id()
         atomic_int_set(&p.hold_armed, 1)
         self._update()
 
@@ -190,6 +196,7 @@ cdef class PreemptPoint:
         from slubcy.errors import Timeout
         deadline = time.monotonic() + timeout
         while self.held is None:
+            self._check_refused()
             if time.monotonic() > deadline:
                 raise Timeout(f"no thread reached {self.name} within {timeout} s")
             time.sleep(0.0002)
@@ -200,6 +207,7 @@ cdef class PreemptPoint:
         from slubcy.errors import Timeout
         cdef preempt_point_t *p = self.pp()
         if not atomic_int_read(&p.held):
+            self._check_refused()
             raise RuntimeError(f"{self.name}: no thread is held here")
         atomic_int_set(&p.release, 1)
         deadline = time.monotonic() + timeout
@@ -208,6 +216,15 @@ cdef class PreemptPoint:
                 raise Timeout(f"the thread held at {self.name} did not leave")
             time.sleep(0.0001)
         self._update()
+
+    def _check_refused(self):
+        cdef preempt_point_t *p = self.pp()
+        if atomic_int_read(&p.hold_refused):
+            atomic_int_set(&p.hold_refused, 0)
+            from slubcy.errors import HoldRefused
+            raise HoldRefused(f"{self.name}: the hold was reached by the thread that armed it, in "
+                              "a call from Python; nobody could have released it, so it was not "
+                              "held (arm it, then reach it from another thread)")
 
     def disable(self):
         """No delays and no armed hold (a held thread is not released)."""

@@ -3,15 +3,20 @@ for the C callbacks queued by nogil code (policies), which running workers
 also advance at their quiescent states.  Each pass takes every callback
 queued so far and runs them after one grace period -- the batching of
 call_rcu_sched().  It also runs the workqueue (memcg_kmem_cache_wq): the
-deferred shrinks of dead caches, off the vCPUs."""
+deferred shrinks of dead caches, off the vCPUs.
+
+The thread holds the machine by a weak reference only, taking a strong one
+for one pass at a time: a machine dropped without close() is finalised (its
+kworker stopped, its arena freed) and this thread then ends."""
 import threading
+import weakref
 
 POLL = 0.0005       # C callbacks cannot notify: look for them this often
 
 
 class RCU:
     def __init__(self, machine):
-        self._machine = machine
+        self._ref = weakref.ref(machine)
         self._cond = threading.Condition()
         self._pending = []
         self._queued = 0            # Python callbacks ever queued
@@ -28,15 +33,29 @@ class RCU:
             self._queued += 1
             self._cond.notify_all()
 
-    def _c_pending(self):
-        queued, done, _, wq_queued, wq_done = self._machine._rcu_c_counts()
+    @property
+    def _machine(self):
+        m = self._ref()
+        if m is None or m.closed:
+            from slubcy.errors import MachineClosed
+            raise MachineClosed("the machine is gone")
+        return m
+
+    def _c_pending(self, m):
+        queued, done, _, wq_queued, wq_done = m._rcu_c_counts()
         return queued > done or wq_queued > wq_done
 
     def _run(self):
+        from slubcy.errors import MachineClosed
         while True:
             try:
                 if not self._step():
                     return
+            except MachineClosed:       # closed, or dropped without close()
+                if self._ref() is None or self._stop:
+                    return
+                with self._cond:
+                    self._cond.wait(POLL)
             except Exception as e:      # keep serving: a dead RCU thread stalls every barrier
                 self.errors.append(e)
                 with self._cond:
@@ -44,16 +63,18 @@ class RCU:
 
     def _step(self):
         """One pass; False when stopped."""
-        m = self._machine
         with self._cond:
             while not self._pending and not self._stop:
-                if self._c_pending():
+                m = self._machine
+                if self._c_pending(m):
                     break
+                del m
                 self._cond.wait(POLL)
-            if self._stop and not self._pending and not self._c_pending():
+            m = self._machine
+            if self._stop and not self._pending and not self._c_pending(m):
                 return False
             batch, self._pending = self._pending, []
-        if self._c_pending():
+        if self._c_pending(m):
             m._rcu_process_c()
         if not batch:
             with self._cond:

@@ -54,6 +54,8 @@ cdef struct preemption_point:
     int release             # set by the controller to let it go
     long hits               # delays and holds taken
     int context             # preempt_context of the code around the point
+    long armed_tid          # gettid() of the thread that armed the hold
+    int hold_refused        # the armer itself reached its hold (holding the GIL): not held
 
 # IPI request states
 cdef enum:

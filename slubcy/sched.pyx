@@ -25,6 +25,13 @@ cdef extern from "Python.h" nogil:
     void PyEval_RestoreThread(PyThreadState *)
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
+cdef extern from *:
+    """
+    #include <unistd.h>
+    #include <sys/syscall.h>
+    static inline long slubcy_sched_gettid(void) { return (long)syscall(SYS_gettid); }
+    """
+    long sched_gettid "slubcy_sched_gettid"() nogil
 
 cdef extern from *:
     """
@@ -474,6 +481,12 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         return
     if atomic_int_read(&pp.hold_armed) and atomic_int_cmpxchg(&pp.hold_armed, 1, 0):
         pp.hits += 1
+        if pp.armed_tid == sched_gettid():
+            # the thread that armed the hold (a call from Python, single or
+            # bulk): nobody else may be there to release it -- do not park
+            # it forever; wait_held() and release() say why
+            atomic_int_set(&pp.hold_refused, 1)
+            return
         if PyGILState_Check():
             ts = PyEval_SaveThread()
         switched = cpu >= 0 and pp.context == PREEMPTIBLE
