@@ -49,8 +49,10 @@ clean:
 # each builds the extensions into its own copy of the tree (build-asan/,
 # build-tsan/) with SLUBCY_SANITIZE and runs tests there with the runtime
 # preloaded into the (uninstrumented) Python host.  SAN_PYTHON: an
-# interpreter with Cython, numpy and the test extras (`make install` first).
+# interpreter with Cython, numpy and the test extras (default: this
+# project's .venv, made first if missing).
 SAN_PYTHON ?= $(CURDIR)/$(BIN)/python
+SAN_DEPS   = $(if $(filter $(CURDIR)/$(BIN)/python,$(SAN_PYTHON)),$(VENV)/.installed,)
 SAN_TESTS  ?= tests/test_bad_input.py tests/test_concurrency.py tests/test_introspection.py \
               tests/test_validate.py tests/test_slub_rules.py tests/test_accounting.py \
               tests/test_objcg.py tests/test_kworker.py tests/test_geometry.py
@@ -58,7 +60,7 @@ TSAN_TESTS ?= tests/test_concurrency.py tests/test_introspection.py
 SAN_TREE   = mkdir -p $(1) && cp -r slubcy policies tests setup.py pyproject.toml $(1)/ && \
              rm -f $(1)/slubcy/*.so $(1)/policies/*.so $(1)/slubcy/*.c $(1)/policies/*.c
 
-sanitize:
+sanitize: $(SAN_DEPS)
 	$(call SAN_TREE,build-asan)
 	cd build-asan && SLUBCY_SANITIZE=address,undefined $(SAN_PYTHON) setup.py -q build_ext --inplace
 	cd build-asan && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
@@ -66,7 +68,7 @@ sanitize:
 		$(SAN_PYTHON) -m pytest -q -p no:cacheprovider $(SAN_TESTS) \
 		-k "not test_vectors_are_freed_with_their_slabs"    # an RSS bound: ASan's quarantine keeps freed memory
 
-tsan:
+tsan: $(SAN_DEPS)
 	$(call SAN_TREE,build-tsan)
 	cd build-tsan && SLUBCY_SANITIZE=thread $(SAN_PYTHON) setup.py -q build_ext --inplace
 	cd build-tsan && LD_PRELOAD="$$(gcc -print-file-name=libtsan.so)" \
