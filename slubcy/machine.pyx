@@ -18,7 +18,7 @@ from slubcy.page_alloc cimport atomic_int_set, atomic_int_read, spin_lock, spin_
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
                                 atomic_long_read,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
-                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_large_kmalloc,
+                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_slab_ctor, PG_large_kmalloc,
                                 slab_word_read)
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
@@ -70,7 +70,24 @@ cdef unsigned long SUPPORTED_FLAGS = (SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | 
                                       SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_TRACE | SLAB_ACCOUNT)
 MAX_CPUS = 1024
 DEFAULT_HZ = 250        # CONFIG_HZ_250: Debian's and Ubuntu's kernels of the 4.x era
-MAX_ARENA = 32 << 30        # the packed freelist word addresses 32 GiB
+# The packed freelist word (fc_make) stores an object's offset / 8 + 1 in 32
+# bits, 0 meaning NULL: the last 8-byte object must end below 32 GiB.
+MAX_ARENA = ((0xffffffff - 1) << 3) // PAGE_SIZE * PAGE_SIZE
+
+
+def _fc_freelist_offset(offset):
+    """The arena offset fc_freelist() decodes from fc_make() of the object at
+    `offset` (None for NULL): every object offset of an accepted arena must
+    come back unchanged (tests)."""
+    cdef zone z
+    cdef char arena[1]
+    cdef void *p
+    as_int(offset, "offset")
+    if not 0 <= offset < 1 << 40 or offset % 8:
+        raise ValueError(f"offset must be a multiple of 8 in 0..2**40, got {offset}")
+    z.base = arena
+    p = fc_freelist(&z, fc_make(&z, <void *>(<uintptr_t>arena + <uintptr_t>offset), 0))
+    return None if p == NULL else <uintptr_t>p - <uintptr_t>arena
 KMALLOC_MAX_SIZE_ = KMALLOC_MAX_SIZE
 KMALLOC_MAX_CACHE_SIZE_ = KMALLOC_MAX_CACHE_SIZE
 
@@ -81,6 +98,7 @@ _FREE_ERRORS = {
     OBJ_NOT_OBJECT: (NotAnObject, "is not the start of an object"),
     OBJ_DUPLICATE: (DoubleFree, "is listed twice (double free)"),
     OBJ_ALREADY_FREE: (DoubleFree, "is already free (double free)"),
+    OBJ_CONSTRUCTING: (NotAnObject, "is in a slab whose constructors are running (not allocated)"),
 }
 
 
@@ -389,7 +407,8 @@ cdef class Machine:
         if not cpus <= nr_cpu_ids <= 8192:
             raise ValueError(f"nr_cpu_ids (possible CPUs) must be in cpus..8192, got {nr_cpu_ids}")
         if not 1 << 20 <= memory <= MAX_ARENA or memory % PAGE_SIZE:
-            raise ValueError(f"memory must be a multiple of {PAGE_SIZE} in 1 MiB..32 GiB, got {memory}")
+            raise ValueError(f"memory must be a multiple of {PAGE_SIZE} in 1 MiB..{MAX_ARENA} "
+                             f"(32 GiB - 4 KiB: what the packed freelist word addresses), got {memory}")
         if not 0 <= slub_min_order < MAX_ORDER or not 0 <= slub_max_order < MAX_ORDER:
             raise ValueError(f"slub_min_order and slub_max_order must be in 0..{MAX_ORDER - 1}")
         if not 0 <= slub_min_objects <= MAX_OBJS_PER_PAGE:
@@ -1259,7 +1278,9 @@ cdef class Machine:
             raise InvalidAccess(f"{addr:#x} is not in an allocated object")
         s = <kmem_cache_t *>pg.slab_cache
         obj = base + (addr - base) // s.size * s.size
-        if object_is_live(s, <void *>obj) != 1:
+        if pg.flags & PG_slab_ctor:
+            pass                        # a constructor initialising its object
+        elif object_is_live(s, <void *>obj) != 1:
             raise InvalidAccess(f"{addr:#x} is in a free object (use after free)")
         # the red zone may be written (slub_debug will catch it), the free
         # pointer and the metadata after it may not

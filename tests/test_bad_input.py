@@ -369,3 +369,99 @@ def test_bad_machine_arguments():
                     ({"hz": True}, TypeError), ({"hz": 10, "ipi_timeout": 0.1}, ValueError)]:
         with pytest.raises(exc):
             slubcy.Machine(**kw)
+
+
+def run_isolated(code, timeout=60):
+    """`code` in a fresh interpreter (it could spin or crash without the fix
+    under test); its exit status and output."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_ctor_that_frees_its_object():
+    """A constructor freeing the object it constructs: the slab is not yet
+    allocatable, so the free is refused (NotAnObject), nothing is put on two
+    lists and later allocations and frees do not spin."""
+    rc, out = run_isolated("""
+import slubcy
+from slubcy import errors
+refused = []
+with slubcy.Machine(cpus=3, memory=16 << 20) as m:
+    def ctor(addr):
+        # (from vCPU 2: allocations run on vCPUs 0 and 1)
+        for free in (lambda: m.kmem_cache_free(c, addr, cpu=2), lambda: m.kfree(addr, cpu=2),
+                     lambda: m.kmem_cache_free_bulk(c, [addr], cpu=2)):
+            try:
+                free()
+            except errors.NotAnObject as e:
+                refused.append(str(e))
+        m.write(addr, b"built")                 # initialising it is allowed
+    c = m.kmem_cache_create("selfish", 64, ctor=ctor)
+    a = m.kmem_cache_alloc(c)
+    assert m.read(a, 5) == b"built"
+    assert len(refused) == 3 * c.objects_per_slab, refused[:3]
+    assert "constructors are running" in refused[0], refused[0]
+    m.validate()
+    for i in range(20000):
+        m.kmem_cache_free(c, m.kmem_cache_alloc(c, cpu=i % 2), cpu=(i // 2) % 2)
+    m.kmem_cache_free(c, a)
+    assert m.validate()["selfish"] == 0
+print("ok")
+""")
+    assert rc == 0 and "ok" in out, out
+
+
+def test_arena_bound_is_what_the_freelist_word_addresses():
+    """The packed freelist word keeps an object's offset / 8 + 1 in 32 bits:
+    the last 8-byte object of the largest accepted arena round-trips, 32 GiB
+    (whose last object would encode as 0, NULL) is refused."""
+    from slubcy.machine import MAX_ARENA, _fc_freelist_offset
+    assert MAX_ARENA % 4096 == 0 and MAX_ARENA > 31 << 30
+    for off in (0, 8, MAX_ARENA - 4096, MAX_ARENA - 8):
+        assert _fc_freelist_offset(off) == off
+    assert _fc_freelist_offset((32 << 30) - 8) is None      # why 32 GiB is refused
+    for memory in (32 << 30, MAX_ARENA + 4096, 64 << 30):
+        with pytest.raises(ValueError, match="packed freelist word"):
+            slubcy.Machine(memory=memory)
+
+
+def test_last_object_of_the_largest_arena():
+    """The largest arena (mapped lazily): its very last 8-byte object is
+    allocated, freed remotely and then refused as a double free."""
+    rc, out = run_isolated("""
+import slubcy
+from slubcy import errors
+from slubcy.machine import MAX_ARENA
+with slubcy.Machine(cpus=2, memory=MAX_ARENA) as m:
+    start, size = m.arena
+    assert size == MAX_ARENA
+    for order in range(10, 1, -1):    # the arena but its last pages (kmalloc_large)
+        while True:
+            try:
+                m.kmalloc(4096 << order)
+            except errors.ArenaExhausted:
+                break
+    last = start + size - 8
+    objs = []
+    c = m.kmem_cache_create("tiny", 8)
+    while not objs or objs[-1] != last:
+        try:
+            objs.append(m.kmem_cache_alloc(c, cpu=0))
+        except errors.ArenaExhausted:
+            raise SystemExit(f"last object never allocated: {max(objs):#x} vs {last:#x}")
+    m.kmem_cache_free(c, last, cpu=1)          # remote: onto the slab's own freelist
+    try:
+        m.kmem_cache_free(c, last, cpu=1)
+    except errors.DoubleFree:
+        pass
+    else:
+        raise SystemExit("double free of the last object accepted")
+    m.validate()
+print("ok")
+""", timeout=120)
+    assert rc == 0 and "ok" in out, out
