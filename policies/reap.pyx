@@ -107,6 +107,7 @@ def _parse(options):
 
 cdef class ReapPolicy(Policy):
     variants = VARIANTS         # `slubcy compare` runs each (policies.compare_specs)
+    takes_options = True
     cdef readonly str variant
     cdef readonly double period
     cdef object _thread

@@ -465,3 +465,108 @@ with slubcy.Machine(cpus=2, memory=MAX_ARENA) as m:
 print("ok")
 """, timeout=120)
     assert rc == 0 and "ok" in out, out
+
+
+def test_child_cache_name_cut_on_a_character_boundary():
+    """"root(id:name)" is cut to 63 bytes: never inside a UTF-8 character, so
+    validate(), cache_info() and the reports keep working."""
+    with slubcy.Machine(cpus=1, memory=16 << 20, policy="keep") as m:
+        root = m.kmem_cache_create("r" * 40, 64, flags=slubcy.SLAB_ACCOUNT)
+        for k in range(4):              # shift the cut through a 3-byte character
+            g = m.memcg_create("x" * k + "é" * 6 + "€" * 10)
+            m.kmem_cache_free(root, m.kmem_cache_alloc(root, memcg=g))
+        names = [c.name for c in m.memcg_caches()]
+        assert len(names) == 4 and all(len(n.encode()) <= 63 for n in names), names
+        m.validate()
+        assert len(m.cache_info()) >= 5
+        from slubcy import report
+        report.tools_slabinfo(m.cache_info())
+
+
+def test_names_with_nul_are_refused(m, c):
+    for bad in ("a\0b", "\0"):
+        unchanged(m, c, lambda: m.kmem_cache_create(bad, 64), ValueError)
+        unchanged(m, c, lambda: m.memcg_create(bad), ValueError)
+    m.kmem_cache_create("a", 64)
+    with pytest.raises(ValueError):
+        m.kmem_cache_create("a\0c", 64)
+    assert "a" in m.validate()
+
+
+def test_contract_leftovers_are_clear_errors(m, c):
+    unchanged(m, c, lambda: m.kmem_cache_create("f", 64, flags=2**64), ValueError)
+    unchanged(m, c, lambda: m.kmem_cache_create("f", 64, flags=2**64 + slubcy.SLAB_POISON),
+              ValueError)
+    for n in (2**64, 2**63, 2**40, -1):
+        unchanged(m, c, lambda: m.kmem_cache_alloc_bulk(c, n), ValueError)
+    for bad in (5, 1.5, object()):
+        with pytest.raises(TypeError, match="policy"):
+            slubcy.Machine(policy=bad)
+
+
+def test_alloc_bulk_refused_before_the_child_cache_exists():
+    with slubcy.Machine(cpus=1, memory=16 << 20, policy="keep") as m:
+        c = m.kmem_cache_create("acct", 64, flags=slubcy.SLAB_ACCOUNT)
+        g = m.memcg_create("g")
+        for n in (-1, 2**64):
+            with pytest.raises(ValueError):
+                m.kmem_cache_alloc_bulk(c, n, memcg=g)
+        assert m.memcg_caches() == []
+
+
+@pytest.mark.parametrize("spec", ["keep:x", "objcg:7", "naive:foo", "reparent:x",
+                                  "barrier:x", "reap:x"])
+def test_junk_policy_options_are_refused(spec):
+    with pytest.raises(ValueError):
+        slubcy.Machine(policy=spec)
+
+
+def test_free_bulk_refuses_masked_arrays(m, c):
+    arr = m.kmem_cache_alloc_bulk(c, 4)
+    masked = np.ma.masked_array(arr, mask=[0, 1, 0, 1])
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, masked), TypeError)
+    m.kmem_cache_free_bulk(c, masked.compressed())
+    m.kmem_cache_free_bulk(c, arr[[1, 3]])
+    assert m.validate()["obj"] == 0
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_objcg_refused_free_stays_charged(bulk):
+    """Under objcg a free refused for an overwritten red zone leaves the
+    object allocated and charged: its later free uncharges it once."""
+    with slubcy.Machine(cpus=1, memory=16 << 20, policy="objcg") as m:
+        c = m.kmem_cache_create("rz", 64, flags=slubcy.SLAB_ACCOUNT | slubcy.SLAB_RED_ZONE)
+        g = m.memcg_create("g")
+        a = m.kmem_cache_alloc(c, memcg=g)
+        charged = g.nr_bytes
+        assert charged > 0
+        m.write(a + 64, b"\xff")            # the red zone right after the object
+        with pytest.raises(errors.SlabCorruption):
+            if bulk:
+                m.kmem_cache_free_bulk(c, [a])
+            else:
+                m.kmem_cache_free(c, a)
+        assert g.nr_bytes == charged        # refused: still charged
+        m.kmem_cache_free(c, a)             # (the zone was restored)
+        assert g.nr_bytes < charged         # uncharged once, now
+        with pytest.raises(errors.DoubleFree):
+            m.kmem_cache_free(c, a)
+        m.validate()
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--ops", "100000000000000000000000"],
+    ["run", "--ops", "10", "--seed", "-1"],
+    ["run", "--ops", "10", "--seed", str(2**64)],
+    ["run", "--seconds", "1e300"],
+    ["run", "--seconds", "inf"],
+    ["compare", "keep", "--ops", "10", "--seed", "-1"],
+    ["compare", "keep", "--seconds", "1e300"],
+    ["sweep", "--seconds", "1e300"],
+    ["sweep", "--seconds", "0.1", "--seed", "-1"],
+])
+def test_cli_bounds_are_clear_errors(argv, capsys):
+    from slubcy.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "slubcy: error:" in err and "Traceback" not in err, err
