@@ -10,7 +10,6 @@ cdef class Policy:
     kernel = ""
     # what a leaked cache (leaked_caches) is under this policy, if any
     leak_kind = ""
-    needs_rcu = False
     # a policy whose spec takes an option ("barrier:sync") says so; the
     # others refuse one ("keep:x")
     takes_options = False
@@ -39,8 +38,9 @@ cdef class Policy:
         machine.m.unregister_on_empty = self.unregister_on_empty
         machine.m.policy_offline = self.offline
         machine.m.policy_data = self.data
-        if self.needs_rcu:
-            machine.start_rcu()
+        # every policy frees memcgs, objcgs or caches by call_rcu from C: the
+        # RCU thread runs them (with no worker running, nothing else would)
+        machine.start_rcu()
         self.start()
 
     def detach(self):
