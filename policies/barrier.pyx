@@ -68,7 +68,7 @@ cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcep
 
 cdef class BarrierPolicy(Policy):
     kernel = "Linux 4.0 d6e0b7fa1186; sync 4.7 81ae6d03952c; async 4.11 01fb58bcba63"
-    needs_rcu = True
+    takes_options = True
 
     def __cinit__(self, options=None, *args, **kwargs):
         mode = options or "async"

@@ -10,7 +10,9 @@ cdef class Policy:
     kernel = ""
     # what a leaked cache (leaked_caches) is under this policy, if any
     leak_kind = ""
-    needs_rcu = False
+    # a policy whose spec takes an option ("barrier:sync") says so; the
+    # others refuse one ("keep:x")
+    takes_options = False
 
     def __cinit__(self, *args, **kwargs):
         # a dead cache is destroyed when its last slab goes (if its memcg
@@ -18,6 +20,9 @@ cdef class Policy:
         self.unregister_on_empty = 1
 
     def __init__(self, options=None):
+        if options is not None and not self.takes_options:
+            raise ValueError(f"policy {self.name or type(self).__name__} takes no option, "
+                             f"got {options!r}")
         self.options = options
         if not self.name:
             self.name = type(self).__name__
@@ -33,8 +38,9 @@ cdef class Policy:
         machine.m.unregister_on_empty = self.unregister_on_empty
         machine.m.policy_offline = self.offline
         machine.m.policy_data = self.data
-        if self.needs_rcu:
-            machine.start_rcu()
+        # every policy frees memcgs, objcgs or caches by call_rcu from C: the
+        # RCU thread runs them (with no worker running, nothing else would)
+        machine.start_rcu()
         self.start()
 
     def detach(self):

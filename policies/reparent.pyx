@@ -28,7 +28,6 @@ cdef int reparent_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexce
 
 cdef class ReparentPolicy(Policy):
     kernel = "Linux 5.3 fb2f2b0adb98 (Gushchin)"
-    needs_rcu = True
 
     def __cinit__(self, *args, **kwargs):
         self.name = "reparent"

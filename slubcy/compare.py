@@ -200,10 +200,7 @@ def compare(policies, workload="churn", repeat=3, seed=0, cpus=2, ops=None, seco
         raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
     if ops is None and seconds is None:
         seconds = 1.0
-    if seconds is not None and not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds!r}")
-    if ops is not None and (not isinstance(ops, int) or ops < 1):
-        raise ValueError(f"ops must be a positive int, got {ops!r}")
+    workloads.check_bounds(ops, seconds, seed, runs=repeat)
     jobs = [(r, p) for r in range(repeat) for p in policies]
     writer = None
     if out is not None:

@@ -18,7 +18,7 @@ from slubcy.page_alloc cimport atomic_int_set, atomic_int_read, spin_lock, spin_
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
                                 atomic_long_read,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
-                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_large_kmalloc,
+                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_slab_ctor, PG_large_kmalloc,
                                 slab_word_read)
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
@@ -72,7 +72,24 @@ cdef unsigned long SUPPORTED_FLAGS = (SLAB_CONSISTENCY_CHECKS | SLAB_RED_ZONE | 
                                       SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_TRACE | SLAB_ACCOUNT)
 MAX_CPUS = 1024
 DEFAULT_HZ = 250        # CONFIG_HZ_250: Debian's and Ubuntu's kernels of the 4.x era
-MAX_ARENA = 32 << 30        # the packed freelist word addresses 32 GiB
+# The packed freelist word (fc_make) stores an object's offset / 8 + 1 in 32
+# bits, 0 meaning NULL: the last 8-byte object must end below 32 GiB.
+MAX_ARENA = ((0xffffffff - 1) << 3) // PAGE_SIZE * PAGE_SIZE
+
+
+def _fc_freelist_offset(offset):
+    """The arena offset fc_freelist() decodes from fc_make() of the object at
+    `offset` (None for NULL): every object offset of an accepted arena must
+    come back unchanged (tests)."""
+    cdef zone z
+    cdef char arena[1]
+    cdef void *p
+    as_int(offset, "offset")
+    if not 0 <= offset < 1 << 40 or offset % 8:
+        raise ValueError(f"offset must be a multiple of 8 in 0..2**40, got {offset}")
+    z.base = arena
+    p = fc_freelist(&z, fc_make(&z, <void *>(<uintptr_t>arena + <uintptr_t>offset), 0))
+    return None if p == NULL else <uintptr_t>p - <uintptr_t>arena
 KMALLOC_MAX_SIZE_ = KMALLOC_MAX_SIZE
 KMALLOC_MAX_CACHE_SIZE_ = KMALLOC_MAX_CACHE_SIZE
 
@@ -83,7 +100,21 @@ _FREE_ERRORS = {
     OBJ_NOT_OBJECT: (NotAnObject, "is not the start of an object"),
     OBJ_DUPLICATE: (DoubleFree, "is listed twice (double free)"),
     OBJ_ALREADY_FREE: (DoubleFree, "is already free (double free)"),
+    OBJ_CONSTRUCTING: (NotAnObject, "is in a slab whose constructors are running (not allocated)"),
 }
+
+
+cdef enum:
+    OBJ_RED_ZONE = -2           # (free_bulk) a red zone overwritten: nothing freed
+
+
+cdef inline bint red_zone_intact(kmem_cache_t *s, page *pg, void *p) noexcept nogil:
+    """For a free whose object is charged to an obj_cgroup (a vector on its
+    slab): free_debug_processing()'s red zone check done first (restoring the
+    zone if overwritten), so a refused free is never uncharged."""
+    if not kmem_cache_debug(s) or page_obj_cgroups(pg) == NULL:
+        return True
+    return check_object(s, pg, p, SLUB_RED_ACTIVE) != 0
 
 
 cdef inline int as_int(object value, str what) except? -1:
@@ -393,7 +424,8 @@ cdef class Machine:
         if not cpus <= nr_cpu_ids <= 8192:
             raise ValueError(f"nr_cpu_ids (possible CPUs) must be in cpus..8192, got {nr_cpu_ids}")
         if not 1 << 20 <= memory <= MAX_ARENA or memory % PAGE_SIZE:
-            raise ValueError(f"memory must be a multiple of {PAGE_SIZE} in 1 MiB..32 GiB, got {memory}")
+            raise ValueError(f"memory must be a multiple of {PAGE_SIZE} in 1 MiB..{MAX_ARENA} "
+                             f"(32 GiB - 4 KiB: what the packed freelist word addresses), got {memory}")
         if not 0 <= slub_min_order < MAX_ORDER or not 0 <= slub_max_order < MAX_ORDER:
             raise ValueError(f"slub_min_order and slub_max_order must be in 0..{MAX_ORDER - 1}")
         if not 0 <= slub_min_objects <= MAX_OBJS_PER_PAGE:
@@ -443,6 +475,10 @@ cdef class Machine:
         self._create_kmalloc_caches()
         if policy is not None:
             from policies import get_policy
+            from policies.base import Policy
+            if not isinstance(policy, (str, Policy)):
+                raise TypeError(f"policy must be a spec such as 'barrier:sync' or a Policy, "
+                                f"not {type(policy).__name__}")
             self._policy_obj = get_policy(policy) if isinstance(policy, str) else policy
             self._policy_obj.attach(self)
             self.policy = self._policy_obj.name
@@ -737,8 +773,8 @@ cdef class Machine:
         a power of two; `flags` are SLAB_* constants; `ctor(address)` runs once
         per object when its slab is created (it moves the free pointer)."""
         self._check()
-        if not isinstance(name, str) or not name or len(name.encode()) > 63:
-            raise ValueError("name must be a non-empty str of at most 63 bytes")
+        if not isinstance(name, str) or not name or len(name.encode()) > 63 or "\0" in name:
+            raise ValueError("name must be a non-empty str of at most 63 bytes, without NUL")
         for c in self._caches:
             if (<KmemCache>c).s != NULL and (<KmemCache>c).name == name:
                 raise ValueError(f"a cache named {name!r} exists")
@@ -749,7 +785,7 @@ cdef class Machine:
             raise ValueError(f"size must be in 8..{KMALLOC_MAX_SIZE} bytes, got {size}")
         if align < 0 or (align & (align - 1)) or align > KMALLOC_MAX_SIZE:
             raise ValueError(f"align must be 0 or a power of two up to {KMALLOC_MAX_SIZE}, got {align}")
-        if flags < 0 or flags & ~SUPPORTED_FLAGS:
+        if flags < 0 or flags >= 1 << 64 or flags & ~SUPPORTED_FLAGS:
             raise ValueError(f"unsupported flags {flags:#x} (SLAB_STORE_USER is not supported)")
         if ctor is not None and not callable(ctor):
             raise TypeError("ctor must be callable or None")
@@ -866,8 +902,8 @@ cdef class Machine:
         under cgroup_mutex -- so it waits (GIL released) while the kworker
         runs an offline, as mkdir waited behind rmdir on Linux 4.0-4.10."""
         self._check()
-        if not isinstance(name, str) or not name or len(name.encode()) > 47:
-            raise ValueError("memcg name must be a non-empty str of at most 47 bytes")
+        if not isinstance(name, str) or not name or len(name.encode()) > 47 or "\0" in name:
+            raise ValueError("memcg name must be a non-empty str of at most 47 bytes, without NUL")
         cdef mem_cgroup *p = NULL
         if parent is not None:
             if not isinstance(parent, MemCgroup) or (<MemCgroup>parent).machine is not self:
@@ -1272,9 +1308,12 @@ cdef class Machine:
         code = check_objects(s, objs, 1, &bad)
         if code == OBJ_OK:
             pg = virt_to_head_page(&self.m.z, p)
-            py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, p)
-            memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
-            ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
+            if not red_zone_intact(<kmem_cache_t *>pg.slab_cache, pg, p):
+                ok = 0                  # refused before memcg_slab_free_hook uncharges it
+            else:
+                py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, p)
+                memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
+                ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
         self._exit(cpu)
         if code != OBJ_OK:
             if code < 0:
@@ -1337,11 +1376,14 @@ cdef class Machine:
         cdef kmem_cache_t *root = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
         cdef mem_cgroup *g = self._memcg(memcg)
-        cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
+        cdef kmem_cache_t *s
         cdef size_t count, got, i
         as_int(n, "n")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        # (before memcg_kmem_get_cache: a refused request creates no child cache)
+        if not 0 <= n <= self.m.z.nr_pages * PAGE_SIZE // 8:
+            raise ValueError(f"n must be in 0..{self.m.z.nr_pages * PAGE_SIZE // 8} "
+                             f"(the 8-byte objects the arena holds), got {n}")
+        s = memcg_kmem_get_cache(root, g)
         count = n
         out = np.empty(count, dtype=np.uint64)
         if count == 0:
@@ -1376,6 +1418,9 @@ cdef class Machine:
         cdef int ncpu = self._cpu(cpu)
         cdef size_t bad = 0, n, refused = 0
         cdef int code
+        if isinstance(addrs, np.ma.MaskedArray):
+            raise TypeError("addrs must not be a masked array: give addrs.compressed() "
+                            "(the addresses to free)")
         arr = np.asarray(addrs)
         if arr.ndim != 1 or not (arr.dtype.kind in "ui" or arr.size == 0):
             raise TypeError("addrs must be a 1-d array of integer addresses")
@@ -1397,6 +1442,15 @@ cdef class Machine:
             raise
         with nogil:
             code = check_objects(s, objs, n, &bad)
+            if code == OBJ_OK and not self.m.per_memcg_caches:
+                # an objcg-charged object is uncharged only if its free is
+                # accepted: a list with an overwritten red zone frees nothing
+                for i in range(n):
+                    pg = virt_to_head_page(&self.m.z, objs[i])
+                    if not red_zone_intact(<kmem_cache_t *>pg.slab_cache, pg, objs[i]):
+                        refused += 1
+                if refused:
+                    code = OBJ_RED_ZONE
             if code == OBJ_OK:
                 if atomic_long_read(&self.m.nr_py_live) > 0:     # some slab has a bitmap
                     for i in range(n):
@@ -1410,6 +1464,9 @@ cdef class Machine:
                 refused = kmem_cache_free_bulk(s, n, objs, ncpu)
         self._nogil_end(c)
         self._exit(ncpu)
+        if code == OBJ_RED_ZONE:
+            raise SlabCorruption(f"{s.name.decode()}: free_bulk: {refused} objects with an "
+                                 "overwritten red zone (restored); nothing freed")
         if code != OBJ_OK:
             if code < 0:
                 raise MemoryError("no memory for the free checks")
@@ -1452,7 +1509,9 @@ cdef class Machine:
             raise InvalidAccess(f"{addr:#x} is not in an allocated object")
         s = <kmem_cache_t *>pg.slab_cache
         obj = base + (addr - base) // s.size * s.size
-        if object_is_live(s, <void *>obj) != 1:
+        if pg.flags & PG_slab_ctor:
+            pass                        # a constructor initialising its object
+        elif object_is_live(s, <void *>obj) != 1:
             raise InvalidAccess(f"{addr:#x} is in a free object (use after free)")
         # the red zone may be written (slub_debug will catch it), the free
         # pointer and the metadata after it may not

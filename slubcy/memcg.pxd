@@ -25,7 +25,7 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil
 cdef int cache_reap_dead(slub_machine *m, int cpu) noexcept nogil
 cdef bint memcg_unregister_cache(slub_machine *m, kmem_cache *s) noexcept nogil
 # after a grace period, on the workqueue the machine's RCU thread runs: a
-# policy that uses it sets needs_rcu (policies/base.pyx)
+# machine with a policy runs it (Policy.attach, policies/base.pyx)
 cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil
 cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil
 cdef void kmemcg_deactivate_drop(slub_machine *m) noexcept nogil

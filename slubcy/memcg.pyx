@@ -145,13 +145,34 @@ cdef mem_cgroup *root_mem_cgroup_create(slub_machine *m) noexcept nogil:
     return root
 
 
+cdef void utf8_trim(char *s, size_t n) noexcept nogil:
+    """Cut the `n`-byte string `s` before a UTF-8 character it ends inside
+    (snprintf truncates at a byte, not a character)."""
+    cdef size_t start = n, want
+    cdef unsigned char lead
+    while start > 0 and ((<unsigned char>s[start - 1]) & 0xc0) == 0x80:
+        start -= 1
+    if start == 0:
+        return
+    start -= 1
+    lead = <unsigned char>s[start]
+    want = (1 if lead < 0x80 else 2 if (lead & 0xe0) == 0xc0 else
+            3 if (lead & 0xf0) == 0xe0 else 4)
+    if n - start < want:
+        s[start] = 0
+
+
 cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) noexcept nogil:
     """memcg_create_kmem_cache(): the child cache "root(id:name)"; called with
-    slab_mutex and slab_lock held.  NULL when memory is short."""
+    slab_mutex and slab_lock held.  NULL when memory is short.  Departure:
+    the kernel's kasprintf()'ed name has no length limit; ours is cut to 63
+    bytes, on a UTF-8 character boundary."""
     cdef slub_machine *m = root.m
     cdef char name[64]
     cdef kmem_cache *s
-    snprintf(name, sizeof(name), "%s(%d:%s)", root.name, memcg.kmemcg_id, memcg.name)
+    cdef int n = snprintf(name, sizeof(name), "%s(%d:%s)", root.name, memcg.kmemcg_id, memcg.name)
+    if n >= <int>sizeof(name):
+        utf8_trim(name, sizeof(name) - 1)
     spin_unlock(&m.slab_lock)         # kmem_cache_open takes it to link the cache
     s = kmem_cache_open(m, name, root.object_size, root.align, root.flags & ~(<unsigned long>SLAB_ACCOUNT),
                         root.ctor)

@@ -35,6 +35,8 @@ cdef enum:
     PG_slab = 1 << 3        # head of a slab
     PG_large_kmalloc = 1 << 4   # head of a kmalloc_large() block (kernel: !PageSlab compound)
     PG_allocated = 1 << 5   # head of any allocated block (debug aid; the kernel uses refcounts)
+    PG_slab_ctor = 1 << 6   # slab whose constructors run: no object of it may be freed yet
+                            # (departure: the kernel's slab is unreachable then; ours is not)
 
 
 # The per-cpu partial chain shares storage with lru, as in struct page: a slab

@@ -411,9 +411,11 @@ cdef enum:
     OBJ_NOT_OBJECT
     OBJ_DUPLICATE            # twice in the same request
     OBJ_ALREADY_FREE         # on a freelist: a double free
+    OBJ_CONSTRUCTING         # in a slab whose constructors are running (PG_slab_ctor)
 
 cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil
 cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil
+cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
 cdef void py_live_mark(kmem_cache *s, void *p) noexcept nogil
 cdef void py_live_clear(kmem_cache *s, page *pg, void *p) noexcept nogil
 cdef void py_live_release_all(slub_machine *m) noexcept nogil

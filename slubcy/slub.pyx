@@ -19,7 +19,7 @@ from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
                            PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
                            PP_PUT_CPU_PARTIAL_AFTER_READ)
 from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
-                                virt_to_head_page, addr_in_arena, PG_slab, PAGE_SIZE, PAGE_SHIFT,
+                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor, PAGE_SIZE, PAGE_SHIFT,
                                 MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
                                 spin_unlock, spin_lock_init, atomic_long_add, atomic_long_read,
                                 atomic_int_read, atomic_int_set, atomic_u64_or, atomic_u64_fetch_and)
@@ -433,7 +433,7 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
     pg.slab_cache = s
     pg.memcg_data = 0
     memcg_charge_slab(s, pg)
-    pg.flags |= PG_slab
+    pg.flags |= PG_slab | PG_slab_ctor
     start = page_address(&s.m.z, pg)
     if s.flags & SLAB_POISON:
         memset(start, POISON_INUSE, <size_t>PAGE_SIZE << pg.order)
@@ -441,11 +441,13 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
     for idx in range(objects):
         if not setup_object(s, pg, p):
             # a Python constructor raised: no half-constructed slab is used
+            pg.flags &= ~PG_slab_ctor
             discard_slab(s, pg)
             return NULL
         set_freepointer(s, p, p + s.size if idx + 1 < objects else NULL)
         p += s.size
     pg.fc = fc_make(&s.m.z, start, fc_counters(objects, objects, 1))
+    pg.flags &= ~PG_slab_ctor
     return pg
 
 
@@ -1220,6 +1222,8 @@ cdef int classify_object(kmem_cache *s, void *p, page **pgp) noexcept nogil:
     pg = virt_to_head_page(z, p)
     if not (pg.flags & PG_slab):
         return OBJ_NOT_SLAB
+    if pg.flags & PG_slab_ctor:
+        return OBJ_CONSTRUCTING
     if pg.slab_cache != <void *>s and (<kmem_cache *>pg.slab_cache).root != s:
         return OBJ_WRONG_CACHE          # (a memcg child cache of s is s: cache_from_obj)
     if not valid_offset(s, pg, slab_offset(s, pg, p)):

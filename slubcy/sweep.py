@@ -278,8 +278,7 @@ def leak_vs_preemption(policy="naive", rates=DEFAULT_RATES, seconds=0.5, repeat=
     rates = check_rates(rates)
     if not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    workloads.check_bounds(None, seconds, seed, runs=repeat)
     parse_model(f"1/s:{slice}")             # a bad slice fails before any run
     if preempt:
         if any(item[0] == MODEL for item in parse_spec(preempt)):

@@ -557,6 +557,8 @@ cdef class Run:
     cdef int stop_flag
     cdef int phase_count
     cdef int drain_go
+    cdef int start_ready            # workers on their vCPU, at the start gate
+    cdef int start_go               # the gate: every worker starts at once
     cdef list threads
     cdef readonly str kind_name
     cdef readonly list cache_objs
@@ -662,18 +664,32 @@ cdef class Run:
                 raise CPUBusy(f"vCPU {i} is run by another thread")
             vcpu_release(&self.machine.m.sc, i)
         self.machine.m.sc.running_workers += self.nworkers
-        self.started = time.monotonic()
         for i in range(self.nworkers):
             t = threading.Thread(target=self._bound, args=(i,), name=f"slubcy-vcpu{i}", daemon=True)
             self.threads.append(t)
-        for t in self.threads:
-            t.start()
+        try:
+            # each thread sleeps at the start gate: none spins while the
+            # next ones start (a thread start needs the CPU and the GIL)
+            for t in self.threads:
+                t.start()
+            while atomic_int_read(&self.start_ready) < self.nworkers:
+                time.sleep(0.0002)
+        finally:
+            self.started = time.monotonic()
+            atomic_int_set(&self.start_go, 1)   # all together (or, on an error, to stop)
 
     def _bound(self, int i):
         cdef worker *w = &self.workers[i]
+        cdef int *go = &self.start_go
+        cdef timespec ts
+        ts.tv_sec = 0
+        ts.tv_nsec = 200000
         with nogil:
             while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
                 sched_yield()       # a controller call is on this vCPU for a moment
+            fetch_add(&self.start_ready, 1)
+            while not atomic_int_read(go) and not atomic_int_read(w.stop):
+                nanosleep(&ts, NULL)
             worker_main(w)
             vcpu_release(w.sc, w.cpu)
 

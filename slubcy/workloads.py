@@ -148,6 +148,28 @@ MAIN_PREEMPT = "slab_free:before_cmpxchg=0.05:1ms:sleep"
 OTHER_DEFAULTS = {"job_objects": 256, "outlive": 0.5, "handoff": 0.25, "lifetime": 0.0,
                   "reclaim_batch": 128, "reclaim_every": 64, "slots": 1024}
 SHAPE_PARAMS = tuple(CHURN_DEFAULTS)
+MAX_OPS = (1 << 63) - 1         # a worker counts its operations in a C long
+MAX_SECONDS = 7 * 86400.0       # a run's --seconds: a week at most
+MAX_SEED = (1 << 64) - 1        # the workers' PRNG seed is a uint64_t
+
+
+def check_bounds(ops=None, seconds=None, seed=0, runs=1):
+    """ValueError/TypeError for an `ops`, `seconds` or `seed` a run cannot
+    take (`runs` runs use seeds seed..seed+runs-1)."""
+    if ops is not None and (isinstance(ops, bool) or not isinstance(ops, int)):
+        raise TypeError(f"ops must be an int, got {ops!r}")
+    if ops is not None and not 1 <= ops <= MAX_OPS:
+        raise ValueError(f"ops must be in 1..{MAX_OPS}, got {ops!r}")
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"seconds must be a number, got {seconds!r}")
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be > 0 and at most {MAX_SECONDS:g} (a week), "
+                             f"got {seconds!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if not 0 <= seed <= MAX_SEED - (runs - 1):
+        raise ValueError(f"seed must be in 0..{MAX_SEED - (runs - 1)}, got {seed}")
 
 
 def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None,
@@ -176,10 +198,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         raise ValueError(f"unknown workload {workload!r}: one of {', '.join(WORKLOADS)}")
     if (ops is None) == (seconds is None):
         raise ValueError("give exactly one of ops and seconds")
-    if ops is not None and (not isinstance(ops, int) or ops < 1):
-        raise ValueError(f"ops must be a positive int, got {ops!r}")
-    if seconds is not None and not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    check_bounds(ops, seconds, seed)
     if workload == "churn" and policy is None and machine is None:
         policy = "barrier"
     own = machine is None

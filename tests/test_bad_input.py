@@ -369,3 +369,204 @@ def test_bad_machine_arguments():
                     ({"hz": True}, TypeError), ({"hz": 10, "ipi_timeout": 0.1}, ValueError)]:
         with pytest.raises(exc):
             slubcy.Machine(**kw)
+
+
+def run_isolated(code, timeout=60):
+    """`code` in a fresh interpreter (it could spin or crash without the fix
+    under test); its exit status and output."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_ctor_that_frees_its_object():
+    """A constructor freeing the object it constructs: the slab is not yet
+    allocatable, so the free is refused (NotAnObject), nothing is put on two
+    lists and later allocations and frees do not spin."""
+    rc, out = run_isolated("""
+import slubcy
+from slubcy import errors
+refused = []
+with slubcy.Machine(cpus=3, memory=16 << 20) as m:
+    def ctor(addr):
+        # (from vCPU 2: allocations run on vCPUs 0 and 1)
+        for free in (lambda: m.kmem_cache_free(c, addr, cpu=2), lambda: m.kfree(addr, cpu=2),
+                     lambda: m.kmem_cache_free_bulk(c, [addr], cpu=2)):
+            try:
+                free()
+            except errors.NotAnObject as e:
+                refused.append(str(e))
+        m.write(addr, b"built")                 # initialising it is allowed
+    c = m.kmem_cache_create("selfish", 64, ctor=ctor)
+    a = m.kmem_cache_alloc(c)
+    assert m.read(a, 5) == b"built"
+    assert len(refused) == 3 * c.objects_per_slab, refused[:3]
+    assert "constructors are running" in refused[0], refused[0]
+    m.validate()
+    for i in range(20000):
+        m.kmem_cache_free(c, m.kmem_cache_alloc(c, cpu=i % 2), cpu=(i // 2) % 2)
+    m.kmem_cache_free(c, a)
+    assert m.validate()["selfish"] == 0
+print("ok")
+""")
+    assert rc == 0 and "ok" in out, out
+
+
+def test_arena_bound_is_what_the_freelist_word_addresses():
+    """The packed freelist word keeps an object's offset / 8 + 1 in 32 bits:
+    the last 8-byte object of the largest accepted arena round-trips, 32 GiB
+    (whose last object would encode as 0, NULL) is refused."""
+    from slubcy.machine import MAX_ARENA, _fc_freelist_offset
+    assert MAX_ARENA % 4096 == 0 and MAX_ARENA > 31 << 30
+    for off in (0, 8, MAX_ARENA - 4096, MAX_ARENA - 8):
+        assert _fc_freelist_offset(off) == off
+    assert _fc_freelist_offset((32 << 30) - 8) is None      # why 32 GiB is refused
+    for memory in (32 << 30, MAX_ARENA + 4096, 64 << 30):
+        with pytest.raises(ValueError, match="packed freelist word"):
+            slubcy.Machine(memory=memory)
+
+
+def test_last_object_of_the_largest_arena():
+    """The largest arena (mapped lazily): its very last 8-byte object is
+    allocated, freed remotely and then refused as a double free."""
+    rc, out = run_isolated("""
+import slubcy
+from slubcy import errors
+from slubcy.machine import MAX_ARENA
+with slubcy.Machine(cpus=2, memory=MAX_ARENA) as m:
+    start, size = m.arena
+    assert size == MAX_ARENA
+    for order in range(10, 1, -1):    # the arena but its last pages (kmalloc_large)
+        while True:
+            try:
+                m.kmalloc(4096 << order)
+            except errors.ArenaExhausted:
+                break
+    last = start + size - 8
+    objs = []
+    c = m.kmem_cache_create("tiny", 8)
+    while not objs or objs[-1] != last:
+        try:
+            objs.append(m.kmem_cache_alloc(c, cpu=0))
+        except errors.ArenaExhausted:
+            raise SystemExit(f"last object never allocated: {max(objs):#x} vs {last:#x}")
+    m.kmem_cache_free(c, last, cpu=1)          # remote: onto the slab's own freelist
+    try:
+        m.kmem_cache_free(c, last, cpu=1)
+    except errors.DoubleFree:
+        pass
+    else:
+        raise SystemExit("double free of the last object accepted")
+    m.validate()
+print("ok")
+""", timeout=120)
+    assert rc == 0 and "ok" in out, out
+
+
+def test_child_cache_name_cut_on_a_character_boundary():
+    """"root(id:name)" is cut to 63 bytes: never inside a UTF-8 character, so
+    validate(), cache_info() and the reports keep working."""
+    with slubcy.Machine(cpus=1, memory=16 << 20, policy="keep") as m:
+        root = m.kmem_cache_create("r" * 40, 64, flags=slubcy.SLAB_ACCOUNT)
+        for k in range(4):              # shift the cut through a 3-byte character
+            g = m.memcg_create("x" * k + "é" * 6 + "€" * 10)
+            m.kmem_cache_free(root, m.kmem_cache_alloc(root, memcg=g))
+        names = [c.name for c in m.memcg_caches()]
+        assert len(names) == 4 and all(len(n.encode()) <= 63 for n in names), names
+        m.validate()
+        assert len(m.cache_info()) >= 5
+        from slubcy import report
+        report.tools_slabinfo(m.cache_info())
+
+
+def test_names_with_nul_are_refused(m, c):
+    for bad in ("a\0b", "\0"):
+        unchanged(m, c, lambda: m.kmem_cache_create(bad, 64), ValueError)
+        unchanged(m, c, lambda: m.memcg_create(bad), ValueError)
+    m.kmem_cache_create("a", 64)
+    with pytest.raises(ValueError):
+        m.kmem_cache_create("a\0c", 64)
+    assert "a" in m.validate()
+
+
+def test_contract_leftovers_are_clear_errors(m, c):
+    unchanged(m, c, lambda: m.kmem_cache_create("f", 64, flags=2**64), ValueError)
+    unchanged(m, c, lambda: m.kmem_cache_create("f", 64, flags=2**64 + slubcy.SLAB_POISON),
+              ValueError)
+    for n in (2**64, 2**63, 2**40, -1):
+        unchanged(m, c, lambda: m.kmem_cache_alloc_bulk(c, n), ValueError)
+    for bad in (5, 1.5, object()):
+        with pytest.raises(TypeError, match="policy"):
+            slubcy.Machine(policy=bad)
+
+
+def test_alloc_bulk_refused_before_the_child_cache_exists():
+    with slubcy.Machine(cpus=1, memory=16 << 20, policy="keep") as m:
+        c = m.kmem_cache_create("acct", 64, flags=slubcy.SLAB_ACCOUNT)
+        g = m.memcg_create("g")
+        for n in (-1, 2**64):
+            with pytest.raises(ValueError):
+                m.kmem_cache_alloc_bulk(c, n, memcg=g)
+        assert m.memcg_caches() == []
+
+
+@pytest.mark.parametrize("spec", ["keep:x", "objcg:7", "naive:foo", "reparent:x",
+                                  "barrier:x", "reap:x"])
+def test_junk_policy_options_are_refused(spec):
+    with pytest.raises(ValueError):
+        slubcy.Machine(policy=spec)
+
+
+def test_free_bulk_refuses_masked_arrays(m, c):
+    arr = m.kmem_cache_alloc_bulk(c, 4)
+    masked = np.ma.masked_array(arr, mask=[0, 1, 0, 1])
+    unchanged(m, c, lambda: m.kmem_cache_free_bulk(c, masked), TypeError)
+    m.kmem_cache_free_bulk(c, masked.compressed())
+    m.kmem_cache_free_bulk(c, arr[[1, 3]])
+    assert m.validate()["obj"] == 0
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_objcg_refused_free_stays_charged(bulk):
+    """Under objcg a free refused for an overwritten red zone leaves the
+    object allocated and charged: its later free uncharges it once."""
+    with slubcy.Machine(cpus=1, memory=16 << 20, policy="objcg") as m:
+        c = m.kmem_cache_create("rz", 64, flags=slubcy.SLAB_ACCOUNT | slubcy.SLAB_RED_ZONE)
+        g = m.memcg_create("g")
+        a = m.kmem_cache_alloc(c, memcg=g)
+        charged = g.nr_bytes
+        assert charged > 0
+        m.write(a + 64, b"\xff")            # the red zone right after the object
+        with pytest.raises(errors.SlabCorruption):
+            if bulk:
+                m.kmem_cache_free_bulk(c, [a])
+            else:
+                m.kmem_cache_free(c, a)
+        assert g.nr_bytes == charged        # refused: still charged
+        m.kmem_cache_free(c, a)             # (the zone was restored)
+        assert g.nr_bytes < charged         # uncharged once, now
+        with pytest.raises(errors.DoubleFree):
+            m.kmem_cache_free(c, a)
+        m.validate()
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--ops", "100000000000000000000000"],
+    ["run", "--ops", "10", "--seed", "-1"],
+    ["run", "--ops", "10", "--seed", str(2**64)],
+    ["run", "--seconds", "1e300"],
+    ["run", "--seconds", "inf"],
+    ["compare", "keep", "--ops", "10", "--seed", "-1"],
+    ["compare", "keep", "--seconds", "1e300"],
+    ["sweep", "--seconds", "1e300"],
+    ["sweep", "--seconds", "0.1", "--seed", "-1"],
+])
+def test_cli_bounds_are_clear_errors(argv, capsys):
+    from slubcy.cli import main
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "slubcy: error:" in err and "Traceback" not in err, err

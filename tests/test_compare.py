@@ -450,3 +450,59 @@ def test_verdict_says_what_leaks():
     assert "objcg (baseline): no leak: 0 in 2,000 offlines" in text
     assert "naive: LEAKS 30/1000" in text and "what leaks: parked by the race" in text
     assert "what leaks: never unregistered" in text
+
+
+def _cli_env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+
+
+@pytest.mark.parametrize("argv", [["run", "--seconds", "60", "--cpus", "4"],
+                                  ["run", "-w", "churn", "-p", "naive", "--seconds", "60"]])
+def test_sigint_mid_run_stops_the_workers_and_exits_130(tmp_path, argv):
+    """Ctrl-C while `slubcy run`'s workers run: they are stopped and joined,
+    the exit status is 130, no traceback, well before --seconds."""
+    err_path = tmp_path / "err"
+    with open(err_path, "w") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "slubcy.cli", *argv], cwd=ROOT, env=_cli_env(),
+            stdout=subprocess.DEVNULL, stderr=err_file, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.monotonic() + 60
+            # the progress bar (on stderr) shows the workers are running
+            while ("/60" not in err_path.read_text() and proc.poll() is None
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            assert proc.poll() is None, err_path.read_text()
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+            took = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = err_path.read_text()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "slubcy: interrupted" in err, err
+    assert took < 20
+
+
+def test_seconds_bounds_wall_time_at_many_vcpus():
+    """--seconds bounds the run whatever the vCPU count: the workers wait at a
+    start gate and are released together, none spins while the next ones
+    start (64 vCPUs on this host's few cores)."""
+    code = """
+import time, slubcy.workloads as w
+t = time.monotonic()
+r = w.run("fastpath", cpus=64, seconds=0.5, progress=False)
+print(time.monotonic() - t, max(x["seconds"] for x in r.per_cpu))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    wall, longest = map(float, proc.stdout.split())
+    assert longest < 1.5, (wall, longest)         # one worker ran ~4 s before the gate
+    assert wall < 4.0, (wall, longest)
