@@ -475,6 +475,7 @@ def test_child_cache_name_cut_on_a_character_boundary():
         for k in range(4):              # shift the cut through a 3-byte character
             g = m.memcg_create("x" * k + "é" * 6 + "€" * 10)
             m.kmem_cache_free(root, m.kmem_cache_alloc(root, memcg=g))
+        m.flush_work(timeout=30)        # the kworker creates the child caches
         names = [c.name for c in m.memcg_caches()]
         assert len(names) == 4 and all(len(n.encode()) <= 63 for n in names), names
         m.validate()
