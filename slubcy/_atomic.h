@@ -88,4 +88,14 @@ static inline uint64_t atomic_u64_read(uint64_t *p) { return __atomic_load_n(p, 
 static inline void atomic_u64_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 /* smp_mb(): a full barrier (mfence / dmb ish) */
 static inline void smp_mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+/*
+ * Counters a waiter polls without the writer's lock (the RCU and deferred-
+ * shrink counts rcu_barrier() waits on): the add releases what was done
+ * before it, the read acquires it.  And pointers peeked at unlocked (the RCU
+ * state words rcu_pending and rcu_cur, see rcu_softirq).
+ */
+static inline void atomic_long_add_release(long *p, long v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
+static inline long atomic_long_read_acquire(long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void *atomic_ptr_read(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_ptr_set(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 #endif

@@ -27,7 +27,8 @@ from slubcy.sched cimport sched
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
-                           rcu_read_unlock_ext)
+                           rcu_read_unlock_ext, atomic_long_read_acquire, atomic_ptr_read,
+                           atomic_ptr_set)
 from slubcy.sched cimport NR_PREEMPT_POINTS
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, memcg_init, memcg_free_objcgs,
@@ -505,7 +506,7 @@ cdef class Machine:
         # deferred frees (destroyed caches, freed memcgs) run now
         if self.m.sc.vcpus != NULL:
             rcu_run_batch(&self.m.sc, self.m.sc.rcu_cur)
-            self.m.sc.rcu_cur = NULL
+            atomic_ptr_set(<void **>&self.m.sc.rcu_cur, NULL)
             rcu_run_batch(&self.m.sc, rcu_take_pending(&self.m.sc))
         kmemcg_deactivate_drop(&self.m)
         # objcg vectors hang off slab pages
@@ -1146,10 +1147,15 @@ cdef class Machine:
         sections of threads on no vCPU."""
         self._check()
         cdef sched *sc = &self.m.sc
-        return {"queued": sc.rcu_queued, "done": sc.rcu_done, "grace_periods": sc.rcu_gps,
-                "batch_waiting": sc.rcu_cur != NULL, "pending": sc.rcu_pending != NULL,
-                "waiting_on": [i for i in range(self.m.nr_cpus) if sc.rcu_wait[i]],
-                "ext_readers": sc.ext_readers, "busy": sc.rcu_busy}
+        # unlocked snapshot of state the RCU thread and workers change:
+        # atomic loads (acquire), each value consistent on its own
+        return {"queued": atomic_long_read_acquire(&sc.rcu_queued),
+                "done": atomic_long_read_acquire(&sc.rcu_done),
+                "grace_periods": atomic_long_read_acquire(&sc.rcu_gps),
+                "batch_waiting": atomic_ptr_read(<void **>&sc.rcu_cur) != NULL,
+                "pending": atomic_ptr_read(<void **>&sc.rcu_pending) != NULL,
+                "waiting_on": [i for i in range(self.m.nr_cpus) if atomic_int_read(&sc.rcu_wait[i])],
+                "ext_readers": atomic_int_read(&sc.ext_readers), "busy": atomic_int_read(&sc.rcu_busy)}
 
     def _policy_quiesce(self):
         """Let the kworker's queued work (offlines, cache creations) and then
@@ -1177,8 +1183,13 @@ cdef class Machine:
     def _rcu_c_counts(self):
         """C callbacks queued and run, grace periods, deferred shrinks queued
         and done by the workqueue."""
-        return (self.m.sc.rcu_queued, self.m.sc.rcu_done, self.m.sc.rcu_gps,
-                self.m.deact_queued, self.m.deact_done)
+        # polled by rcu_barrier() unlocked: acquire loads, paired with the
+        # release adds of rcu_run_batch and the workqueue
+        return (atomic_long_read_acquire(&self.m.sc.rcu_queued),
+                atomic_long_read_acquire(&self.m.sc.rcu_done),
+                atomic_long_read_acquire(&self.m.sc.rcu_gps),
+                atomic_long_read_acquire(&self.m.deact_queued),
+                atomic_long_read_acquire(&self.m.deact_done))
 
     def start_rcu(self):
         """Start the RCU thread (policies that call_rcu from C need it)."""
@@ -1663,25 +1674,40 @@ cdef class Machine:
 
     cdef _validate_zone(self):
         cdef zone *z = &self.m.z
-        cdef long free_pages = 0
+        cdef long free_pages = 0, used
         cdef int order
-        for order in range(MAX_ORDER):
-            free_pages += z.nr_free[order] << order
-        if free_pages + z.pages_used != <long>z.nr_pages:
-            raise SlabCorruption(f"page allocator: {free_pages} free + {z.pages_used} used "
+        with nogil:
+            spin_lock(&z.lock)
+            for order in range(MAX_ORDER):
+                free_pages += z.nr_free[order] << order
+            used = z.pages_used
+            spin_unlock(&z.lock)
+        if free_pages + used != <long>z.nr_pages:
+            raise SlabCorruption(f"page allocator: {free_pages} free + {used} used "
                                  f"!= {z.nr_pages} pages")
 
     def page_alloc_info(self):
         """Buddy allocator counts: pages in use in total and per order."""
         self._check()
         cdef zone *z = &self.m.z
+        cdef long nr_alloc[MAX_ORDER]
+        cdef long nr_free[MAX_ORDER]
+        cdef long used, fail
+        # one consistent snapshot, under zone->lock (the counts' lock)
+        with nogil:
+            spin_lock(&z.lock)
+            memcpy(nr_alloc, z.nr_alloc, sizeof(nr_alloc))
+            memcpy(nr_free, z.nr_free, sizeof(nr_free))
+            used = z.pages_used
+            fail = z.alloc_fail
+            spin_unlock(&z.lock)
         return {
             "nr_pages": z.nr_pages,
-            "pages_used": z.pages_used,
-            "pages_free": z.nr_pages - z.pages_used,
-            "alloc_blocks": [z.nr_alloc[i] for i in range(MAX_ORDER)],
-            "free_blocks": [z.nr_free[i] for i in range(MAX_ORDER)],
-            "alloc_failures": z.alloc_fail,
+            "pages_used": used,
+            "pages_free": z.nr_pages - used,
+            "alloc_blocks": [nr_alloc[i] for i in range(MAX_ORDER)],
+            "free_blocks": [nr_free[i] for i in range(MAX_ORDER)],
+            "alloc_failures": fail,
         }
 
     def stats_per_cpu(self, c):

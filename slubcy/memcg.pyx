@@ -40,7 +40,7 @@ from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memc
                           __flush_cpu_slab, discard_empty_partial_slabs)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
-from slubcy.sched cimport smp_processor_id
+from slubcy.sched cimport smp_processor_id, atomic_long_add_release
 from slubcy.mutex cimport mutex_lock, mutex_unlock, mutex_is_locked, mutex_trylock
 from slubcy.kworker cimport work_struct, queue_work, current_tid
 
@@ -727,7 +727,8 @@ cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil:
         done += 1
         batch = nxt
     mutex_unlock(&m.slab_mutex)
-    atomic_long_add(&m.deact_done, done)
+    # release: a waiter on the count (rcu_barrier) sees the shrinks done
+    atomic_long_add_release(&m.deact_done, done)
     return done
 
 
@@ -1034,13 +1035,14 @@ cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
                 holding += 1
                 pages += atomic_long_read(&s.node.nr_slabs) << (s.oo >> 16)
         s = s.next
+    # written under slab_lock (offline, css_free, cache destroy): read there
+    out[3] = m.nr_dying
+    out[4] = m.nr_offlines
+    out[5] = m.nr_caches_destroyed
     spin_unlock(&m.slab_lock)
     out[0] = dead
     out[1] = holding
     out[2] = pages
-    out[3] = m.nr_dying
-    out[4] = m.nr_offlines
-    out[5] = m.nr_caches_destroyed
 
 
 # ---------------------------------------------------------------------------

@@ -67,7 +67,9 @@ cdef struct page:
     uint32_t head           # tail pages: pfn of the compound head
     uint16_t flags
     uint8_t order           # head / buddy: order of the block
-    uint8_t _pad
+    uint8_t buddy           # PageBuddy (a page type, as the kernel's): 1 on the head of a
+                            # free block; set and read only under zone->lock, so the
+                            # buddy check never reads flags, which owners change unlocked
     uint32_t mark           # scratch epoch for free-object checks (on_freelist)
     uint32_t _pad2
     uint64_t py_live        # a slab's bitmap (uint64_t *) of the objects the Python API

@@ -23,6 +23,7 @@ cdef int get_order(size_t size) noexcept nogil:
 cdef inline void set_buddy(page *pg, unsigned int order) noexcept nogil:
     pg.flags = PG_buddy
     pg.order = order
+    pg.buddy = 1
 
 
 cdef int zone_init(zone *z, size_t nbytes) noexcept nogil:
@@ -104,6 +105,7 @@ cdef page *alloc_pages(zone *z, unsigned int order) noexcept nogil:
             list_del(&pg.u.lru)
             # no longer a buddy: a neighbour freed meanwhile must not merge it
             pg.flags = PG_allocated
+            pg.buddy = 0
             z.nr_free[current] -= 1
             break
     if pg == NULL:
@@ -149,11 +151,15 @@ cdef void __free_pages(zone *z, page *pg, unsigned int order) noexcept nogil:
         if buddy_pfn + (<size_t>1 << order) > z.nr_pages:
             break
         buddy = &z.mem_map[buddy_pfn]
-        if not (buddy.flags & PG_buddy) or buddy.order != order:
+        # page_is_buddy(): the page type, not flags (the owner of an
+        # allocated neighbour writes its flags without zone->lock); order is
+        # read only of a free block, which nobody else writes
+        if not buddy.buddy or buddy.order != order:
             break
         list_del(&buddy.u.lru)
         z.nr_free[order] -= 1
         buddy.flags = 0
+        buddy.buddy = 0
         pfn &= buddy_pfn
         order += 1
     pg = &z.mem_map[pfn]

@@ -23,6 +23,7 @@ import threading
 import time
 
 from slubcy.machine cimport Machine
+from slubcy.page_alloc cimport atomic_long_read
 from slubcy.sched cimport (sched, preemption_point as preempt_point_t, NR_PREEMPT_POINTS,
                            PREEMPT_SPIN, PREEMPT_YIELD, PREEMPT_SLEEP, atomic_int_read,
                            atomic_int_set, PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
@@ -241,4 +242,4 @@ cdef class PreemptPoint:
 
     @property
     def hits(self):
-        return self.pp().hits
+        return atomic_long_read(&self.pp().hits)

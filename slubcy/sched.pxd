@@ -16,6 +16,10 @@ cdef extern from "_atomic.h" nogil:
     void spin_lock(int *lock)
     int spin_trylock(int *lock)
     void spin_unlock(int *lock)
+    void atomic_long_add_release(long *p, long v)
+    long atomic_long_read_acquire(long *p)
+    void *atomic_ptr_read(void **p)
+    void atomic_ptr_set(void **p, void *v)
 
 ctypedef void (*smp_call_func_t)(void *info, int cpu) noexcept nogil
 
@@ -52,7 +56,7 @@ cdef struct preemption_point:
     int hold_armed          # the next thread to arrive is held
     int held                # cpu + 2 of the held thread (1: not on a vCPU), 0 if none
     int release             # set by the controller to let it go
-    long hits               # delays and holds taken
+    long hits               # delays and holds taken (atomic: any thread at the point)
     int context             # preempt_context of the code around the point
     long armed_tid          # gettid() of the thread that armed the hold
     int hold_refused        # the armer itself reached its hold (holding the GIL): not held
@@ -112,9 +116,12 @@ cdef struct sched:
     int running_workers
     uint64_t rng            # for preemption points passed off any vCPU
     int rcu_lock
+    # rcu_pending and rcu_cur are written with release stores (under rcu_lock
+    # and rcu_busy respectively) so that rcu_softirq and rcu_state() may peek
+    # at them unlocked; the counters are atomic for the same readers
     rcu_head *rcu_pending    # newest first
     long rcu_queued
-    long rcu_done
+    long rcu_done            # added with release: rcu_barrier()'s waiter acquires it
     long rcu_gps             # grace periods completed for C callbacks
     int rcu_busy             # one thread advances the batch at a time
     int ext_readers          # read-side sections of threads on no vCPU
@@ -179,7 +186,8 @@ cdef inline void rcu_softirq(sched *sc, int cpu) noexcept nogil:
     whose grace period is over (the kernel runs them in softirq on the CPU
     that notices).  Only from a worker's own loop: a callback may flush
     other vCPUs."""
-    if (sc.vcpus[cpu].qs_ctr & 15) == 0 and (sc.rcu_cur != NULL or sc.rcu_pending != NULL):
+    if (sc.vcpus[cpu].qs_ctr & 15) == 0 and (atomic_ptr_read(<void **>&sc.rcu_cur) != NULL or
+                                              atomic_ptr_read(<void **>&sc.rcu_pending) != NULL):
         rcu_process_callbacks(sc)
 
 cdef inline uint64_t xorshift64(uint64_t *state) noexcept nogil:

@@ -10,6 +10,7 @@ RCU+sync+free litmus test).
 """
 
 from libc.stdint cimport uint64_t, uint32_t
+from slubcy.page_alloc cimport atomic_long_add
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.math cimport log
@@ -480,7 +481,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     if not pp.enabled:
         return
     if atomic_int_read(&pp.hold_armed) and atomic_int_cmpxchg(&pp.hold_armed, 1, 0):
-        pp.hits += 1
+        atomic_long_add(&pp.hits, 1)
         if pp.armed_tid == sched_gettid():
             # the thread that armed the hold (a call from Python, single or
             # bulk): nobody else may be there to release it -- do not park
@@ -505,7 +506,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         return
     if pp.threshold and <uint32_t>(xorshift64(&sc.vcpus[cpu].rng if cpu >= 0 else &sc.rng) >> 32) \
             < pp.threshold:
-        pp.hits += 1
+        atomic_long_add(&pp.hits, 1)
         if PyGILState_Check():
             ts = PyEval_SaveThread()
         switched = cpu >= 0 and pp.context == PREEMPTIBLE
@@ -523,8 +524,8 @@ cdef void call_rcu(sched *sc, rcu_head *head, void (*func)(rcu_head *) noexcept 
     head.func = func
     spin_lock(&sc.rcu_lock)
     head.next = sc.rcu_pending
-    sc.rcu_pending = head
-    sc.rcu_queued += 1
+    atomic_ptr_set(<void **>&sc.rcu_pending, head)
+    atomic_long_add(&sc.rcu_queued, 1)
     spin_unlock(&sc.rcu_lock)
 
 
@@ -535,7 +536,7 @@ cdef rcu_head *rcu_take_pending(sched *sc) noexcept nogil:
     cdef rcu_head *nxt
     spin_lock(&sc.rcu_lock)
     batch = sc.rcu_pending
-    sc.rcu_pending = NULL
+    atomic_ptr_set(<void **>&sc.rcu_pending, NULL)
     spin_unlock(&sc.rcu_lock)
     while batch != NULL:
         nxt = batch.next
@@ -553,9 +554,9 @@ cdef long rcu_run_batch(sched *sc, rcu_head *batch) noexcept nogil:
         batch.func(batch)
         n += 1
         batch = nxt
-    spin_lock(&sc.rcu_lock)
-    sc.rcu_done += n
-    spin_unlock(&sc.rcu_lock)
+    # release: whoever reads the new count (rcu_barrier's wait) sees what
+    # the callbacks did
+    atomic_long_add_release(&sc.rcu_done, n)
     return n
 
 
@@ -571,13 +572,13 @@ cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
     if not atomic_int_cmpxchg(&sc.rcu_busy, 0, 1):
         return 0
     if sc.rcu_cur == NULL:
-        sc.rcu_cur = rcu_take_pending(sc)
+        atomic_ptr_set(<void **>&sc.rcu_cur, rcu_take_pending(sc))
         if sc.rcu_cur != NULL:
             smp_mb()
             sc.rcu_gp_tick = rcu_jiffies(sc)
             for cpu in range(sc.nr_cpus):
                 # the caller is between operations: it is quiescent already
-                sc.rcu_wait[cpu] = cpu != this_cpu and atomic_int_read(&sc.vcpus[cpu].online)
+                atomic_int_set(&sc.rcu_wait[cpu], cpu != this_cpu and atomic_int_read(&sc.vcpus[cpu].online))
                 sc.rcu_snap[cpu] = atomic_u64_read(&sc.vcpus[cpu].qs_ctr)
         atomic_int_set(&sc.rcu_busy, 0)
         return 0
@@ -585,7 +586,7 @@ cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
         if sc.rcu_wait[cpu]:
             if not atomic_int_read(&sc.vcpus[cpu].online) or \
                     atomic_u64_read(&sc.vcpus[cpu].qs_ctr) != sc.rcu_snap[cpu]:
-                sc.rcu_wait[cpu] = 0
+                atomic_int_set(&sc.rcu_wait[cpu], 0)
             else:
                 waiting += 1
     smp_mb()
@@ -594,8 +595,8 @@ cdef long rcu_process_callbacks(sched *sc) noexcept nogil:
         atomic_int_set(&sc.rcu_busy, 0)
         return 0
     batch = sc.rcu_cur
-    sc.rcu_cur = NULL
-    sc.rcu_gps += 1
+    atomic_ptr_set(<void **>&sc.rcu_cur, NULL)
+    atomic_long_add(&sc.rcu_gps, 1)
     atomic_int_set(&sc.rcu_busy, 0)
     # the callbacks run inside a read-side section, so what they touch is
     # not freed under them by a later batch: a vCPU's own (it is online and
