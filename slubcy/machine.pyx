@@ -168,7 +168,7 @@ cdef class KmemCache:
 
     @property
     def cpu_partial(self):
-        return self.get().cpu_partial
+        return atomic_int_read(&self.get().cpu_partial)
 
     @property
     def destroyed(self):
@@ -1749,7 +1749,7 @@ cdef class Machine:
                 "name": kc.name, "object_size": kc.object_size, "size": kc.size,
                 "align": kc.align, "offset": kc.offset, "order": kc.order,
                 "objects_per_slab": kc.objects_per_slab, "pages_per_slab": 1 << kc.order,
-                "flags": kc.flags, "min_partial": s.min_partial, "cpu_partial": s.cpu_partial,
+                "flags": kc.flags, "min_partial": s.min_partial, "cpu_partial": atomic_int_read(&s.cpu_partial),
                 "nr_slabs": out[0], "nr_partial": out[1], "total_objects": out[2],
                 "partial_free_objects": out[3], "cpu_slabs": out[4], "cpu_partial_slabs": out[5],
                 "root": None if s.root == NULL else s.root.name.decode(),
@@ -1891,5 +1891,5 @@ cdef class Machine:
             "node": {"partial": node_partial, "nr_partial": s.node.nr_partial,
                      "nr_slabs": s.node.nr_slabs, "total_objects": s.node.total_objects},
             "slabs": slabs,
-            "min_partial": s.min_partial, "cpu_partial": s.cpu_partial,
+            "min_partial": s.min_partial, "cpu_partial": atomic_int_read(&s.cpu_partial),
         }
