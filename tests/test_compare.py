@@ -493,16 +493,17 @@ def test_sigint_mid_run_stops_the_workers_and_exits_130(tmp_path, argv):
 def test_seconds_bounds_wall_time_at_many_vcpus():
     """--seconds bounds the run whatever the vCPU count: the workers wait at a
     start gate and are released together, none spins while the next ones
-    start (64 vCPUs on this host's few cores)."""
+    start (256 vCPUs on this host's few cores: 71 s before the gate, ~1.4 s
+    after on an idle host; the bound leaves room for a loaded one)."""
     code = """
 import time, slubcy.workloads as w
 t = time.monotonic()
-r = w.run("fastpath", cpus=64, seconds=0.5, progress=False)
+r = w.run("fastpath", cpus=256, seconds=0.5, progress=False)
 print(time.monotonic() - t, max(x["seconds"] for x in r.per_cpu))
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_cli_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     wall, longest = map(float, proc.stdout.split())
-    assert longest < 1.5, (wall, longest)         # one worker ran ~4 s before the gate
-    assert wall < 4.0, (wall, longest)
+    assert longest < 15, (wall, longest)
+    assert wall < 20, (wall, longest)
