@@ -34,7 +34,7 @@ cdef class Machine:
     cdef int _api_busy              # calls waiting (GIL released) for a mutex or the kworker
     cdef int _in_flight             # other calls with the GIL released (close() waits for them)
     cdef int _walking               # validate() of every cache in flight (kmem_cache_destroy waits)
-    cdef list _vcpu_user            # per vCPU: the Python thread an API call runs it for, or None
+    cdef unsigned char[::1] _vcpu_user   # per vCPU: 1 while a Python API call runs it
     cdef object __weakref__         # the finaliser of a machine dropped without close()
     cdef mem_cgroup *_memcg(self, memcg) except? NULL
     cdef mem_cgroup *_rmdir_target(self, memcg) except NULL

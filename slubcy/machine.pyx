@@ -460,7 +460,7 @@ cdef class Machine:
             raise MemoryError(f"cannot map an arena of {memory} bytes")
         self.closed = False
         self._children = {}
-        self._vcpu_user = [None] * cpus
+        self._vcpu_user = bytearray(cpus)
         # Linux 4.0 behaviour until a policy says otherwise
         self.m.per_memcg_caches = 1
         self.m.pages_pin_memcg = 1
@@ -555,7 +555,7 @@ cdef class Machine:
         deadline = monotonic() + self._wait_bound()
         try:
             while True:
-                users = [i for i in range(self.m.nr_cpus) if self._vcpu_user[i] is not None]
+                users = [i for i in range(self.m.nr_cpus) if self._vcpu_user[i]]
                 if not self._in_flight and not users:
                     break
                 held = [n for n in range(<int>NR_PREEMPT_POINTS) if self.m.sc.points[<int>n].held]
@@ -651,7 +651,7 @@ cdef class Machine:
         if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER) and not self._enter_wait(cpu):
             self._check()
             raise CPUBusy(f"vCPU {cpu} is run by another thread")
-        self._vcpu_user[cpu] = True
+        self._vcpu_user[cpu] = 1
         return 0
 
     cdef bint _enter_wait(self, int cpu):
@@ -672,7 +672,7 @@ cdef class Machine:
         self._in_flight += 1            # close() waits for this call
         try:
             while not ok and not (self.closed or self._closing):
-                if self._vcpu_user[cpu] is not None or self.m.sc.vcpus[cpu].owner > 0:
+                if self._vcpu_user[cpu] or self.m.sc.vcpus[cpu].owner > 0:
                     until = short       # an API call or a worker: not a borrower
                 else:
                     until = deadline
@@ -692,7 +692,7 @@ cdef class Machine:
         return ok
 
     cdef void _exit(self, int cpu) noexcept:
-        self._vcpu_user[cpu] = None
+        self._vcpu_user[cpu] = 0
         vcpu_release(&self.m.sc, cpu)
 
     cdef double _wait_bound(self):
@@ -829,7 +829,7 @@ cdef class Machine:
         (<KmemCache>c)._destroying = True       # new calls on it wait until this is done
         try:
             while ((<KmemCache>c)._in_flight or self._walking or
-                   any(u is not None for u in self._vcpu_user)):
+                   any(self._vcpu_user[i] for i in range(self.m.nr_cpus))):
                 if monotonic() > deadline:
                     raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: calls of other "
                                     "threads on it are in flight")
