@@ -366,8 +366,7 @@ cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil:
         # requests sent to its vCPU
         atomic_int_set(&sc.vcpus[this_cpu].online, 0)
     while True:
-        if this_cpu >= 0 and atomic_int_read(&sc.vcpus[this_cpu].ipi_state) == IPI_POSTED:
-            handle_ipi(sc, this_cpu)
+        local_irq_enabled(sc, this_cpu)
         if not pending:
             # and readers on no vCPU (the caller is not one of them); with a
             # tick, the grace period ends at the second tick boundary after
