@@ -40,6 +40,8 @@ POINTS = {
 # preemptible (the task may be switched out: quiescent for RCU-sched) or not
 CONTEXTS = {name: "preemptible" if name != "put_cpu_partial:after_read" else "preempt-disabled"
             for name in POINTS}
+HOLD_TIMEOUT = 60.0     # s: how long a held thread waits for release() by default
+HOLD_TIMEOUT_MAX = 86400.0
 MODES = {"spin": PREEMPT_SPIN, "yield": PREEMPT_YIELD, "sleep": PREEMPT_SLEEP}
 _UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
@@ -172,16 +174,24 @@ cdef class PreemptPoint:
         p.threshold = min(int(float(probability) * 4294967296.0), 4294967295)
         self._update()
 
-    def arm_hold(self):
-        """Hold the next thread that reaches the point.  Another thread must
-        reach it: the thread that armed the hold is not held there (it would
-        wait forever for its own release()); wait_held() then raises
+    def arm_hold(self, timeout=HOLD_TIMEOUT):
+        """Hold the next thread that reaches the point, for at most `timeout`
+        seconds (then it goes on by itself and release()/wait_held() raise
+        Timeout: a hold nobody can release, as the kworker's while its armer
+        waits in memcg_offline(), must not park it for ever).  Another thread
+        must reach it: the thread that armed the hold is not held there (it
+        would wait for its own release()); wait_held() then raises
         HoldRefused."""
         cdef preempt_point_t *p = self.pp()
+        t = float(timeout)
+        if not 0.0 < t <= HOLD_TIMEOUT_MAX:
+            raise ValueError(f"hold timeout must be in (0, {HOLD_TIMEOUT_MAX:g}] s, got {timeout!r}")
         if atomic_int_read(&p.held):
             raise RuntimeError(f"{self.name}: a thread is already held here")
         atomic_int_set(&p.release, 0)
         atomic_int_set(&p.hold_refused, 0)
+        atomic_int_set(&p.hold_expired, 0)
+        p.hold_timeout_ns = <long>(t * 1e9)
         p.armed_tid = threading.get_native_id()
         atomic_int_set(&p.hold_armed, 1)
         self._update()
@@ -226,6 +236,11 @@ cdef class PreemptPoint:
             raise HoldRefused(f"{self.name}: the hold was reached by the thread that armed it, in "
                               "a call from Python; nobody could have released it, so it was not "
                               "held (arm it, then reach it from another thread)")
+        if atomic_int_read(&p.hold_expired):
+            atomic_int_set(&p.hold_expired, 0)
+            from slubcy.errors import Timeout
+            raise Timeout(f"{self.name}: the held thread was not released within "
+                          f"{p.hold_timeout_ns * 1e-9:g} s and went on by itself")
 
     def disable(self):
         """No delays and no armed hold (a held thread is not released)."""

@@ -60,6 +60,8 @@ cdef struct preemption_point:
     int context             # preempt_context of the code around the point
     long armed_tid          # gettid() of the thread that armed the hold
     int hold_refused        # the armer itself reached its hold (holding the GIL): not held
+    long hold_timeout_ns    # a held thread leaves by itself after this long
+    int hold_expired        # it did: nobody released it in time
 
 # IPI request states
 cdef enum:

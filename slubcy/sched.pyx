@@ -474,6 +474,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     cdef preemption_point *pp = &sc.points[id]
     cdef int spins = 0
     cdef bint switched
+    cdef double deadline
     cdef PyThreadState *ts = NULL
     if sc.preempt_model and cpu >= 0 and pp.context == PREEMPTIBLE:
         preempt_model_check(sc, cpu)
@@ -493,9 +494,16 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         if switched:
             preempt_schedule(sc, cpu)
         atomic_int_set(&pp.held, cpu + 2)
+        # bounded: a thread only its own (blocked) armer could release, as
+        # the kworker held while its armer waits in memcg_offline(), must
+        # not park for ever; it leaves, and release()/wait_held() say so
+        deadline = monotonic() + pp.hold_timeout_ns * 1e-9
         while not atomic_int_read(&pp.release):
             local_irq_enabled(sc, cpu)          # a preempted task's CPU takes interrupts
             backoff(&spins)
+            if monotonic() > deadline:
+                atomic_int_set(&pp.hold_expired, 1)
+                break
         atomic_int_set(&pp.release, 0)
         if switched:
             preempt_resume(sc, cpu)

@@ -355,6 +355,44 @@ def test_a_hold_reached_by_the_thread_that_armed_it_is_refused():
     """, timeout=60)
 
 
+def test_a_hold_only_its_blocked_armer_could_release_times_out():
+    """The kworker reaches a hold armed by the thread that now waits for it
+    in memcg_offline(): nobody can release it.  It parks at most the hold's
+    timeout, then goes on; the offline completes and release() says what
+    happened (without the bound the script never ends)."""
+    run_script("""
+    import time
+    import slubcy
+    m = slubcy.Machine(cpus=2, memory=16 << 20, policy="naive")
+    c = m.kmem_cache_create("x", 256, flags=slubcy.SLAB_ACCOUNT)
+    g = m.memcg_create("job")
+    m.kmem_cache_free(c, m.kmem_cache_alloc(c, memcg=g))
+    m.flush_work()
+    pp = m.preempt_point("offline:after_mark_dead")
+    pp.arm_hold(timeout=0.5)
+    t = time.monotonic()
+    m.memcg_offline(g)                      # the kworker is held, then goes on
+    assert 0.4 < time.monotonic() - t < 30, time.monotonic() - t
+    assert pp.hits == 1 and pp.held is None
+    try:
+        pp.release()
+    except slubcy.Timeout as e:
+        assert "not released within 0.5 s" in str(e)
+    else:
+        raise AssertionError("release() did not report the expired hold")
+    for bad in (0, -1, float("nan"), 1e9):
+        try:
+            pp.arm_hold(timeout=bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(bad)
+    m.validate()
+    m.close()
+    print("OK")
+    """, timeout=60)
+
+
 # -- 18: a machine dropped without close() ----------------------------------
 
 def test_a_machine_dropped_without_close_takes_its_threads_with_it():
