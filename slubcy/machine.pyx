@@ -672,7 +672,7 @@ cdef class Machine:
         self._in_flight += 1            # close() waits for this call
         try:
             while not ok and not (self.closed or self._closing):
-                if self._vcpu_user[cpu] or self.m.sc.vcpus[cpu].owner > 0:
+                if self._vcpu_user[cpu] or atomic_int_read(&self.m.sc.vcpus[cpu].owner) > 0:
                     until = short       # an API call or a worker: not a borrower
                 else:
                     until = deadline
@@ -1029,7 +1029,10 @@ cdef class Machine:
         thread of the last one; offlines whose waits timed out; how often
         cgroup_mutex and slab_mutex made a locker wait, and for how long."""
         self._check()
-        cdef long queued = self.m.wq.queued, done = self.m.wq.done, dropped = self.m.wq.cancelled
+        # the counters are atomic (wait_kworker reads them unlocked too)
+        cdef long queued = atomic_long_read_acquire(&self.m.wq.queued)
+        cdef long done = atomic_long_read_acquire(&self.m.wq.done)
+        cdef long dropped = atomic_long_read_acquire(&self.m.wq.cancelled)
         return {"queued": queued, "done": done, "cancelled": dropped,
                 "pending": queued - done - dropped, "pending_max": self.m.wq.pending_max,
                 "tid": self.m.wq.tid, "cache_creations": self.m.nr_cache_creations,

@@ -22,7 +22,9 @@ from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order
                                 virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor, PAGE_SIZE, PAGE_SHIFT,
                                 MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
                                 spin_unlock, spin_lock_init, atomic_long_add, atomic_long_read,
-                                atomic_int_read, atomic_int_set, atomic_u64_or, atomic_u64_fetch_and)
+                                atomic_int_read, atomic_int_set, atomic_u64_or, atomic_u64_fetch_and,
+                                long_read_once, long_write_once, ptr_read_once, ptr_write_once,
+                                ulong_read_once, u64_read_once, int_read_once)
 from slubcy.sched cimport atomic_u64_read
 
 cdef extern from "stdlib.h" nogil:
@@ -277,8 +279,12 @@ cdef void kmem_cache_release(kmem_cache *s) noexcept nogil:
 # ---------------------------------------------------------------------------
 # Node lists and slab accounting
 
+# n->nr_partial changes under list_lock, but get_partial_node(),
+# deactivate_slab() and the shrink paths peek at it without the lock, as the
+# kernel does (a plain read there, data_race() in KCSAN's terms): the
+# updates are WRITE_ONCE and the peeks READ_ONCE (relaxed, plain movs on x86).
 cdef inline void add_partial(kmem_cache_node *n, page *pg, int tail) noexcept nogil:
-    n.nr_partial += 1
+    long_write_once(&n.nr_partial, n.nr_partial + 1)
     if tail == DEACTIVATE_TO_TAIL:
         list_add_tail(&pg.u.lru, &n.partial)
     else:
@@ -286,7 +292,7 @@ cdef inline void add_partial(kmem_cache_node *n, page *pg, int tail) noexcept no
 
 cdef inline void remove_partial(kmem_cache_node *n, page *pg) noexcept nogil:
     list_del(&pg.u.lru)
-    n.nr_partial -= 1
+    long_write_once(&n.nr_partial, n.nr_partial - 1)
 
 cdef inline page *lru_to_page(list_head *l) noexcept nogil:
     return <page *>l     # lru is the first member of struct page
@@ -485,8 +491,10 @@ cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogi
 
 cdef inline void memcg_charge_slab(kmem_cache *s, page *pg) noexcept nogil:
     """Charge a child cache's new slab to its memcg; up to Linux 5.2 each
-    charged page also pins the memcg (css_get_many in try_charge)."""
-    cdef mem_cgroup *memcg = s.memcg
+    charged page also pins the memcg (css_get_many in try_charge).
+    READ_ONCE(s->memcg_params.memcg), as 5.3's memcg_charge_slab(): the
+    reparenting offline may change it (memcg_reparent_caches)."""
+    cdef mem_cgroup *memcg = <mem_cgroup *>ptr_read_once(<void **>&s.memcg)
     cdef long n = <long>1 << pg.order
     if memcg == NULL:
         return
@@ -505,15 +513,22 @@ cdef inline void unaccount_slab_page(kmem_cache *s, page *pg) noexcept nogil:
 
 cdef inline void memcg_uncharge_slab(kmem_cache *s, page *pg) noexcept nogil:
     """memcg_uncharge_slab(): a per-memcg cache's slab page goes.  Never
-    reads an obj_cgroup vector as a memcg (page_memcg_pinned)."""
+    reads an obj_cgroup vector as a memcg (page_memcg_pinned).  The
+    cache's memcg is read once, READ_ONCE(s->memcg_params.memcg) as 5.3's
+    memcg_uncharge_slab() does: memcg_reparent_caches() on the kworker may
+    be moving the cache to the parent meanwhile (WRITE_ONCE).  The memcg
+    read stays valid for the call: the caller is on a vCPU in an operation
+    (an RCU-sched read-side section), and a memcg is freed by call_rcu."""
     cdef mem_cgroup *memcg = page_memcg_pinned(pg)
     cdef long n = <long>1 << pg.order
     if memcg != NULL:                   # pinned: uncharge what was charged
         set_page_memcg_pinned(pg, NULL)
         atomic_long_add(&memcg.nr_pages, -n)
         css_put_many(s.m, memcg, n)
-    elif s.memcg != NULL:               # charged to the cache's (maybe reparented) memcg
-        atomic_long_add(&s.memcg.nr_pages, -n)
+        return
+    memcg = <mem_cgroup *>ptr_read_once(<void **>&s.memcg)
+    if memcg != NULL:                   # charged to the cache's (maybe reparented) memcg
+        atomic_long_add(&memcg.nr_pages, -n)
 
 
 cdef void *get_freelist(kmem_cache *s, kmem_cache_cpu *c, page *pg) noexcept nogil:
@@ -556,7 +571,9 @@ cdef void *get_partial_node(kmem_cache *s, kmem_cache_cpu *c, kmem_cache_node *n
     cdef list_head *nxt
     cdef page *pg
     cdef int available = 0, objects
-    if n.nr_partial == 0:
+    # get_partial_node(): "racy check.  If we mistakenly see no partial
+    # slabs then we just allocate an empty slab" -- an unlocked READ_ONCE
+    if long_read_once(&n.nr_partial) == 0:
         return NULL
     spin_lock(&n.list_lock)
     pos = n.partial.next
@@ -692,7 +709,9 @@ cdef void deactivate_slab(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *free
             new_freelist = freelist
         else:
             new_freelist = fc_freelist(z, old)
-        if inuse == 0 and n.nr_partial >= <long>s.min_partial:
+        # deactivate_slab(): the unlocked peek at n->nr_partial (READ_ONCE);
+        # the lock is taken below for the list change it decides
+        if inuse == 0 and long_read_once(&n.nr_partial) >= <long>s.min_partial:
             m = M_FREE
         elif new_freelist != NULL:
             m = M_PARTIAL
@@ -1088,7 +1107,7 @@ cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
         if nfree == nobj:
             list_del(pos)
             list_add(pos, &discard)
-            n.nr_partial -= 1
+            long_write_once(&n.nr_partial, n.nr_partial - 1)
         elif nfree <= SHRINK_PROMOTE_MAX:
             list_del(pos)
             list_add(pos, &promote[nfree - 1])
@@ -1115,7 +1134,7 @@ cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil:
     cdef list_head *nxt
     cdef uint64_t w
     cdef long count = 0
-    if n.nr_partial == 0:
+    if long_read_once(&n.nr_partial) == 0:       # racy check, as get_partial_node's
         return 0
     INIT_LIST_HEAD(&discard)
     spin_lock(&n.list_lock)
@@ -1126,7 +1145,7 @@ cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil:
         if fc_inuse(w) == 0:
             list_del(pos)
             list_add(pos, &discard)
-            n.nr_partial -= 1
+            long_write_once(&n.nr_partial, n.nr_partial - 1)
         pos = nxt
     spin_unlock(&n.list_lock)
     while not list_empty(&discard):
@@ -1156,7 +1175,7 @@ cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil:
             discard_slab(s, pg)
         pos = nxt
     spin_unlock(&n.list_lock)
-    if n.nr_partial or atomic_long_read(&n.nr_slabs):
+    if long_read_once(&n.nr_partial) or atomic_long_read(&n.nr_slabs):
         return 1
     return 0
 
