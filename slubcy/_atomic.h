@@ -85,6 +85,10 @@ static inline unsigned long ulong_read_once(unsigned long *p) { return __atomic_
 static inline void ulong_write_once(unsigned long *p, unsigned long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t u64_read_once(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void u64_write_once(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint16_t u16_read_once(uint16_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void u16_write_once(uint16_t *p, uint16_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint8_t u8_read_once(uint8_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void u8_write_once(uint8_t *p, uint8_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline int int_read_once(int *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void int_write_once(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 

@@ -14,7 +14,7 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
-from slubcy.page_alloc cimport atomic_int_set, atomic_int_read, spin_lock, spin_unlock
+from slubcy.page_alloc cimport atomic_int_set, atomic_int_read, spin_lock, spin_unlock, u16_write_once
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
                                 atomic_long_read,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
@@ -1362,7 +1362,7 @@ cdef class Machine:
             pg = alloc_pages(&self.m.z, get_order(size))
             if pg == NULL:
                 raise ArenaExhausted(f"kmalloc_large({size}): out of memory (arena exhausted)")
-            pg.flags |= PG_large_kmalloc
+            u16_write_once(&pg.flags, pg.flags | PG_large_kmalloc)
             return <uintptr_t>page_address(&self.m.z, pg)
         return self.kmem_cache_alloc(self._kmalloc[kmalloc_index(size)], ncpu)
 
@@ -1729,16 +1729,19 @@ cdef class Machine:
         rows = []
         # a read-side section: a child cache found alive stays allocated
         # while it is read (destroyed ones are freed after a grace period)
+        self._nogil_begin(None)
         rcu_read_lock_ext(&self.m.sc)
         try:
             self._cache_rows(c, rows)
         finally:
             rcu_read_unlock_ext(&self.m.sc)
+            self._nogil_end(None)
         return rows if c is None else rows[0]
 
     cdef _cache_rows(self, c, list rows):
         cdef long out[6]
         cdef kmem_cache_t *s
+        cdef int rc
         for cache in ([c] if c is not None else self.caches + self.memcg_caches()):
             try:
                 s = self._cache(cache)
@@ -1746,7 +1749,12 @@ cdef class Machine:
                 if c is not None:
                     raise
                 continue            # a child cache destroyed since it was listed
-            cache_counts(s, out)
+            # GIL released: the per-cpu counts are cross-vCPU requests (the
+            # read-side section keeps `s` allocated; the caller counts the call)
+            with nogil:
+                rc = cache_counts(s, out)
+            if rc != 0:
+                raise Timeout(f"cache_info({(<KmemCache>cache).name}): a vCPU did not answer in time")
             kc = <KmemCache>cache
             rows.append({
                 "name": kc.name, "object_size": kc.object_size, "size": kc.size,
@@ -1764,14 +1772,30 @@ cdef class Machine:
         counters (works while workers are parked; exact when quiet)."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef long used, slots, pages
-        slab_usage(&self.m, s, &used, &slots, &pages)
+        cdef int rc
+        self._nogil_begin(c)        # kmem_cache_destroy() waits for this call
+        try:
+            with nogil:             # the cpu freelists are counted by their vCPUs
+                rc = slab_usage(&self.m, s, &used, &slots, &pages)
+        finally:
+            self._nogil_end(c)
+        if rc != 0:
+            raise Timeout(f"cache_usage({(<KmemCache>c).name}): a vCPU did not answer in time")
         return used, slots, pages
 
     def slab_usage(self):
         """(objects in use, object slots, slab pages) over every cache."""
         self._check()
         cdef long used, slots, pages
-        slab_usage(&self.m, NULL, &used, &slots, &pages)
+        cdef int rc
+        self._nogil_begin(None)
+        try:
+            with nogil:             # the cpu freelists are counted by their vCPUs
+                rc = slab_usage(&self.m, NULL, &used, &slots, &pages)
+        finally:
+            self._nogil_end(None)
+        if rc != 0:
+            raise Timeout("slab_usage(): a vCPU did not answer in time")
         return used, slots, pages
 
     def _corrupt_for_test(self, kind, c, slab=None):

@@ -421,8 +421,8 @@ cdef void py_live_clear(kmem_cache *s, page *pg, void *p) noexcept nogil
 cdef void py_live_release_all(slub_machine *m) noexcept nogil
 cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
 cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil
-cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil
-cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
+cdef int cache_counts(kmem_cache *s, long *out) noexcept nogil
+cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
                      long *pages) noexcept nogil
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
 cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil

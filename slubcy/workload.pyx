@@ -657,11 +657,19 @@ cdef class Run:
         """Take every worker's vCPU (CPUBusy if one is taken) and start."""
         from slubcy.errors import CPUBusy
         cdef int i
+        cdef double deadline
         self.machine._idle()
         for i in range(self.nworkers):
-            # a free vCPU now: the worker thread takes it (this_cpu is per thread)
-            if not vcpu_take(&self.machine.m.sc, i, i + 1):
-                raise CPUBusy(f"vCPU {i} is run by another thread")
+            # a free vCPU now: the worker thread takes it (this_cpu is per thread).
+            # A thread on no vCPU may have borrowed it for one cross-vCPU
+            # request (the kworker, the RCU thread, introspection calls): wait
+            # for that (OWNER_CONTROLLER, as an API call's brief ownership);
+            # a worker of another run (a token > 0) is a conflict at once.
+            deadline = monotonic() + 2.0
+            while not vcpu_take(&self.machine.m.sc, i, i + 1):
+                if atomic_int_read(&self.machine.m.sc.vcpus[i].owner) > 0 or monotonic() > deadline:
+                    raise CPUBusy(f"vCPU {i} is run by another thread")
+                time.sleep(0.0001)
             vcpu_release(&self.machine.m.sc, i)
         self.machine.m.sc.running_workers += self.nworkers
         for i in range(self.nworkers):
