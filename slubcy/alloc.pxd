@@ -15,8 +15,9 @@
 #
 # `hooks` says which of the caller's hooks run: SLAB_HOOK_PY_LIVE for the
 # Python API's record of the objects it handed out (slub.pyx py_live_*; a
-# departure, no kernel structure).  The memcg hooks always run and cost one
-# branch when there is nothing to charge.
+# departure, no kernel structure).  The memcg hooks cost one branch when there
+# is nothing to charge (no memcg; a cache without SLAB_ACCOUNT), as the
+# kernel's memcg_kmem_enabled() static key and __GFP_ACCOUNT test make them.
 from slubcy.page_alloc cimport page, virt_to_head_page, atomic_long_read
 from slubcy.slub cimport (kmem_cache, mem_cgroup, __slab_alloc_node, do_slab_free,
                           kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups,
@@ -33,8 +34,11 @@ cdef inline void *slab_alloc_node(kmem_cache *root, mem_cgroup *memcg, int cpu, 
     it) on vCPU `cpu`; *cachep is the cache it came from.  NULL when the page
     allocator is exhausted (a constructor that raised leaves s.ctor_exc set
     and returns its object: the caller frees it with slab_free())."""
-    cdef kmem_cache *s = memcg_kmem_get_cache(root, memcg)     # slab_pre_alloc_hook
-    cdef void *object = __slab_alloc_node(s, cpu)
+    cdef kmem_cache *s = root
+    cdef void *object
+    if memcg != NULL:                                           # slab_pre_alloc_hook
+        s = memcg_kmem_get_cache(root, memcg)
+    object = __slab_alloc_node(s, cpu)
     if object != NULL:                                          # slab_post_alloc_hook
         if memcg != NULL:
             memcg_slab_post_alloc_hook(s, memcg, object, cpu)
@@ -51,7 +55,7 @@ cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu, int hooks) 
     the free (the memcg hook has run by then, as in the kernel)."""
     if hooks & SLAB_HOOK_PY_LIVE:
         py_live_clear(s, pg, x)
-    if page_has_obj_cgroups(pg):
+    if s.accounted and page_has_obj_cgroups(pg):   # (only accounted caches are charged)
         memcg_slab_free_hook(s, pg, x, cpu)
     return do_slab_free(s, pg, x, x, 1, cpu)
 
