@@ -30,8 +30,9 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_read_unlock_ext, atomic_long_read_acquire, atomic_ptr_read,
                            atomic_ptr_set)
 from slubcy.sched cimport NR_PREEMPT_POINTS
-from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook, memcg_init, memcg_free_objcgs,
+from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk,
+                          SLAB_HOOK_PY_LIVE)
+from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, dead_cache_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches,
                            cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
@@ -1273,8 +1274,7 @@ cdef class Machine:
         Py_XDECREF(<PyObject *>s.ctor_exc)
         s.ctor_exc = NULL
         if p != NULL:
-            memcg_slab_free_hook(s, virt_to_head_page(&self.m.z, p), p, cpu)   # (objcg charge)
-            slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
+            slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu, SLAB_HOOK_PY_LIVE)
         return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
 
     cdef mem_cgroup *_memcg(self, memcg) except? NULL:
@@ -1288,25 +1288,23 @@ cdef class Machine:
         return g
 
     def kmem_cache_alloc(self, c, cpu=0, memcg=None):
-        """slab_alloc() on vCPU `cpu`: the address of a new object (an int).
+        """slab_alloc_node() on vCPU `cpu`: the address of a new object (an int).
         With `memcg`, an accounted cache (SLAB_ACCOUNT) allocates from the
         memcg's child cache (memcg_kmem_get_cache), or charges the object
         to the memcg's obj_cgroup under objcg policies."""
         cdef kmem_cache_t *root = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
         cdef mem_cgroup *g = self._memcg(memcg)
+        cdef kmem_cache_t *s
         self._enter(ncpu)
-        cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
-        cdef void *p = slab_alloc(s, ncpu)
-        memcg_slab_post_alloc_hook(s, g, p, ncpu)
+        # handed out to Python: its free needs no walk (SLAB_HOOK_PY_LIVE)
+        cdef void *p = slab_alloc_node(root, g, ncpu, SLAB_HOOK_PY_LIVE, &s)
         if s.ctor_exc != NULL:
             try:
                 err = self._ctor_failed(s, p, ncpu)
             finally:
                 self._exit(ncpu)
             raise err
-        if p != NULL:
-            py_live_mark(s, p)          # handed out: its free needs no walk
         self._exit(ncpu)
         if p == NULL:
             raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory (arena exhausted)")
@@ -1325,9 +1323,7 @@ cdef class Machine:
             if not red_zone_intact(<kmem_cache_t *>pg.slab_cache, pg, p):
                 ok = 0                  # refused before memcg_slab_free_hook uncharges it
             else:
-                py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, p)
-                memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
-                ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
+                ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu, SLAB_HOOK_PY_LIVE)
         self._exit(cpu)
         if code != OBJ_OK:
             if code < 0:
@@ -1397,7 +1393,6 @@ cdef class Machine:
         if not 0 <= n <= self.m.z.nr_pages * PAGE_SIZE // 8:
             raise ValueError(f"n must be in 0..{self.m.z.nr_pages * PAGE_SIZE // 8} "
                              f"(the 8-byte objects the arena holds), got {n}")
-        s = memcg_kmem_get_cache(root, g)
         count = n
         out = np.empty(count, dtype=np.uint64)
         if count == 0:
@@ -1408,12 +1403,7 @@ cdef class Machine:
         try:
             self._enter(ncpu)
             with nogil:
-                got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
-                if got < count or s.ctor_exc != NULL:
-                    kmem_cache_free_bulk(s, got, objs, ncpu)
-                elif g != NULL and not self.m.per_memcg_caches:
-                    for i in range(count):
-                        memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
+                got = slab_alloc_bulk(root, g, count, objs, ncpu, &s)
             self._exit(ncpu)
         finally:
             self._nogil_end(c)
@@ -1466,16 +1456,7 @@ cdef class Machine:
                 if refused:
                     code = OBJ_RED_ZONE
             if code == OBJ_OK:
-                if atomic_long_read(&self.m.nr_py_live) > 0:     # some slab has a bitmap
-                    for i in range(n):
-                        pg = virt_to_head_page(&self.m.z, objs[i])
-                        if pg.py_live != 0:
-                            py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, objs[i])
-                if not self.m.per_memcg_caches:
-                    for i in range(n):
-                        pg = virt_to_head_page(&self.m.z, objs[i])
-                        memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i], ncpu)
-                refused = kmem_cache_free_bulk(s, n, objs, ncpu)
+                refused = slab_free_bulk(s, n, objs, ncpu, SLAB_HOOK_PY_LIVE)
         self._nogil_end(c)
         self._exit(ncpu)
         if code == OBJ_RED_ZONE:
