@@ -605,7 +605,6 @@ cdef class Parser:
         row.name = -1
         row.call_site = -1
         row.cgroup = -1
-        cdef bint first = True
         cdef const unsigned char *k
         cdef Py_ssize_t kn
         while True:
@@ -620,15 +619,18 @@ cdef class Parser:
                 # a token without '=': perf -F +cgroup puts the cgroup first
                 while s < e and not is_space(s[0]):
                     s += 1
-                if first and (k[0] == c'/' or eq(k, s - k, "unknown", 7)):
+                # (first, or last as perf 6.2+ prints it: " %s" after the fields)
+                if row.cgroup == -1 and (k[0] == c'/' or eq(k, s - k, "unknown", 7)):
                     row.cgroup = intern(&self.t_cgroup, k, s - k)
                     self.feat[FT_CGROUP] += 1
-                    first = False
                     continue
                 return L_BAD
-            first = False
             kn = s - k
             s += 1
+            if kn == 3 and s < e and is_space(s[0]) and memcmp(k, b"ptr", 3) == 0:
+                # 4.15-4.19 vsprintf: NULL as "(null)" right-aligned in 16 columns
+                while s < e and is_space(s[0]):
+                    s += 1
             v = s
             while s < e and not is_space(s[0]):
                 s += 1
