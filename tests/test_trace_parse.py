@@ -531,6 +531,13 @@ def test_cli_record_without_perf(tmp_path):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("perf"), reason="needs root and perf")
+def test_cli_record_command_not_found(tmp_path):
+    p = slubcy("trace", "record", "--out", str(tmp_path / "t.txt"), "--", "/nonexistent/cmd")
+    assert p.returncode == 2 and "cannot run '/nonexistent/cmd'" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
 def _can_drop_privileges():
     return (os.geteuid() == 0 and shutil.which("setpriv") and shutil.which("perf"))
 

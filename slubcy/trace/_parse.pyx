@@ -762,7 +762,7 @@ cdef class Parser:
     cdef void _other(self, const unsigned char *s, Py_ssize_t n) noexcept:
         intern(&self.t_other, s, n)
 
-    def feed(self, const unsigned char[::1] buf not None, bint final=False, int64_t first_line=-1):
+    def feed(self, const unsigned char[::1] buf not None, bint final=False):
         """Parse the complete lines of buf; return the bytes consumed.  With
         final, a last line without a newline is parsed too."""
         cdef const unsigned char *base = &buf[0] if buf.shape[0] else NULL

@@ -26,6 +26,8 @@ def record(cmd, out="kmem-trace.txt.xz", system_wide=False, perf="perf", quiet=F
     if exe is None:
         raise TraceError(f"trace record: `{perf}` not found on PATH; install perf "
                          f"(linux-tools / linux-perf) or record with trace-cmd or tracefs")
+    if shutil.which(cmd[0]) is None:
+        raise TraceError(f"trace record: cannot run {cmd[0]!r}: command not found or not executable")
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise TraceError(f"trace record: directory {out_dir} does not exist")
@@ -42,15 +44,15 @@ def record(cmd, out="kmem-trace.txt.xz", system_wide=False, perf="perf", quiet=F
         except OSError as e:
             raise TraceError(f"trace record: cannot run {exe}: {e}") from None
         err = rec.stderr.decode("utf-8", "replace")
+        low = err.lower()
+        last = next((ln.strip() for ln in reversed(err.splitlines()) if ln.strip()), "")
+        if "workload failed" in low:
+            raise TraceError(f"trace record: cannot run {cmd[0]!r}: {last}")
         if not os.path.exists(data) or os.path.getsize(data) == 0:
-            low = err.lower()
-            last = next((ln.strip() for ln in reversed(err.splitlines()) if ln.strip()), "")
             if any(h in low for h in PERMISSION_HINTS):
                 raise TraceError("trace record: permission refused by perf (kmem tracepoints "
                                  "need root, or CAP_PERFMON and a readable tracefs with "
                                  "kernel.perf_event_paranoid <= -1)" + (f": {last}" if last else ""))
-            if "workload failed" in low or "no such file" in low or "not found" in low:
-                raise TraceError(f"trace record: cannot run {cmd[0]!r}: {last}")
             raise TraceError(f"trace record: perf record failed (exit {rec.returncode})"
                              + (f": {last}" if last else ""))
         if err.strip() and not quiet:
