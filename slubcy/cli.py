@@ -48,6 +48,20 @@ EXPEDITED_HELP = ("grace periods end as soon as every vCPU passed a quiescent st
                   "(as synchronize_sched_expedited), not at a tick")
 
 
+WORKLOADS = ("fastpath", "batch", "remote", "larson", "churn")
+WORKLOAD_HELP = ("one of " + ", ".join(WORKLOADS) + ", or trace:FILE (a kmem trace replayed "
+                 "whole: see slubcy replay)")
+
+
+def workload_arg(value):
+    """--workload: a workload name or trace:FILE."""
+    if value in WORKLOADS:
+        return value
+    if value.startswith("trace:") and len(value) > len("trace:"):
+        return value
+    raise argparse.ArgumentTypeError(f"invalid workload {value!r}: {WORKLOAD_HELP}")
+
+
 PARAM_HELP = ("a workload shape parameter, repeatable: "
               "job_objects, outlive, handoff, lifetime (s), reclaim_batch, reclaim_every, slots "
               "(see slubcy.workloads.CHURN_DEFAULTS)")
@@ -98,7 +112,7 @@ def _run(args):
         shown = "-" if v is None else f"{v:,.3f}" if isinstance(v, float) else f"{v:,}"
         print(f"  {k:{width}s} {shown}")
     print("  per vCPU ops: " + ", ".join(f"{w['ops']:,}" for w in r.per_cpu))
-    bad = sum(w["canary_errors"] + w["lost"] for w in r.per_cpu)
+    bad = sum(w.get("canary_errors", 0) + w.get("lost", 0) for w in r.per_cpu)
     if bad:
         print(f"  {bad} canary errors or lost objects!")
         return 1
@@ -126,7 +140,8 @@ def _compare(args):
         if args.out is not None:
             import json
             from pathlib import Path
-            meta = Path(args.out) / f"compare_{args.workload}_meta.json"
+            from slubcy.workloads import label
+            meta = Path(args.out) / f"compare_{label(args.workload)}_meta.json"
             if meta.exists():
                 m = json.loads(meta.read_text())
                 kept = (f": {m['runs_done']} of {m['runs_planned']} runs kept in {args.out}, "
@@ -144,7 +159,8 @@ def _compare(args):
     print()
     print("\n".join(compare.verdicts(summary, names)))
     if args.out:
-        print(f"wrote to {args.out}:\n  compare_{args.workload}.csv, _summary.csv, _series.csv, "
+        from slubcy.workloads import label
+        print(f"wrote to {args.out}:\n  compare_{label(args.workload)}.csv, _summary.csv, _series.csv, "
               "_offline_us.csv, _meta.json and .png")
     return 0
 
@@ -213,8 +229,8 @@ def main(argv=None):
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser("run", help="run a workload on worker threads and report its metrics")
-    run.add_argument("--workload", "-w", default="fastpath",
-                     choices=["fastpath", "batch", "remote", "larson", "churn"])
+    run.add_argument("--workload", "-w", default="fastpath", type=workload_arg,
+                     help=WORKLOAD_HELP)
     run.add_argument("--policy", "-p", default=None,
                      help="dead-cache policy spec (churn: default barrier), e.g. barrier:sync")
     run.add_argument("--cpus", type=int, default=2, help="vCPUs, one worker thread each")
@@ -240,8 +256,8 @@ def main(argv=None):
     cmp_.add_argument("policies", nargs="*",
                       help="policy specs, the first the baseline (default: every registered "
                            "one, objcg first)")
-    cmp_.add_argument("--workload", "-w", default="churn",
-                      choices=["fastpath", "batch", "remote", "larson", "churn"])
+    cmp_.add_argument("--workload", "-w", default="churn", type=workload_arg,
+                      help=WORKLOAD_HELP)
     cmp_.add_argument("--repeat", "-r", type=int, default=3)
     cmp_.add_argument("--seed", type=int, default=0)
     cmp_.add_argument("--cpus", type=int, default=2)

@@ -157,7 +157,7 @@ class _Writer:
         self.out, self.workload, self.meta = out, workload, meta
 
     def path(self, suffix):
-        return self.out / f"compare_{self.workload}{suffix}"
+        return self.out / f"compare_{workloads.label(self.workload)}{suffix}"
 
     def _replace(self, path, write):
         tmp = path.with_name(path.name + ".tmp")

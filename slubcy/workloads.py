@@ -73,6 +73,17 @@ class Result:
         return json.dumps(self.to_dict())
 
 
+def label(workload):
+    """A workload's name for file names: `trace:DIR/NAME.txt.xz` -> `trace-NAME`."""
+    if workload.startswith("trace:"):
+        import os
+        base = os.path.basename(workload[len("trace:"):]) or "trace"
+        for ext in (".xz", ".gz", ".bz2", ".txt"):
+            base = base[:-len(ext)] if base.endswith(ext) else base
+        return "trace-" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in base)
+    return workload
+
+
 def apply_preempt(machine, spec):
     """Configure the machine's preemption points and the CONFIG_PREEMPT
     model from a --preempt SPEC."""
@@ -188,6 +199,14 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
     churn's shape (job_objects, outlive, handoff, lifetime, reclaim_batch,
     reclaim_every, slots) defaults to CHURN_DEFAULTS; every value used is
     in the result's `params`."""
+    if isinstance(workload, str) and workload.startswith("trace:"):
+        # a recorded kmem trace, replayed whole (ops and seconds do not apply)
+        from slubcy.trace.replay import replay_trace
+        if machine is not None:
+            raise ValueError("a trace workload runs on a fresh machine of its own")
+        return replay_trace(workload[len("trace:"):], policy=policy or "barrier", cpus=cpus,
+                            preempt=preempt, hz=hz, expedited=expedited, seed=seed,
+                            memory=memory, progress=progress)
     given = {"job_objects": job_objects, "outlive": outlive, "handoff": handoff,
              "lifetime": lifetime, "reclaim_batch": reclaim_batch,
              "reclaim_every": reclaim_every, "slots": slots}

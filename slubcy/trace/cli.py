@@ -89,8 +89,55 @@ def _parse(args):
     return 0
 
 
+def _replay(args):
+    import json
+    from slubcy.trace.replay import format_report, replay_trace
+    if args.cpus is not None and args.cpus < 1:
+        raise ValueError(f"--cpus must be >= 1, got {args.cpus}")
+    preempt = None if args.preempt in (None, "none") else args.preempt
+    r = replay_trace(args.trace, policy=args.policy, cpus=args.cpus, memcg_by=args.memcg_by,
+                     slabinfo=args.slabinfo, preempt=preempt, hz=args.hz,
+                     expedited=args.expedited, seed=args.seed,
+                     progress=False if (args.json or args.no_progress) else None)
+    if args.json:
+        d = r.to_dict()
+        d["slabinfo"] = [{k: v for k, v in i.items() if isinstance(v, (int, float, str))}
+                         for i in r.slabinfo]
+        print(json.dumps(d, default=str))
+    else:
+        print(format_report(r))
+    return 0
+
+
 def register(sub):
-    """Add `trace record` and `trace parse` to slubcy's subparsers."""
+    """Add `trace record`, `trace parse` and `replay` to slubcy's subparsers."""
+    rp = sub.add_parser(
+        "replay", help="replay a kmem trace through the core under a policy",
+        description="Replays TRACE (perf script, trace-cmd report or tracefs text; see `slubcy "
+                    "trace parse`) on one worker thread per traced CPU, through the core's "
+                    "allocation and free entry, with a memcg per task group taken offline "
+                    "through the policy after the group's last event; prints the trace report, "
+                    "the workload metrics and the slabinfo at the end.")
+    rp.add_argument("trace", help="the trace file (.gz .xz .bz2 too)")
+    rp.add_argument("--policy", "-p", default="barrier", help="dead-cache policy (default barrier)")
+    rp.add_argument("--cpus", type=int, default=None,
+                    help="vCPUs (default: one per traced CPU; fewer fold them round-robin)")
+    rp.add_argument("--memcg-by", choices=["comm", "tid", "cgroup", "none"], default=None,
+                    help="task groups that get a memcg each (default: cgroup if the trace has "
+                         "them, else comm)")
+    rp.add_argument("--slabinfo", metavar="FILE",
+                    help="a /proc/slabinfo copy or /sys/kernel/slab directory of the traced "
+                         "machine: names and geometry of caches the trace does not name")
+    rp.add_argument("--preempt", metavar="SPEC", default=None,
+                    help="as for slubcy run, e.g. slab_free:before_cmpxchg=0.05:1ms:sleep; "
+                         "default none")
+    rp.add_argument("--hz", type=int, default=None)
+    rp.add_argument("--expedited", action="store_true")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--json", action="store_true",
+                    help="one JSON object: metrics, per vCPU, trace report, slabinfo")
+    rp.add_argument("--no-progress", action="store_true")
+    rp.set_defaults(func=_replay)
     tr = sub.add_parser("trace", help="kmem traces: record one with perf, or check one parses")
     tsub = tr.add_subparsers(dest="trace_command", required=True)
     rec = tsub.add_parser(
