@@ -299,22 +299,24 @@ cdef void replay_main(rworker *w, offline_log *log) noexcept nogil:
 cdef void worker_main(rworker *w, offline_log *log) noexcept nogil:
     cdef double t0 = monotonic()
     cdef double c0 = thread_cpu_time()
-    cdef long i, k = 0
+    cdef long i
+    cdef timespec ts
+    ts.tv_sec = 0
+    ts.tv_nsec = 200000
     cdef op *o
     cdef void *x
     replay_main(w, log)
     w.seconds = monotonic() - t0
     w.cpu_seconds = thread_cpu_time() - c0
-    # Phase 2: once every worker is done and the controller has sampled the
-    # machine (the objects never freed are still live), free them.
+    # Phase 2: off its vCPU while the controller samples the machine (the
+    # objects never freed are live; it validates with every vCPU idle),
+    # then back on it to free them.
+    vcpu_release(w.sc, w.cpu)
     fetch_add(w.phase_count, 1)
     while not atomic_int_read(w.drain_go):
-        k += 1
-        rcu_quiescent_state(w.sc, w.cpu)
-        rcu_softirq(w.sc, w.cpu)
-        run_local_timers(w.sc, w.cpu)
-        if (k & 63) == 0:
-            sched_yield()
+        nanosleep(&ts, NULL)
+    while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
+        sched_yield()       # a borrower (kworker, RCU thread) is on it for a moment
     for i in range(w.nops):
         o = &w.ops[i]
         if (o.flags & OPF_LIVE) and (o.kind == OP_ALLOC or o.kind == OP_ALLOC_PAGES):
@@ -478,8 +480,14 @@ cdef class Replay:
         cdef int i
         while atomic_int_read(&self.phase_count) < self.nworkers:
             time.sleep(0.0005)
-        sampled = sample() if sample is not None else None
-        atomic_int_set(&self.drain_go, 1)
+        # the workers are off their vCPUs until drain_go: the machine is the
+        # controller's (object-level calls, validate())
+        self.machine.m.sc.running_workers -= self.nworkers
+        try:
+            sampled = sample() if sample is not None else None
+        finally:
+            self.machine.m.sc.running_workers += self.nworkers
+            atomic_int_set(&self.drain_go, 1)
         for t in self.threads:
             t.join()
         self.machine.m.sc.running_workers -= self.nworkers

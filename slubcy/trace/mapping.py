@@ -111,9 +111,9 @@ def infer_geometry(object_size, size):
     does.  SLAB_TYPESAFE_BY_RCU stands for every reason the kernel moves
     the free pointer after the object (a ctor, RCU; 5.7+ also poison)."""
     obj = max(8, int(object_size))
-    for flags in (0, SLAB_HWCACHE_ALIGN, SLAB_TYPESAFE_BY_RCU,
-                  SLAB_HWCACHE_ALIGN | SLAB_TYPESAFE_BY_RCU):
-        for align in _ALIGNS:
+    for align in _ALIGNS:
+        for flags in (0, SLAB_HWCACHE_ALIGN, SLAB_TYPESAFE_BY_RCU,
+                      SLAB_HWCACHE_ALIGN | SLAB_TYPESAFE_BY_RCU):
             a = _model.calculate_alignment(flags, align, obj)
             if _model.calculate_sizes(obj, a, flags, False)["size"] == size:
                 return align, flags

@@ -109,7 +109,13 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
         r = Replay(m, mp.ops, mp.bounds, caches, mp.groups, mp.group_cpus, mp.nslots)
 
         def sample():
-            return m.slab_usage(), m.memcg_stats(), m.cache_info()
+            # the end of the trace: its objects never freed are live, the
+            # offlines its groups queued and their deferred work have run
+            # (so nothing moves slabs while they are counted)
+            m.flush_work()
+            m.rcu_barrier(timeout=30)
+            return (m.slab_usage(), m.memcg_stats(), m.cache_info(),
+                    m.validate() if validate else None)
 
         with _sigint_deferred() as early:
             r.start()
@@ -123,7 +129,8 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
                 r.finish()
             raise
         with _sigint_deferred() as interrupted:
-            per, lat, offline_errors, ((used, nslots, pages), mst, info) = r.finish(sample)
+            per, lat, offline_errors, ((used, nslots, pages), mst, info, live_in_use) = \
+                r.finish(sample)
         if interrupted:
             raise KeyboardInterrupt
         quiesced = True
@@ -185,6 +192,8 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
             "events_per_busy_s_per_vcpu": eps_busy,
             "parse_s": parse_s, "map_s": map_s,
             "validate_objects": None if in_use is None else int(sum(in_use.values())),
+            "validate_live_objects": None if live_in_use is None
+            else int(sum(live_in_use.values())),
             "quiesced": quiesced,
         }
         stats = {c.name: m.stats(c) for c in caches}
