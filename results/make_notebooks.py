@@ -24,7 +24,12 @@ FRESH_REPEAT = int(os.environ.get("SLUBCY_FRESH_REPEAT", "2"))
 SWEEP_RATES = [0, 1000, 3000, 10000]
 SWEEP_SECONDS = float(os.environ.get("SLUBCY_SWEEP_SECONDS", str(FRESH_SECONDS)))
 SWEEP_REPEAT = int(os.environ.get("SLUBCY_SWEEP_REPEAT", "1"))
-SWEEP_KWARGS = {}                    # workload parameters passed to workloads.run, e.g. {"outlive": 1.0}'''
+SWEEP_KWARGS = {}                    # workload parameters passed to workloads.run, e.g. {"outlive": 1.0}
+# a recorded kmem trace replayed under every policy (slubcy replay; tests/traces/)
+import slubcy
+TRACE = os.environ.get("SLUBCY_TRACE", str(Path(slubcy.__file__).resolve().parents[1] / "tests"
+                                           / "traces" / "python-imports.perf.txt.xz"))
+TRACE_PREEMPT = "slab_free:before_cmpxchg=0.05:1ms:sleep"   # the main job's (workloads.MAIN_PREEMPT)'''
 
 SETUP = '''\
 import matplotlib
@@ -194,6 +199,30 @@ sw.plot(ax=ax)
 fig.tight_layout()
 fig.savefig(RESULTS / "leak_vs_preemption.png", dpi=90)
 sw.points'''),
+    new_markdown_cell("""\
+## The policies on a recorded trace
+
+A real allocation stream instead of `churn`: `TRACE` (by default `tests/traces/python-imports`,
+`perf record` of a Python import storm on this machine's 6.18 kernel) replayed through the core
+under every policy (`slubcy compare --workload trace:FILE`, each run `slubcy replay`): one worker
+per traced CPU, a memcg per task (`comm`) charged with its accounted allocations and taken
+offline through the policy after the task's last event, the seed's window preempted as in the
+main job. The objects the trace never frees stay live until the end of the trace, so dead
+caches hold them: `retained_pages` at the end of the trace, `leaked_caches` after they are freed."""),
+    new_code_cell('''\
+tidy, summary = compare.compare(compare.default_policies(), workload="trace:" + TRACE,
+                                repeat=FRESH_REPEAT, preempt=TRACE_PREEMPT, progress=False)
+trace_table = tidy.pivot_table(index="policy", columns="metric", values="value", aggfunc="mean",
+                               sort=False)[["leaked_caches", "leaked_memcgs", "retained_pages",
+                                            "dead_caches", "dying_memcgs", "offlines",
+                                            "offline_p99_us", "throughput"]]
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+for ax, metric in zip(axes, ["retained_pages", "leaked_caches", "offline_p99_us"]):
+    trace_table[metric].plot.barh(ax=ax, title=metric)
+fig.suptitle(Path(TRACE).name)
+fig.tight_layout()
+fig.savefig(RESULTS / "trace_policies.png", dpi=90)
+trace_table'''),
     new_markdown_cell("""\
 ## asv results
 
