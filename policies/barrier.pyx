@@ -22,7 +22,7 @@ from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_de
 from slubcy.sched cimport (synchronize_sched, kick_all_cpus_sync, preempt_point,
                            PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id)
 from slubcy.mutex cimport mutex_lock, mutex_unlock
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 cdef enum:
     MODE_KICK = 0

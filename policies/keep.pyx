@@ -11,7 +11,7 @@ from slubcy.slub cimport (slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shr
                           css_get_many)
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, memcg_offline_end,
                            memcg_unregister_cache)
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 
 cdef int keep_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:

@@ -13,7 +13,7 @@ from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_de
                            memcg_offline_end)
 from slubcy.sched cimport (preempt_point, PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK,
                            smp_processor_id)
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 
 cdef int naive_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:

@@ -8,7 +8,7 @@ from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shri
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
                            kmem_cache_shrink_after_gp, memcg_reparent_caches, memcg_offline_end)
 from slubcy.sched cimport synchronize_sched
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 
 cdef int reparent_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:

@@ -5,6 +5,8 @@ dead-cache policies.  See DESIGN.md for the architecture.
     c = m.kmem_cache_create("dentry", 192, flags=slubcy.SLAB_HWCACHE_ALIGN)
     a = m.kmem_cache_alloc(c, cpu=0); m.kmem_cache_free(c, a, cpu=1)
 """
+__version__ = "0.1.0"        # the one place; pyproject.toml reads it
+
 import os as _os
 
 # numpy's OpenBLAS starts a pool of threads that spin after use; slubcy uses
@@ -31,4 +33,3 @@ __all__ = [
     "SlabCorruption", "CtorError", "CPUBusy", "MachineBusy", "Timeout", *FLAGS,
 ]
 __all__.append("HoldRefused")
-__version__ = "0.1.0"

@@ -475,8 +475,8 @@ cdef class Machine:
             raise RuntimeError("cannot start the machine's kworker thread")
         self._create_kmalloc_caches()
         if policy is not None:
-            from policies import get_policy
-            from policies.base import Policy
+            from slubcy.policies import get_policy
+            from slubcy.policies.base import Policy
             if not isinstance(policy, (str, Policy)):
                 raise TypeError(f"policy must be a spec such as 'barrier:sync' or a Policy, "
                                 f"not {type(policy).__name__}")

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from slubcy import compare, results, sweep, workloads
+from slubcy import workloads
+from slubcy.analysis import compare, results, sweep
 from slubcy.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

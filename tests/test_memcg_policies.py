@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-import policies
+from slubcy import policies
 import slubcy
 from slubcy import race, workloads
 
@@ -151,7 +151,7 @@ def test_churn_without_preemption_leaks_far_less():
     that its rate, 20-25, is too close to the quiet one to test in a second.)
     (It was frequent once, an artifact: a request pending before the
     window was taken inside it.)"""
-    from slubcy.compare import rate_test
+    from slubcy.analysis.compare import rate_test
     quiet = churn("naive", seed=2, seconds=1.0, preempt=None)
     loud = churn("naive", seed=2, seconds=1.0, preempt="slab_free:before_cmpxchg=0.5:200us:sleep")
     assert quiet.metrics["offlines"] > 500 and loud.metrics["offlines"] > 100

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import slubcy
-from slubcy import bench, perf
+from slubcy import bench
+from slubcy.analysis import perf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
