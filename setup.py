@@ -2,7 +2,7 @@
 
 policies/ is installed as the subpackage slubcy.policies (pyproject.toml's
 package-dir), so policies/NAME.pyx builds the extension slubcy.policies.NAME.
-The symlink slubcy/policies -> ../policies lets Cython resolve
+The symlink slubcy/policies (to the top-level policies/) lets Cython resolve
 `cimport slubcy.policies.base` and a source tree on PYTHONPATH import it.
 """
 import glob

@@ -8,12 +8,6 @@ from slubcy import errors
 
 
 @pytest.fixture
-def m():
-    with slubcy.Machine(cpus=2, memory=16 << 20) as machine:
-        yield machine
-
-
-@pytest.fixture
 def c(m):
     return m.kmem_cache_create("obj", 96)
 
