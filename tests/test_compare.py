@@ -484,6 +484,7 @@ def test_sigint_mid_run_stops_the_workers_and_exits_130(tmp_path, argv, tree_env
     assert took < 20
 
 
+@pytest.mark.slow
 def test_seconds_bounds_wall_time_at_many_vcpus(tree_env):
     """--seconds bounds the run whatever the vCPU count: the workers wait at a
     start gate and are released together, none spins while the next ones

@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 
 from slubcy.analysis import results
 
+pytestmark = pytest.mark.slow      # asv runs and a notebook executed: tens of seconds
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "results").glob("*.ipynb"))
 

@@ -17,6 +17,7 @@ from slubcy.analysis import perf
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_quick_run_prints_every_figure_with_finite_numbers():
     p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "perf.py"), "--quick"],
                        capture_output=True, text=True, timeout=300)
