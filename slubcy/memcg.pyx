@@ -30,7 +30,7 @@ from libc.string cimport strncpy
 
 from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock, spin_unlock,
                                 atomic_long_add, atomic_long_read, atomic_int_set, atomic_int_read,
-                                PAGE_SIZE, PAGE_SHIFT)
+                                ptr_write_once, PAGE_SIZE, PAGE_SHIFT)
 from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memcg_stock_pcp,
                           OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
                           kmem_cache_open,
@@ -542,7 +542,9 @@ cdef void free_memcg_rcu(rcu_head *head) noexcept nogil:
 
 cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     """A freed memcg nothing refers to any more: off the list, freed after a
-    grace period.  slab_lock held."""
+    grace period.  slab_lock held.  The caller must not touch the memcg
+    afterwards unless a grace period waits for it (it is on a vCPU, or in a
+    read-side section): the free may run at once."""
     if memcg.unlinked:
         return
     memcg.unlinked = 1
@@ -619,13 +621,22 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
         return
     memcg.freed = 1
     m.nr_dying -= 1
+    # The memcg's call_rcu must be our last access to it: the caller may be
+    # on no vCPU and in no read-side section (the kworker's final css_put in
+    # css_killed_work_fn), so no grace period waits for it, and the memcg
+    # may be freed as soon as its free is queued.  Destroying its last cache
+    # in the loop would queue it (__memcg_destroy_cache) while the loop and
+    # the check below still read it: hold that off (`unlinked` is only read
+    # and written under slab_lock, which we hold) and unlink once, last.
+    memcg.unlinked = 1
     s = memcg.caches
     while s != NULL:
         nxt = s.memcg_next
         memcg_try_destroy_cache(m, s)
         s = nxt
+    memcg.unlinked = 0
     if memcg.caches == NULL:
-        memcg_unlink_free(m, memcg)
+        memcg_unlink_free(m, memcg)     # queues the free: memcg is not touched after
     spin_unlock(&m.slab_lock)
     if parent != NULL:
         css_put_many(m, parent, 1)
@@ -880,7 +891,9 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
     spin_lock(&m.slab_lock)
     s = memcg.caches
     while s != NULL:
-        s.memcg = parent
+        # WRITE_ONCE(s->memcg_params.memcg, parent): read unlocked by
+        # memcg_charge_slab()/memcg_uncharge_slab()
+        ptr_write_once(<void **>&s.memcg, parent)
         last = s
         n += 1
         s = s.memcg_next

@@ -16,12 +16,16 @@ import slubcy
 ROOT = Path(__file__).resolve().parents[1]
 # every Cython extension, by the module name it is installed under
 EXTENSIONS = sorted([f"slubcy.{p.stem}" for p in (ROOT / "slubcy").glob("*.pyx")] +
+                    [f"slubcy.trace.{p.stem}" for p in (ROOT / "slubcy" / "trace").glob("*.pyx")] +
                     [f"slubcy.policies.{p.stem}" for p in (ROOT / "policies").glob("*.pyx")])
 
 
 def _stub(module):
+    """slubcy.policies.base -> policies/base.pyi; slubcy.trace._parse -> slubcy/trace/_parse.pyi."""
     parts = module.split(".")
-    return (ROOT / "policies" if parts[1] == "policies" else ROOT / "slubcy") / f"{parts[-1]}.pyi"
+    if parts[1] == "policies":
+        return ROOT / "policies" / f"{parts[-1]}.pyi"
+    return ROOT.joinpath(*parts[:-1], f"{parts[-1]}.pyi")
 
 
 def _run(args, cwd, env=None, timeout=600):
