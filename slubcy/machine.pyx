@@ -14,12 +14,13 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
-from slubcy.page_alloc cimport atomic_int_set, atomic_int_read, spin_lock, spin_unlock
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read,
+                            atomic_long_read_acquire, atomic_ptr_read, atomic_ptr_set,
+                            slab_word_read, spin_lock, spin_unlock)
 from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
-                                atomic_long_read,
                                 get_order, page_address, virt_to_head_page, addr_in_arena,
-                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_slab_ctor, PG_large_kmalloc,
-                                slab_word_read)
+                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_slab_ctor,
+                                PG_large_kmalloc)
 from slubcy.slub cimport *
 from slubcy.slub cimport kmem_cache as kmem_cache_t
 from slubcy.list cimport list_add, list_del
@@ -27,8 +28,7 @@ from slubcy.sched cimport sched
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
-                           rcu_read_unlock_ext, atomic_long_read_acquire, atomic_ptr_read,
-                           atomic_ptr_set)
+                           rcu_read_unlock_ext)
 from slubcy.sched cimport NR_PREEMPT_POINTS
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, memcg_init, memcg_free_objcgs,

@@ -28,9 +28,11 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.stdio cimport snprintf
 from libc.string cimport strncpy
 
-from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock, spin_unlock,
-                                atomic_long_add, atomic_long_read, atomic_int_set, atomic_int_read,
-                                PAGE_SIZE, PAGE_SHIFT)
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add,
+                            atomic_long_add_release, atomic_long_read, atomic_long_sub_return,
+                            atomic_long_xchg, atomic_ptr_read, atomic_ptr_set, spin_lock,
+                            spin_unlock)
+from slubcy.page_alloc cimport page, virt_to_head_page, page_address, PAGE_SIZE, PAGE_SHIFT
 from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memcg_stock_pcp,
                           OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
                           kmem_cache_open,
@@ -40,23 +42,9 @@ from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memc
                           __flush_cpu_slab, discard_empty_partial_slabs)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
-from slubcy.sched cimport smp_processor_id, atomic_long_add_release
+from slubcy.sched cimport smp_processor_id
 from slubcy.mutex cimport mutex_lock, mutex_unlock, mutex_is_locked, mutex_trylock
 from slubcy.kworker cimport work_struct, queue_work, current_tid
-
-cdef extern from *:
-    """
-    #define slubcy_load_ptr(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-    #define slubcy_store_ptr(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-    static inline long slubcy_long_sub_fetch(long *p, long v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
-    static inline long slubcy_long_xchg(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
-    """
-    kmem_cache *load_cache "slubcy_load_ptr"(kmem_cache **p) nogil
-    void store_cache "slubcy_store_ptr"(kmem_cache **p, kmem_cache *v) nogil
-    mem_cgroup *load_memcg "slubcy_load_ptr"(mem_cgroup **p) nogil
-    void store_memcg "slubcy_store_ptr"(mem_cgroup **p, mem_cgroup *v) nogil
-    long long_sub_fetch "slubcy_long_sub_fetch"(long *p, long v) nogil
-    long atomic_long_xchg "slubcy_long_xchg"(long *p, long v) nogil
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +176,7 @@ cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) no
     memcg.caches = s
     if not m.pages_pin_memcg:
         css_get_many(memcg, 1)          # Linux 5.3: the cache holds its memcg
-    store_cache(&root.memcg_caches[memcg.kmemcg_id], s)
+    atomic_ptr_set(<void **>&root.memcg_caches[memcg.kmemcg_id], s)
     return s
 
 
@@ -265,7 +253,7 @@ cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept
     id = memcg.kmemcg_id
     if id < 0 or not atomic_int_read(&memcg.online):
         return s
-    c = load_cache(&s.memcg_caches[id])
+    c = <kmem_cache *>atomic_ptr_read(<void **>&s.memcg_caches[id])
     if c != NULL:
         return c
     memcg_schedule_kmem_cache_create(memcg, s)
@@ -318,7 +306,7 @@ cdef void obj_cgroup_release(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
 
 
 cdef inline void obj_cgroup_put_many(slub_machine *m, obj_cgroup *objcg, long n) noexcept nogil:
-    if long_sub_fetch(&objcg.refcnt, n) == 0:
+    if atomic_long_sub_return(&objcg.refcnt, n) == 0:
         obj_cgroup_release(m, objcg)
 
 
@@ -823,7 +811,7 @@ cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
     if memcg.kmemcg_id >= 0:
         root = m.accounted_roots
         while root != NULL:
-            store_cache(&root.memcg_caches[memcg.kmemcg_id], NULL)
+            atomic_ptr_set(<void **>&root.memcg_caches[memcg.kmemcg_id], NULL)
             root = root.root_next
         memcg_free_cache_id(m, memcg.kmemcg_id)
         memcg.kmemcg_id = -1
@@ -919,7 +907,7 @@ cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogi
     spin_lock(&m.css_set_lock)
     iter = memcg.objcg_list
     while iter != NULL:
-        store_memcg(&iter.memcg, parent)
+        atomic_ptr_set(<void **>&iter.memcg, parent)
         last = iter
         n += 1
         iter = iter.next

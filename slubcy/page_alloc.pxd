@@ -6,22 +6,6 @@
 from libc.stdint cimport uint64_t, uint32_t, uint16_t, uint8_t, int32_t, uintptr_t
 from slubcy.list cimport list_head
 
-cdef extern from "_atomic.h" nogil:
-    void cpu_relax()
-    uint64_t slab_word_read(uint64_t *p)
-    void slab_word_set(uint64_t *p, uint64_t v)
-    int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
-    void atomic_u64_or(uint64_t *p, uint64_t v)
-    uint64_t atomic_u64_fetch_and(uint64_t *p, uint64_t v)
-    void spin_lock_init(int *lock)
-    void spin_lock(int *lock)
-    int spin_trylock(int *lock)
-    void spin_unlock(int *lock)
-    void atomic_long_add(long *p, long v)
-    long atomic_long_read(long *p)
-    int atomic_int_read(int *p)
-    void atomic_int_set(int *p, int v)
-
 cdef enum:
     PAGE_SHIFT = 12
     PAGE_SIZE = 4096

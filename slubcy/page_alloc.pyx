@@ -4,6 +4,7 @@
 from libc.string cimport memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 
+from slubcy.atomic cimport spin_lock, spin_lock_init, spin_unlock
 from slubcy.list cimport INIT_LIST_HEAD, list_add, list_del, list_empty, list_head
 
 cdef extern from "sys/mman.h" nogil:

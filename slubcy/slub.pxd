@@ -12,8 +12,9 @@
 
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free
+from slubcy.atomic cimport atomic_uptr_cmpxchg, atomic_uptr_read
 from slubcy.list cimport list_head
-from slubcy.page_alloc cimport page, zone, PAGE_SIZE, PAGE_SHIFT, slab_word_read, slab_cmpxchg
+from slubcy.page_alloc cimport page, zone, PAGE_SIZE, PAGE_SHIFT
 from slubcy.sched cimport sched, rcu_head
 from slubcy.mutex cimport mutex
 from slubcy.kworker cimport workqueue
@@ -326,27 +327,15 @@ cdef inline void stat(kmem_cache_cpu *c, stat_item si) noexcept nogil:
 cdef enum:
     OBJCGS_TAG = 0x1         # (unsigned long)vec | 0x1UL in memcg_alloc_page_obj_cgroups
 
-cdef extern from *:
-    """
-    static inline uintptr_t slubcy_memcg_data_read(uintptr_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline int slubcy_memcg_data_install(uintptr_t *p, uintptr_t v)
-    {
-        uintptr_t expected = 0;
-        return __atomic_compare_exchange_n(p, &expected, v, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
-    }
-    """
-    uintptr_t memcg_data_read "slubcy_memcg_data_read"(uintptr_t *p) nogil
-    bint memcg_data_install "slubcy_memcg_data_install"(uintptr_t *p, uintptr_t v) nogil
-
 cdef inline obj_cgroup **page_obj_cgroups(page *pg) noexcept nogil:
     """page_obj_cgroups(): the slab's obj_cgroup vector, or NULL."""
-    cdef uintptr_t v = memcg_data_read(&pg.memcg_data)
+    cdef uintptr_t v = atomic_uptr_read(&pg.memcg_data)
     if v & OBJCGS_TAG:
         return <obj_cgroup **>(v & ~(<uintptr_t>OBJCGS_TAG))
     return NULL
 
 cdef inline bint page_has_obj_cgroups(page *pg) noexcept nogil:
-    return (memcg_data_read(&pg.memcg_data) & OBJCGS_TAG) != 0
+    return (atomic_uptr_read(&pg.memcg_data) & OBJCGS_TAG) != 0
 
 cdef inline mem_cgroup *page_memcg_pinned(page *pg) noexcept nogil:
     """page->mem_cgroup of a slab page that pins its memcg, or NULL."""
@@ -361,7 +350,7 @@ cdef inline void set_page_memcg_pinned(page *pg, mem_cgroup *memcg) noexcept nog
 cdef inline bint set_page_obj_cgroups(page *pg, obj_cgroup **vec) noexcept nogil:
     """Install a vector on a slab that has none (cmpxchg); False if another
     vCPU installed one first."""
-    return memcg_data_install(&pg.memcg_data, <uintptr_t>vec | OBJCGS_TAG)
+    return atomic_uptr_cmpxchg(&pg.memcg_data, 0, <uintptr_t>vec | OBJCGS_TAG)
 
 cdef inline void memcg_free_page_obj_cgroups(page *pg) noexcept nogil:
     """memcg_free_page_obj_cgroups() (mm/slab.h, 5.9): the vector goes with

@@ -12,6 +12,10 @@ from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from cpython.ref cimport PyObject, Py_INCREF
 
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add, atomic_long_read,
+                            atomic_long_sub_return, atomic_u64_fetch_and, atomic_u64_or,
+                            atomic_u64_read, slab_cmpxchg, slab_word_read, spin_lock,
+                            spin_lock_init, spin_unlock)
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
 from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
@@ -19,20 +23,11 @@ from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
                            PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
                            PP_PUT_CPU_PARTIAL_AFTER_READ)
 from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
-                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor, PAGE_SIZE, PAGE_SHIFT,
-                                MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
-                                spin_unlock, spin_lock_init, atomic_long_add, atomic_long_read,
-                                atomic_int_read, atomic_int_set, atomic_u64_or, atomic_u64_fetch_and)
-from slubcy.sched cimport atomic_u64_read
+                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor, PAGE_SIZE,
+                                PAGE_SHIFT, MAX_ORDER)
 
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
-
-cdef extern from *:
-    """
-    #define __atomic_sub_fetch_long(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_ACQ_REL)
-    """
-    long __atomic_sub_fetch "__atomic_sub_fetch_long"(long *p, long v) nogil
 
 # ---------------------------------------------------------------------------
 # Geometry: calculate_alignment, calculate_sizes, calculate_order, slab_order
@@ -479,7 +474,7 @@ cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil:
 
 cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil:
     """Drop n references; the last one frees the (offline) memcg: css_free."""
-    if __atomic_sub_fetch(&memcg.refcnt, n) == 0 and m.memcg_release != NULL:
+    if atomic_long_sub_return(&memcg.refcnt, n) == 0 and m.memcg_release != NULL:
         m.memcg_release(m, memcg)
 
 
