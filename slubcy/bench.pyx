@@ -9,10 +9,11 @@ from libc.stdlib cimport malloc, calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
+from slubcy.types cimport PAGE_SHIFT, PAGE_SIZE, kmem_cache, page, zone
 from slubcy.atomic cimport atomic_u64_read, atomic_u64_set, spin_lock, spin_unlock
 from slubcy.machine cimport KmemCache, Machine
-from slubcy.slub cimport kmem_cache, slab_alloc, slab_free, __kmem_cache_shrink
-from slubcy.page_alloc cimport page, zone, virt_to_head_page, PAGE_SIZE, PAGE_SHIFT, PG_buddy
+from slubcy.slub cimport slab_alloc, slab_free, __kmem_cache_shrink
+from slubcy.page_alloc cimport virt_to_head_page, PG_buddy
 from slubcy.sched cimport vcpu_take, vcpu_release, OWNER_CONTROLLER
 
 cdef extern from "sys/mman.h" nogil:

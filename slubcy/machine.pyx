@@ -14,16 +14,17 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
+from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, PAGE_SHIFT, PAGE_SIZE,
+                           kmem_cache, kmem_cache_cpu, mem_cgroup, page, stat_item, zone)
 from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read,
                             atomic_long_read_acquire, atomic_ptr_read, atomic_ptr_set,
                             slab_word_read, spin_lock, spin_unlock)
-from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
-                                get_order, page_address, virt_to_head_page, addr_in_arena,
-                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_slab_ctor,
-                                PG_large_kmalloc)
+from slubcy.page_alloc cimport (zone_init, zone_release, alloc_pages, __free_pages, get_order,
+                                page_address, virt_to_head_page, addr_in_arena, PG_slab,
+                                PG_slab_ctor, PG_large_kmalloc)
 from slubcy.slub cimport *
-from slubcy.slub cimport kmem_cache as kmem_cache_t
-from slubcy.list cimport list_add, list_del
+from slubcy.types cimport kmem_cache as kmem_cache_t
+from slubcy.list cimport list_head, list_add, list_del
 from slubcy.sched cimport sched
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
@@ -51,7 +52,7 @@ cnp.import_array()
 cdef extern from "sys/mman.h" nogil:
     int MAP_NORESERVE
 
-from slubcy.slub import stat_item as _stat_item
+from slubcy.types import stat_item as _stat_item
 STAT_ITEMS = tuple(_stat_item(i).name for i in range(<int>NR_SLUB_STAT_ITEMS))
 
 FLAGS = {

@@ -28,18 +28,17 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.stdio cimport snprintf
 from libc.string cimport strncpy
 
+from slubcy.types cimport (KMEMCG_ID_WORDS, PAGE_SHIFT, PAGE_SIZE, kmem_cache, mem_cgroup,
+                           memcg_stock_pcp, obj_cgroup, page, slub_machine)
 from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add,
                             atomic_long_add_release, atomic_long_read, atomic_long_sub_return,
                             atomic_long_xchg, atomic_ptr_read, atomic_ptr_set, spin_lock,
                             spin_unlock)
-from slubcy.page_alloc cimport page, virt_to_head_page, page_address, PAGE_SIZE, PAGE_SHIFT
-from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memcg_stock_pcp,
-                          OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
-                          kmem_cache_open,
-                          kmem_cache_release, __kmem_cache_unlink,
-                          css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
-                          fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches,
-                          __flush_cpu_slab, discard_empty_partial_slabs)
+from slubcy.page_alloc cimport virt_to_head_page, page_address
+from slubcy.slub cimport (OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
+                          kmem_cache_open, kmem_cache_release, __kmem_cache_unlink, css_get_many,
+                          css_put_many, SLAB_ACCOUNT, oo_objects, fc_objects, __kmem_cache_shrink,
+                          flush_all, flush_all_caches, __flush_cpu_slab, discard_empty_partial_slabs)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
 from slubcy.sched cimport smp_processor_id
@@ -787,8 +786,6 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
 cdef int memcg_init(slub_machine *m) noexcept nogil:
     """The root memcg and the per-vCPU stocks (memcg_stock): -1 if out of
     memory."""
-    m.memcg_release = memcg_css_free
-    m.cache_empty = memcg_cache_empty
     m.memcg_stock = <memcg_stock_pcp *>calloc(m.nr_cpus, sizeof(memcg_stock_pcp))
     if m.memcg_stock == NULL or root_mem_cgroup_create(m) == NULL:
         return -1

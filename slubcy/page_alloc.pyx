@@ -1,9 +1,11 @@
 # cython: language_level=3
 """Buddy page allocator over one mmap'ed arena (mm/page_alloc.c in miniature)."""
 
+from libc.stdint cimport uint32_t
 from libc.string cimport memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 
+from slubcy.types cimport MAX_ORDER, PAGE_SHIFT, page, zone
 from slubcy.atomic cimport spin_lock, spin_lock_init, spin_unlock
 from slubcy.list cimport INIT_LIST_HEAD, list_add, list_del, list_empty, list_head
 

@@ -12,19 +12,31 @@ from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from cpython.ref cimport PyObject, Py_INCREF
 
+from slubcy.types cimport (ALLOC_FROM_PARTIAL, ALLOC_REFILL, ALLOC_SLAB, CMPXCHG_DOUBLE_FAIL,
+                           CPUSLAB_FLUSH, CPU_PARTIAL_ALLOC, CPU_PARTIAL_DRAIN, CPU_PARTIAL_FREE,
+                           CPU_PARTIAL_NODE, DEACTIVATE_BYPASS, DEACTIVATE_EMPTY, DEACTIVATE_FULL,
+                           DEACTIVATE_REMOTE_FREES, DEACTIVATE_TO_HEAD, DEACTIVATE_TO_TAIL,
+                           FREE_ADD_PARTIAL, FREE_FROZEN, FREE_REMOVE_PARTIAL, FREE_SLAB,
+                           FREE_SLOWPATH, MAX_MEMCG_CACHES, MAX_ORDER, ORDER_FALLBACK, PAGE_SHIFT,
+                           PAGE_SIZE, kmem_cache, kmem_cache_cpu, kmem_cache_node, mem_cgroup, page,
+                           slub_machine, stat_item, zone)
 from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add, atomic_long_read,
                             atomic_long_sub_return, atomic_u64_fetch_and, atomic_u64_or,
                             atomic_u64_read, slab_cmpxchg, slab_word_read, spin_lock,
                             spin_lock_init, spin_unlock)
+# The memcg side of the slab code (mm/memcontrol.c), called directly as
+# mm/slub.c does: with the types in types.pxd neither .pxd cimports the
+# other, and the two extension modules import each other's C functions at
+# load (each exports its own before it imports the other's).
+from slubcy.memcg cimport memcg_css_free, memcg_cache_empty
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
 from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
                            local_irq_enabled, store_buffer_drain, vcpu, preempt_check_resched,
                            PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
                            PP_PUT_CPU_PARTIAL_AFTER_READ)
-from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
-                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor, PAGE_SIZE,
-                                PAGE_SHIFT, MAX_ORDER)
+from slubcy.page_alloc cimport (alloc_pages, __free_pages, get_order, page_address,
+                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor)
 
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
@@ -461,8 +473,8 @@ cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
     memcg_uncharge_slab(s, pg)
     pg.flags &= ~PG_slab
     __free_pages(&s.m.z, pg, order)
-    if s.dead and atomic_long_read(&s.node.nr_slabs) == 0 and s.m.cache_empty != NULL:
-        s.m.cache_empty(s.m, s)
+    if s.dead and atomic_long_read(&s.node.nr_slabs) == 0:
+        memcg_cache_empty(s.m, s)
 
 
 # ---------------------------------------------------------------------------
@@ -474,8 +486,8 @@ cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil:
 
 cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil:
     """Drop n references; the last one frees the (offline) memcg: css_free."""
-    if atomic_long_sub_return(&memcg.refcnt, n) == 0 and m.memcg_release != NULL:
-        m.memcg_release(m, memcg)
+    if atomic_long_sub_return(&memcg.refcnt, n) == 0:
+        memcg_css_free(m, memcg)
 
 
 cdef inline void memcg_charge_slab(kmem_cache *s, page *pg) noexcept nogil:

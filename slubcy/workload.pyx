@@ -21,11 +21,11 @@ from libc.stdlib cimport realloc
 from libc.string cimport memset
 from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
+from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
                             atomic_long_read_acquire, atomic_u64_read, atomic_u64_set)
-from slubcy.page_alloc cimport page, virt_to_head_page
-from slubcy.slub cimport (kmem_cache, slab_alloc, slab_free, slub_machine, mem_cgroup,
-                          page_has_obj_cgroups)
+from slubcy.page_alloc cimport virt_to_head_page
+from slubcy.slub cimport slab_alloc, slab_free, page_has_obj_cgroups
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
                            memcg_slab_free_hook, cgroup_rmdir, OFFLINE_CANCELLED)
 from slubcy.kworker cimport flush_workqueue
