@@ -12,6 +12,7 @@ from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from cpython.ref cimport PyObject, Py_INCREF
 
+from slubcy.types cimport slab_caches_first, slab_caches_next
 from slubcy.types cimport (ALLOC_FROM_PARTIAL, ALLOC_REFILL, ALLOC_SLAB, CMPXCHG_DOUBLE_FAIL,
                            CPUSLAB_FLUSH, CPU_PARTIAL_ALLOC, CPU_PARTIAL_DRAIN, CPU_PARTIAL_FREE,
                            CPU_PARTIAL_NODE, DEACTIVATE_BYPASS, DEACTIVATE_EMPTY, DEACTIVATE_FULL,
@@ -236,36 +237,19 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
             return NULL
         s.accounted = 1
     spin_lock(&m.slab_lock)
-    s.next = m.slab_caches
-    s.prev = NULL
-    if m.slab_caches != NULL:
-        m.slab_caches.prev = s
-    m.slab_caches = s
+    list_add(&s.list, &m.slab_caches)
     if s.accounted:
-        s.root_next = m.accounted_roots
-        m.accounted_roots = s
+        list_add(&s.root_caches_node, &m.slab_root_caches)
     spin_unlock(&m.slab_lock)
     return s
 
 
 cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
     """Take a cache off the machine's lists; slab_lock held."""
-    cdef kmem_cache **pp
-    if s.prev != NULL:
-        s.prev.next = s.next
-    elif s.m.slab_caches == s:
-        s.m.slab_caches = s.next
-    if s.next != NULL:
-        s.next.prev = s.prev
-    s.next = s.prev = NULL
-    if not s.accounted:
-        return
-    pp = &s.m.accounted_roots
-    while pp[0] != NULL:
-        if pp[0] == s:
-            pp[0] = s.root_next
-            break
-        pp = &pp[0].root_next
+    if s.list.next != NULL:
+        list_del(&s.list)
+    if s.accounted and s.root_caches_node.next != NULL:
+        list_del(&s.root_caches_node)
 
 
 cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
@@ -1538,12 +1522,12 @@ cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slot
         else:
             pfn += 1
     spin_lock(&m.slab_lock)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL:
         if only == NULL or s == only:
             for cpu in range(m.nr_cpus):
                 used -= cpu_freelist_count(s, cpu)
-        s = s.next
+        s = slab_caches_next(m, s)
     spin_unlock(&m.slab_lock)
     in_use[0] = used
     slots[0] = total
@@ -1735,10 +1719,10 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
     ON_CPU = ON_NODE + 1
     spin_lock(&m.slab_lock)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL and rc == 0:
         rc = validate_lists(s, ON_NODE, ON_CPU, err, errlen)
-        s = s.next
+        s = slab_caches_next(m, s)
     while pfn < z.nr_pages and rc == 0:
         pg = &z.mem_map[pfn]
         if not (pg.flags & PG_slab):
@@ -1746,10 +1730,10 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
             continue
         pfn += <size_t>1 << pg.order
         rc = validate_slab(<kmem_cache *>pg.slab_cache, pg, ON_NODE, ON_CPU, err, errlen)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL and rc == 0:
         rc = validate_counts(s, err, errlen)
-        s = s.next
+        s = slab_caches_next(m, s)
     spin_unlock(&m.slab_lock)
     spin_unlock(&m.check_lock)
     return rc

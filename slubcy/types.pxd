@@ -8,8 +8,11 @@
 # list_head (list.pxd), sched / vcpu / rcu_head (sched.pxd), mutex
 # (mutex.pxd), workqueue / work_struct (kworker.pxd).
 #
-# Declarations only.  slubcy/types.pyx exists so that the cpdef enum below
-# (stat_item) has its Python class, slubcy.types.stat_item.
+# Declarations, and at the end the walkers of the lists these structs are
+# linked on (list_head, as <linux/list.h>: slab_caches, slab_root_caches,
+# the machine's memcgs, a memcg's kmem_caches and objcg_list).
+# slubcy/types.pyx exists only so that the cpdef enum below (stat_item) has
+# its Python class, slubcy.types.stat_item.
 
 from libc.stdint cimport uint64_t, uint32_t, uint16_t, uint8_t, int32_t, uintptr_t
 from slubcy.list cimport list_head
@@ -142,12 +145,14 @@ cdef struct mem_cgroup:
     long refcnt              # css references: see memcg.pyx
     long nr_pages            # kmem pages charged: its child caches' slab pages, or (objcg)
                              # the whole pages its obj_cgroups charged (page_counter)
-    kmem_cache *caches       # its child caches, linked by kmem_cache.memcg_next
+    list_head kmem_caches    # its child caches, on their kmem_caches_node (4.13
+                             # memcg->kmem_caches; 4.0 memcg->memcg_slab_caches)
     obj_cgroup *objcg        # its own obj_cgroup while online
-    obj_cgroup *objcg_list   # every obj_cgroup charging it: its own and its children's
-                             # reparented ones (5.9 memcg->objcg_list), under css_set_lock
-    mem_cgroup *next         # every memcg of the machine (doubly linked)
-    mem_cgroup *prev
+    list_head objcg_list     # every obj_cgroup charging it, on their `list`: its own and its
+                             # children's reparented ones (5.9 memcg->objcg_list), under
+                             # css_set_lock
+    list_head memcgs_node    # on slub_machine.memcgs (the kernel has no flat list: it walks
+                             # the css tree with mem_cgroup_iter)
     double offline_time
     char name[48]
 
@@ -158,8 +163,7 @@ cdef struct obj_cgroup:
     mem_cgroup *memcg        # changed (reparented) under css_set_lock
     long refcnt              # see memcg.pyx: objects, its memcg's hold, the stocks caching it
     long nr_charged_bytes    # charged, not used by objects, in no stock (sub-page leftovers)
-    obj_cgroup *next         # on objcg_list of its memcg (doubly linked)
-    obj_cgroup *prev
+    list_head list           # on objcg_list of its memcg (5.9 objcg->list)
 
 # struct memcg_stock_pcp, its obj_cgroup part (mm/memcontrol.c, 5.9): per
 # vCPU, touched only by the thread running that vCPU.  Bytes pre-charged to
@@ -207,9 +211,10 @@ cdef struct slub_machine:
     long creation_tid        # thread that ran the last creation (gettid)
     long offline_errors      # offline work items whose waits timed out
     # lists (under slab_lock)
-    kmem_cache *slab_caches  # every live cache, newest first
-    kmem_cache *accounted_roots  # SLAB_ACCOUNT root caches (memcg_caches owners)
-    mem_cgroup *memcgs       # every memcg, newest first
+    list_head slab_caches    # every live cache, newest first, on kmem_cache.list
+    list_head slab_root_caches   # SLAB_ACCOUNT root caches (memcg_caches owners), newest
+                             # first, on kmem_cache.root_caches_node (4.13 slab_root_caches)
+    list_head memcgs         # every memcg, newest first, on mem_cgroup.memcgs_node
     mem_cgroup *root_mem_cgroup
     int next_memcg_id
     uint64_t kmemcg_ids[KMEMCG_ID_WORDS]   # allocated kmemcg ids (ida)
@@ -253,11 +258,11 @@ cdef struct kmem_cache:
     mem_cgroup *memcg        # owner of a child cache (memcg_params.memcg), else NULL
     kmem_cache *root         # root cache of a child cache, else NULL
     kmem_cache **memcg_caches    # root: child cache per kmemcg_id (memcg_params)
-    kmem_cache *memcg_next   # next child cache of the same memcg
-    kmem_cache *memcg_prev   # ... and the previous one (children_node: a list_head)
-    kmem_cache *next         # slab_caches list (doubly linked: O(1) unlink)
-    kmem_cache *prev
-    kmem_cache *root_next    # accounted_roots list (slab_root_caches)
+    list_head kmem_caches_node   # child: on its memcg's kmem_caches (4.13
+                             # memcg_params.kmem_caches_node; 4.0 memcg_params->list)
+    list_head list           # on slab_caches (s->list)
+    list_head root_caches_node   # accounted root: on slab_root_caches (4.13
+                             # memcg_params.__root_caches_node)
     int dead                 # its memcg went offline
     int no_cpu_partial       # the seed's proposal: kmem_cache_has_cpu_partial() is false
     int destroyed            # unlinked; freed after a grace period
@@ -268,3 +273,73 @@ cdef struct kmem_cache:
     long v_used
     char name[64]
     kmem_cache_node node     # node[0]: the only node
+
+
+# --- list walkers ---------------------------------------------------------
+# list_first_entry_or_null() / the next entry or NULL at the head, one pair
+# per list, so that walks keep the shape `x = first(..); while x != NULL:
+# ...; x = next(.., x)`.  container_of(): the member's offset is taken on a
+# local that is never read (no NULL-pointer arithmetic for UBSan to flag);
+# the compiler folds it to a constant.
+
+cdef inline kmem_cache *slab_caches_entry(list_head *pos) noexcept nogil:
+    cdef kmem_cache x
+    return <kmem_cache *>(<char *>pos - (<char *>&x.list - <char *>&x))
+
+cdef inline kmem_cache *slab_caches_first(slub_machine *m) noexcept nogil:
+    return NULL if m.slab_caches.next == &m.slab_caches else slab_caches_entry(m.slab_caches.next)
+
+cdef inline kmem_cache *slab_caches_next(slub_machine *m, kmem_cache *s) noexcept nogil:
+    return NULL if s.list.next == &m.slab_caches else slab_caches_entry(s.list.next)
+
+cdef inline kmem_cache *root_caches_entry(list_head *pos) noexcept nogil:
+    cdef kmem_cache x
+    return <kmem_cache *>(<char *>pos - (<char *>&x.root_caches_node - <char *>&x))
+
+cdef inline kmem_cache *slab_root_caches_first(slub_machine *m) noexcept nogil:
+    if m.slab_root_caches.next == &m.slab_root_caches:
+        return NULL
+    return root_caches_entry(m.slab_root_caches.next)
+
+cdef inline kmem_cache *slab_root_caches_next(slub_machine *m, kmem_cache *s) noexcept nogil:
+    if s.root_caches_node.next == &m.slab_root_caches:
+        return NULL
+    return root_caches_entry(s.root_caches_node.next)
+
+cdef inline kmem_cache *kmem_caches_entry(list_head *pos) noexcept nogil:
+    cdef kmem_cache x
+    return <kmem_cache *>(<char *>pos - (<char *>&x.kmem_caches_node - <char *>&x))
+
+cdef inline kmem_cache *memcg_kmem_caches_first(mem_cgroup *memcg) noexcept nogil:
+    if memcg.kmem_caches.next == &memcg.kmem_caches:
+        return NULL
+    return kmem_caches_entry(memcg.kmem_caches.next)
+
+cdef inline kmem_cache *memcg_kmem_caches_next(mem_cgroup *memcg, kmem_cache *s) noexcept nogil:
+    if s.kmem_caches_node.next == &memcg.kmem_caches:
+        return NULL
+    return kmem_caches_entry(s.kmem_caches_node.next)
+
+cdef inline mem_cgroup *memcgs_entry(list_head *pos) noexcept nogil:
+    cdef mem_cgroup x
+    return <mem_cgroup *>(<char *>pos - (<char *>&x.memcgs_node - <char *>&x))
+
+cdef inline mem_cgroup *memcgs_first(slub_machine *m) noexcept nogil:
+    return NULL if m.memcgs.next == &m.memcgs else memcgs_entry(m.memcgs.next)
+
+cdef inline mem_cgroup *memcgs_next(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
+    return NULL if memcg.memcgs_node.next == &m.memcgs else memcgs_entry(memcg.memcgs_node.next)
+
+cdef inline obj_cgroup *objcg_list_entry(list_head *pos) noexcept nogil:
+    cdef obj_cgroup x
+    return <obj_cgroup *>(<char *>pos - (<char *>&x.list - <char *>&x))
+
+cdef inline obj_cgroup *objcg_list_first(mem_cgroup *memcg) noexcept nogil:
+    if memcg.objcg_list.next == &memcg.objcg_list:
+        return NULL
+    return objcg_list_entry(memcg.objcg_list.next)
+
+cdef inline obj_cgroup *objcg_list_next(mem_cgroup *memcg, obj_cgroup *objcg) noexcept nogil:
+    if objcg.list.next == &memcg.objcg_list:
+        return NULL
+    return objcg_list_entry(objcg.list.next)
