@@ -35,7 +35,8 @@ extensions = [
         extra_compile_args=cflags,
         extra_link_args=ldflags,
     )
-    for path in sorted(glob.glob("slubcy/*.pyx") + glob.glob("policies/*.pyx"))
+    for path in sorted(glob.glob("slubcy/*.pyx") + glob.glob("policies/*.pyx")
+                       + glob.glob("slubcy/trace/*.pyx"))
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["."]))

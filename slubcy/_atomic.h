@@ -105,6 +105,28 @@ static inline long atomic_long_read_acquire(long *p) { return __atomic_load_n(p,
 static inline long atomic_long_sub_return(long *p, long v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
 static inline long atomic_long_xchg(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
 
+/* --- READ_ONCE / WRITE_ONCE ---------------------------------------------- */
+/*
+ * READ_ONCE()/WRITE_ONCE() of a plain field (relaxed, a plain mov on x86):
+ * the kernel's data_race()/READ_ONCE peeks at a field written under a lock
+ * (n->nr_partial) or by its owner, and the writes they race with.  Not an
+ * RMW: the writer holds the lock, or is the only writer.
+ */
+static inline long long_read_once(long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void long_write_once(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline void *ptr_read_once(void **p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void ptr_write_once(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline unsigned long ulong_read_once(unsigned long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void ulong_write_once(unsigned long *p, unsigned long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t u64_read_once(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void u64_write_once(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint16_t u16_read_once(uint16_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void u16_write_once(uint16_t *p, uint16_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint8_t u8_read_once(uint8_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void u8_write_once(uint8_t *p, uint8_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline int int_read_once(int *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void int_write_once(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+
 /* --- uint64_t ------------------------------------------------------------- */
 static inline uint64_t atomic_u64_read(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void atomic_u64_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }

@@ -27,6 +27,8 @@
 # | atomic_long_read_acquire      | acquire                   | atomic_long_read_acquire()                    |
 # | atomic_long_sub_return        | acq_rel                   | atomic_long_sub_return() (css_put_many's percpu_ref_put_many) |
 # | atomic_long_xchg              | acq_rel                   | atomic_long_xchg()                            |
+# | {long,ptr,ulong,u64,u16,u8,int}_read_once | relaxed      | READ_ONCE() / data_race() of a plain field    |
+# | {long,ptr,ulong,u64,u16,u8,int}_write_once | relaxed     | WRITE_ONCE() (under the writer's lock, or by its only writer) |
 # | atomic_u64_read               | acquire                   | smp_load_acquire()                            |
 # | atomic_u64_set                | release                   | smp_store_release()                           |
 # | atomic_u64_or                 | relaxed                   | atomic_long_or() (set bits; no return)        |
@@ -43,7 +45,7 @@
 # workload.pyx declared its own fetch_add acq_rel, sched.pyx seq_cst: the
 # stronger one is kept.)  On x86-64 all of them are one locked instruction.
 
-from libc.stdint cimport uint64_t, uintptr_t
+from libc.stdint cimport uint64_t, uint16_t, uint8_t, uintptr_t
 
 cdef extern from "_atomic.h" nogil:
     void cpu_relax()
@@ -74,6 +76,21 @@ cdef extern from "_atomic.h" nogil:
     long atomic_long_read_acquire(long *p)
     long atomic_long_sub_return(long *p, long v)
     long atomic_long_xchg(long *p, long v)
+
+    long long_read_once(long *p)
+    void long_write_once(long *p, long v)
+    void *ptr_read_once(void **p)
+    void ptr_write_once(void **p, void *v)
+    unsigned long ulong_read_once(unsigned long *p)
+    void ulong_write_once(unsigned long *p, unsigned long v)
+    uint64_t u64_read_once(uint64_t *p)
+    void u64_write_once(uint64_t *p, uint64_t v)
+    uint16_t u16_read_once(uint16_t *p)
+    void u16_write_once(uint16_t *p, uint16_t v)
+    uint8_t u8_read_once(uint8_t *p)
+    void u8_write_once(uint8_t *p, uint8_t v)
+    int int_read_once(int *p)
+    void int_write_once(int *p, int v)
 
     uint64_t atomic_u64_read(uint64_t *p)
     void atomic_u64_set(uint64_t *p, uint64_t v)

@@ -9,10 +9,11 @@ from libc.stdlib cimport malloc, calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
-from slubcy.types cimport PAGE_SHIFT, PAGE_SIZE, kmem_cache, page, zone
 from slubcy.atomic cimport atomic_u64_read, atomic_u64_set, spin_lock, spin_unlock
+from slubcy.types cimport PAGE_SHIFT, PAGE_SIZE, kmem_cache, page, zone
 from slubcy.machine cimport KmemCache, Machine
-from slubcy.slub cimport slab_alloc, slab_free, __kmem_cache_shrink
+from slubcy.slub cimport __kmem_cache_shrink
+from slubcy.alloc cimport slab_alloc_node, slab_free
 from slubcy.page_alloc cimport virt_to_head_page, PG_buddy
 from slubcy.sched cimport vcpu_take, vcpu_release, OWNER_CONTROLLER
 
@@ -39,19 +40,20 @@ cdef inline double now() noexcept nogil:
 
 def fastpath_pairs(KmemCache cache, long n, int cpu=0):
     """Seconds for `n` kmem_cache_alloc + kmem_cache_free pairs on one vCPU
-    (slab_alloc + virt_to_head_page + slab_free), in a nogil loop."""
+    (slab_alloc_node + virt_to_head_page + slab_free: the one entry, no memcg), in a nogil loop."""
     cdef kmem_cache *s = cache.get()
     cdef Machine m = cache.machine
     m._cpu(cpu)
     cdef long i
+    cdef kmem_cache *from_cache
     cdef void *p
     cdef double t0, t1
     m._enter(cpu)           # this thread runs vCPU `cpu` for the loop
     with nogil:
         t0 = now()
         for i in range(n):
-            p = slab_alloc(s, cpu)
-            slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu)
+            p = slab_alloc_node(s, NULL, cpu, 0, &from_cache)
+            slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu, 0)
         t1 = now()
     m._exit(cpu)
     return t1 - t0
@@ -149,6 +151,7 @@ def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, in
     if objs == NULL:
         raise MemoryError()
     cdef long r, i, got = 0
+    cdef kmem_cache *from_cache
     cdef void *p
     cdef double t0, total = 0.0
     m._enter(alloc_cpu)
@@ -163,7 +166,7 @@ def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, in
         for r in range(rounds):
             got = 0
             while got < nobjects:
-                p = slab_alloc(s, alloc_cpu)
+                p = slab_alloc_node(s, NULL, alloc_cpu, 0, &from_cache)
                 if p == NULL:
                     break
                 objs[got] = p
@@ -171,7 +174,7 @@ def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, in
             t0 = now()
             for i in range(got):
                 p = objs[i]
-                slab_free(s, virt_to_head_page(&s.m.z, p), p, free_cpu)
+                slab_free(s, virt_to_head_page(&s.m.z, p), p, free_cpu, 0)
             total += now() - t0
             if got < nobjects:
                 break
@@ -196,7 +199,7 @@ OP_ALLOC, OP_FREE, OP_SHRINK = OP_ALLOC_, OP_FREE_, OP_SHRINK_
 
 def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
     """Run a recorded op sequence (rows of op, cache, cpu, slot) through the
-    core in one nogil loop: slab_alloc, slab_free and __kmem_cache_shrink, as
+    core in one nogil loop: slab_alloc_node, slab_free and __kmem_cache_shrink, as
     the Python API would call them, without the argument checks.  This thread
     runs every vCPU while it replays (it lets them go around a shrink, whose
     flush_all then runs on each idle vCPU directly).  `slots` (zeroed, one per
@@ -225,6 +228,7 @@ def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
         free(cs)
         raise
     cdef kmem_cache *s
+    cdef kmem_cache *from_cache
     cdef void *p
     cdef long live = 0
     cdef bint failed = False
@@ -239,7 +243,7 @@ def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
                 s = cs[ops[i, 1]]
                 cpu = ops[i, 2]
                 if ops[i, 0] == OP_ALLOC_:
-                    p = slab_alloc(s, cpu)
+                    p = slab_alloc_node(s, NULL, cpu, 0, &from_cache)
                     if p == NULL:
                         failed = True
                         break
@@ -247,7 +251,7 @@ def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
                     live += 1
                 elif ops[i, 0] == OP_FREE_:
                     p = <void *><uintptr_t>slots[ops[i, 3]]
-                    slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu)
+                    slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu, 0)
                     slots[ops[i, 3]] = 0
                     live -= 1
                 else:

@@ -306,6 +306,9 @@ def main(argv=None):
     si.add_argument("--proc", action="store_true", help="/proc/slabinfo format")
     si.set_defaults(func=_slabinfo)
 
+    from slubcy.trace.cli import register as register_trace
+    register_trace(sub)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)

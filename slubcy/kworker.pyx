@@ -142,7 +142,9 @@ cdef int queue_work(workqueue *wq, work_struct *w, bint unique) noexcept nogil:
     else:
         wq.head = w
     wq.tail = w
-    wq.queued += 1
+    # under wq.lock, but atomic: wait_kworker() and flush_workqueue() read
+    # it without the lock (release: the item is on the list before it counts)
+    atomic_long_add_release(&wq.queued, 1)
     if depth + 1 > wq.pending_max:
         wq.pending_max = depth + 1
     pthread_cond_signal(&wq.more)
@@ -159,7 +161,7 @@ cdef int flush_workqueue(workqueue *wq, double timeout) noexcept nogil:
     if not wq.started:
         return 0
     pthread_mutex_lock(&wq.lock)
-    target = wq.queued
+    target = atomic_long_read_acquire(&wq.queued)
     pthread_mutex_unlock(&wq.lock)
     deadline = monotonic() + timeout if timeout >= 0 else 1e300
     while atomic_long_read_acquire(&wq.done) + atomic_long_read_acquire(&wq.cancelled) < target:

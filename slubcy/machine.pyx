@@ -14,14 +14,14 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read_acquire,
+                            atomic_ptr_read, atomic_ptr_set, slab_word_read, spin_lock, spin_unlock,
+                            u16_write_once)
 from slubcy.types cimport (slab_caches_first, slab_caches_next, memcgs_first, memcgs_next,
                            memcg_kmem_caches_first, memcg_kmem_caches_next)
 from slubcy.list cimport list_head, INIT_LIST_HEAD
 from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, PAGE_SHIFT, PAGE_SIZE,
                            kmem_cache, kmem_cache_cpu, mem_cgroup, page, stat_item, zone)
-from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read,
-                            atomic_long_read_acquire, atomic_ptr_read, atomic_ptr_set,
-                            slab_word_read, spin_lock, spin_unlock)
 from slubcy.page_alloc cimport (zone_init, zone_release, alloc_pages, __free_pages, get_order,
                                 page_address, virt_to_head_page, addr_in_arena, PG_slab,
                                 PG_slab_ctor, PG_large_kmalloc)
@@ -34,8 +34,9 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
                            rcu_read_unlock_ext)
 from slubcy.sched cimport NR_PREEMPT_POINTS
-from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook, memcg_init, memcg_free_objcgs,
+from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk,
+                          SLAB_HOOK_PY_LIVE)
+from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, dead_cache_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches,
                            cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
@@ -680,7 +681,7 @@ cdef class Machine:
         self._in_flight += 1            # close() waits for this call
         try:
             while not ok and not (self.closed or self._closing):
-                if self._vcpu_user[cpu] or self.m.sc.vcpus[cpu].owner > 0:
+                if self._vcpu_user[cpu] or atomic_int_read(&self.m.sc.vcpus[cpu].owner) > 0:
                     until = short       # an API call or a worker: not a borrower
                 else:
                     until = deadline
@@ -1037,7 +1038,10 @@ cdef class Machine:
         thread of the last one; offlines whose waits timed out; how often
         cgroup_mutex and slab_mutex made a locker wait, and for how long."""
         self._check()
-        cdef long queued = self.m.wq.queued, done = self.m.wq.done, dropped = self.m.wq.cancelled
+        # the counters are atomic (wait_kworker reads them unlocked too)
+        cdef long queued = atomic_long_read_acquire(&self.m.wq.queued)
+        cdef long done = atomic_long_read_acquire(&self.m.wq.done)
+        cdef long dropped = atomic_long_read_acquire(&self.m.wq.cancelled)
         return {"queued": queued, "done": done, "cancelled": dropped,
                 "pending": queued - done - dropped, "pending_max": self.m.wq.pending_max,
                 "tid": self.m.wq.tid, "cache_creations": self.m.nr_cache_creations,
@@ -1278,8 +1282,7 @@ cdef class Machine:
         Py_XDECREF(<PyObject *>s.ctor_exc)
         s.ctor_exc = NULL
         if p != NULL:
-            memcg_slab_free_hook(s, virt_to_head_page(&self.m.z, p), p, cpu)   # (objcg charge)
-            slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu)
+            slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu, SLAB_HOOK_PY_LIVE)
         return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
 
     cdef mem_cgroup *_memcg(self, memcg) except? NULL:
@@ -1293,25 +1296,23 @@ cdef class Machine:
         return g
 
     def kmem_cache_alloc(self, c, cpu=0, memcg=None):
-        """slab_alloc() on vCPU `cpu`: the address of a new object (an int).
+        """slab_alloc_node() on vCPU `cpu`: the address of a new object (an int).
         With `memcg`, an accounted cache (SLAB_ACCOUNT) allocates from the
         memcg's child cache (memcg_kmem_get_cache), or charges the object
         to the memcg's obj_cgroup under objcg policies."""
         cdef kmem_cache_t *root = self._cache(c)
         cdef int ncpu = self._cpu(cpu)
         cdef mem_cgroup *g = self._memcg(memcg)
+        cdef kmem_cache_t *s
         self._enter(ncpu)
-        cdef kmem_cache_t *s = memcg_kmem_get_cache(root, g)
-        cdef void *p = slab_alloc(s, ncpu)
-        memcg_slab_post_alloc_hook(s, g, p, ncpu)
+        # handed out to Python: its free needs no walk (SLAB_HOOK_PY_LIVE)
+        cdef void *p = slab_alloc_node(root, g, ncpu, SLAB_HOOK_PY_LIVE, &s)
         if s.ctor_exc != NULL:
             try:
                 err = self._ctor_failed(s, p, ncpu)
             finally:
                 self._exit(ncpu)
             raise err
-        if p != NULL:
-            py_live_mark(s, p)          # handed out: its free needs no walk
         self._exit(ncpu)
         if p == NULL:
             raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory (arena exhausted)")
@@ -1330,9 +1331,7 @@ cdef class Machine:
             if not red_zone_intact(<kmem_cache_t *>pg.slab_cache, pg, p):
                 ok = 0                  # refused before memcg_slab_free_hook uncharges it
             else:
-                py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, p)
-                memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
-                ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu)
+                ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu, SLAB_HOOK_PY_LIVE)
         self._exit(cpu)
         if code != OBJ_OK:
             if code < 0:
@@ -1367,7 +1366,7 @@ cdef class Machine:
             pg = alloc_pages(&self.m.z, get_order(size))
             if pg == NULL:
                 raise ArenaExhausted(f"kmalloc_large({size}): out of memory (arena exhausted)")
-            pg.flags |= PG_large_kmalloc
+            u16_write_once(&pg.flags, pg.flags | PG_large_kmalloc)
             return <uintptr_t>page_address(&self.m.z, pg)
         return self.kmem_cache_alloc(self._kmalloc[kmalloc_index(size)], ncpu)
 
@@ -1402,7 +1401,6 @@ cdef class Machine:
         if not 0 <= n <= self.m.z.nr_pages * PAGE_SIZE // 8:
             raise ValueError(f"n must be in 0..{self.m.z.nr_pages * PAGE_SIZE // 8} "
                              f"(the 8-byte objects the arena holds), got {n}")
-        s = memcg_kmem_get_cache(root, g)
         count = n
         out = np.empty(count, dtype=np.uint64)
         if count == 0:
@@ -1413,12 +1411,7 @@ cdef class Machine:
         try:
             self._enter(ncpu)
             with nogil:
-                got = kmem_cache_alloc_bulk(s, count, objs, ncpu)
-                if got < count or s.ctor_exc != NULL:
-                    kmem_cache_free_bulk(s, got, objs, ncpu)
-                elif g != NULL and not self.m.per_memcg_caches:
-                    for i in range(count):
-                        memcg_slab_post_alloc_hook(s, g, objs[i], ncpu)
+                got = slab_alloc_bulk(root, g, count, objs, ncpu, &s)
             self._exit(ncpu)
         finally:
             self._nogil_end(c)
@@ -1471,16 +1464,7 @@ cdef class Machine:
                 if refused:
                     code = OBJ_RED_ZONE
             if code == OBJ_OK:
-                if atomic_long_read(&self.m.nr_py_live) > 0:     # some slab has a bitmap
-                    for i in range(n):
-                        pg = virt_to_head_page(&self.m.z, objs[i])
-                        if pg.py_live != 0:
-                            py_live_clear(<kmem_cache_t *>pg.slab_cache, pg, objs[i])
-                if not self.m.per_memcg_caches:
-                    for i in range(n):
-                        pg = virt_to_head_page(&self.m.z, objs[i])
-                        memcg_slab_free_hook(<kmem_cache_t *>pg.slab_cache, pg, objs[i], ncpu)
-                refused = kmem_cache_free_bulk(s, n, objs, ncpu)
+                refused = slab_free_bulk(s, n, objs, ncpu, SLAB_HOOK_PY_LIVE)
         self._nogil_end(c)
         self._exit(ncpu)
         if code == OBJ_RED_ZONE:
@@ -1734,16 +1718,19 @@ cdef class Machine:
         rows = []
         # a read-side section: a child cache found alive stays allocated
         # while it is read (destroyed ones are freed after a grace period)
+        self._nogil_begin(None)
         rcu_read_lock_ext(&self.m.sc)
         try:
             self._cache_rows(c, rows)
         finally:
             rcu_read_unlock_ext(&self.m.sc)
+            self._nogil_end(None)
         return rows if c is None else rows[0]
 
     cdef _cache_rows(self, c, list rows):
         cdef long out[6]
         cdef kmem_cache_t *s
+        cdef int rc
         for cache in ([c] if c is not None else self.caches + self.memcg_caches()):
             try:
                 s = self._cache(cache)
@@ -1751,7 +1738,12 @@ cdef class Machine:
                 if c is not None:
                     raise
                 continue            # a child cache destroyed since it was listed
-            cache_counts(s, out)
+            # GIL released: the per-cpu counts are cross-vCPU requests (the
+            # read-side section keeps `s` allocated; the caller counts the call)
+            with nogil:
+                rc = cache_counts(s, out)
+            if rc != 0:
+                raise Timeout(f"cache_info({(<KmemCache>cache).name}): a vCPU did not answer in time")
             kc = <KmemCache>cache
             rows.append({
                 "name": kc.name, "object_size": kc.object_size, "size": kc.size,
@@ -1769,14 +1761,30 @@ cdef class Machine:
         counters (works while workers are parked; exact when quiet)."""
         cdef kmem_cache_t *s = self._cache(c)
         cdef long used, slots, pages
-        slab_usage(&self.m, s, &used, &slots, &pages)
+        cdef int rc
+        self._nogil_begin(c)        # kmem_cache_destroy() waits for this call
+        try:
+            with nogil:             # the cpu freelists are counted by their vCPUs
+                rc = slab_usage(&self.m, s, &used, &slots, &pages)
+        finally:
+            self._nogil_end(c)
+        if rc != 0:
+            raise Timeout(f"cache_usage({(<KmemCache>c).name}): a vCPU did not answer in time")
         return used, slots, pages
 
     def slab_usage(self):
         """(objects in use, object slots, slab pages) over every cache."""
         self._check()
         cdef long used, slots, pages
-        slab_usage(&self.m, NULL, &used, &slots, &pages)
+        cdef int rc
+        self._nogil_begin(None)
+        try:
+            with nogil:             # the cpu freelists are counted by their vCPUs
+                rc = slab_usage(&self.m, NULL, &used, &slots, &pages)
+        finally:
+            self._nogil_end(None)
+        if rc != 0:
+            raise Timeout("slab_usage(): a vCPU did not answer in time")
         return used, slots, pages
 
     def _corrupt_for_test(self, kind, c, slab=None):

@@ -28,6 +28,10 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.stdio cimport snprintf
 from libc.string cimport strncpy
 
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add,
+                            atomic_long_add_release, atomic_long_read, atomic_long_sub_return,
+                            atomic_long_xchg, atomic_ptr_read, atomic_ptr_set, ptr_write_once,
+                            spin_lock, spin_unlock)
 from slubcy.types cimport (slab_caches_first, slab_caches_next, slab_root_caches_first,
                            slab_root_caches_next, memcgs_first, memcgs_next,
                            memcg_kmem_caches_first, memcg_kmem_caches_next, objcg_list_first,
@@ -35,10 +39,6 @@ from slubcy.types cimport (slab_caches_first, slab_caches_next, slab_root_caches
 from slubcy.list cimport list_head, INIT_LIST_HEAD, list_add, list_del, list_empty, list_splice
 from slubcy.types cimport (KMEMCG_ID_WORDS, PAGE_SHIFT, PAGE_SIZE, kmem_cache, mem_cgroup,
                            memcg_stock_pcp, obj_cgroup, page, slub_machine)
-from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add,
-                            atomic_long_add_release, atomic_long_read, atomic_long_sub_return,
-                            atomic_long_xchg, atomic_ptr_read, atomic_ptr_set, spin_lock,
-                            spin_unlock)
 from slubcy.page_alloc cimport virt_to_head_page, page_address
 from slubcy.slub cimport (OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
                           kmem_cache_open, kmem_cache_release, __kmem_cache_unlink, css_get_many,
@@ -518,7 +518,9 @@ cdef void free_memcg_rcu(rcu_head *head) noexcept nogil:
 
 cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     """A freed memcg nothing refers to any more: off the list, freed after a
-    grace period.  slab_lock held."""
+    grace period.  slab_lock held.  The caller must not touch the memcg
+    afterwards unless a grace period waits for it (it is on a vCPU, or in a
+    read-side section): the free may run at once."""
     if memcg.unlinked:
         return
     memcg.unlinked = 1
@@ -585,13 +587,22 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
         return
     memcg.freed = 1
     m.nr_dying -= 1
+    # The memcg's call_rcu must be our last access to it: the caller may be
+    # on no vCPU and in no read-side section (the kworker's final css_put in
+    # css_killed_work_fn), so no grace period waits for it, and the memcg
+    # may be freed as soon as its free is queued.  Destroying its last cache
+    # in the loop would queue it (__memcg_destroy_cache) while the loop and
+    # the check below still read it: hold that off (`unlinked` is only read
+    # and written under slab_lock, which we hold) and unlink once, last.
+    memcg.unlinked = 1
     s = memcg_kmem_caches_first(memcg)
     while s != NULL:
         nxt = memcg_kmem_caches_next(memcg, s)
         memcg_try_destroy_cache(m, s)
         s = nxt
+    memcg.unlinked = 0
     if list_empty(&memcg.kmem_caches):
-        memcg_unlink_free(m, memcg)
+        memcg_unlink_free(m, memcg)     # queues the free: memcg is not touched after
     spin_unlock(&m.slab_lock)
     if parent != NULL:
         css_put_many(m, parent, 1)
@@ -843,7 +854,9 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
     spin_lock(&m.slab_lock)
     s = memcg_kmem_caches_first(memcg)
     while s != NULL:
-        s.memcg = parent
+        # WRITE_ONCE(s->memcg_params.memcg, parent): read unlocked by
+        # memcg_charge_slab()/memcg_uncharge_slab()
+        ptr_write_once(<void **>&s.memcg, parent)
         n += 1
         s = memcg_kmem_caches_next(memcg, s)
     list_splice(&memcg.kmem_caches, &parent.kmem_caches)

@@ -1,12 +1,13 @@
 # cython: language_level=3
 """Buddy page allocator over one mmap'ed arena (mm/page_alloc.c in miniature)."""
 
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint32_t, uint8_t
 from libc.string cimport memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 
+from slubcy.atomic cimport (ptr_write_once, slab_word_set, spin_lock, spin_lock_init, spin_unlock,
+                            u16_write_once, u8_write_once)
 from slubcy.types cimport MAX_ORDER, PAGE_SHIFT, page, zone
-from slubcy.atomic cimport spin_lock, spin_lock_init, spin_unlock
 from slubcy.list cimport INIT_LIST_HEAD, list_add, list_del, list_empty, list_head
 
 cdef extern from "sys/mman.h" nogil:
@@ -23,9 +24,12 @@ cdef int get_order(size_t size) noexcept nogil:
     return order
 
 
+# The page map is read unlocked by slab_usage()'s pfn walk (as the kernel's
+# pfn walkers -- kpageflags, compaction -- read page flags and order racily):
+# flags, order, slab_cache and fc are written with WRITE_ONCE (relaxed).
 cdef inline void set_buddy(page *pg, unsigned int order) noexcept nogil:
-    pg.flags = PG_buddy
-    pg.order = order
+    u16_write_once(&pg.flags, PG_buddy)
+    u8_write_once(&pg.order, <uint8_t>order)
     pg.buddy = 1
 
 
@@ -85,10 +89,10 @@ cdef inline page *lru_to_page(list_head *l) noexcept nogil:
 
 cdef void prep_compound_page(zone *z, page *pg, unsigned int order) noexcept nogil:
     cdef size_t i, head = page_to_pfn(z, pg)
-    pg.flags = PG_allocated | (PG_head if order else 0)
-    pg.order = order
+    u16_write_once(&pg.flags, PG_allocated | (PG_head if order else 0))
+    u8_write_once(&pg.order, <uint8_t>order)
     for i in range(1, <size_t>1 << order):
-        pg[i].flags = PG_tail
+        u16_write_once(&pg[i].flags, PG_tail)
         pg[i].head = <uint32_t>head
 
 
@@ -107,7 +111,7 @@ cdef page *alloc_pages(zone *z, unsigned int order) noexcept nogil:
             pg = lru_to_page(z.free_area[current].next)
             list_del(&pg.u.lru)
             # no longer a buddy: a neighbour freed meanwhile must not merge it
-            pg.flags = PG_allocated
+            u16_write_once(&pg.flags, PG_allocated)
             pg.buddy = 0
             z.nr_free[current] -= 1
             break
@@ -128,9 +132,9 @@ cdef page *alloc_pages(zone *z, unsigned int order) noexcept nogil:
     z.pages_used += <long>1 << order
     spin_unlock(&z.lock)
     prep_compound_page(z, pg, order)
-    pg.slab_cache = NULL
+    ptr_write_once(&pg.slab_cache, NULL)
     pg.memcg_data = 0
-    pg.fc = 0
+    slab_word_set(&pg.fc, 0)
     return pg
 
 
@@ -140,12 +144,12 @@ cdef void __free_pages(zone *z, page *pg, unsigned int order) noexcept nogil:
     cdef size_t pfn = page_to_pfn(z, pg), buddy_pfn, i
     cdef page *buddy
     for i in range(1, <size_t>1 << order):
-        pg[i].flags = 0
+        u16_write_once(&pg[i].flags, 0)
         pg[i].head = 0
-    pg.flags = 0
-    pg.slab_cache = NULL
+    u16_write_once(&pg.flags, 0)
+    ptr_write_once(&pg.slab_cache, NULL)
     pg.memcg_data = 0
-    pg.fc = 0
+    slab_word_set(&pg.fc, 0)
     spin_lock(&z.lock)
     z.nr_alloc[order] -= 1
     z.pages_used -= <long>1 << order
@@ -161,7 +165,7 @@ cdef void __free_pages(zone *z, page *pg, unsigned int order) noexcept nogil:
             break
         list_del(&buddy.u.lru)
         z.nr_free[order] -= 1
-        buddy.flags = 0
+        u16_write_once(&buddy.flags, 0)
         buddy.buddy = 0
         pfn &= buddy_pfn
         order += 1

@@ -211,8 +211,8 @@ cdef void py_live_clear(kmem_cache *s, page *pg, void *p) noexcept nogil
 cdef void py_live_release_all(slub_machine *m) noexcept nogil
 cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
 cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil
-cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil
-cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
+cdef int cache_counts(kmem_cache *s, long *out) noexcept nogil
+cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
                      long *pages) noexcept nogil
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
 cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil
@@ -221,9 +221,10 @@ cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil
 
 # --- fast paths ------------------------------------------------------------
 
-cdef inline void *slab_alloc(kmem_cache *s, int cpu) noexcept nogil:
-    """slab_alloc_node(): pop c->freelist; the slow path refills it.  Returns
-    NULL only when the page allocator is exhausted."""
+cdef inline void *__slab_alloc_node(kmem_cache *s, int cpu) noexcept nogil:
+    """__slab_alloc_node() (the name since 6.1): pop c->freelist; the slow
+    path refills it.  Returns NULL only when the page allocator is
+    exhausted.  No hooks: allocate through slubcy.alloc.slab_alloc_node()."""
     cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
     cdef void *object = c.freelist
     if object == NULL:
@@ -247,6 +248,3 @@ cdef inline int do_slab_free(kmem_cache *s, page *pg, void *head, void *tail, in
         return 1
     return __slab_free(s, c, pg, head, tail, cnt)
 
-cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil:
-    """slab_free() of one object; `pg` is its slab (virt_to_head_page)."""
-    return do_slab_free(s, pg, x, x, 1, cpu)

@@ -6,12 +6,17 @@ kmem_cache_cpu of the vCPU executing the step: statistics are counted there,
 as the kernel's stat() counts on the current CPU.
 """
 
-from libc.stdint cimport uint64_t, uint32_t, uintptr_t
+from libc.stdint cimport uint64_t, uint32_t, uint16_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from cpython.ref cimport PyObject, Py_INCREF
 
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add, atomic_long_read,
+                            atomic_long_sub_return, atomic_u64_fetch_and, atomic_u64_or,
+                            atomic_u64_read, long_read_once, long_write_once, ptr_read_once,
+                            ptr_write_once, slab_cmpxchg, slab_word_read, slab_word_set, spin_lock,
+                            spin_lock_init, spin_unlock, u16_read_once, u16_write_once, u8_read_once)
 from slubcy.types cimport slab_caches_first, slab_caches_next
 from slubcy.types cimport (ALLOC_FROM_PARTIAL, ALLOC_REFILL, ALLOC_SLAB, CMPXCHG_DOUBLE_FAIL,
                            CPUSLAB_FLUSH, CPU_PARTIAL_ALLOC, CPU_PARTIAL_DRAIN, CPU_PARTIAL_FREE,
@@ -21,10 +26,6 @@ from slubcy.types cimport (ALLOC_FROM_PARTIAL, ALLOC_REFILL, ALLOC_SLAB, CMPXCHG
                            FREE_SLOWPATH, MAX_MEMCG_CACHES, MAX_ORDER, ORDER_FALLBACK, PAGE_SHIFT,
                            PAGE_SIZE, kmem_cache, kmem_cache_cpu, kmem_cache_node, mem_cgroup, page,
                            slub_machine, stat_item, zone)
-from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add, atomic_long_read,
-                            atomic_long_sub_return, atomic_u64_fetch_and, atomic_u64_or,
-                            atomic_u64_read, slab_cmpxchg, slab_word_read, spin_lock,
-                            spin_lock_init, spin_unlock)
 # The memcg side of the slab code (mm/memcontrol.c), called directly as
 # mm/slub.c does: with the types in types.pxd neither .pxd cimports the
 # other, and the two extension modules import each other's C functions at
@@ -32,6 +33,7 @@ from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add, at
 from slubcy.memcg cimport memcg_css_free, memcg_cache_empty
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
+from slubcy.sched cimport rcu_read_lock_ext, rcu_read_unlock_ext
 from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
                            local_irq_enabled, store_buffer_drain, vcpu, preempt_check_resched,
                            PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
@@ -268,8 +270,12 @@ cdef void kmem_cache_release(kmem_cache *s) noexcept nogil:
 # ---------------------------------------------------------------------------
 # Node lists and slab accounting
 
+# n->nr_partial changes under list_lock, but get_partial_node(),
+# deactivate_slab() and the shrink paths peek at it without the lock, as the
+# kernel does (a plain read there, data_race() in KCSAN's terms): the
+# updates are WRITE_ONCE and the peeks READ_ONCE (relaxed, plain movs on x86).
 cdef inline void add_partial(kmem_cache_node *n, page *pg, int tail) noexcept nogil:
-    n.nr_partial += 1
+    long_write_once(&n.nr_partial, n.nr_partial + 1)
     if tail == DEACTIVATE_TO_TAIL:
         list_add_tail(&pg.u.lru, &n.partial)
     else:
@@ -277,7 +283,7 @@ cdef inline void add_partial(kmem_cache_node *n, page *pg, int tail) noexcept no
 
 cdef inline void remove_partial(kmem_cache_node *n, page *pg) noexcept nogil:
     list_del(&pg.u.lru)
-    n.nr_partial -= 1
+    long_write_once(&n.nr_partial, n.nr_partial - 1)
 
 cdef inline page *lru_to_page(list_head *l) noexcept nogil:
     return <page *>l     # lru is the first member of struct page
@@ -406,7 +412,7 @@ cdef page *allocate_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
         if pg == NULL:
             return NULL
         stat(c, ORDER_FALLBACK)
-    pg.fc = fc_counters(0, oo_objects(oo), 0)
+    slab_word_set(&pg.fc, fc_counters(0, oo_objects(oo), 0))
     return pg
 
 
@@ -421,10 +427,10 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
         return NULL
     objects = fc_objects(pg.fc)
     inc_slabs_node(s, objects)
-    pg.slab_cache = s
+    ptr_write_once(&pg.slab_cache, s)        # (the page map's readers: slab_usage)
     pg.memcg_data = 0
     memcg_charge_slab(s, pg)
-    pg.flags |= PG_slab | PG_slab_ctor
+    u16_write_once(&pg.flags, pg.flags | PG_slab | PG_slab_ctor)
     start = page_address(&s.m.z, pg)
     if s.flags & SLAB_POISON:
         memset(start, POISON_INUSE, <size_t>PAGE_SIZE << pg.order)
@@ -432,13 +438,13 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
     for idx in range(objects):
         if not setup_object(s, pg, p):
             # a Python constructor raised: no half-constructed slab is used
-            pg.flags &= ~PG_slab_ctor
+            u16_write_once(&pg.flags, pg.flags & ~PG_slab_ctor)
             discard_slab(s, pg)
             return NULL
         set_freepointer(s, p, p + s.size if idx + 1 < objects else NULL)
         p += s.size
-    pg.fc = fc_make(&s.m.z, start, fc_counters(objects, objects, 1))
-    pg.flags &= ~PG_slab_ctor
+    slab_word_set(&pg.fc, fc_make(&s.m.z, start, fc_counters(objects, objects, 1)))
+    u16_write_once(&pg.flags, pg.flags & ~PG_slab_ctor)
     return pg
 
 
@@ -455,7 +461,7 @@ cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
     dec_slabs_node(s, fc_objects(pg.fc))
     unaccount_slab_page(s, pg)
     memcg_uncharge_slab(s, pg)
-    pg.flags &= ~PG_slab
+    u16_write_once(&pg.flags, pg.flags & ~PG_slab)
     __free_pages(&s.m.z, pg, order)
     if s.dead and atomic_long_read(&s.node.nr_slabs) == 0:
         memcg_cache_empty(s.m, s)
@@ -476,8 +482,10 @@ cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogi
 
 cdef inline void memcg_charge_slab(kmem_cache *s, page *pg) noexcept nogil:
     """Charge a child cache's new slab to its memcg; up to Linux 5.2 each
-    charged page also pins the memcg (css_get_many in try_charge)."""
-    cdef mem_cgroup *memcg = s.memcg
+    charged page also pins the memcg (css_get_many in try_charge).
+    READ_ONCE(s->memcg_params.memcg), as 5.3's memcg_charge_slab(): the
+    reparenting offline may change it (memcg_reparent_caches)."""
+    cdef mem_cgroup *memcg = <mem_cgroup *>ptr_read_once(<void **>&s.memcg)
     cdef long n = <long>1 << pg.order
     if memcg == NULL:
         return
@@ -496,15 +504,22 @@ cdef inline void unaccount_slab_page(kmem_cache *s, page *pg) noexcept nogil:
 
 cdef inline void memcg_uncharge_slab(kmem_cache *s, page *pg) noexcept nogil:
     """memcg_uncharge_slab(): a per-memcg cache's slab page goes.  Never
-    reads an obj_cgroup vector as a memcg (page_memcg_pinned)."""
+    reads an obj_cgroup vector as a memcg (page_memcg_pinned).  The
+    cache's memcg is read once, READ_ONCE(s->memcg_params.memcg) as 5.3's
+    memcg_uncharge_slab() does: memcg_reparent_caches() on the kworker may
+    be moving the cache to the parent meanwhile (WRITE_ONCE).  The memcg
+    read stays valid for the call: the caller is on a vCPU in an operation
+    (an RCU-sched read-side section), and a memcg is freed by call_rcu."""
     cdef mem_cgroup *memcg = page_memcg_pinned(pg)
     cdef long n = <long>1 << pg.order
     if memcg != NULL:                   # pinned: uncharge what was charged
         set_page_memcg_pinned(pg, NULL)
         atomic_long_add(&memcg.nr_pages, -n)
         css_put_many(s.m, memcg, n)
-    elif s.memcg != NULL:               # charged to the cache's (maybe reparented) memcg
-        atomic_long_add(&s.memcg.nr_pages, -n)
+        return
+    memcg = <mem_cgroup *>ptr_read_once(<void **>&s.memcg)
+    if memcg != NULL:                   # charged to the cache's (maybe reparented) memcg
+        atomic_long_add(&memcg.nr_pages, -n)
 
 
 cdef void *get_freelist(kmem_cache *s, kmem_cache_cpu *c, page *pg) noexcept nogil:
@@ -547,7 +562,9 @@ cdef void *get_partial_node(kmem_cache *s, kmem_cache_cpu *c, kmem_cache_node *n
     cdef list_head *nxt
     cdef page *pg
     cdef int available = 0, objects
-    if n.nr_partial == 0:
+    # get_partial_node(): "racy check.  If we mistakenly see no partial
+    # slabs then we just allocate an empty slab" -- an unlocked READ_ONCE
+    if long_read_once(&n.nr_partial) == 0:
         return NULL
     spin_lock(&n.list_lock)
     pos = n.partial.next
@@ -586,7 +603,7 @@ cdef void *new_slab_objects(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
         flush_slab(s, c)
     # page->freelist = NULL: nobody else can see the new slab yet
     freelist = fc_freelist(&s.m.z, pg.fc)
-    pg.fc = fc_make(&s.m.z, NULL, pg.fc)
+    slab_word_set(&pg.fc, fc_make(&s.m.z, NULL, pg.fc))
     stat(c, ALLOC_SLAB)
     c.page = pg
     return freelist
@@ -683,7 +700,9 @@ cdef void deactivate_slab(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *free
             new_freelist = freelist
         else:
             new_freelist = fc_freelist(z, old)
-        if inuse == 0 and n.nr_partial >= <long>s.min_partial:
+        # deactivate_slab(): the unlocked peek at n->nr_partial (READ_ONCE);
+        # the lock is taken below for the list change it decides
+        if inuse == 0 and long_read_once(&n.nr_partial) >= <long>s.min_partial:
             m = M_FREE
         elif new_freelist != NULL:
             m = M_PARTIAL
@@ -1079,7 +1098,7 @@ cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
         if nfree == nobj:
             list_del(pos)
             list_add(pos, &discard)
-            n.nr_partial -= 1
+            long_write_once(&n.nr_partial, n.nr_partial - 1)
         elif nfree <= SHRINK_PROMOTE_MAX:
             list_del(pos)
             list_add(pos, &promote[nfree - 1])
@@ -1106,7 +1125,7 @@ cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil:
     cdef list_head *nxt
     cdef uint64_t w
     cdef long count = 0
-    if n.nr_partial == 0:
+    if long_read_once(&n.nr_partial) == 0:       # racy check, as get_partial_node's
         return 0
     INIT_LIST_HEAD(&discard)
     spin_lock(&n.list_lock)
@@ -1117,7 +1136,7 @@ cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil:
         if fc_inuse(w) == 0:
             list_del(pos)
             list_add(pos, &discard)
-            n.nr_partial -= 1
+            long_write_once(&n.nr_partial, n.nr_partial - 1)
         pos = nxt
     spin_unlock(&n.list_lock)
     while not list_empty(&discard):
@@ -1147,7 +1166,7 @@ cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil:
             discard_slab(s, pg)
         pos = nxt
     spin_unlock(&n.list_lock)
-    if n.nr_partial or atomic_long_read(&n.nr_slabs):
+    if long_read_once(&n.nr_partial) or atomic_long_read(&n.nr_slabs):
         return 1
     return 0
 
@@ -1438,16 +1457,86 @@ cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil:
     return 1 if code == OBJ_OK else -code
 
 
-cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil:
+cdef struct cpu_usage:
+    kmem_cache **caches
+    int n
+    long *freelist              # [nr_cpus]: objects on the vCPU's cpu freelists of `caches`
+    long *cpu_slabs             # [nr_cpus]: its cpu slabs
+    long *cpu_partial           # [nr_cpus]: slabs on its cpu partial lists
+
+
+cdef void cpu_usage_fn(void *info, int cpu) noexcept nogil:
+    """Run by vCPU `cpu` itself (its owner at an irq-enabled point, or the
+    sender on an idle vCPU it borrowed): its kmem_cache_cpu of each cache,
+    which only it writes.  It may be stopped inside an operation (held or
+    preempted at a point), so the walks stay bounded all the same."""
+    cdef cpu_usage *u = <cpu_usage *>info
+    cdef kmem_cache *s
+    cdef kmem_cache_cpu *c
+    cdef page *pg
+    cdef long fl = 0, slabs = 0, partial = 0, chain
+    cdef int i
+    for i in range(u.n):
+        s = u.caches[i]
+        c = &s.cpu_slab[cpu]
+        fl += cpu_freelist_count(s, cpu)
+        if c.page != NULL:
+            slabs += 1
+        pg = c.partial
+        chain = 0
+        while pg != NULL and chain <= atomic_long_read(&s.node.nr_slabs):
+            chain += 1
+            pg = pg.u.pc.next
+        partial += chain
+    u.freelist[cpu] = fl
+    u.cpu_slabs[cpu] = slabs
+    u.cpu_partial[cpu] = partial
+
+
+cdef int cpu_usage_collect(slub_machine *m, kmem_cache **caches, int n, long *freelist,
+                           long *cpu_slabs, long *cpu_partial) noexcept nogil:
+    """Sum over vCPUs of cpu_usage_fn for `caches` (which the caller keeps
+    allocated: a read-side section or the cache's calls in flight): one
+    cross-vCPU request per vCPU, as flush_all() sends, since a running
+    vCPU's freelist lives in objects its owner writes (the kernel's slabinfo
+    never walks other CPUs' freelists).  0, or -1 if a vCPU did not answer
+    in time (its part is left out)."""
+    cdef cpu_usage u
+    cdef int cpu, rc
+    cdef long *buf = <long *>calloc(3 * <size_t>m.nr_cpus, sizeof(long))
+    freelist[0] = 0
+    cpu_slabs[0] = 0
+    cpu_partial[0] = 0
+    if buf == NULL:
+        return -1
+    u.caches = caches
+    u.n = n
+    u.freelist = buf
+    u.cpu_slabs = buf + m.nr_cpus
+    u.cpu_partial = buf + 2 * m.nr_cpus
+    rc = on_each_cpu_cond(&m.sc, NULL, cpu_usage_fn, &u, m.ipi_timeout)
+    if rc != 0:
+        m.ipi_timeouts += 1
+    for cpu in range(m.nr_cpus):
+        freelist[0] += u.freelist[cpu]
+        cpu_slabs[0] += u.cpu_slabs[cpu]
+        cpu_partial[0] += u.cpu_partial[cpu]
+    free(buf)
+    return rc
+
+
+cdef int cache_counts(kmem_cache *s, long *out) noexcept nogil:
     """Numbers behind /proc/slabinfo and tools/vm/slabinfo: nr_slabs,
     nr_partial, total_objects, free objects on node-partial slabs
-    (count_partial(n, count_free)), cpu slabs, cpu partial slabs."""
+    (count_partial(n, count_free)), cpu slabs, cpu partial slabs.  The
+    per-cpu ones are read by each vCPU (cpu_usage_collect).  The caller
+    keeps `s` allocated and has released the GIL.  0, or -1 on an IPI
+    timeout."""
     cdef kmem_cache_node *n = &s.node
     cdef list_head *pos
     cdef uint64_t w
-    cdef long partial_free = 0, cpu_slabs = 0, cpu_partial = 0, chain
-    cdef page *pg
-    cdef int cpu
+    cdef long partial_free = 0, freelist
+    cdef int rc
     spin_lock(&n.list_lock)
     pos = n.partial.next
     while pos != &n.partial:
@@ -1456,30 +1545,18 @@ cdef void cache_counts(kmem_cache *s, long *out) noexcept nogil:
         pos = pos.next
     out[1] = n.nr_partial
     spin_unlock(&n.list_lock)
-    # the cpu lists of vCPUs that may be running: racy reads of pages
-    # (mem_map is never freed), a chain no longer than the cache's slabs
-    for cpu in range(s.m.nr_cpus):
-        if s.cpu_slab[cpu].page != NULL:
-            cpu_slabs += 1
-        pg = s.cpu_slab[cpu].partial
-        chain = 0
-        while pg != NULL and chain <= atomic_long_read(&n.nr_slabs):
-            chain += 1
-            pg = pg.u.pc.next
-        cpu_partial += chain
+    rc = cpu_usage_collect(s.m, &s, 1, &freelist, &out[4], &out[5])
     out[0] = atomic_long_read(&n.nr_slabs)
     out[2] = atomic_long_read(&n.total_objects)
     out[3] = partial_free
-    out[4] = cpu_slabs
-    out[5] = cpu_partial
+    return rc
 
 
 cdef long cpu_freelist_count(kmem_cache *s, int cpu) noexcept nogil:
-    """Objects on vCPU `cpu`'s freelist of `s`.  The vCPU may be running
-    (introspection while workers run): follow only free pointers to object
-    starts inside its cpu slab, at most a slab's objects, so a list changed
-    under the walk (an object allocated and written to) ends it instead of
-    sending it out of the arena.  Exact when the vCPU is quiet."""
+    """Objects on vCPU `cpu`'s freelist of `s`, read by that vCPU (or with
+    the machine quiet).  It may be stopped inside an operation: follow only
+    free pointers to object starts inside its cpu slab, at most a slab's
+    objects."""
     cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
     cdef page *pg = c.page
     cdef char *p = <char *>c.freelist
@@ -1499,39 +1576,68 @@ cdef long cpu_freelist_count(kmem_cache *s, int cpu) noexcept nogil:
     return n
 
 
-cdef void slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
-                     long *pages) noexcept nogil:
+cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
+                    long *pages) noexcept nogil:
     """Objects in use, object slots and slab pages of cache `only` (NULL: of
-    every cache) on a quiet machine, in one pass over the page map: the
-    slabs' inuse counts minus the objects on cpu freelists (taken from their
-    slab, but free)."""
+    every cache), in one pass over the page map: the slabs' inuse counts
+    minus the objects on cpu freelists (taken from their slab, but free),
+    which each vCPU counts (cpu_usage_collect).  While vCPUs run, a
+    snapshot: the page map is read with READ_ONCE (as the kernel's pfn
+    walkers do), each page once.  The caller keeps `only` allocated and has
+    released the GIL.  0, or -1 on an IPI timeout or out of memory."""
     cdef zone *z = &m.z
     cdef size_t pfn = 0
     cdef page *pg
-    cdef long used = 0, total = 0, npages = 0
+    cdef long used = 0, total = 0, npages = 0, freelist, cpu_slabs, cpu_partial
     cdef kmem_cache *s
-    cdef void *p
-    cdef int cpu
+    cdef kmem_cache **caches
+    cdef int nr = 0, rc = 0
+    cdef uint16_t flags
+    cdef uint64_t w
+    cdef unsigned int order
     while pfn < z.nr_pages:
         pg = &z.mem_map[pfn]
-        if pg.flags & PG_slab and (only == NULL or pg.slab_cache == <void *>only):
-            used += fc_inuse(pg.fc)
-            total += fc_objects(pg.fc)
-            npages += <long>1 << pg.order
-            pfn += <size_t>1 << pg.order
+        flags = u16_read_once(&pg.flags)
+        if flags & PG_slab and (only == NULL or ptr_read_once(&pg.slab_cache) == <void *>only):
+            w = slab_word_read(&pg.fc)
+            order = u8_read_once(&pg.order)
+            used += fc_inuse(w)
+            total += fc_objects(w)
+            npages += <long>1 << order
+            pfn += <size_t>1 << order
         else:
             pfn += 1
-    spin_lock(&m.slab_lock)
-    s = slab_caches_first(m)
-    while s != NULL:
-        if only == NULL or s == only:
-            for cpu in range(m.nr_cpus):
-                used -= cpu_freelist_count(s, cpu)
-        s = slab_caches_next(m, s)
-    spin_unlock(&m.slab_lock)
-    in_use[0] = used
+    if only != NULL:
+        rc = cpu_usage_collect(m, &only, 1, &freelist, &cpu_slabs, &cpu_partial)
+    else:
+        # every cache: a read-side section keeps those destroyed meanwhile
+        # allocated (they are freed by call_rcu) until their vCPUs answered
+        rcu_read_lock_ext(&m.sc)
+        spin_lock(&m.slab_lock)
+        s = slab_caches_first(m)
+        while s != NULL:
+            nr += 1
+            s = slab_caches_next(m, s)
+        caches = <kmem_cache **>malloc((nr + 1) * sizeof(kmem_cache *))
+        if caches != NULL:
+            nr = 0
+            s = slab_caches_first(m)
+            while s != NULL:
+                caches[nr] = s
+                nr += 1
+                s = slab_caches_next(m, s)
+        spin_unlock(&m.slab_lock)
+        if caches != NULL:
+            rc = cpu_usage_collect(m, caches, nr, &freelist, &cpu_slabs, &cpu_partial)
+            free(caches)
+        else:
+            rc = -1
+            freelist = 0
+        rcu_read_unlock_ext(&m.sc)
+    in_use[0] = used - freelist
     slots[0] = total
     pages[0] = npages
+    return rc
 
 
 cdef int validate_lists(kmem_cache *s, uint32_t ON_NODE, uint32_t ON_CPU, char *err,

@@ -21,13 +21,12 @@ from libc.stdlib cimport realloc
 from libc.string cimport memset
 from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
-from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
                             atomic_long_read_acquire, atomic_u64_read, atomic_u64_set)
+from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 from slubcy.page_alloc cimport virt_to_head_page
-from slubcy.slub cimport slab_alloc, slab_free, page_has_obj_cgroups
-from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_slab_post_alloc_hook,
-                           memcg_slab_free_hook, cgroup_rmdir, OFFLINE_CANCELLED)
+from slubcy.alloc cimport slab_alloc_node, slab_free
+from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
 from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
                            monotonic, local_irq_enabled, preempt_check_resched, xorshift64,
@@ -182,8 +181,11 @@ cdef inline bint canary_ok(void *p) noexcept nogil:
     return (<uint64_t *>p)[0] == (<uintptr_t>p ^ CANARY_KEY)
 
 
-cdef inline void *w_alloc(worker *w, kmem_cache *s) noexcept nogil:
-    cdef void *p = slab_alloc(s, w.cpu)
+cdef inline void *w_alloc(worker *w, kmem_cache *s, mem_cgroup *memcg=NULL) noexcept nogil:
+    """An object of root cache `s` (of `memcg`'s child cache of it, or
+    charged to `memcg`), through the one allocation entry."""
+    cdef kmem_cache *from_cache
+    cdef void *p = slab_alloc_node(s, memcg, w.cpu, 0, &from_cache)
     if p == NULL:
         w.alloc_failures += 1
         return NULL
@@ -200,9 +202,7 @@ cdef inline void w_free(worker *w, void *p, bint remote) noexcept nogil:
     if not canary_ok(p):
         w.canary_errors += 1
     (<uint64_t *>p)[0] = 0
-    if page_has_obj_cgroups(pg):
-        memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p, w.cpu)
-    if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu):
+    if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu, 0):
         w.frees += 1
         w.ops += 1
         if remote:
@@ -432,10 +432,8 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
         ncached = 0
         if w.wait_caches:
             for idx in range(w.ncaches):
-                s = memcg_kmem_get_cache(w.caches[idx], memcg)     # queues the creation
-                p = w_alloc(w, s)                                  # from the root cache
+                p = w_alloc(w, w.caches[idx], memcg)   # queues the creation; from the root
                 if p != NULL:
-                    memcg_slab_post_alloc_hook(s, memcg, p, w.cpu)
                     job[got] = p
                     got += 1
             waited = monotonic()
@@ -443,10 +441,8 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
             w.cache_wait_us += (monotonic() - waited) * 1e6
         for k in range(w.job_objects):
             idx = <long>(next_rand(&w.rng) % <uint64_t>w.ncaches)
-            s = memcg_kmem_get_cache(w.caches[idx], memcg)
-            p = w_alloc(w, s)
+            p = w_alloc(w, w.caches[idx], memcg)
             if p != NULL:
-                memcg_slab_post_alloc_hook(s, memcg, p, w.cpu)
                 if idx < 2 and <uint32_t>(next_rand(&w.rng) >> 32) < w.outlive:
                     cached[ncached] = p
                     ncached += 1
@@ -648,11 +644,19 @@ cdef class Run:
         """Take every worker's vCPU (CPUBusy if one is taken) and start."""
         from slubcy.errors import CPUBusy
         cdef int i
+        cdef double deadline
         self.machine._idle()
         for i in range(self.nworkers):
-            # a free vCPU now: the worker thread takes it (this_cpu is per thread)
-            if not vcpu_take(&self.machine.m.sc, i, i + 1):
-                raise CPUBusy(f"vCPU {i} is run by another thread")
+            # a free vCPU now: the worker thread takes it (this_cpu is per thread).
+            # A thread on no vCPU may have borrowed it for one cross-vCPU
+            # request (the kworker, the RCU thread, introspection calls): wait
+            # for that (OWNER_CONTROLLER, as an API call's brief ownership);
+            # a worker of another run (a token > 0) is a conflict at once.
+            deadline = monotonic() + 2.0
+            while not vcpu_take(&self.machine.m.sc, i, i + 1):
+                if atomic_int_read(&self.machine.m.sc.vcpus[i].owner) > 0 or monotonic() > deadline:
+                    raise CPUBusy(f"vCPU {i} is run by another thread")
+                time.sleep(0.0001)
             vcpu_release(&self.machine.m.sc, i)
         self.machine.m.sc.running_workers += self.nworkers
         for i in range(self.nworkers):

@@ -1,0 +1,100 @@
+# The one allocation entry and the one free entry (mm/slub.c slab_alloc_node()
+# and slab_free(), with mm/slab.h's pre/post hooks), inline.  Everything that
+# allocates or frees an object goes through here: the Python API (Machine),
+# the workers (workload.pyx), the benchmark kernels (bench.pyx) and the trace
+# replay, so the memcg charging and the Python API's bookkeeping happen the
+# same way, in the kernel's order, whoever allocates.
+#
+#   slab_alloc_node:  slab_pre_alloc_hook   memcg_kmem_get_cache (4.0-5.8: the
+#                                           memcg's child cache, or the root)
+#                     __slab_alloc_node     the SLUB fast/slow path
+#                     slab_post_alloc_hook  memcg_slab_post_alloc_hook (5.9:
+#                                           obj_cgroup charge); py_live_mark
+#   slab_free:        memcg_slab_free_hook  (5.9: uncharge), py_live_clear
+#                     do_slab_free          the SLUB fast/slow path
+#
+# `hooks` says which of the caller's hooks run: SLAB_HOOK_PY_LIVE for the
+# Python API's record of the objects it handed out (slub.pyx py_live_*; a
+# departure, no kernel structure).  The memcg hooks cost one branch when there
+# is nothing to charge (no memcg; a cache without SLAB_ACCOUNT), as the
+# kernel's memcg_kmem_enabled() static key and __GFP_ACCOUNT test make them.
+from slubcy.atomic cimport atomic_long_read
+from slubcy.types cimport page, kmem_cache, mem_cgroup
+from slubcy.page_alloc cimport virt_to_head_page
+from slubcy.slub cimport (__slab_alloc_node, do_slab_free,
+                          kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups,
+                          py_live_mark, py_live_clear)
+from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook
+
+cdef enum:
+    SLAB_HOOK_PY_LIVE = 1       # the Python API handed the object out / takes it back
+
+
+cdef inline void *slab_alloc_node(kmem_cache *root, mem_cgroup *memcg, int cpu, int hooks,
+                                  kmem_cache **cachep) noexcept nogil:
+    """slab_alloc_node(): an object of `root` (or of `memcg`'s child cache of
+    it) on vCPU `cpu`; *cachep is the cache it came from.  NULL when the page
+    allocator is exhausted (a constructor that raised leaves s.ctor_exc set
+    and returns its object: the caller frees it with slab_free())."""
+    cdef kmem_cache *s = root
+    cdef void *object
+    if memcg != NULL:                                           # slab_pre_alloc_hook
+        s = memcg_kmem_get_cache(root, memcg)
+    object = __slab_alloc_node(s, cpu)
+    if object != NULL:                                          # slab_post_alloc_hook
+        if memcg != NULL:
+            memcg_slab_post_alloc_hook(s, memcg, object, cpu)
+        if hooks & SLAB_HOOK_PY_LIVE:
+            py_live_mark(s, object)
+    cachep[0] = s
+    return object
+
+
+cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu, int hooks) noexcept nogil:
+    """slab_free() of object `x` of slab `pg` (virt_to_head_page) of cache
+    `s` on vCPU `cpu`: the memcg free hook first, as kmem_cache_free() does
+    in 5.9, then do_slab_free().  Returns 0 only when a debug check refused
+    the free (the memcg hook has run by then, as in the kernel)."""
+    if hooks & SLAB_HOOK_PY_LIVE:
+        py_live_clear(s, pg, x)
+    if s.accounted and page_has_obj_cgroups(pg):   # (only accounted caches are charged)
+        memcg_slab_free_hook(s, pg, x, cpu)
+    return do_slab_free(s, pg, x, x, 1, cpu)
+
+
+cdef inline size_t slab_alloc_bulk(kmem_cache *root, mem_cgroup *memcg, size_t size, void **p,
+                                   int cpu, kmem_cache **cachep) noexcept nogil:
+    """kmem_cache_alloc_bulk() with its hooks (5.9: slab_pre_alloc_hook, the
+    loop, slab_post_alloc_hook over the array).  All or nothing: on
+    exhaustion, or when a constructor raised, what was taken is freed and
+    the count taken is returned (< size, or s.ctor_exc set)."""
+    cdef kmem_cache *s = memcg_kmem_get_cache(root, memcg)
+    cdef size_t got = kmem_cache_alloc_bulk(s, size, p, cpu), i
+    cachep[0] = s
+    if got < size or s.ctor_exc != NULL:
+        kmem_cache_free_bulk(s, got, p, cpu)
+        return got
+    if memcg != NULL:
+        for i in range(size):
+            memcg_slab_post_alloc_hook(s, memcg, p[i], cpu)
+    return size
+
+
+cdef inline int slab_free_bulk(kmem_cache *s, size_t size, void **p, int cpu,
+                               int hooks) noexcept nogil:
+    """kmem_cache_free_bulk() with its hooks: the memcg free hook of each
+    object (5.9: memcg_slab_free_hook over the array) first.  Returns the
+    objects refused by a debug check."""
+    cdef size_t i
+    cdef page *pg
+    if (hooks & SLAB_HOOK_PY_LIVE) and atomic_long_read(&s.m.nr_py_live) > 0:
+        for i in range(size):               # (only when some slab has a bitmap)
+            pg = virt_to_head_page(&s.m.z, p[i])
+            if pg.py_live != 0:
+                py_live_clear(<kmem_cache *>pg.slab_cache, pg, p[i])
+    if not s.m.per_memcg_caches:           # (per-memcg caches charge whole slabs)
+        for i in range(size):
+            pg = virt_to_head_page(&s.m.z, p[i])
+            if page_has_obj_cgroups(pg):
+                memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p[i], cpu)
+    return kmem_cache_free_bulk(s, size, p, cpu)
