@@ -3,7 +3,7 @@
 20200623174037.3951353-1-guro@fb.com; 9855609bde03): no per-memcg caches;
 each object records the obj_cgroup it is charged to, and offline reparents the
 obj_cgroup, so the memcg is freed at once and no cache ever dies."""
-from slubcy.slub cimport slub_machine, mem_cgroup
+from slubcy.types cimport mem_cgroup, slub_machine
 from slubcy.memcg cimport memcg_offline_begin, memcg_reparent_objcg, memcg_offline_end
 from slubcy.policies.base cimport Policy
 

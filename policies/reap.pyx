@@ -37,7 +37,7 @@ import weakref
 
 from libc.stdlib cimport calloc, free
 
-from slubcy.slub cimport slub_machine
+from slubcy.types cimport slub_machine
 from slubcy.memcg cimport shrink_dead_caches, cache_reap_dead
 from slubcy.sched cimport (local_timer_start, local_timer_stop, vcpu_borrow, vcpu_unborrow,
                            rcu_read_lock_ext, rcu_read_unlock_ext, OWNER_CONTROLLER)
