@@ -1,6 +1,6 @@
 """Type stubs for slubcy.types (Cython): the core's structs are C-level
 (cimport types.pxd); Python sees the statistics enum, the kernel's enum
-stat_item in its order (also importable as slubcy.slub.stat_item)."""
+stat_item in its order."""
 import enum
 
 class stat_item(enum.IntEnum):
