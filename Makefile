@@ -9,7 +9,7 @@ SOURCES := $(wildcard slubcy/*.pyx slubcy/*.pxd slubcy/*.h policies/*.pyx polici
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip "setuptools>=69" wheel
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77" wheel
 
 # Editable install: setuptools builds the extensions in place, so the tree imports as is.
 $(VENV)/.installed: $(BIN)/python $(SOURCES)

@@ -1,4 +1,10 @@
-"""Build the Cython core: every slubcy/*.pyx and policies/*.pyx is one extension."""
+"""Build the Cython core: every slubcy/*.pyx and policies/*.pyx is one extension.
+
+policies/ is installed as the subpackage slubcy.policies (pyproject.toml's
+package-dir), so policies/NAME.pyx builds the extension slubcy.policies.NAME.
+The symlink slubcy/policies (to the top-level policies/) lets Cython resolve
+`cimport slubcy.policies.base` and a source tree on PYTHONPATH import it.
+"""
 import glob
 import os
 
@@ -26,9 +32,16 @@ if SANITIZE:
     cflags = ["-O1", "-g", "-fno-omit-frame-pointer", f"-fsanitize={SANITIZE}"]
     ldflags = [f"-fsanitize={SANITIZE}"]
 
+
+def module_name(path):
+    """slubcy/slub.pyx -> slubcy.slub; policies/keep.pyx -> slubcy.policies.keep."""
+    name = path[:-4].replace(os.sep, ".")
+    return "slubcy." + name if name.startswith("policies.") else name
+
+
 extensions = [
     Extension(
-        path[:-4].replace(os.sep, "."),
+        module_name(path),
         [path],
         include_dirs=["slubcy", numpy.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

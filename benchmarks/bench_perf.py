@@ -1,20 +1,20 @@
 """asv: issue #6's figures (`make perf`), each measured against its baseline
 in the same process, so the dashboard plots ratios, which stay comparable
 across runs on a noisy machine.  One setup_cache pass measures them all
-(slubcy.perf.DEFAULT, about a minute); SLUBCY_ASV_QUICK=1 takes the short
+(slubcy.analysis.perf.DEFAULT, about a minute); SLUBCY_ASV_QUICK=1 takes the short
 pass instead.
 
 - Targets.track_ratio: the ratio as its target reads ("x faster", "x the
   floor", ...; NaN for a figure without a baseline);
 - Targets.track_figure: the figure itself, in the unit its title gives
-  (ns, Mops/s, B, ...: see slubcy.perf.FIGURES);
+  (ns, Mops/s, B, ...: see slubcy.analysis.perf.FIGURES);
 - Targets.track_target_met: 1 if every target of the figure is met, 0 if
   not, NaN for the figures reported without a target.
 """
 import math
 import os
 
-from slubcy import perf
+from slubcy.analysis import perf
 
 KEYS = [f.key for f in perf.FIGURES]
 _BY_KEY = {f.key: f for f in perf.FIGURES}

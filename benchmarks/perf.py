@@ -3,7 +3,7 @@ process run, the ratio and the target (`make perf`).
 
     .venv/bin/python benchmarks/perf.py [--quick] [--only KEY ...]
 
-Exits 1 if a target is missed.  The measuring functions are slubcy.perf's
+Exits 1 if a target is missed.  The measuring functions are slubcy.analysis.perf's
 (one per figure); this is only the command line around them.
 """
 import argparse
@@ -22,7 +22,7 @@ def _fmt(x, unit=""):
 
 
 def main(argv=None):
-    from slubcy import perf
+    from slubcy.analysis import perf
 
     keys = [f.key for f in perf.FIGURES]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

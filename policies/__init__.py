@@ -8,12 +8,12 @@ from importlib import import_module
 from importlib.metadata import entry_points
 
 BUILTIN = {
-    "keep": "policies.keep:KeepPolicy",
-    "naive": "policies.naive:NaivePolicy",
-    "barrier": "policies.barrier:BarrierPolicy",
-    "reparent": "policies.reparent:ReparentPolicy",
-    "reap": "policies.reap:ReapPolicy",
-    "objcg": "policies.objcg:ObjcgPolicy",
+    "keep": "slubcy.policies.keep:KeepPolicy",
+    "naive": "slubcy.policies.naive:NaivePolicy",
+    "barrier": "slubcy.policies.barrier:BarrierPolicy",
+    "reparent": "slubcy.policies.reparent:ReparentPolicy",
+    "reap": "slubcy.policies.reap:ReapPolicy",
+    "objcg": "slubcy.policies.objcg:ObjcgPolicy",
 }
 GROUP = "slubcy.policies"
 

@@ -16,13 +16,14 @@ put_cpu_partial() unfreezes at once when cpu_partial == 0.  Modes:
   batch  async, but the workqueue flushes a whole batch of dead caches with
          one cross-vCPU request per vCPU (a departure: fewer IPIs);
   none   test-only: the steps without any wait, to show what the wait does."""
-from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
+from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
+from slubcy.slub cimport __kmem_cache_shrink
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
                            kmem_cache_shrink_after_gp, memcg_offline_end)
 from slubcy.sched cimport (synchronize_sched, kick_all_cpus_sync, preempt_point,
                            PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id)
 from slubcy.mutex cimport mutex_lock, mutex_unlock
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 cdef enum:
     MODE_KICK = 0

@@ -1,6 +1,6 @@
 # What every dead-cache policy is: the kernel behaviours it selects and its
 # offline, a nogil C function composed of the core's primitives.
-from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache
+from slubcy.types cimport mem_cgroup, slub_machine
 from slubcy.machine cimport Machine
 
 ctypedef int (*offline_fn)(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil

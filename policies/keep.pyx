@@ -7,11 +7,11 @@ then memcg_unregister_cache() only if memcg_params->nr_pages == 0 (the
 last-page trigger of 3.8-3.15, memcg_release_pages(), had been removed by
 Davydov before 3.16); Davydov, 30 May 2014: "we simply leak such caches
 along with the owner memcg"."""
-from slubcy.slub cimport (slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink,
-                          css_get_many)
+from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
+from slubcy.slub cimport __kmem_cache_shrink, css_get_many
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, memcg_offline_end,
                            memcg_unregister_cache)
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 
 cdef int keep_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:

@@ -1,3 +1,3 @@
-from slubcy.slub cimport slub_machine, mem_cgroup
+from slubcy.types cimport mem_cgroup, slub_machine
 
 cdef int naive_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil

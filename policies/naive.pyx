@@ -8,12 +8,13 @@ with kmem_cache_has_cpu_partial() false no later free of that cache enters
 put_cpu_partial() (whose drain would unfreeze the list), so the slab stays
 until something flushes that vCPU's partials for that cache again -- and in
 `naive` nothing does (no reaper, no later shrink; compare `reap`)."""
-from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
+from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
+from slubcy.slub cimport __kmem_cache_shrink
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
                            memcg_offline_end)
 from slubcy.sched cimport (preempt_point, PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK,
                            smp_processor_id)
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 
 cdef int naive_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:

@@ -3,9 +3,9 @@
 20200623174037.3951353-1-guro@fb.com; 9855609bde03): no per-memcg caches;
 each object records the obj_cgroup it is charged to, and offline reparents the
 obj_cgroup, so the memcg is freed at once and no cache ever dies."""
-from slubcy.slub cimport slub_machine, mem_cgroup
+from slubcy.types cimport mem_cgroup, slub_machine
 from slubcy.memcg cimport memcg_offline_begin, memcg_reparent_objcg, memcg_offline_end
-from policies.base cimport Policy
+from slubcy.policies.base cimport Policy
 
 
 cdef int objcg_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:

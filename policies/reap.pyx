@@ -37,16 +37,16 @@ import weakref
 
 from libc.stdlib cimport calloc, free
 
-from slubcy.slub cimport slub_machine
+from slubcy.types cimport slub_machine
 from slubcy.memcg cimport shrink_dead_caches, cache_reap_dead
 from slubcy.sched cimport (local_timer_start, local_timer_stop, vcpu_borrow, vcpu_unborrow,
                            rcu_read_lock_ext, rcu_read_unlock_ext, OWNER_CONTROLLER)
 from slubcy.preempt import parse_duration
 from slubcy import errors
-from policies.base cimport Policy
+from slubcy.policies.base cimport Policy
 from slubcy.machine cimport Machine
 # offline is naive's (mark dead, no barrier, shrink); the reaper does the rest
-from policies.naive cimport naive_offline
+from slubcy.policies.naive cimport naive_offline
 
 VARIANTS = ("ipi", "percpu")
 DEFAULT_PERIOD = {"ipi": "30s", "percpu": "2s"}     # flusher's 30 * HZ; REAPTIMEOUT_AC

@@ -4,11 +4,12 @@ removal": f0a3a24b532d, fb2f2b0adb98), the seed thread's RFC idea done at the
 cache level: mark the caches dead and shrink them after an RCU grace period
 (as 4.11), and hand them (with their charges and memcg reference) to the
 parent, so the dying memcg is freed at once."""
-from slubcy.slub cimport slub_machine, mem_cgroup, kmem_cache, __kmem_cache_shrink
+from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
+from slubcy.slub cimport __kmem_cache_shrink
 from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
                            kmem_cache_shrink_after_gp, memcg_reparent_caches, memcg_offline_end)
 from slubcy.sched cimport synchronize_sched
-from policies.base cimport Policy, MAX_CHILD_CACHES
+from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
 
 cdef int reparent_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept nogil:

@@ -40,7 +40,7 @@ import pandas as pd
 
 from IPython.display import Image, display
 
-from slubcy import compare, results, sweep
+from slubcy.analysis import compare, results, sweep
 
 pd.set_option("display.width", 140)
 pd.set_option("display.max_columns", 20)'''
@@ -183,7 +183,7 @@ gp'''),
 ## How likely in production: leaks vs the preemption rate
 
 The seed's race needs a task preempted inside `__slab_free` on a CONFIG_PREEMPT kernel while
-its memcg goes offline. `slubcy.sweep.leak_vs_preemption` sweeps the preemption model's rate
+its memcg goes offline. `slubcy.analysis.sweep.leak_vs_preemption` sweeps the preemption model's rate
 (requests per second per vCPU, 3 ms slices), pools the leaks at each rate with the exact
 Poisson interval, fits leak rate ∝ preemption rate (a Poisson regression through the origin,
 exact interval on the slope) and extrapolates to a production host: 10,000 cgroups removed a

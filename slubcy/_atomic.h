@@ -1,15 +1,24 @@
 /*
- * What Cython cannot say: atomics, a test-and-test-and-set spinlock and the
- * pause instruction.  Everything else of the core is in .pyx/.pxd.
+ * What Cython cannot say: atomics, a test-and-test-and-set spinlock, the
+ * pause instruction and a full fence.  Declared for Cython in one place,
+ * slubcy/atomic.pxd, which says for each operation its memory order and the
+ * kernel primitive it stands for; every module cimports them from there.
  *
- * Memory ordering (chosen per use, see the callers):
+ * One memory order per operation (see atomic.pxd for the table):
+ *  - plain reads are acquire and plain sets release (smp_load_acquire /
+ *    smp_store_release), except the relaxed statistics counters
+ *    atomic_long_read / atomic_long_add (atomic_long_t in kmem_cache_node);
+ *  - value-returning read-modify-writes are acq_rel, as the kernel's
+ *    "fully ordered" RMWs need here; fetch_add is seq_cst (a reader
+ *    registration, rcu_read_lock_ext, must be ordered before the loads that
+ *    follow it: store->load, which acq_rel does not give);
  *  - slab_cmpxchg(): the slab page's (freelist, counters) word.  Success is
- *    acq_rel: release publishes the free pointer written into the object before
- *    the swap (set_freepointer in __slab_free), acquire makes the objects' free
- *    pointers visible to whoever takes the list (get_freelist, acquire_slab).
+ *    acq_rel: release publishes the free pointer written into the object
+ *    before the swap (set_freepointer in __slab_free), acquire makes the
+ *    objects' free pointers visible to whoever takes the list (get_freelist,
+ *    acquire_slab);
  *  - spin_lock()/spin_unlock(): acquire / release, like the kernel's spinlocks.
- *  - atomic_long_*: relaxed counters (nr_slabs, total_objects), as atomic_long_t
- *    in kmem_cache_node is used only for statistics.
+ * On x86-64 every RMW is one locked instruction whatever its order.
  */
 #ifndef SLUBCY_ATOMIC_H
 #define SLUBCY_ATOMIC_H
@@ -26,30 +35,10 @@
 
 static inline void cpu_relax(void) { slubcy_cpu_relax(); }
 
-static inline uint64_t slab_word_read(uint64_t *p)
-{
-	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
+/* smp_mb(): a full barrier (mfence / dmb ish) */
+static inline void smp_mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
-static inline void slab_word_set(uint64_t *p, uint64_t v)
-{
-	__atomic_store_n(p, v, __ATOMIC_RELEASE);
-}
-
-/* The cmpxchg_double of SLUB, on one 64-bit word.  Returns 1 on success. */
-static inline int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
-{
-	return __atomic_compare_exchange_n(p, &old, new_, 0,
-					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-}
-
-/* Bits of the Python API's per-slab bitmap of objects it handed out. */
-static inline void atomic_u64_or(uint64_t *p, uint64_t v) { __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
-static inline uint64_t atomic_u64_fetch_and(uint64_t *p, uint64_t v)
-{
-	return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL);
-}
-
+/* --- spinlocks ------------------------------------------------------------ */
 static inline void spin_lock_init(int *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELAXED); }
 
 static inline void spin_lock(int *lock)
@@ -69,8 +58,54 @@ static inline int spin_trylock(int *lock)
 
 static inline void spin_unlock(int *lock) { __atomic_store_n(lock, 0, __ATOMIC_RELEASE); }
 
+/* --- the slab page's (freelist, counters) word ---------------------------- */
+static inline uint64_t slab_word_read(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void slab_word_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+
+/* The cmpxchg_double of SLUB, on one 64-bit word.  Returns 1 on success. */
+static inline int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
+{
+	return __atomic_compare_exchange_n(p, &old, new_, 0,
+					   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* --- int ------------------------------------------------------------------ */
+static inline int atomic_int_read(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_int_set(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int atomic_int_cmpxchg(int *p, int old, int new_)
+{
+	return __atomic_compare_exchange_n(p, &old, new_, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline int atomic_int_fetch_add(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+
+/* --- unsigned int (the sleeping mutexes' tickets) ------------------------- */
+static inline unsigned int atomic_uint_read(unsigned int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_uint_set(unsigned int *p, unsigned int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int atomic_uint_cmpxchg(unsigned int *p, unsigned int old, unsigned int new_)
+{
+	return __atomic_compare_exchange_n(p, &old, new_, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline unsigned int atomic_uint_fetch_add(unsigned int *p, unsigned int v)
+{
+	return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+}
+
+/* --- long ----------------------------------------------------------------- */
+/* relaxed statistics counters */
 static inline void atomic_long_add(long *p, long v) { __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
 static inline long atomic_long_read(long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+/*
+ * Counters a waiter polls without the writer's lock (the RCU, deferred-
+ * shrink and workqueue counts rcu_barrier() and flush_workqueue() wait on):
+ * the add releases what was done before it, the read acquires it.
+ */
+static inline void atomic_long_add_release(long *p, long v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
+static inline long atomic_long_read_acquire(long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+/* reference counts: the drop that reaches 0 sees every earlier drop's stores */
+static inline long atomic_long_sub_return(long *p, long v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
+static inline long atomic_long_xchg(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
+
+/* --- READ_ONCE / WRITE_ONCE ---------------------------------------------- */
 /*
  * READ_ONCE()/WRITE_ONCE() of a plain field (relaxed, a plain mov on x86):
  * the kernel's data_race()/READ_ONCE peeks at a field written under a lock
@@ -92,30 +127,26 @@ static inline void u8_write_once(uint8_t *p, uint8_t v) { __atomic_store_n(p, v,
 static inline int int_read_once(int *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void int_write_once(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 
-static inline int atomic_int_read(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline void atomic_int_set(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* --- uint64_t ------------------------------------------------------------- */
+static inline uint64_t atomic_u64_read(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_u64_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* Bits of the Python API's per-slab bitmap of objects it handed out. */
+static inline void atomic_u64_or(uint64_t *p, uint64_t v) { __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t atomic_u64_fetch_and(uint64_t *p, uint64_t v)
+{
+	return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL);
+}
 
-#endif
-
-#ifndef SLUBCY_ATOMIC_H_2
-#define SLUBCY_ATOMIC_H_2
-/* vCPU bookkeeping (sched.pyx): ownership, request states, QSBR counters. */
-static inline int atomic_int_cmpxchg(int *p, int old, int new_)
+/* --- pointers and pointer-sized words ------------------------------------- */
+/* Pointers peeked at unlocked (the RCU state words rcu_pending and rcu_cur,
+   memcg_caches[] slots, obj_cgroup.memcg, a store-buffer drain). */
+static inline void *atomic_ptr_read(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_ptr_set(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+/* page->memcg_data */
+static inline uintptr_t atomic_uptr_read(uintptr_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline int atomic_uptr_cmpxchg(uintptr_t *p, uintptr_t old, uintptr_t new_)
 {
 	return __atomic_compare_exchange_n(p, &old, new_, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
-static inline uint64_t atomic_u64_read(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline void atomic_u64_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-/* smp_mb(): a full barrier (mfence / dmb ish) */
-static inline void smp_mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-/*
- * Counters a waiter polls without the writer's lock (the RCU and deferred-
- * shrink counts rcu_barrier() waits on): the add releases what was done
- * before it, the read acquires it.  And pointers peeked at unlocked (the RCU
- * state words rcu_pending and rcu_cur, see rcu_softirq).
- */
-static inline void atomic_long_add_release(long *p, long v) { __atomic_fetch_add(p, v, __ATOMIC_RELEASE); }
-static inline long atomic_long_read_acquire(long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline void *atomic_ptr_read(void **p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static inline void atomic_ptr_set(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-#endif
+
+#endif /* SLUBCY_ATOMIC_H */

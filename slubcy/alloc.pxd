@@ -18,8 +18,10 @@
 # departure, no kernel structure).  The memcg hooks cost one branch when there
 # is nothing to charge (no memcg; a cache without SLAB_ACCOUNT), as the
 # kernel's memcg_kmem_enabled() static key and __GFP_ACCOUNT test make them.
-from slubcy.page_alloc cimport page, virt_to_head_page, atomic_long_read
-from slubcy.slub cimport (kmem_cache, mem_cgroup, __slab_alloc_node, do_slab_free,
+from slubcy.atomic cimport atomic_long_read
+from slubcy.types cimport page, kmem_cache, mem_cgroup
+from slubcy.page_alloc cimport virt_to_head_page
+from slubcy.slub cimport (__slab_alloc_node, do_slab_free,
                           kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups,
                           py_live_mark, py_live_clear)
 from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook

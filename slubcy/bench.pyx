@@ -9,11 +9,12 @@ from libc.stdlib cimport malloc, calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
+from slubcy.atomic cimport atomic_u64_read, atomic_u64_set, spin_lock, spin_unlock
+from slubcy.types cimport PAGE_SHIFT, PAGE_SIZE, kmem_cache, page, zone
 from slubcy.machine cimport KmemCache, Machine
-from slubcy.slub cimport kmem_cache, __kmem_cache_shrink
+from slubcy.slub cimport __kmem_cache_shrink
 from slubcy.alloc cimport slab_alloc_node, slab_free
-from slubcy.page_alloc cimport (page, zone, virt_to_head_page, PAGE_SIZE, PAGE_SHIFT, PG_buddy,
-                                spin_lock, spin_unlock)
+from slubcy.page_alloc cimport virt_to_head_page, PG_buddy
 from slubcy.sched cimport vcpu_take, vcpu_release, OWNER_CONTROLLER
 
 cdef extern from "sys/mman.h" nogil:
@@ -330,16 +331,6 @@ def prefault(Machine m):
 
 # --- the cost of moving a cache line between the two vCPUs' cores -------------
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    static inline uint64_t slubcy_pp_load(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline void slubcy_pp_store(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-    """
-    unsigned long long pp_load "slubcy_pp_load"(unsigned long long *p) nogil
-    void pp_store "slubcy_pp_store"(unsigned long long *p, unsigned long long v) nogil
-
-
 cdef class CachelinePingPong:
     """Two threads hand one cache line back and forth: the cost of moving a
     line between the CPUs they run on.  Every cross-vCPU free pays it a few
@@ -350,27 +341,27 @@ cdef class CachelinePingPong:
         pp = CachelinePingPong(); threading.Thread(target=pp.pong, args=(n,)).start()
         ns = pp.ping(n)      # one-way transfer, ns
     """
-    cdef unsigned long long line[16]     # the flag sits on a line of its own
-    cdef unsigned long long *flag
+    cdef uint64_t line[16]     # the flag sits on a line of its own
+    cdef uint64_t *flag
 
     def __cinit__(self):
-        self.flag = <unsigned long long *>((<uintptr_t>&self.line[8]) & ~(<uintptr_t>63))
+        self.flag = <uint64_t *>((<uintptr_t>&self.line[8]) & ~(<uintptr_t>63))
         self.flag[0] = 0
 
     def pong(self, long n):
         cdef long i
-        cdef unsigned long long *f = self.flag
+        cdef uint64_t *f = self.flag
         with nogil:
             for i in range(n):
-                while pp_load(f) != <unsigned long long>(2 * i + 1):
+                while atomic_u64_read(f) != <uint64_t>(2 * i + 1):
                     pass
-                pp_store(f, 2 * i + 2)
+                atomic_u64_set(f, 2 * i + 2)
 
     def ping(self, long n):
         """Run after pong(n) started on another thread; ns per one-way
         transfer (timed from the first round trip on: pong is running)."""
         cdef long i
-        cdef unsigned long long *f = self.flag
+        cdef uint64_t *f = self.flag
         cdef double t0 = 0, t1
         if n < 2:
             raise ValueError("n must be >= 2")
@@ -378,8 +369,8 @@ cdef class CachelinePingPong:
             for i in range(n):
                 if i == 1:
                     t0 = now()
-                pp_store(f, 2 * i + 1)
-                while pp_load(f) != <unsigned long long>(2 * i + 2):
+                atomic_u64_set(f, 2 * i + 1)
+                while atomic_u64_read(f) != <uint64_t>(2 * i + 2):
                     pass
             t1 = now()
         return (t1 - t0) / (n - 1) / 2 * 1e9

@@ -3,13 +3,14 @@ import argparse
 import sys
 
 import slubcy
-from slubcy import report
 
 
 def _demo(args):
-    """Until the policies land: a bulk pattern over dentry/inode/filp-like and
-    kmalloc caches on every vCPU, with remote frees, then the slabinfo."""
+    """A bulk pattern over dentry/inode/filp-like and kmalloc caches on every
+    vCPU, with remote frees, then the slabinfo (no memcgs, no policy: for
+    those, `run --workload churn`, `compare` and `race`)."""
     import numpy as np
+    from slubcy.analysis import report
 
     rng = np.random.default_rng(args.seed)
     with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20, seed=args.seed) as m:
@@ -120,8 +121,8 @@ def _run(args):
 
 
 def _compare(args):
-    import policies as registry
-    from slubcy import compare
+    from slubcy import policies as registry
+    from slubcy.analysis import compare
     names = args.policies or compare.default_policies()
     for n in names:
         registry.get_policy(n)          # a bad name fails before any run
@@ -166,8 +167,8 @@ def _compare(args):
 
 
 def _sweep(args):
-    import policies as registry
-    from slubcy import compare, sweep
+    from slubcy import policies as registry
+    from slubcy.analysis import compare, sweep
     registry.get_policy(args.policy)
     rates = sweep.parse_rates(args.rates)
     scenario = sweep.Scenario(args.offlines_per_day, args.preemptions_per_s)
@@ -203,7 +204,7 @@ def _race(args):
 
 
 def _policies(args):
-    import policies
+    from slubcy import policies
     for row in policies.describe_all():
         print(f"{row['name']:12s} {row['kernel']}")
         print(f"{'':12s} {row['doc'].split(': ', 1)[-1].split('. ')[0]}.")
@@ -211,6 +212,7 @@ def _policies(args):
 
 
 def _slabinfo(args):
+    from slubcy.analysis import report
     with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20) as m:
         print(report.proc_slabinfo(m.cache_info()) if args.proc else
               report.tools_slabinfo(m.cache_info(), show_empty=True))
@@ -219,6 +221,7 @@ def _slabinfo(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="slubcy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {slubcy.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run a demo allocation pattern and print its slabinfo")

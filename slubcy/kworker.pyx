@@ -22,7 +22,8 @@ thread.
 from libc.stdlib cimport free
 from posix.time cimport timespec, nanosleep
 
-from slubcy.sched cimport monotonic, cpu_relax, backoff_wait
+from slubcy.atomic cimport atomic_long_add_release, atomic_long_read_acquire
+from slubcy.sched cimport monotonic, backoff_wait
 
 cdef extern from "pthread.h" nogil:
     int pthread_create(pthread_t *thread, void *attr, void *(*start)(void *) noexcept nogil,
@@ -45,12 +46,8 @@ cdef extern from *:
     #include <unistd.h>
     #include <sys/syscall.h>
     static inline long slubcy_gettid(void) { return (long)syscall(SYS_gettid); }
-    static inline long slubcy_load_long(long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline void slubcy_inc_long(long *p) { __atomic_add_fetch(p, 1, __ATOMIC_RELEASE); }
     """
-    void inc_long "slubcy_inc_long"(long *p) nogil
     long gettid "slubcy_gettid"() nogil
-    long load_long "slubcy_load_long"(long *p) nogil
 
 
 cdef long current_tid() noexcept nogil:
@@ -78,13 +75,13 @@ cdef void *worker_thread(void *arg) noexcept nogil:
         w.func(w)                       # process_one_work(): frees w
         pthread_mutex_lock(&wq.lock)
         wq.busy = 0
-        inc_long(&wq.done)
+        atomic_long_add_release(&wq.done, 1)
     # destroy_workqueue(): what is still queued is dropped
     while wq.head != NULL:
         w = wq.head
         wq.head = w.next
         w.cancel(w)
-        inc_long(&wq.cancelled)
+        atomic_long_add_release(&wq.cancelled, 1)
     wq.tail = NULL
     pthread_mutex_unlock(&wq.lock)
     return NULL
@@ -147,7 +144,7 @@ cdef int queue_work(workqueue *wq, work_struct *w, bint unique) noexcept nogil:
     wq.tail = w
     # under wq.lock, but atomic: wait_kworker() and flush_workqueue() read
     # it without the lock (release: the item is on the list before it counts)
-    inc_long(&wq.queued)
+    atomic_long_add_release(&wq.queued, 1)
     if depth + 1 > wq.pending_max:
         wq.pending_max = depth + 1
     pthread_cond_signal(&wq.more)
@@ -164,10 +161,10 @@ cdef int flush_workqueue(workqueue *wq, double timeout) noexcept nogil:
     if not wq.started:
         return 0
     pthread_mutex_lock(&wq.lock)
-    target = load_long(&wq.queued)
+    target = atomic_long_read_acquire(&wq.queued)
     pthread_mutex_unlock(&wq.lock)
     deadline = monotonic() + timeout if timeout >= 0 else 1e300
-    while load_long(&wq.done) + load_long(&wq.cancelled) < target:
+    while atomic_long_read_acquire(&wq.done) + atomic_long_read_acquire(&wq.cancelled) < target:
         if monotonic() > deadline:
             return -1
         backoff_wait(&spins, 20000)

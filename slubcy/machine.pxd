@@ -1,6 +1,6 @@
 # The Python API's extension types, for other Cython modules (workloads,
 # benchmarks) that run nogil loops on a Machine's caches.
-from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
+from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
 
 
 cdef class KmemCache:

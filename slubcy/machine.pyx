@@ -14,21 +14,25 @@ from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_AN
 cimport numpy as cnp
 import numpy as np
 
-from slubcy.page_alloc cimport atomic_int_set, atomic_int_read, spin_lock, spin_unlock, u16_write_once
-from slubcy.page_alloc cimport (page, zone, zone_init, zone_release, alloc_pages, __free_pages,
-                                atomic_long_read,
-                                get_order, page_address, virt_to_head_page, addr_in_arena,
-                                PAGE_SIZE, PAGE_SHIFT, MAX_ORDER, PG_slab, PG_slab_ctor, PG_large_kmalloc,
-                                slab_word_read)
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read_acquire,
+                            atomic_ptr_read, atomic_ptr_set, slab_word_read, spin_lock, spin_unlock,
+                            u16_write_once)
+from slubcy.types cimport (slab_caches_first, slab_caches_next, memcgs_first, memcgs_next,
+                           memcg_kmem_caches_first, memcg_kmem_caches_next)
+from slubcy.list cimport list_head, INIT_LIST_HEAD
+from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, PAGE_SHIFT, PAGE_SIZE,
+                           kmem_cache, kmem_cache_cpu, mem_cgroup, page, stat_item, zone)
+from slubcy.page_alloc cimport (zone_init, zone_release, alloc_pages, __free_pages, get_order,
+                                page_address, virt_to_head_page, addr_in_arena, PG_slab,
+                                PG_slab_ctor, PG_large_kmalloc)
 from slubcy.slub cimport *
-from slubcy.slub cimport kmem_cache as kmem_cache_t
-from slubcy.list cimport list_add, list_del
+from slubcy.types cimport kmem_cache as kmem_cache_t
+from slubcy.list cimport list_head, list_add, list_del
 from slubcy.sched cimport sched
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
-                           rcu_read_unlock_ext, atomic_long_read_acquire, atomic_ptr_read,
-                           atomic_ptr_set)
+                           rcu_read_unlock_ext)
 from slubcy.sched cimport NR_PREEMPT_POINTS
 from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk,
                           SLAB_HOOK_PY_LIVE)
@@ -52,7 +56,7 @@ cnp.import_array()
 cdef extern from "sys/mman.h" nogil:
     int MAP_NORESERVE
 
-from slubcy.slub import stat_item as _stat_item
+from slubcy.types import stat_item as _stat_item
 STAT_ITEMS = tuple(_stat_item(i).name for i in range(<int>NR_SLUB_STAT_ITEMS))
 
 FLAGS = {
@@ -145,12 +149,12 @@ cdef class KmemCache:
             return True
         cdef bint found = False
         spin_lock(&self.machine.m.slab_lock)
-        x = self.machine.m.slab_caches
+        x = slab_caches_first(&self.machine.m)
         while x != NULL:
             if x == self.s:
                 found = not x.destroyed and x.name.decode() == self.name
                 break
-            x = x.next
+            x = slab_caches_next(&self.machine.m, x)
         spin_unlock(&self.machine.m.slab_lock)
         return found
 
@@ -220,11 +224,11 @@ cdef class MemCgroup:
         if self.g == NULL:
             return NULL
         spin_lock(&self.machine.m.slab_lock)
-        x = self.machine.m.memcgs
+        x = memcgs_first(&self.machine.m)
         while x != NULL:
             if x == self.g and x.id == self.id:
                 break
-            x = x.next
+            x = memcgs_next(&self.machine.m, x)
         spin_unlock(&self.machine.m.slab_lock)
         if x == NULL:
             self.g = NULL
@@ -408,6 +412,9 @@ cdef class Machine:
                   slub_min_objects=0, slub_min_order=0, slub_max_order=3, ipi_timeout=10.0,
                   hz=None, expedited=False):
         self.closed = True          # until the arena exists
+        INIT_LIST_HEAD(&self.m.slab_caches)     # empty lists: _release() walks them
+        INIT_LIST_HEAD(&self.m.slab_root_caches)
+        INIT_LIST_HEAD(&self.m.memcgs)
         self._caches = []
         self._kmalloc = [None] * (<int>NR_KMALLOC)
         as_int(cpus, "cpus")
@@ -476,8 +483,8 @@ cdef class Machine:
             raise RuntimeError("cannot start the machine's kworker thread")
         self._create_kmalloc_caches()
         if policy is not None:
-            from policies import get_policy
-            from policies.base import Policy
+            from slubcy.policies import get_policy
+            from slubcy.policies.base import Policy
             if not isinstance(policy, (str, Policy)):
                 raise TypeError(f"policy must be a spec such as 'barrier:sync' or a Policy, "
                                 f"not {type(policy).__name__}")
@@ -516,19 +523,20 @@ cdef class Machine:
                 if self.m.z.mem_map[pfn].flags & PG_slab:
                     memcg_free_page_obj_cgroups(&self.m.z.mem_map[pfn])
         memcg_free_objcgs(&self.m)
-        s = self.m.slab_caches
+        s = slab_caches_first(&self.m)
         while s != NULL:
-            nxt_s = s.next
+            nxt_s = slab_caches_next(&self.m, s)
             Py_XDECREF(<PyObject *>s.ctor_exc)
             kmem_cache_release(s)
             s = nxt_s
-        self.m.slab_caches = NULL
-        g = self.m.memcgs
+        INIT_LIST_HEAD(&self.m.slab_caches)
+        INIT_LIST_HEAD(&self.m.slab_root_caches)
+        g = memcgs_first(&self.m)
         while g != NULL:
-            nxt_g = g.next
+            nxt_g = memcgs_next(&self.m, g)
             c_free(g)
             g = nxt_g
-        self.m.memcgs = NULL
+        INIT_LIST_HEAD(&self.m.memcgs)
         py_live_release_all(&self.m)
         zone_release(&self.m.z)
         sched_release(&self.m.sc)
@@ -839,12 +847,12 @@ cdef class Machine:
             (<KmemCache>c)._destroying = False
         s = self._cache(c)
         self._idle()
-        cdef kmem_cache_t *child = self.m.slab_caches
+        cdef kmem_cache_t *child = slab_caches_first(&self.m)
         while child != NULL:
             if child.root == s and not child.destroyed:
                 raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: memcg child cache "
                                 f"{child.name.decode()} is alive")
-            child = child.next
+            child = slab_caches_next(&self.m, child)
         if __kmem_cache_shutdown(s):
             raise CacheBusy(f"kmem_cache_destroy {(<KmemCache>c).name}: Slab cache still has objects")
         Py_XDECREF(<PyObject *>s.ctor_exc)
@@ -1065,11 +1073,11 @@ cdef class Machine:
                 n = 0
                 with nogil:
                     spin_lock(&self.m.slab_lock)
-                    g = self.m.memcgs
+                    g = memcgs_first(&self.m)
                     while g != NULL and n < cap:
                         ptrs[n] = g
                         n += 1
-                        g = g.next
+                        g = memcgs_next(&self.m, g)
                     spin_unlock(&self.m.slab_lock)
                 if g == NULL:
                     break
@@ -1111,12 +1119,12 @@ cdef class Machine:
                 n = 0
                 with nogil:
                     spin_lock(&self.m.slab_lock)
-                    s = self.m.slab_caches
+                    s = slab_caches_first(&self.m)
                     while s != NULL and n < cap:
                         if s.root != NULL and not s.destroyed and (root == NULL or s.root == root):
                             ptrs[n] = s
                             n += 1
-                        s = s.next
+                        s = slab_caches_next(&self.m, s)
                     spin_unlock(&self.m.slab_lock)
                 if s == NULL:
                     break
@@ -1621,37 +1629,37 @@ cdef class Machine:
             self._nogil_end(None)
         if rc != 0:
             raise SlabCorruption(err.decode(errors="replace"))
-        s = self.m.slab_caches
+        s = slab_caches_first(&self.m)
         while s != NULL:
             result[s.name.decode()] = s.v_used
-            s = s.next
+            s = slab_caches_next(&self.m, s)
         self._validate_zone()
         self._validate_memcgs()
         return dict(reversed(list(result.items())))
 
     cdef _validate_memcgs(self):
-        """Each memcg's child-cache list (children_node): linked both ways,
+        """Each memcg's child-cache list (kmem_caches): linked both ways,
         every cache on it charged to that memcg and not destroyed."""
         cdef mem_cgroup *g
         cdef kmem_cache_t *s
-        cdef kmem_cache_t *prev
+        cdef list_head *prev
         cdef char where[200]
         cdef bint bad = False
         with nogil:
             spin_lock(&self.m.slab_lock)
-            g = self.m.memcgs
+            g = memcgs_first(&self.m)
             while g != NULL and not bad:
-                prev = NULL
-                s = g.caches
+                prev = &g.kmem_caches
+                s = memcg_kmem_caches_first(g)
                 while s != NULL:
-                    if s.memcg_prev != prev or s.memcg != g or s.destroyed:
+                    if s.kmem_caches_node.prev != prev or s.memcg != g or s.destroyed:
                         snprintf(where, sizeof(where), "memcg %s: child cache list broken at %s",
                                  g.name, s.name)
                         bad = True
                         break
-                    prev = s
-                    s = s.memcg_next
-                g = g.next
+                    prev = &s.kmem_caches_node
+                    s = memcg_kmem_caches_next(g, s)
+                g = memcgs_next(&self.m, g)
             spin_unlock(&self.m.slab_lock)
         if bad:
             raise SlabCorruption(where.decode(errors="replace"))

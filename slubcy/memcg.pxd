@@ -1,7 +1,6 @@
 # Memory cgroups for slab (memcg.pyx): creation, child caches, objcg
 # charging, and the offline primitives the policies compose.
-from slubcy.page_alloc cimport page
-from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
+from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 
 cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup *parent,
                                   double *waited=*) noexcept nogil
@@ -30,6 +29,10 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil
 cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil
 cdef void kmemcg_deactivate_drop(slub_machine *m) noexcept nogil
 cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil
+# called by the slab code (slub.pyx): css_put_many's last reference, and a
+# dead cache's last slab gone
+cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil
+cdef void memcg_cache_empty(slub_machine *m, kmem_cache *s) noexcept nogil
 
 # rmdir: queue the offline on the machine's kworker (css_killed_work_fn)
 ctypedef void (*offline_done_fn)(void *arg, double latency, int rc) noexcept nogil

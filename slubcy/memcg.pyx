@@ -28,35 +28,27 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.stdio cimport snprintf
 from libc.string cimport strncpy
 
-from slubcy.page_alloc cimport (page, virt_to_head_page, page_address, spin_lock, spin_unlock,
-                                atomic_long_add, atomic_long_read, atomic_int_set, atomic_int_read,
-                                ptr_write_once, PAGE_SIZE, PAGE_SHIFT)
-from slubcy.slub cimport (kmem_cache, slub_machine, mem_cgroup, obj_cgroup, memcg_stock_pcp,
-                          OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
-                          kmem_cache_open,
-                          kmem_cache_release, __kmem_cache_unlink,
-                          css_get_many, css_put_many, KMEMCG_ID_WORDS, SLAB_ACCOUNT, oo_objects,
-                          fc_objects, __kmem_cache_shrink, flush_all, flush_all_caches,
-                          __flush_cpu_slab, discard_empty_partial_slabs)
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add,
+                            atomic_long_add_release, atomic_long_read, atomic_long_sub_return,
+                            atomic_long_xchg, atomic_ptr_read, atomic_ptr_set, ptr_write_once,
+                            spin_lock, spin_unlock)
+from slubcy.types cimport (slab_caches_first, slab_caches_next, slab_root_caches_first,
+                           slab_root_caches_next, memcgs_first, memcgs_next,
+                           memcg_kmem_caches_first, memcg_kmem_caches_next, objcg_list_first,
+                           objcg_list_next)
+from slubcy.list cimport list_head, INIT_LIST_HEAD, list_add, list_del, list_empty, list_splice
+from slubcy.types cimport (KMEMCG_ID_WORDS, PAGE_SHIFT, PAGE_SIZE, kmem_cache, mem_cgroup,
+                           memcg_stock_pcp, obj_cgroup, page, slub_machine)
+from slubcy.page_alloc cimport virt_to_head_page, page_address
+from slubcy.slub cimport (OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
+                          kmem_cache_open, kmem_cache_release, __kmem_cache_unlink, css_get_many,
+                          css_put_many, SLAB_ACCOUNT, oo_objects, fc_objects, __kmem_cache_shrink,
+                          flush_all, flush_all_caches, __flush_cpu_slab, discard_empty_partial_slabs)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
-from slubcy.sched cimport smp_processor_id, atomic_long_add_release
+from slubcy.sched cimport smp_processor_id
 from slubcy.mutex cimport mutex_lock, mutex_unlock, mutex_is_locked, mutex_trylock
 from slubcy.kworker cimport work_struct, queue_work, current_tid
-
-cdef extern from *:
-    """
-    #define slubcy_load_ptr(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-    #define slubcy_store_ptr(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-    static inline long slubcy_long_sub_fetch(long *p, long v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
-    static inline long slubcy_long_xchg(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
-    """
-    kmem_cache *load_cache "slubcy_load_ptr"(kmem_cache **p) nogil
-    void store_cache "slubcy_store_ptr"(kmem_cache **p, kmem_cache *v) nogil
-    mem_cgroup *load_memcg "slubcy_load_ptr"(mem_cgroup **p) nogil
-    void store_memcg "slubcy_store_ptr"(mem_cgroup **p, mem_cgroup *v) nogil
-    long long_sub_fetch "slubcy_long_sub_fetch"(long *p, long v) nogil
-    long atomic_long_xchg "slubcy_long_xchg"(long *p, long v) nogil
 
 
 # ---------------------------------------------------------------------------
@@ -93,6 +85,8 @@ cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup
     if memcg == NULL:
         return NULL
     strncpy(memcg.name, name, sizeof(memcg.name) - 1)
+    INIT_LIST_HEAD(&memcg.kmem_caches)
+    INIT_LIST_HEAD(&memcg.objcg_list)
     memcg.parent = parent if parent != NULL else m.root_mem_cgroup
     memcg.refcnt = 1
     memcg.online = 1
@@ -109,10 +103,7 @@ cdef mem_cgroup *mem_cgroup_create(slub_machine *m, const char *name, mem_cgroup
     css_get_many(memcg.parent, 1)       # a child pins its parent
     m.next_memcg_id += 1
     memcg.id = m.next_memcg_id
-    memcg.next = m.memcgs
-    if m.memcgs != NULL:
-        m.memcgs.prev = memcg
-    m.memcgs = memcg
+    list_add(&memcg.memcgs_node, &m.memcgs)
     if not m.per_memcg_caches:
         # memcg_online_kmem(): obj_cgroup_alloc
         objcg = <obj_cgroup *>calloc(1, sizeof(obj_cgroup))
@@ -138,10 +129,9 @@ cdef mem_cgroup *root_mem_cgroup_create(slub_machine *m) noexcept nogil:
     root.refcnt = 1
     root.kmemcg_id = -1             # the root memcg is not accounted
     m.root_mem_cgroup = root
-    root.next = m.memcgs
-    if m.memcgs != NULL:
-        m.memcgs.prev = root
-    m.memcgs = root
+    INIT_LIST_HEAD(&root.kmem_caches)
+    INIT_LIST_HEAD(&root.objcg_list)
+    list_add(&root.memcgs_node, &m.memcgs)
     return root
 
 
@@ -181,14 +171,10 @@ cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) no
         return NULL
     s.root = root
     s.memcg = memcg
-    s.memcg_prev = NULL                 # list_add(&s->memcg_params.children_node, ...)
-    s.memcg_next = memcg.caches
-    if memcg.caches != NULL:
-        memcg.caches.memcg_prev = s
-    memcg.caches = s
+    list_add(&s.kmem_caches_node, &memcg.kmem_caches)
     if not m.pages_pin_memcg:
         css_get_many(memcg, 1)          # Linux 5.3: the cache holds its memcg
-    store_cache(&root.memcg_caches[memcg.kmemcg_id], s)
+    atomic_ptr_set(<void **>&root.memcg_caches[memcg.kmemcg_id], s)
     return s
 
 
@@ -265,7 +251,7 @@ cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept
     id = memcg.kmemcg_id
     if id < 0 or not atomic_int_read(&memcg.online):
         return s
-    c = load_cache(&s.memcg_caches[id])
+    c = <kmem_cache *>atomic_ptr_read(<void **>&s.memcg_caches[id])
     if c != NULL:
         return c
     memcg_schedule_kmem_cache_create(memcg, s)
@@ -278,22 +264,12 @@ cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept
 
 cdef inline void objcg_list_add(obj_cgroup *objcg, mem_cgroup *memcg) noexcept nogil:
     """On memcg's objcg_list (css_set_lock held)."""
-    objcg.prev = NULL
-    objcg.next = memcg.objcg_list
-    if memcg.objcg_list != NULL:
-        memcg.objcg_list.prev = objcg
-    memcg.objcg_list = objcg
+    list_add(&objcg.list, &memcg.objcg_list)
 
 
 cdef inline void objcg_list_del(obj_cgroup *objcg, mem_cgroup *memcg) noexcept nogil:
     """Off memcg's objcg_list (css_set_lock held)."""
-    if objcg.prev != NULL:
-        objcg.prev.next = objcg.next
-    else:
-        memcg.objcg_list = objcg.next
-    if objcg.next != NULL:
-        objcg.next.prev = objcg.prev
-    objcg.next = objcg.prev = NULL
+    list_del(&objcg.list)
 
 
 cdef void free_objcg_rcu(rcu_head *head) noexcept nogil:
@@ -318,7 +294,7 @@ cdef void obj_cgroup_release(slub_machine *m, obj_cgroup *objcg) noexcept nogil:
 
 
 cdef inline void obj_cgroup_put_many(slub_machine *m, obj_cgroup *objcg, long n) noexcept nogil:
-    if long_sub_fetch(&objcg.refcnt, n) == 0:
+    if atomic_long_sub_return(&objcg.refcnt, n) == 0:
         obj_cgroup_release(m, objcg)
 
 
@@ -500,31 +476,31 @@ cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noex
     cdef int cpu
     spin_lock(&m.css_set_lock)
     out[0] = atomic_long_read(&memcg.nr_pages)
-    objcg = memcg.objcg_list
+    objcg = objcg_list_first(memcg)
     while objcg != NULL:
         pre += atomic_long_read(&objcg.nr_charged_bytes)
         for cpu in range(m.nr_cpus):
             if m.memcg_stock[cpu].cached_objcg == objcg:
                 pre += m.memcg_stock[cpu].nr_bytes
-        objcg = objcg.next
+        objcg = objcg_list_next(memcg, objcg)
     spin_unlock(&m.css_set_lock)
     out[1] = pre
 
 
 cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil:
     """Machine teardown: free every obj_cgroup still on a memcg's list."""
-    cdef mem_cgroup *memcg = m.memcgs
+    cdef mem_cgroup *memcg = memcgs_first(m)
     cdef obj_cgroup *objcg
     cdef obj_cgroup *nxt
     while memcg != NULL:
-        objcg = memcg.objcg_list
+        objcg = objcg_list_first(memcg)
         while objcg != NULL:
-            nxt = objcg.next
+            nxt = objcg_list_next(memcg, objcg)
             free(objcg)
             objcg = nxt
-        memcg.objcg_list = NULL
+        INIT_LIST_HEAD(&memcg.objcg_list)
         memcg.objcg = NULL
-        memcg = memcg.next
+        memcg = memcgs_next(m, memcg)
     free(m.memcg_stock)
     m.memcg_stock = NULL
 
@@ -548,12 +524,7 @@ cdef void memcg_unlink_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     if memcg.unlinked:
         return
     memcg.unlinked = 1
-    if memcg.prev != NULL:
-        memcg.prev.next = memcg.next
-    elif m.memcgs == memcg:
-        m.memcgs = memcg.next
-    if memcg.next != NULL:
-        memcg.next.prev = memcg.prev
+    list_del(&memcg.memcgs_node)
     call_rcu(&m.sc, &memcg.rcu, free_memcg_rcu)
 
 
@@ -577,19 +548,14 @@ cdef void __memcg_destroy_cache(slub_machine *m, kmem_cache *s) noexcept nogil:
     """Off its memcg's list and the machine's, freed after a grace period
     (slab_lock held; the cache holds no slab)."""
     cdef mem_cgroup *memcg = s.memcg
-    # list_del(&s->memcg_params.children_node): O(1), a reparented parent's
-    # list holds every dead cache of its children
-    if s.memcg_prev != NULL:
-        s.memcg_prev.memcg_next = s.memcg_next
-    else:
-        memcg.caches = s.memcg_next
-    if s.memcg_next != NULL:
-        s.memcg_next.memcg_prev = s.memcg_prev
+    # list_del(&s->memcg_params.kmem_caches_node): O(1), a reparented
+    # parent's list holds every dead cache of its children
+    list_del(&s.kmem_caches_node)
     s.destroyed = 1
     m.nr_caches_destroyed += 1
     __kmem_cache_unlink(s)
     call_rcu(&m.sc, &s.rcu, free_cache_rcu)
-    if memcg.freed and memcg.caches == NULL:
+    if memcg.freed and list_empty(&memcg.kmem_caches):
         memcg_unlink_free(m, memcg)
 
 
@@ -629,13 +595,13 @@ cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     # the check below still read it: hold that off (`unlinked` is only read
     # and written under slab_lock, which we hold) and unlink once, last.
     memcg.unlinked = 1
-    s = memcg.caches
+    s = memcg_kmem_caches_first(memcg)
     while s != NULL:
-        nxt = s.memcg_next
+        nxt = memcg_kmem_caches_next(memcg, s)
         memcg_try_destroy_cache(m, s)
         s = nxt
     memcg.unlinked = 0
-    if memcg.caches == NULL:
+    if list_empty(&memcg.kmem_caches):
         memcg_unlink_free(m, memcg)     # queues the free: memcg is not touched after
     spin_unlock(&m.slab_lock)
     if parent != NULL:
@@ -810,8 +776,6 @@ cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil:
 cdef int memcg_init(slub_machine *m) noexcept nogil:
     """The root memcg and the per-vCPU stocks (memcg_stock): -1 if out of
     memory."""
-    m.memcg_release = memcg_css_free
-    m.cache_empty = memcg_cache_empty
     m.memcg_stock = <memcg_stock_pcp *>calloc(m.nr_cpus, sizeof(memcg_stock_pcp))
     if m.memcg_stock == NULL or root_mem_cgroup_create(m) == NULL:
         return -1
@@ -832,16 +796,16 @@ cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
     atomic_int_set(&memcg.online, 0)
     memcg.offline_time = monotonic()
     if memcg.kmemcg_id >= 0:
-        root = m.accounted_roots
+        root = slab_root_caches_first(m)
         while root != NULL:
-            store_cache(&root.memcg_caches[memcg.kmemcg_id], NULL)
-            root = root.root_next
+            atomic_ptr_set(<void **>&root.memcg_caches[memcg.kmemcg_id], NULL)
+            root = slab_root_caches_next(m, root)
         memcg_free_cache_id(m, memcg.kmemcg_id)
         memcg.kmemcg_id = -1
-    s = memcg.caches
+    s = memcg_kmem_caches_first(memcg)
     while s != NULL:
         s.dead = 1
-        s = s.memcg_next
+        s = memcg_kmem_caches_next(memcg, s)
     m.nr_offlines += 1
     m.nr_dying += 1
     spin_unlock(&m.slab_lock)
@@ -860,11 +824,11 @@ cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int 
     cdef int n = 0
     cdef kmem_cache *s
     spin_lock(&m.slab_lock)
-    s = memcg.caches
+    s = memcg_kmem_caches_first(memcg)
     while s != NULL and n < max:
         out[n] = s
         n += 1
-        s = s.memcg_next
+        s = memcg_kmem_caches_next(memcg, s)
     spin_unlock(&m.slab_lock)
     return n
 
@@ -886,23 +850,17 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
     at once."""
     cdef mem_cgroup *parent = memcg.parent
     cdef kmem_cache *s
-    cdef kmem_cache *last = NULL
     cdef long n = 0, pages
     spin_lock(&m.slab_lock)
-    s = memcg.caches
+    s = memcg_kmem_caches_first(memcg)
     while s != NULL:
         # WRITE_ONCE(s->memcg_params.memcg, parent): read unlocked by
         # memcg_charge_slab()/memcg_uncharge_slab()
         ptr_write_once(<void **>&s.memcg, parent)
-        last = s
         n += 1
-        s = s.memcg_next
-    if last != NULL:
-        last.memcg_next = parent.caches
-        if parent.caches != NULL:
-            parent.caches.memcg_prev = last
-        parent.caches = memcg.caches
-        memcg.caches = NULL
+        s = memcg_kmem_caches_next(memcg, s)
+    list_splice(&memcg.kmem_caches, &parent.kmem_caches)
+    INIT_LIST_HEAD(&memcg.kmem_caches)
     pages = atomic_long_read(&memcg.nr_pages)
     atomic_long_add(&parent.nr_pages, pages)
     atomic_long_add(&memcg.nr_pages, -pages)
@@ -923,25 +881,19 @@ cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogi
     references, and its hold on its own obj_cgroup (percpu_ref_kill)."""
     cdef obj_cgroup *objcg = memcg.objcg
     cdef obj_cgroup *iter
-    cdef obj_cgroup *last = NULL
     cdef mem_cgroup *parent = memcg.parent
     cdef long n = 0, pages
     if objcg == NULL:
         return
     memcg.objcg = NULL
     spin_lock(&m.css_set_lock)
-    iter = memcg.objcg_list
+    iter = objcg_list_first(memcg)
     while iter != NULL:
-        store_memcg(&iter.memcg, parent)
-        last = iter
+        atomic_ptr_set(<void **>&iter.memcg, parent)
         n += 1
-        iter = iter.next
-    if last != NULL:                    # list_splice(&memcg->objcg_list, &parent->objcg_list)
-        last.next = parent.objcg_list
-        if parent.objcg_list != NULL:
-            parent.objcg_list.prev = last
-        parent.objcg_list = memcg.objcg_list
-        memcg.objcg_list = NULL
+        iter = objcg_list_next(memcg, iter)
+    list_splice(&memcg.objcg_list, &parent.objcg_list)
+    INIT_LIST_HEAD(&memcg.objcg_list)
     pages = atomic_long_read(&memcg.nr_pages)
     atomic_long_add(&parent.nr_pages, pages)
     atomic_long_add(&memcg.nr_pages, -pages)
@@ -962,18 +914,18 @@ cdef int shrink_dead_caches(slub_machine *m) noexcept nogil:
     if not mutex_trylock(&m.slab_mutex):
         return 0
     spin_lock(&m.slab_lock)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL:
         if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
             cap += 1
-        s = s.next
+        s = slab_caches_next(m, s)
     batch = <kmem_cache **>calloc(cap + 1, sizeof(kmem_cache *))
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL and batch != NULL and n < cap:
         if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
             batch[n] = s
             n += 1
-        s = s.next
+        s = slab_caches_next(m, s)
     # the caches stay allocated while we shrink them (they are freed only
     # after a grace period, which waits for this section)
     rcu_read_lock_ext(&m.sc)
@@ -1011,21 +963,21 @@ cdef int cache_reap_dead(slub_machine *m, int cpu) noexcept nogil:
     if mutex_is_locked(&m.slab_mutex):
         return -1
     spin_lock(&m.slab_lock)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL:
         if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
             cap += 1
-        s = s.next
+        s = slab_caches_next(m, s)
     if cap == 0:
         spin_unlock(&m.slab_lock)
         return 0
     batch = <kmem_cache **>malloc(cap * sizeof(kmem_cache *))
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL and batch != NULL and n < cap:
         if s.dead and not s.destroyed and atomic_long_read(&s.node.nr_slabs) > 0:
             batch[n] = s
             n += 1
-        s = s.next
+        s = slab_caches_next(m, s)
     spin_unlock(&m.slab_lock)
     for i in range(n):
         __flush_cpu_slab(batch[i], cpu)
@@ -1040,14 +992,14 @@ cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
     cdef kmem_cache *s
     cdef long dead = 0, holding = 0, pages = 0
     spin_lock(&m.slab_lock)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL:
         if s.dead and not s.destroyed:
             dead += 1
             if atomic_long_read(&s.node.nr_slabs) > 0:
                 holding += 1
                 pages += atomic_long_read(&s.node.nr_slabs) << (s.oo >> 16)
-        s = s.next
+        s = slab_caches_next(m, s)
     # written under slab_lock (offline, css_free, cache destroy): read there
     out[3] = m.nr_dying
     out[4] = m.nr_offlines

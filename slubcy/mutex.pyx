@@ -25,8 +25,9 @@ and is never held across a wait: see slubcy/slub.pxd.
 from libc.stdint cimport uint64_t
 from posix.time cimport timespec, nanosleep
 
-from slubcy.sched cimport (sched, vcpu, smp_processor_id, handle_ipi, monotonic, smp_mb,
-                           atomic_int_read, atomic_int_set, atomic_u64_set, cpu_relax, IPI_POSTED,
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_u64_set, atomic_uint_cmpxchg,
+                            atomic_uint_fetch_add, atomic_uint_read, atomic_uint_set, smp_mb)
+from slubcy.sched cimport (sched, vcpu, smp_processor_id, handle_ipi, monotonic, IPI_POSTED,
                            backoff_wait)
 
 cdef extern from "sched.h" nogil:
@@ -37,22 +38,6 @@ cdef extern from "Python.h" nogil:
     int PyGILState_Check()
     PyThreadState *PyEval_SaveThread()
     void PyEval_RestoreThread(PyThreadState *)
-
-cdef extern from *:
-    """
-    static inline unsigned int slubcy_ticket_take(unsigned int *p)
-    { return __atomic_fetch_add(p, 1, __ATOMIC_ACQ_REL); }
-    static inline unsigned int slubcy_ticket_read(unsigned int *p)
-    { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline void slubcy_ticket_set(unsigned int *p, unsigned int v)
-    { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-    static inline int slubcy_ticket_cmpxchg(unsigned int *p, unsigned int old, unsigned int new_)
-    { return __atomic_compare_exchange_n(p, &old, new_, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE); }
-    """
-    unsigned int ticket_take "slubcy_ticket_take"(unsigned int *p) nogil
-    unsigned int ticket_read "slubcy_ticket_read"(unsigned int *p) nogil
-    void ticket_set "slubcy_ticket_set"(unsigned int *p, unsigned int v) nogil
-    bint ticket_cmpxchg "slubcy_ticket_cmpxchg"(unsigned int *p, unsigned int old, unsigned int new_) nogil
 
 
 cdef double mutex_lock_slowpath(sched *sc, mutex *lock, unsigned int ticket) noexcept nogil:
@@ -70,7 +55,7 @@ cdef double mutex_lock_slowpath(sched *sc, mutex *lock, unsigned int ticket) noe
         smp_mb()
         atomic_u64_set(&v.qs_ctr, v.qs_ctr + 1)
         atomic_int_set(&v.online, 0)
-    while ticket_read(&lock.serving) != ticket:
+    while atomic_uint_read(&lock.serving) != ticket:
         if v != NULL and atomic_int_read(&v.ipi_state) == IPI_POSTED:
             handle_ipi(sc, cpu)         # the sleeping task's CPU takes its interrupts
         backoff_wait(&spins, 20000)
@@ -87,23 +72,23 @@ cdef double mutex_lock_slowpath(sched *sc, mutex *lock, unsigned int ticket) noe
 
 cdef double mutex_lock(sched *sc, mutex *lock) noexcept nogil:
     """mutex_lock(): returns the seconds spent waiting (0.0 uncontended)."""
-    cdef unsigned int ticket = ticket_take(&lock.next)
-    if ticket_read(&lock.serving) == ticket:
+    cdef unsigned int ticket = atomic_uint_fetch_add(&lock.next, 1)
+    if atomic_uint_read(&lock.serving) == ticket:
         return 0.0
     return mutex_lock_slowpath(sc, lock, ticket)
 
 
 cdef void mutex_unlock(mutex *lock) noexcept nogil:
     """mutex_unlock(): hand the lock to the next waiter in line."""
-    ticket_set(&lock.serving, lock.serving + 1)
+    atomic_uint_set(&lock.serving, lock.serving + 1)
 
 
 cdef bint mutex_trylock(mutex *lock) noexcept nogil:
     """mutex_trylock(): take the lock if nobody holds or waits for it; never
     waits.  True if taken."""
-    cdef unsigned int serving = ticket_read(&lock.serving)
-    return ticket_cmpxchg(&lock.next, serving, serving + 1)
+    cdef unsigned int serving = atomic_uint_read(&lock.serving)
+    return atomic_uint_cmpxchg(&lock.next, serving, serving + 1)
 
 
 cdef bint mutex_is_locked(mutex *lock) noexcept nogil:
-    return ticket_read(&lock.next) != ticket_read(&lock.serving)
+    return atomic_uint_read(&lock.next) != atomic_uint_read(&lock.serving)

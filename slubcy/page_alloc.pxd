@@ -3,43 +3,8 @@
 # address arithmetic (virt_to_page is O(1)).  Mirrors mm/page_alloc.c in shape:
 # free_area[order] lists, expand() on allocation, buddy merging on free.
 
-from libc.stdint cimport uint64_t, uint32_t, uint16_t, uint8_t, int32_t, uintptr_t
-from slubcy.list cimport list_head
-
-cdef extern from "_atomic.h" nogil:
-    void cpu_relax()
-    uint64_t slab_word_read(uint64_t *p)
-    void slab_word_set(uint64_t *p, uint64_t v)
-    int slab_cmpxchg(uint64_t *p, uint64_t old, uint64_t new_)
-    void atomic_u64_or(uint64_t *p, uint64_t v)
-    uint64_t atomic_u64_fetch_and(uint64_t *p, uint64_t v)
-    void spin_lock_init(int *lock)
-    void spin_lock(int *lock)
-    int spin_trylock(int *lock)
-    void spin_unlock(int *lock)
-    void atomic_long_add(long *p, long v)
-    long atomic_long_read(long *p)
-    long long_read_once(long *p)
-    void long_write_once(long *p, long v)
-    void *ptr_read_once(void **p)
-    void ptr_write_once(void **p, void *v)
-    unsigned long ulong_read_once(unsigned long *p)
-    void ulong_write_once(unsigned long *p, unsigned long v)
-    uint64_t u64_read_once(uint64_t *p)
-    void u64_write_once(uint64_t *p, uint64_t v)
-    int int_read_once(int *p)
-    uint16_t u16_read_once(uint16_t *p)
-    void u16_write_once(uint16_t *p, uint16_t v)
-    uint8_t u8_read_once(uint8_t *p)
-    void u8_write_once(uint8_t *p, uint8_t v)
-    void int_write_once(int *p, int v)
-    int atomic_int_read(int *p)
-    void atomic_int_set(int *p, int v)
-
-cdef enum:
-    PAGE_SHIFT = 12
-    PAGE_SIZE = 4096
-    MAX_ORDER = 11          # orders 0..10, as the kernel's default MAX_ORDER
+from libc.stdint cimport uintptr_t
+from slubcy.types cimport page, zone, PAGE_SHIFT, PAGE_SIZE, MAX_ORDER
 
 # page->flags bits (the kernel's PG_* names where one exists)
 cdef enum:
@@ -51,58 +16,6 @@ cdef enum:
     PG_allocated = 1 << 5   # head of any allocated block (debug aid; the kernel uses refcounts)
     PG_slab_ctor = 1 << 6   # slab whose constructors run: no object of it may be freed yet
                             # (departure: the kernel's slab is unreachable then; ours is not)
-
-
-# The per-cpu partial chain shares storage with lru, as in struct page: a slab
-# is on a node list or on a cpu partial list, never both.
-cdef struct partial_chain:
-    page *next
-    int32_t pages
-    int32_t pobjects
-
-cdef union page_links:
-    list_head lru
-    partial_chain pc
-
-# struct page: 64 bytes, as on x86-64, and mem_map is cache-line aligned, so
-# each frame's record has a cache line of its own as in the kernel's vmemmap:
-# a compare-and-swap on one slab's `fc` does not evict its neighbours' records
-# (with 56-byte records, two slabs in use on two vCPUs could share a line, and
-# every free's compound_head() read missed).  `fc` is the (freelist, counters)
-# pair that SLUB updates with cmpxchg_double; here both fit one 64-bit word
-# (see slub.pxd).
-cdef struct page:
-    page_links u            # lru (node partial/full list, buddy list) or cpu partial chain
-    uint64_t fc             # freelist | counters, updated by compare-and-swap only
-    void *slab_cache        # struct kmem_cache * of a slab
-    uintptr_t memcg_data    # page->mem_cgroup / page->obj_cgroups (one union in 5.9): the
-                            # memcg a slab pins, or its obj_cgroup vector tagged with bit 0;
-                            # read and set only through the accessors in slub.pxd
-    uint32_t head           # tail pages: pfn of the compound head
-    uint16_t flags
-    uint8_t order           # head / buddy: order of the block
-    uint8_t buddy           # PageBuddy (a page type, as the kernel's): 1 on the head of a
-                            # free block; set and read only under zone->lock, so the
-                            # buddy check never reads flags, which owners change unlocked
-    uint32_t mark           # scratch epoch for free-object checks (on_freelist)
-    uint32_t _pad2
-    uint64_t py_live        # a slab's bitmap (uint64_t *) of the objects the Python API
-                            # handed out and has not taken back (slub.pyx), or 0
-
-cdef struct zone:
-    char *base              # arena start (page aligned)
-    size_t nr_pages
-    page *mem_map           # cache-line aligned (mmap)
-    # ZONE_PADDING: the read-mostly fields above are read by every free
-    # (virt_to_page); the free lists and the lock below are written by
-    # alloc_pages/__free_pages.  As in struct zone, a cache line apart.
-    char _pad_readmostly[64]
-    list_head free_area[MAX_ORDER]
-    long nr_free[MAX_ORDER]     # free blocks per order
-    long nr_alloc[MAX_ORDER]    # allocated blocks per order
-    long pages_used
-    long alloc_fail
-    int lock                # zone->lock
 
 
 cdef int zone_init(zone *z, size_t nbytes) noexcept nogil

@@ -1,9 +1,13 @@
 # cython: language_level=3
 """Buddy page allocator over one mmap'ed arena (mm/page_alloc.c in miniature)."""
 
+from libc.stdint cimport uint32_t, uint8_t
 from libc.string cimport memset
 from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 
+from slubcy.atomic cimport (ptr_write_once, slab_word_set, spin_lock, spin_lock_init, spin_unlock,
+                            u16_write_once, u8_write_once)
+from slubcy.types cimport MAX_ORDER, PAGE_SHIFT, page, zone
 from slubcy.list cimport INIT_LIST_HEAD, list_add, list_del, list_empty, list_head
 
 cdef extern from "sys/mman.h" nogil:

@@ -22,13 +22,13 @@ import re
 import threading
 import time
 
+from slubcy.atomic cimport atomic_int_read, atomic_int_set, atomic_long_read
 from slubcy.machine cimport Machine
-from slubcy.page_alloc cimport atomic_long_read
 from slubcy.sched cimport (sched, preemption_point as preempt_point_t, NR_PREEMPT_POINTS,
-                           PREEMPT_SPIN, PREEMPT_YIELD, PREEMPT_SLEEP, atomic_int_read,
-                           atomic_int_set, PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
-                           PP_PUT_CPU_PARTIAL_AFTER_READ, PP_OFFLINE_AFTER_MARK_DEAD,
-                           PP_OFFLINE_BEFORE_SHRINK, PREEMPTIBLE, preempt_model_set)
+                           PREEMPT_SPIN, PREEMPT_YIELD, PREEMPT_SLEEP, PP_SLAB_FREE_BEFORE_CMPXCHG,
+                           PP_PUT_CPU_PARTIAL, PP_PUT_CPU_PARTIAL_AFTER_READ,
+                           PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, PREEMPTIBLE,
+                           preempt_model_set)
 
 POINTS = {
     "slab_free:before_cmpxchg": PP_SLAB_FREE_BEFORE_CMPXCHG,

@@ -4,22 +4,7 @@
 # points in the slow paths.
 
 from libc.stdint cimport uint64_t, uint32_t
-
-cdef extern from "_atomic.h" nogil:
-    int atomic_int_cmpxchg(int *p, int old, int new_)
-    uint64_t atomic_u64_read(uint64_t *p)
-    void atomic_u64_set(uint64_t *p, uint64_t v)
-    void smp_mb()
-    int atomic_int_read(int *p)
-    void atomic_int_set(int *p, int v)
-    void cpu_relax()
-    void spin_lock(int *lock)
-    int spin_trylock(int *lock)
-    void spin_unlock(int *lock)
-    void atomic_long_add_release(long *p, long v)
-    long atomic_long_read_acquire(long *p)
-    void *atomic_ptr_read(void **p)
-    void atomic_ptr_set(void **p, void *v)
+from slubcy.atomic cimport atomic_int_read, atomic_ptr_read, atomic_u64_set, smp_mb
 
 ctypedef void (*smp_call_func_t)(void *info, int cpu) noexcept nogil
 

@@ -10,12 +10,15 @@ RCU+sync+free litmus test).
 """
 
 from libc.stdint cimport uint64_t, uint32_t
-from slubcy.page_alloc cimport atomic_long_add
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 from libc.math cimport log
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, nanosleep
 
+from slubcy.atomic cimport (atomic_int_cmpxchg, atomic_int_fetch_add, atomic_int_read,
+                            atomic_int_set, atomic_long_add, atomic_long_add_release,
+                            atomic_ptr_set, atomic_u64_read, atomic_u64_set, cpu_relax, smp_mb,
+                            spin_lock, spin_trylock, spin_unlock)
 cdef extern from "sched.h" nogil:
     int sched_yield()
 
@@ -40,8 +43,6 @@ cdef extern from *:
     static __thread int slubcy_this_cpu = -1;
     /* read-side sections this thread holds off any vCPU (rcu_read_lock_ext) */
     static __thread int slubcy_ext_depth = 0;
-    static inline int slubcy_fetch_add_int(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
-    #define slubcy_store_ptr(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
     /* splitmix64: seeds each vCPU's xorshift state from (seed, cpu) */
     static inline uint64_t slubcy_seed_rng(uint64_t seed, int cpu) {
         uint64_t z = seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(cpu + 1);
@@ -53,9 +54,7 @@ cdef extern from *:
     """
     int this_cpu "slubcy_this_cpu"
     int ext_depth "slubcy_ext_depth"
-    int fetch_add_int "slubcy_fetch_add_int"(int *p, int v) nogil
     uint64_t seed_rng "slubcy_seed_rng"(uint64_t seed, int cpu) nogil
-    void store_ptr "slubcy_store_ptr"(void **p, void *v) nogil
 
 
 cdef int smp_processor_id() noexcept nogil:
@@ -68,13 +67,13 @@ cdef void rcu_read_lock_ext(sched *sc) noexcept nogil:
     periods end only once no such section is open (but the caller's own)."""
     global ext_depth
     ext_depth += 1
-    fetch_add_int(&sc.ext_readers, 1)
+    atomic_int_fetch_add(&sc.ext_readers, 1)
 
 
 cdef void rcu_read_unlock_ext(sched *sc) noexcept nogil:
     global ext_depth
     ext_depth -= 1
-    fetch_add_int(&sc.ext_readers, -1)
+    atomic_int_fetch_add(&sc.ext_readers, -1)
 
 
 cdef inline int other_ext_readers(sched *sc) noexcept nogil:
@@ -226,7 +225,7 @@ cdef void handle_ipi(sched *sc, int cpu) noexcept nogil:
 cdef void store_buffer_drain(vcpu *v) noexcept nogil:
     """Make the vCPU's pending store visible (release)."""
     if v.sb_addr != NULL:
-        store_ptr(v.sb_addr, v.sb_val)
+        atomic_ptr_set(v.sb_addr, v.sb_val)
         v.sb_addr = NULL
         smp_mb()
 

@@ -12,30 +12,37 @@ from libc.string cimport memset, strncpy
 from libc.stdio cimport snprintf
 from cpython.ref cimport PyObject, Py_INCREF
 
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add, atomic_long_read,
+                            atomic_long_sub_return, atomic_u64_fetch_and, atomic_u64_or,
+                            atomic_u64_read, long_read_once, long_write_once, ptr_read_once,
+                            ptr_write_once, slab_cmpxchg, slab_word_read, slab_word_set, spin_lock,
+                            spin_lock_init, spin_unlock, u16_read_once, u16_write_once, u8_read_once)
+from slubcy.types cimport slab_caches_first, slab_caches_next
+from slubcy.types cimport (ALLOC_FROM_PARTIAL, ALLOC_REFILL, ALLOC_SLAB, CMPXCHG_DOUBLE_FAIL,
+                           CPUSLAB_FLUSH, CPU_PARTIAL_ALLOC, CPU_PARTIAL_DRAIN, CPU_PARTIAL_FREE,
+                           CPU_PARTIAL_NODE, DEACTIVATE_BYPASS, DEACTIVATE_EMPTY, DEACTIVATE_FULL,
+                           DEACTIVATE_REMOTE_FREES, DEACTIVATE_TO_HEAD, DEACTIVATE_TO_TAIL,
+                           FREE_ADD_PARTIAL, FREE_FROZEN, FREE_REMOVE_PARTIAL, FREE_SLAB,
+                           FREE_SLOWPATH, MAX_MEMCG_CACHES, MAX_ORDER, ORDER_FALLBACK, PAGE_SHIFT,
+                           PAGE_SIZE, kmem_cache, kmem_cache_cpu, kmem_cache_node, mem_cgroup, page,
+                           slub_machine, stat_item, zone)
+# The memcg side of the slab code (mm/memcontrol.c), called directly as
+# mm/slub.c does: with the types in types.pxd neither .pxd cimports the
+# other, and the two extension modules import each other's C functions at
+# load (each exports its own before it imports the other's).
+from slubcy.memcg cimport memcg_css_free, memcg_cache_empty
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
+from slubcy.sched cimport rcu_read_lock_ext, rcu_read_unlock_ext
 from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
                            local_irq_enabled, store_buffer_drain, vcpu, preempt_check_resched,
                            PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
                            PP_PUT_CPU_PARTIAL_AFTER_READ)
-from slubcy.page_alloc cimport (page, zone, alloc_pages, __free_pages, get_order, page_address,
-                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor, PAGE_SIZE, PAGE_SHIFT,
-                                MAX_ORDER, slab_word_read, slab_word_set, slab_cmpxchg, spin_lock,
-                                spin_unlock, spin_lock_init, atomic_long_add, atomic_long_read,
-                                atomic_int_read, atomic_int_set, atomic_u64_or, atomic_u64_fetch_and,
-                                long_read_once, long_write_once, ptr_read_once, ptr_write_once,
-                                ulong_read_once, u64_read_once, int_read_once, u16_read_once,
-                                u8_read_once, u16_write_once)
-from slubcy.sched cimport atomic_u64_read, rcu_read_lock_ext, rcu_read_unlock_ext
+from slubcy.page_alloc cimport (alloc_pages, __free_pages, get_order, page_address,
+                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor)
 
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
-
-cdef extern from *:
-    """
-    #define __atomic_sub_fetch_long(p, v) __atomic_sub_fetch((p), (v), __ATOMIC_ACQ_REL)
-    """
-    long __atomic_sub_fetch "__atomic_sub_fetch_long"(long *p, long v) nogil
 
 # ---------------------------------------------------------------------------
 # Geometry: calculate_alignment, calculate_sizes, calculate_order, slab_order
@@ -232,36 +239,19 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
             return NULL
         s.accounted = 1
     spin_lock(&m.slab_lock)
-    s.next = m.slab_caches
-    s.prev = NULL
-    if m.slab_caches != NULL:
-        m.slab_caches.prev = s
-    m.slab_caches = s
+    list_add(&s.list, &m.slab_caches)
     if s.accounted:
-        s.root_next = m.accounted_roots
-        m.accounted_roots = s
+        list_add(&s.root_caches_node, &m.slab_root_caches)
     spin_unlock(&m.slab_lock)
     return s
 
 
 cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil:
     """Take a cache off the machine's lists; slab_lock held."""
-    cdef kmem_cache **pp
-    if s.prev != NULL:
-        s.prev.next = s.next
-    elif s.m.slab_caches == s:
-        s.m.slab_caches = s.next
-    if s.next != NULL:
-        s.next.prev = s.prev
-    s.next = s.prev = NULL
-    if not s.accounted:
-        return
-    pp = &s.m.accounted_roots
-    while pp[0] != NULL:
-        if pp[0] == s:
-            pp[0] = s.root_next
-            break
-        pp = &pp[0].root_next
+    if s.list.next != NULL:
+        list_del(&s.list)
+    if s.accounted and s.root_caches_node.next != NULL:
+        list_del(&s.root_caches_node)
 
 
 cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
@@ -473,8 +463,8 @@ cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil:
     memcg_uncharge_slab(s, pg)
     u16_write_once(&pg.flags, pg.flags & ~PG_slab)
     __free_pages(&s.m.z, pg, order)
-    if s.dead and atomic_long_read(&s.node.nr_slabs) == 0 and s.m.cache_empty != NULL:
-        s.m.cache_empty(s.m, s)
+    if s.dead and atomic_long_read(&s.node.nr_slabs) == 0:
+        memcg_cache_empty(s.m, s)
 
 
 # ---------------------------------------------------------------------------
@@ -486,8 +476,8 @@ cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil:
 
 cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil:
     """Drop n references; the last one frees the (offline) memcg: css_free."""
-    if __atomic_sub_fetch(&memcg.refcnt, n) == 0 and m.memcg_release != NULL:
-        m.memcg_release(m, memcg)
+    if atomic_long_sub_return(&memcg.refcnt, n) == 0:
+        memcg_css_free(m, memcg)
 
 
 cdef inline void memcg_charge_slab(kmem_cache *s, page *pg) noexcept nogil:
@@ -1624,18 +1614,18 @@ cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots
         # allocated (they are freed by call_rcu) until their vCPUs answered
         rcu_read_lock_ext(&m.sc)
         spin_lock(&m.slab_lock)
-        s = m.slab_caches
+        s = slab_caches_first(m)
         while s != NULL:
             nr += 1
-            s = s.next
+            s = slab_caches_next(m, s)
         caches = <kmem_cache **>malloc((nr + 1) * sizeof(kmem_cache *))
         if caches != NULL:
             nr = 0
-            s = m.slab_caches
+            s = slab_caches_first(m)
             while s != NULL:
                 caches[nr] = s
                 nr += 1
-                s = s.next
+                s = slab_caches_next(m, s)
         spin_unlock(&m.slab_lock)
         if caches != NULL:
             rc = cpu_usage_collect(m, caches, nr, &freelist, &cpu_slabs, &cpu_partial)
@@ -1835,10 +1825,10 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     ON_NODE = mark_range(m, <uint32_t>(m.nr_cpus + 1))
     ON_CPU = ON_NODE + 1
     spin_lock(&m.slab_lock)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL and rc == 0:
         rc = validate_lists(s, ON_NODE, ON_CPU, err, errlen)
-        s = s.next
+        s = slab_caches_next(m, s)
     while pfn < z.nr_pages and rc == 0:
         pg = &z.mem_map[pfn]
         if not (pg.flags & PG_slab):
@@ -1846,10 +1836,10 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
             continue
         pfn += <size_t>1 << pg.order
         rc = validate_slab(<kmem_cache *>pg.slab_cache, pg, ON_NODE, ON_CPU, err, errlen)
-    s = m.slab_caches
+    s = slab_caches_first(m)
     while s != NULL and rc == 0:
         rc = validate_counts(s, err, errlen)
-        s = s.next
+        s = slab_caches_next(m, s)
     spin_unlock(&m.slab_lock)
     spin_unlock(&m.check_lock)
     return rc

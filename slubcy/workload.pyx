@@ -21,31 +21,22 @@ from libc.stdlib cimport realloc
 from libc.string cimport memset
 from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
-from slubcy.page_alloc cimport page, virt_to_head_page
-from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
+from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
+                            atomic_long_read_acquire, atomic_u64_read, atomic_u64_set)
+from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
+from slubcy.page_alloc cimport virt_to_head_page
 from slubcy.alloc cimport slab_alloc_node, slab_free
 from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
 from slubcy.kworker cimport flush_workqueue
-from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq, monotonic,
-                           local_irq_enabled, preempt_check_resched,
-                           xorshift64, run_local_timers, backoff_wait,
-                           atomic_int_read, atomic_int_set, QS_INTERVAL)
-
-cdef extern from "_atomic.h" nogil:
-    uint64_t atomic_u64_read(uint64_t *p)
-    void atomic_u64_set(uint64_t *p, uint64_t v)
-    void cpu_relax()
-    int atomic_int_cmpxchg(int *p, int old, int new_)
+from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
+                           monotonic, local_irq_enabled, preempt_check_resched, xorshift64,
+                           run_local_timers, backoff_wait, QS_INTERVAL)
 
 cdef extern from *:
     """
     #define SLUBCY_CANARY_KEY 0x5EED5AB1E5CA1AB5ULL
-    static inline int slubcy_fetch_add(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
-    static inline long slubcy_load_long_acq(long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
     """
-    long load_long "slubcy_load_long_acq"(long *p) nogil
     const uint64_t CANARY_KEY "SLUBCY_CANARY_KEY"
-    int fetch_add "slubcy_fetch_add"(int *p, int v) nogil
 
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
@@ -331,9 +322,9 @@ cdef void wait_kworker(worker *w) noexcept nogil:
     """Wait until the kworker has run what this worker queued (its child
     caches' creation), as a task that sleeps: quiescent between checks, and
     serving the requests posted to its vCPU."""
-    cdef long target = load_long(&w.m.wq.queued)
+    cdef long target = atomic_long_read_acquire(&w.m.wq.queued)
     cdef int spins = 0
-    while load_long(&w.m.wq.done) + load_long(&w.m.wq.cancelled) < target:
+    while atomic_long_read_acquire(&w.m.wq.done) + atomic_long_read_acquire(&w.m.wq.cancelled) < target:
         rcu_quiescent_state(w.sc, w.cpu)
         if atomic_int_read(w.stop):
             return
@@ -510,7 +501,7 @@ cdef void worker_main(worker *w) noexcept nogil:
     ring_publish(w.out)
     # Phase 2: once every worker stopped producing and the controller has
     # sampled the machine, free what others handed over to us.
-    fetch_add(w.phase_count, 1)
+    atomic_int_fetch_add(w.phase_count, 1)
     k = 0
     while not atomic_int_read(w.drain_go):
         drain_inq(w)            # keep the rings moving (a full ring would stall)
@@ -691,7 +682,7 @@ cdef class Run:
         with nogil:
             while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
                 sched_yield()       # a controller call is on this vCPU for a moment
-            fetch_add(&self.start_ready, 1)
+            atomic_int_fetch_add(&self.start_ready, 1)
             while not atomic_int_read(go) and not atomic_int_read(w.stop):
                 nanosleep(&ts, NULL)
             worker_main(w)

@@ -358,7 +358,7 @@ def _wait(r, ops, seconds, show, sampler=None, every=0.05):
         bar.close()
 
 
-MAX_LOOP_CACHES = 256       # policies.base.MAX_CHILD_CACHES: child caches per memcg
+MAX_LOOP_CACHES = 256       # slubcy.policies.base.MAX_CHILD_CACHES: child caches per memcg
 
 
 def cgroup_loop(policy, caches_per_memcg=1, seconds=None, runs=None, cpus=2, hz=250,

@@ -18,28 +18,19 @@ def slab_pages(m, memcg):
                if row["root"] is not None and row["memcg"] == memcg.name)
 
 
-def create_children(m, g, *caches):
-    """A memcg's first allocation from each accounted cache queues its child
-    cache's creation on the kworker and is served, uncharged, from the root
-    cache (memcg_schedule_kmem_cache_create): let the creations run."""
-    for c in caches:
-        m.kmem_cache_free(c, m.kmem_cache_alloc(c, cpu=0, memcg=g), cpu=0)
-    m.flush_work()
-
-
 def pinned(policy):
     return policy in ("keep", "naive", "barrier")      # pages pin the memcg (up to 5.2)
 
 
 @pytest.mark.parametrize("policy", ["keep", "naive", "barrier", "reparent"])
-def test_slab_pages_charged_per_memcg(policy):
+def test_slab_pages_charged_per_memcg(policy, create_child_caches):
     with slubcy.Machine(cpus=2, memory=64 << 20, policy=policy) as m:
         c = m.kmem_cache_create("acct", 512, flags=ACCT)
         d = m.kmem_cache_create("acct2", 5000, flags=ACCT)
         root = m.root_mem_cgroup
         g = m.memcg_create("g")
         assert g.nr_pages == 0
-        create_children(m, g, c, d)
+        create_child_caches(m, g, c, d)
         assert g.nr_pages == 0
         objs = [(c, m.kmem_cache_alloc(c, cpu=i % 2, memcg=g)) for i in range(400)]
         objs += [(d, m.kmem_cache_alloc(d, cpu=i % 2, memcg=g)) for i in range(40)]

@@ -8,12 +8,6 @@ from slubcy import errors
 
 
 @pytest.fixture
-def m():
-    with slubcy.Machine(cpus=2, memory=16 << 20) as machine:
-        yield machine
-
-
-@pytest.fixture
 def c(m):
     return m.kmem_cache_create("obj", 96)
 
@@ -480,7 +474,7 @@ def test_child_cache_name_cut_on_a_character_boundary():
         assert len(names) == 4 and all(len(n.encode()) <= 63 for n in names), names
         m.validate()
         assert len(m.cache_info()) >= 5
-        from slubcy import report
+        from slubcy.analysis import report
         report.tools_slabinfo(m.cache_info())
 
 

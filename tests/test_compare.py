@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from slubcy import compare, results, sweep, workloads
+from slubcy import workloads
+from slubcy.analysis import compare, results, sweep
 from slubcy.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,13 +275,11 @@ def test_workloads_run_stops_its_workers_on_ctrl_c():
     assert workloads.run("churn", cpus=2, ops=10_000, policy="naive").metrics["ops"] > 0
 
 
-def test_sigint_mid_compare_exits_130_and_keeps_finished_runs(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+def test_sigint_mid_compare_exits_130_and_keeps_finished_runs(tmp_path, tree_env):
     proc = subprocess.Popen(
         [sys.executable, "-m", "slubcy.cli", "compare", "naive", "objcg", "--repeat", "3",
          "--seconds", "1", "--out", str(tmp_path), "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=tree_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     meta = tmp_path / "compare_churn_meta.json"
     try:
@@ -452,20 +451,15 @@ def test_verdict_says_what_leaks():
     assert "what leaks: never unregistered" in text
 
 
-def _cli_env():
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-
-
 @pytest.mark.parametrize("argv", [["run", "--seconds", "60", "--cpus", "4"],
                                   ["run", "-w", "churn", "-p", "naive", "--seconds", "60"]])
-def test_sigint_mid_run_stops_the_workers_and_exits_130(tmp_path, argv):
+def test_sigint_mid_run_stops_the_workers_and_exits_130(tmp_path, argv, tree_env):
     """Ctrl-C while `slubcy run`'s workers run: they are stopped and joined,
     the exit status is 130, no traceback, well before --seconds."""
     err_path = tmp_path / "err"
     with open(err_path, "w") as err_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "slubcy.cli", *argv], cwd=ROOT, env=_cli_env(),
+            [sys.executable, "-m", "slubcy.cli", *argv], cwd=ROOT, env=tree_env,
             stdout=subprocess.DEVNULL, stderr=err_file, text=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
@@ -490,7 +484,8 @@ def test_sigint_mid_run_stops_the_workers_and_exits_130(tmp_path, argv):
     assert took < 20
 
 
-def test_seconds_bounds_wall_time_at_many_vcpus():
+@pytest.mark.slow
+def test_seconds_bounds_wall_time_at_many_vcpus(tree_env):
     """--seconds bounds the run whatever the vCPU count: the workers wait at a
     start gate and are released together, none spins while the next ones
     start (256 vCPUs on this host's few cores: 71 s before the gate, ~1.4 s
@@ -501,7 +496,7 @@ t = time.monotonic()
 r = w.run("fastpath", cpus=256, seconds=0.5, progress=False)
 print(time.monotonic() - t, max(x["seconds"] for x in r.per_cpu))
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_cli_env(),
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=tree_env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     wall, longest = map(float, proc.stdout.split())

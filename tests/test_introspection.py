@@ -23,6 +23,7 @@ def run_script(body):
     return proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workload,cpus,rounds,lists", [
     ("churn", 2, 1, True), ("larson", 2, 1, True),
     # the cpu freelist walks of slab_usage()/cache_usage() alone, more vCPUs

@@ -4,23 +4,12 @@ import statistics
 
 import pytest
 
-import policies
+from slubcy import policies
 import slubcy
 from slubcy import race, workloads
 
 ACCT = slubcy.SLAB_ACCOUNT | slubcy.SLAB_HWCACHE_ALIGN
 PREEMPT = "slab_free:before_cmpxchg=0.5:50us:spin"
-
-
-def create_child_caches(m, g, *caches):
-    """A memcg's first allocation from an accounted cache queues its child
-    cache's creation on the kworker and comes from the root cache
-    (memcg_kmem_get_cache, 4.0-5.8): allocate once from each, let the
-    kworker run, free those objects."""
-    first = [(c, m.kmem_cache_alloc(c, memcg=g)) for c in caches]
-    m.flush_work(timeout=30)
-    for c, a in first:
-        m.kmem_cache_free(c, a)
 
 
 # -- the replay -----------------------------------------------------------
@@ -151,7 +140,7 @@ def test_churn_without_preemption_leaks_far_less():
     that its rate, 20-25, is too close to the quiet one to test in a second.)
     (It was frequent once, an artifact: a request pending before the
     window was taken inside it.)"""
-    from slubcy.compare import rate_test
+    from slubcy.analysis.compare import rate_test
     quiet = churn("naive", seed=2, seconds=1.0, preempt=None)
     loud = churn("naive", seed=2, seconds=1.0, preempt="slab_free:before_cmpxchg=0.5:200us:sleep")
     assert quiet.metrics["offlines"] > 500 and loud.metrics["offlines"] > 100
@@ -206,7 +195,7 @@ def test_barrier_async_shrinks_keep_up_with_churn(policy):
         assert max(row["retained_pages"] for row in r.series) <= arena_pages // 4
 
 
-def test_deferred_shrink_runs_on_the_workqueue():
+def test_deferred_shrink_runs_on_the_workqueue(create_child_caches):
     with slubcy.Machine(cpus=2, memory=32 << 20, policy="barrier") as m:
         caches = [m.kmem_cache_create(n, 192, flags=ACCT) for n in ("a", "b", "c")]
         g = m.memcg_create("job")
@@ -222,7 +211,7 @@ def test_deferred_shrink_runs_on_the_workqueue():
         m.validate()
 
 
-def test_reparented_dead_caches_go_in_any_order():
+def test_reparented_dead_caches_go_in_any_order(create_child_caches):
     """5.3 splices every dead child cache onto the parent's list; each then
     leaves it when its last slab goes, in whatever order (list_del of
     children_node: O(1), and the list stays linked both ways)."""
@@ -300,7 +289,7 @@ def test_churn_offline_from_inside_the_workload_and_metrics_names():
 # -- memcg API and policies -----------------------------------------------
 
 @pytest.mark.parametrize("policy", ["keep", "naive", "barrier", "reparent", "reap", "objcg"])
-def test_memcg_lifecycle(policy):
+def test_memcg_lifecycle(policy, create_child_caches):
     with slubcy.Machine(cpus=2, memory=32 << 20, policy=policy) as m:
         c = m.kmem_cache_create("dentry", 192, flags=ACCT)
         plain = m.kmem_cache_create("plain", 64)
@@ -342,7 +331,7 @@ def test_memcg_lifecycle(policy):
         m.validate()
 
 
-def test_keep_unregisters_only_the_caches_empty_at_offline():
+def test_keep_unregisters_only_the_caches_empty_at_offline(create_child_caches):
     """Linux 3.16 memcg_unregister_all_caches(): at offline each cache is
     shrunk and unregistered only if it holds no page then.  One that held
     objects stays for good -- dead, with its memcg dying -- even once every

@@ -307,7 +307,7 @@ CoreVsModel.TestCase.settings = settings(
     max_examples=300, stateful_step_count=60, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestCoreVsModel = CoreVsModel.TestCase
+TestCoreVsModel = pytest.mark.slow(CoreVsModel.TestCase)
 
 
 def test_scripted_scenario_core_vs_model():

@@ -12,8 +12,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from slubcy import results
+from slubcy.analysis import results
 
+pytestmark = pytest.mark.slow      # asv runs and a notebook executed: tens of seconds
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "results").glob("*.ipynb"))
 
@@ -33,9 +34,12 @@ def asv_results(tmp_path_factory):
     from asv.util import load_json
     tmp = tmp_path_factory.mktemp("asv")
     conf = load_json(str(ROOT / "asv.conf.json"), js_comments=True)
+    # the branch checked out (a clone of a feature branch has no local main)
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()
     conf.update(repo=str(ROOT), benchmark_dir=str(ROOT / "benchmarks"),
                 results_dir=str(tmp / "results"), html_dir=str(tmp / "html"),
-                env_dir=str(tmp / "env"))
+                env_dir=str(tmp / "env"), branches=[branch])
     path = tmp / "asv.conf.json"
     path.write_text(json.dumps(conf))
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,

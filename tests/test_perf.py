@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 import slubcy
-from slubcy import bench, perf
+from slubcy import bench
+from slubcy.analysis import perf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_quick_run_prints_every_figure_with_finite_numbers():
     p = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "perf.py"), "--quick"],
                        capture_output=True, text=True, timeout=300)

@@ -1,4 +1,4 @@
-"""Tests for slubcy.report: /proc/slabinfo, tools/vm/slabinfo and the SLUB
+"""Tests for slubcy.analysis.report: /proc/slabinfo, tools/vm/slabinfo and the SLUB
 statistics files, on synthetic cache dicts whose expected output is worked
 out by hand below."""
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 try:
-    from slubcy import report
+    from slubcy.analysis import report
 except Exception:  # report.py is pure Python: test it even if the compiled core is not built
     _path = pathlib.Path(__file__).resolve().parents[1] / "slubcy" / "report.py"
     _spec = importlib.util.spec_from_file_location("slubcy_report_standalone", _path)

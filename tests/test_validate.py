@@ -4,16 +4,9 @@ message of the check that must find it), and the min_partial boundary of
 deactivate_slab, unfreeze_partials and __slab_free, built exactly."""
 import pytest
 
-import slubcy
 from slubcy import SlabCorruption
 
 SIZE = 256          # 16 objects a slab, cpu_partial 13, min_partial 5
-
-
-@pytest.fixture
-def m():
-    with slubcy.Machine(cpus=2, memory=16 << 20) as m:
-        yield m
 
 
 @pytest.fixture

@@ -29,26 +29,17 @@ from libc.stdint cimport uint64_t, uint32_t, uint16_t, uint8_t, int32_t, uintptr
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport strncpy
 from posix.time cimport timespec, nanosleep
-from slubcy.page_alloc cimport (page, virt_to_head_page, alloc_pages, __free_pages,
-                                page_address, PG_large_kmalloc)
-from slubcy.slub cimport kmem_cache, slub_machine, mem_cgroup
+from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
+                            atomic_ptr_read, atomic_ptr_set, cpu_relax, u16_write_once)
+from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
+from slubcy.page_alloc cimport (virt_to_head_page, alloc_pages, __free_pages, page_address,
+                                PG_large_kmalloc)
 from slubcy.alloc cimport slab_alloc_node, slab_free
 from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
 from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
                            monotonic, local_irq_enabled, preempt_check_resched,
-                           run_local_timers, backoff_wait, atomic_int_read, atomic_int_set,
-                           atomic_ptr_read, atomic_ptr_set, QS_INTERVAL)
-
-cdef extern from "_atomic.h" nogil:
-    void u16_write_once(uint16_t *p, uint16_t v)
-    void cpu_relax()
-
-cdef extern from *:
-    """
-    static inline int slubcy_replay_fetch_add(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
-    """
-    int fetch_add "slubcy_replay_fetch_add"(int *p, int v) nogil
+                           run_local_timers, backoff_wait, QS_INTERVAL)
 
 cdef extern from "sched.h" nogil:
     int sched_yield()
@@ -203,7 +194,7 @@ cdef void group_done(rworker *w, group *g, offline_log *log) noexcept nogil:
     here removes the memcg (its offline is queued to the kworker)."""
     cdef double waited = 0.0
     cdef mem_cgroup *memcg
-    if fetch_add(&g.pending, -1) != 1:
+    if atomic_int_fetch_add(&g.pending, -1) != 1:
         return
     memcg = <mem_cgroup *>atomic_ptr_read(<void **>&g.memcg)
     if memcg == NULL or <void *>memcg == SLOT_FAILED:
@@ -312,7 +303,7 @@ cdef void worker_main(rworker *w, offline_log *log) noexcept nogil:
     # objects never freed are live; it validates with every vCPU idle),
     # then back on it to free them.
     vcpu_release(w.sc, w.cpu)
-    fetch_add(w.phase_count, 1)
+    atomic_int_fetch_add(w.phase_count, 1)
     while not atomic_int_read(w.drain_go):
         nanosleep(&ts, NULL)
     while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
@@ -455,7 +446,7 @@ cdef class Replay:
         with nogil:
             while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
                 sched_yield()
-            fetch_add(&self.start_ready, 1)
+            atomic_int_fetch_add(&self.start_ready, 1)
             while not atomic_int_read(go) and not atomic_int_read(w.stop):
                 nanosleep(&ts, NULL)
             worker_main(w, log)

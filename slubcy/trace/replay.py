@@ -229,7 +229,7 @@ def _wait(r, total, progress):
 def format_report(res):
     """The text `slubcy replay` prints: the metrics, the trace report and
     the slabinfo of the caches that hold slabs at the end."""
-    from slubcy import report
+    from slubcy.analysis import report
     t = res.trace
     out = [f"{t['path']}: {t['format']}, kernel {t['generation']}, replayed on {res.cpus} vCPUs "
            f"(trace CPUs folded), policy {res.policy}, memcg by {t['memcg_by']}"]

@@ -1,6 +1,6 @@
 """Load what slubcy writes into pandas DataFrames, for the notebooks.
 
-    from slubcy import results
+    from slubcy.analysis import results
     runs = results.load_compare("results")          # `slubcy compare --out results`
     asv = results.load_asv(".asv/results")          # `make bench`
 

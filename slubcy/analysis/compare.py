@@ -21,7 +21,7 @@ row per run x metric), the summary, each run's time series
 (compare_W_series.csv), the quantiles of each run's offline latency
 (compare_W_offline_us.csv) and compare_W_meta.json (`"partial": true` until
 the last run is in) are rewritten, so an interrupted compare keeps what
-finished; the PNG is drawn at the end.  slubcy.results.load_compare reads
+finished; the PNG is drawn at the end.  slubcy.analysis.results.load_compare reads
 them back.
 """
 import json
@@ -127,9 +127,9 @@ def rate_test(k1, n1, k2, n2):
 
 def default_policies():
     """What `slubcy compare` runs with no policy named: every registered
-    policy (each of its variants where it has some, policies.compare_specs()),
+    policy (each of its variants where it has some, slubcy.policies.compare_specs()),
     the kernel's current answer (objcg) first as the baseline."""
-    import policies as registry
+    from slubcy import policies as registry
     names = registry.compare_specs()
     return sorted(names, key=lambda n: n.partition(":")[0] != BASELINE)
 
@@ -464,7 +464,7 @@ def verdicts(summary, policies):
 
 def leak_kind(spec):
     """What a leaked cache is under this policy (its Policy.leak_kind), or ''."""
-    import policies as registry
+    from slubcy import policies as registry
     try:
         return registry.get_policy(spec).leak_kind
     except (ValueError, AttributeError):

@@ -2,7 +2,7 @@
 model's preemption rate, measure a policy's leak rate at each, fit it and
 extrapolate to a production host.
 
-    s = slubcy.sweep.leak_vs_preemption("naive", rates=[1000, 3000, 10000],
+    s = slubcy.analysis.sweep.leak_vs_preemption("naive", rates=[1000, 3000, 10000],
                                         seconds=0.5, repeat=2, outlive=1.0)
     print(s.format()); s.points; s.fit; s.extrapolation; s.plot("sweep.png")
 
@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from slubcy import compare, workloads
+from slubcy import workloads
+from slubcy.analysis import compare
 from slubcy.preempt import MODEL, parse_model, parse_spec
 
 DEFAULT_RATES = (1000, 3000, 10000)

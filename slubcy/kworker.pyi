@@ -1,0 +1,1 @@
+"""slubcy.kworker (Cython): C-level only (cimport its .pxd); nothing Python-visible."""
