@@ -43,19 +43,19 @@ def fastpath_pairs(KmemCache cache, long n, int cpu=0):
     (slab_alloc_node + virt_to_head_page + slab_free: the one entry, no memcg), in a nogil loop."""
     cdef kmem_cache *s = cache.get()
     cdef Machine m = cache.machine
-    m._cpu(cpu)
+    m.check_cpu(cpu)
     cdef long i
     cdef kmem_cache *from_cache
     cdef void *p
     cdef double t0, t1
-    m._enter(cpu)           # this thread runs vCPU `cpu` for the loop
+    m.vcpu_enter(cpu)           # this thread runs vCPU `cpu` for the loop
     with nogil:
         t0 = now()
         for i in range(n):
             p = slab_alloc_node(s, NULL, cpu, 0, &from_cache)
             slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu, 0)
         t1 = now()
-    m._exit(cpu)
+    m.vcpu_exit(cpu)
     return t1 - t0
 
 
@@ -140,11 +140,11 @@ def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, in
     the cpu slab is the fast path (do_slab_free: page == c->page); another
     vCPU sends every free through __slab_free, whose cmpxchg_double on the
     slab's (freelist, counters) is a 64-bit compare-and-swap here.  This thread
-    runs both vCPUs for the call (the Python API's own _enter)."""
+    runs both vCPUs for the call (the Python API's own vcpu_enter)."""
     cdef kmem_cache *s = cache.get()
     cdef Machine m = cache.machine
-    m._cpu(alloc_cpu)
-    m._cpu(free_cpu)
+    m.check_cpu(alloc_cpu)
+    m.check_cpu(free_cpu)
     if nobjects < 1 or rounds < 1:
         raise ValueError("nobjects and rounds must be >= 1")
     cdef void **objs = <void **>malloc(nobjects * sizeof(void *))
@@ -154,12 +154,12 @@ def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, in
     cdef kmem_cache *from_cache
     cdef void *p
     cdef double t0, total = 0.0
-    m._enter(alloc_cpu)
+    m.vcpu_enter(alloc_cpu)
     if free_cpu != alloc_cpu:
         try:
-            m._enter(free_cpu)
+            m.vcpu_enter(free_cpu)
         except BaseException:
-            m._exit(alloc_cpu)
+            m.vcpu_exit(alloc_cpu)
             free(objs)
             raise
     with nogil:
@@ -179,8 +179,8 @@ def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, in
             if got < nobjects:
                 break
     if free_cpu != alloc_cpu:
-        m._exit(free_cpu)
-    m._exit(alloc_cpu)
+        m.vcpu_exit(free_cpu)
+    m.vcpu_exit(alloc_cpu)
     free(objs)
     if got < nobjects:
         raise MemoryError("arena exhausted")
@@ -206,7 +206,7 @@ def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
     slot the sequence uses) receives the addresses; the caller must give a
     well-formed sequence (frees of live slots only).  Returns (seconds,
     objects live at the end)."""
-    m._idle()
+    m.check_idle()
     cdef int ncaches = len(caches)
     if ops.shape[1] != 4:
         raise ValueError("ops must have 4 columns: op, cache, cpu, slot")
@@ -280,7 +280,7 @@ def struct_page_size():
 def metadata_regions(Machine m):
     """{name: (address, bytes)} of the arena and of the per-page metadata
     mapping: mem_map (a struct page per frame, as the kernel's)."""
-    m._check()
+    m.check_open()
     return {
         "arena": (<uintptr_t>m.m.z.base, m.m.z.nr_pages * PAGE_SIZE),
         "mem_map": (<uintptr_t>m.m.z.mem_map, m.m.z.nr_pages * sizeof(page)),
@@ -312,7 +312,7 @@ def prefault(Machine m):
     use is written) so a measurement that follows times the allocator, not
     first-touch page faults — the kernel's RAM is resident before SLUB runs.
     Returns the pages touched."""
-    m._idle()
+    m.check_idle()
     cdef zone *z = &m.m.z
     cdef size_t pfn = 0, i, n, touched = 0
     spin_lock(&z.lock)

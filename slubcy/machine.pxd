@@ -40,16 +40,18 @@ cdef class Machine:
     cdef mem_cgroup *_rmdir_target(self, memcg) except NULL
     cdef _rmdir_error(self, int r, memcg)
     cdef KmemCache _wrap_child(self, kmem_cache *s)
-    cdef int _enter(self, int cpu) except -1
-    cdef bint _enter_wait(self, int cpu)
-    cdef void _exit(self, int cpu) noexcept
+    cdef int vcpu_enter(self, int cpu) except -1
+    cdef bint vcpu_enter_wait(self, int cpu)
+    cdef void vcpu_exit(self, int cpu) noexcept
     cdef int _nogil_begin(self, KmemCache c) except -1
     cdef void _nogil_end(self, KmemCache c) noexcept
     cdef double _wait_bound(self)
-    cdef int _idle(self) except -1
+    cdef int check_idle(self) except -1
+    cdef int workers_begin(self, int n) except -1
+    cdef void workers_end(self, int n) noexcept
     cdef void _release(self) noexcept
-    cdef int _check(self) except -1
-    cdef int _cpu(self, cpu) except -1
+    cdef int check_open(self) except -1
+    cdef int check_cpu(self, cpu) except -1
     cdef kmem_cache *_cache(self, c) except NULL
     cdef void *_addr(self, addr) except? NULL
     cdef _create_kmalloc_caches(self)

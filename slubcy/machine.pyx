@@ -37,10 +37,13 @@ from slubcy.sched cimport NR_PREEMPT_POINTS
 from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk,
                           SLAB_HOOK_PY_LIVE)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
-                           memcg_objcg_counts, dead_cache_counts,
+                           memcg_objcg_counts, objcg_counts, dead_cache_counts, dead_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches,
                            cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
                            RMDIR_NOMEM, RMDIR_STOPPED)
+from slubcy.lifecycle cimport (slub_machine_init, slub_machine_release, MACHINE_OK,
+                              MACHINE_NOMEM_VCPUS, MACHINE_NOMEM_ARENA, MACHINE_NOMEM_MEMCG,
+                              MACHINE_NO_KWORKER)
 from slubcy.mutex cimport mutex_lock, mutex_unlock
 from slubcy.sched cimport vcpu_borrow, vcpu_unborrow, backoff_wait
 from slubcy.kworker cimport workqueue_start, workqueue_stop, flush_workqueue
@@ -52,6 +55,14 @@ from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, C
                            NotAnObject, NotInArena, SlabCorruption, Timeout, WrongCache)
 
 cnp.import_array()
+
+# slub_machine_init()'s failures
+_INIT_ERRORS = {
+    MACHINE_NOMEM_VCPUS: (MemoryError, "cannot allocate the vCPUs"),
+    MACHINE_NOMEM_ARENA: (MemoryError, "cannot map an arena of {memory} bytes"),
+    MACHINE_NOMEM_MEMCG: (MemoryError, "cannot allocate the root memcg and the memcg stocks"),
+    MACHINE_NO_KWORKER: (RuntimeError, "cannot start the machine's kworker thread"),
+}
 
 cdef extern from "sys/mman.h" nogil:
     int MAP_NORESERVE
@@ -318,12 +329,12 @@ cdef class MemCgroup:
         object, i.e. nr_pages * PAGE_SIZE - precharged_bytes.  Exact while
         no worker runs.  0 with per-memcg caches, which charge whole slab
         pages (nr_pages)."""
-        cdef long out[2]
+        cdef objcg_counts out
         cdef mem_cgroup *g = self.live()
         if g == NULL or self.machine.m.per_memcg_caches:
             return 0
-        memcg_objcg_counts(&self.machine.m, g, out)
-        return out[0] * PAGE_SIZE - out[1]
+        memcg_objcg_counts(&self.machine.m, g, &out)
+        return out.nr_pages * PAGE_SIZE - out.precharged
 
     @property
     def precharged_bytes(self):
@@ -332,12 +343,12 @@ cdef class MemCgroup:
         nr_bytes) of the vCPUs caching one of its obj_cgroups, and those
         obj_cgroups' sub-page leftovers (nr_charged_bytes).  Exact while no
         worker runs; 0 with per-memcg caches."""
-        cdef long out[2]
+        cdef objcg_counts out
         cdef mem_cgroup *g = self.live()
         if g == NULL or self.machine.m.per_memcg_caches:
             return 0
-        memcg_objcg_counts(&self.machine.m, g, out)
-        return out[1]
+        memcg_objcg_counts(&self.machine.m, g, &out)
+        return out.precharged
 
     def __eq__(self, other):
         return isinstance(other, MemCgroup) and (<MemCgroup>other).id == self.id \
@@ -411,6 +422,7 @@ cdef class Machine:
     def __cinit__(self, cpus=1, nr_cpu_ids=None, memory=64 << 20, policy=None, seed=0,
                   slub_min_objects=0, slub_min_order=0, slub_max_order=3, ipi_timeout=10.0,
                   hz=None, expedited=False):
+        cdef int rc
         self.closed = True          # until the arena exists
         INIT_LIST_HEAD(&self.m.slab_caches)     # empty lists: _release() walks them
         INIT_LIST_HEAD(&self.m.slab_root_caches)
@@ -449,38 +461,22 @@ cdef class Machine:
         if not expedited and 0 <= ipi_timeout < 2.0 / hz:
             raise ValueError(f"ipi_timeout {ipi_timeout} s is shorter than two ticks at hz={hz}: "
                              "every grace period would time out (or use expedited=True)")
-        self.m.nr_cpus = cpus
-        self.m.nr_cpu_ids = nr_cpu_ids
         self.m.slub_min_objects = slub_min_objects
         self.m.slub_min_order = slub_min_order
         self.m.slub_max_order = slub_max_order
         self.policy = policy
         self.seed = seed
-        self.m.ipi_timeout = ipi_timeout
-        if sched_init(&self.m.sc, cpus, <uint64_t>(seed & 0xffffffffffffffff)) != 0:
-            raise MemoryError("cannot allocate the vCPUs")
         self.hz = hz
         self.expedited = expedited
-        if not expedited:
-            self.m.sc.tick_ns = 1_000_000_000 // hz
-        if zone_init(&self.m.z, memory) != 0:
-            sched_release(&self.m.sc)
-            raise MemoryError(f"cannot map an arena of {memory} bytes")
+        rc = slub_machine_init(&self.m, cpus, nr_cpu_ids, memory,
+                               <uint64_t>(seed & 0xffffffffffffffff),
+                               0 if expedited else 1_000_000_000 // hz, ipi_timeout)
+        if rc != MACHINE_OK:
+            self.closed = True
+            raise _INIT_ERRORS[rc][0](_INIT_ERRORS[rc][1].format(memory=memory))
         self.closed = False
         self._children = {}
         self._vcpu_user = bytearray(cpus)
-        # Linux 4.0 behaviour until a policy says otherwise
-        self.m.per_memcg_caches = 1
-        self.m.pages_pin_memcg = 1
-        self.m.cpu_partial_dead_check = 1
-        self.m.unregister_on_empty = 1
-        if memcg_init(&self.m) != 0:
-            self._release()
-            raise MemoryError("cannot allocate the root memcg and the memcg stocks")
-        # the kworker: offlines (cgroup_destroy_wq) and child cache creation
-        if workqueue_start(&self.m.wq) != 0:
-            self._release()
-            raise RuntimeError("cannot start the machine's kworker thread")
         self._create_kmalloc_caches()
         if policy is not None:
             from slubcy.policies import get_policy
@@ -497,49 +493,13 @@ cdef class Machine:
 
     cdef void _release(self) noexcept:
         cdef KmemCache c
-        cdef kmem_cache_t *s
-        cdef kmem_cache_t *nxt_s
-        cdef mem_cgroup *g
-        cdef mem_cgroup *nxt_g
-        cdef size_t pfn
         for c in self._caches or ():
             c.s = NULL
         for c in (self._children or {}).values():
             c.s = NULL
         self._caches = []
         self._children = {}
-        # the kworker first: it finishes the item it runs and drops the rest
-        with nogil:
-            workqueue_stop(&self.m.wq)
-        # deferred frees (destroyed caches, freed memcgs) run now
-        if self.m.sc.vcpus != NULL:
-            rcu_run_batch(&self.m.sc, self.m.sc.rcu_cur)
-            atomic_ptr_set(<void **>&self.m.sc.rcu_cur, NULL)
-            rcu_run_batch(&self.m.sc, rcu_take_pending(&self.m.sc))
-        kmemcg_deactivate_drop(&self.m)
-        # objcg vectors hang off slab pages
-        if not self.m.per_memcg_caches and self.m.z.mem_map != NULL:
-            for pfn in range(self.m.z.nr_pages):
-                if self.m.z.mem_map[pfn].flags & PG_slab:
-                    memcg_free_page_obj_cgroups(&self.m.z.mem_map[pfn])
-        memcg_free_objcgs(&self.m)
-        s = slab_caches_first(&self.m)
-        while s != NULL:
-            nxt_s = slab_caches_next(&self.m, s)
-            Py_XDECREF(<PyObject *>s.ctor_exc)
-            kmem_cache_release(s)
-            s = nxt_s
-        INIT_LIST_HEAD(&self.m.slab_caches)
-        INIT_LIST_HEAD(&self.m.slab_root_caches)
-        g = memcgs_first(&self.m)
-        while g != NULL:
-            nxt_g = memcgs_next(&self.m, g)
-            c_free(g)
-            g = nxt_g
-        INIT_LIST_HEAD(&self.m.memcgs)
-        py_live_release_all(&self.m)
-        zone_release(&self.m.z)
-        sched_release(&self.m.sc)
+        slub_machine_release(&self.m)
         self.closed = True
 
     def close(self):
@@ -559,7 +519,7 @@ cdef class Machine:
             time.sleep(0.0005)
         if self.closed:
             return
-        self._idle()
+        self.check_idle()
         self._closing = True        # new calls raise MachineClosed from here on
         deadline = monotonic() + self._wait_bound()
         try:
@@ -593,7 +553,7 @@ cdef class Machine:
         self._release()
 
     def __enter__(self):
-        self._check()
+        self.check_open()
         return self
 
     def __exit__(self, *exc):
@@ -623,18 +583,18 @@ cdef class Machine:
     @property
     def arena(self):
         """(start address, size in bytes) of the arena."""
-        self._check()
+        self.check_open()
         return (<uintptr_t>self.m.z.base, self.m.z.nr_pages << PAGE_SHIFT)
 
     @property
     def caches(self):
         """Live caches, kmalloc caches first, in creation order."""
-        self._check()
+        self.check_open()
         return [c for c in self._caches if (<KmemCache>c).s != NULL]
 
     def kmem_cache(self, name):
         """The live cache called `name`."""
-        self._check()
+        self.check_open()
         for c in self._caches:
             if (<KmemCache>c).s != NULL and (<KmemCache>c).name == name:
                 return c
@@ -642,28 +602,55 @@ cdef class Machine:
 
     # -- argument checks ---------------------------------------------------
 
-    cdef int _check(self) except -1:
+    cdef int check_open(self) except -1:
         if self.closed or self._closing:
             raise MachineClosed("the machine is closed")
         return 0
 
-    cdef int _idle(self) except -1:
+    cdef int check_idle(self) except -1:
         """Object-level calls need the machine to themselves."""
-        self._check()
+        self.check_open()
         if self.m.sc.running_workers:
             raise MachineBusy(f"{self.m.sc.running_workers} workers are running on this machine")
         return 0
 
-    cdef int _enter(self, int cpu) except -1:
+    cdef int workers_begin(self, int n) except -1:
+        """A Run is about to start worker threads on vCPUs 0..n-1: check
+        that each is free now (the worker thread takes it: this_cpu is per
+        thread) and count them running (object-level calls are refused
+        meanwhile, MachineBusy).  A thread on no vCPU may have borrowed one
+        for a cross-vCPU request (the kworker, the RCU thread, an
+        introspection call): wait for that (OWNER_CONTROLLER, as an API
+        call's brief ownership); a worker of another run (a token > 0) is a
+        conflict at once (CPUBusy)."""
+        import time
+        cdef int i
+        cdef double deadline
+        self.check_idle()
+        for i in range(n):
+            deadline = monotonic() + 2.0
+            while not vcpu_take(&self.m.sc, i, i + 1):
+                if atomic_int_read(&self.m.sc.vcpus[i].owner) > 0 or monotonic() > deadline:
+                    raise CPUBusy(f"vCPU {i} is run by another thread")
+                time.sleep(0.0001)
+            vcpu_release(&self.m.sc, i)
+        self.m.sc.running_workers += n
+        return 0
+
+    cdef void workers_end(self, int n) noexcept:
+        """The Run's n workers have stopped."""
+        self.m.sc.running_workers -= n
+
+    cdef int vcpu_enter(self, int cpu) except -1:
         """Run on vCPU `cpu` for one call (online for the grace periods)."""
-        self._idle()
-        if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER) and not self._enter_wait(cpu):
-            self._check()
+        self.check_idle()
+        if not vcpu_take(&self.m.sc, cpu, OWNER_CONTROLLER) and not self.vcpu_enter_wait(cpu):
+            self.check_open()
             raise CPUBusy(f"vCPU {cpu} is run by another thread")
         self._vcpu_user[cpu] = 1
         return 0
 
-    cdef bint _enter_wait(self, int cpu):
+    cdef bint vcpu_enter_wait(self, int cpu):
         """The vCPU is taken.  By another Python thread's call: try again
         for up to 50 ms.  Else by a thread on no vCPU (the kworker, the RCU
         thread, a policy's reaper) running a cross-vCPU request on it (it
@@ -700,7 +687,7 @@ cdef class Machine:
             self._in_flight -= 1
         return ok
 
-    cdef void _exit(self, int cpu) noexcept:
+    cdef void vcpu_exit(self, int cpu) noexcept:
         self._vcpu_user[cpu] = 0
         vcpu_release(&self.m.sc, cpu)
 
@@ -714,7 +701,7 @@ cdef class Machine:
         """A call is about to release the GIL while it uses the machine (and
         cache `c`): close() and kmem_cache_destroy() wait until it is done."""
         cdef double deadline
-        self._check()
+        self.check_open()
         if c is not None and c._destroying:
             # kmem_cache_destroy() of `c` waits for the calls in flight:
             # wait for its verdict, then go on if the cache is still there
@@ -722,7 +709,7 @@ cdef class Machine:
             deadline = monotonic() + 2 * self._wait_bound()
             while c._destroying and monotonic() < deadline:
                 time.sleep(0.0005)
-            self._check()
+            self.check_open()
             c.get()                 # CacheDestroyed if it went
         self._in_flight += 1
         if c is not None:
@@ -734,15 +721,15 @@ cdef class Machine:
         if c is not None:
             c._in_flight -= 1
 
-    cdef int _cpu(self, cpu) except -1:
-        self._check()
+    cdef int check_cpu(self, cpu) except -1:
+        self.check_open()
         as_int(cpu, "cpu")
         if not 0 <= cpu < self.m.nr_cpus:
             raise InvalidCPU(f"cpu {cpu} out of range: this machine has vCPUs 0..{self.m.nr_cpus - 1}")
         return cpu
 
     cdef kmem_cache_t *_cache(self, c) except NULL:
-        self._check()
+        self.check_open()
         if not isinstance(c, KmemCache):
             raise TypeError(f"expected a KmemCache, not {type(c).__name__}")
         if (<KmemCache>c).machine is not self:
@@ -782,7 +769,7 @@ cdef class Machine:
         """kmem_cache_create(): a cache of `size`-byte objects.  `align` is 0 or
         a power of two; `flags` are SLAB_* constants; `ctor(address)` runs once
         per object when its slab is created (it moves the free pointer)."""
-        self._check()
+        self.check_open()
         if not isinstance(name, str) or not name or len(name.encode()) > 63 or "\0" in name:
             raise ValueError("name must be a non-empty str of at most 63 bytes, without NUL")
         for c in self._caches:
@@ -820,7 +807,7 @@ cdef class Machine:
         (shrink, flush_all, the bulk calls, validate) finish first: this
         waits for them, bounded (CacheBusy if one does not finish)."""
         cdef kmem_cache_t *s = self._cache(c)
-        self._idle()
+        self.check_idle()
         if (<KmemCache>c).is_kmalloc:
             raise ValueError("kmalloc caches cannot be destroyed")
         if s.root != NULL or (<KmemCache>c).ctor is _CHILD:
@@ -846,7 +833,7 @@ cdef class Machine:
         finally:
             (<KmemCache>c)._destroying = False
         s = self._cache(c)
-        self._idle()
+        self.check_idle()
         cdef kmem_cache_t *child = slab_caches_first(&self.m)
         while child != NULL:
             if child.root == s and not child.destroyed:
@@ -904,14 +891,14 @@ cdef class Machine:
 
     @property
     def root_mem_cgroup(self):
-        self._check()
+        self.check_open()
         return wrap_memcg(self, self.m.root_mem_cgroup)
 
     def memcg_create(self, name, parent=None):
         """A memcg under `parent` (the root memcg by default): cgroup_mkdir,
         under cgroup_mutex -- so it waits (GIL released) while the kworker
         runs an offline, as mkdir waited behind rmdir on Linux 4.0-4.10."""
-        self._check()
+        self.check_open()
         if not isinstance(name, str) or not name or len(name.encode()) > 47 or "\0" in name:
             raise ValueError("memcg name must be a non-empty str of at most 47 bytes, without NUL")
         cdef mem_cgroup *p = NULL
@@ -935,7 +922,7 @@ cdef class Machine:
         return wrap_memcg(self, g)
 
     cdef mem_cgroup *_rmdir_target(self, memcg) except NULL:
-        self._check()
+        self.check_open()
         if not isinstance(memcg, MemCgroup) or (<MemCgroup>memcg).machine is not self:
             raise TypeError("memcg must be a MemCgroup of this machine")
         cdef mem_cgroup *g = (<MemCgroup>memcg).live()
@@ -1014,7 +1001,7 @@ cdef class Machine:
         """flush_workqueue() of the kworker: wait (GIL released) until every
         work item queued so far -- offlines, child cache creations -- has
         run.  Timeout after `timeout` seconds."""
-        self._check()
+        self.check_open()
         if timeout is not None and (not isinstance(timeout, (int, float)) or
                                     isinstance(timeout, bool)):
             raise TypeError("timeout must be a number of seconds or None")
@@ -1037,7 +1024,7 @@ cdef class Machine:
         caches it created, creations run on a vCPU thread (always 0) and the
         thread of the last one; offlines whose waits timed out; how often
         cgroup_mutex and slab_mutex made a locker wait, and for how long."""
-        self._check()
+        self.check_open()
         # the counters are atomic (wait_kworker reads them unlocked too)
         cdef long queued = atomic_long_read_acquire(&self.m.wq.queued)
         cdef long done = atomic_long_read_acquire(&self.m.wq.done)
@@ -1054,7 +1041,7 @@ cdef class Machine:
 
     def memcgs(self):
         """Every memcg of the machine (the root first), freed ones included."""
-        self._check()
+        self.check_open()
         cdef sched *sc = &self.m.sc
         cdef mem_cgroup **ptrs = NULL
         cdef mem_cgroup **grown
@@ -1090,16 +1077,15 @@ cdef class Machine:
     def memcg_stats(self):
         """Dead caches (of offline memcgs) not yet destroyed, those holding
         slabs and their pages, dying memcgs, offlines, caches destroyed."""
-        self._check()
-        cdef long out[6]
-        dead_cache_counts(&self.m, out)
-        return {"dead_caches": out[0], "leaked_caches": out[1], "retained_pages": out[2],
-                "dying_memcgs": out[3], "offlines": out[4], "caches_destroyed": out[5]}
+        self.check_open()
+        cdef dead_counts out
+        dead_cache_counts(&self.m, &out)
+        return out                  # (a dict of its fields)
 
     def memcg_caches(self, c=None):
         """The memcg child caches (of root cache `c`, or all), destroyed
         ones excluded."""
-        self._check()
+        self.check_open()
         cdef kmem_cache_t *root = self._cache(c) if c is not None else NULL
         cdef kmem_cache_t *s
         cdef sched *sc = &self.m.sc
@@ -1147,7 +1133,7 @@ cdef class Machine:
     def vcpu_info(self):
         """Per vCPU: owner (0 none, -1 a Python call, n worker n-1), online
         (not quiescent), quiescent states reported, IPI state and count."""
-        self._check()
+        self.check_open()
         return [{"cpu": i, "owner": self.m.sc.vcpus[i].owner, "online": self.m.sc.vcpus[i].online,
                  "qs": self.m.sc.vcpus[i].qs_ctr, "ipi_state": self.m.sc.vcpus[i].ipi_state,
                  "ipis": self.m.sc.vcpus[i].ipis_handled, "ipi_lock": self.m.sc.vcpus[i].ipi_lock}
@@ -1157,7 +1143,7 @@ cdef class Machine:
         """The C-side RCU: callbacks queued/run, grace periods, whether a
         batch waits for its grace period and on which vCPUs, open read-side
         sections of threads on no vCPU."""
-        self._check()
+        self.check_open()
         cdef sched *sc = &self.m.sc
         # unlocked snapshot of state the RCU thread and workers change:
         # atomic loads (acquire), each value consistent on its own
@@ -1169,17 +1155,17 @@ cdef class Machine:
                 "waiting_on": [i for i in range(self.m.nr_cpus) if atomic_int_read(&sc.rcu_wait[i])],
                 "ext_readers": atomic_int_read(&sc.ext_readers), "busy": atomic_int_read(&sc.rcu_busy)}
 
-    def _policy_quiesce(self):
+    def policy_quiesce(self):
         """Let the kworker's queued work (offlines, cache creations) and then
         the policy's deferred work run (RCU callbacks, a reap period)."""
-        self._check()
+        self.check_open()
         self.flush_work(timeout=30)
         if self._policy_obj is not None:
             self._policy_obj.quiesce()
         else:
             self.rcu_barrier(timeout=30)
 
-    def _rcu_process_c(self):
+    def rcu_process_c(self):
         """RCU thread: advance the C callbacks (see rcu_process_callbacks),
         then run the workqueue (memcg_kmem_cache_wq: deferred shrinks)."""
         cdef long n
@@ -1192,20 +1178,20 @@ cdef class Machine:
             self._nogil_end(None)
         return n
 
-    def _rcu_c_counts(self):
+    def rcu_c_counts(self):
         """C callbacks queued and run, grace periods, deferred shrinks queued
         and done by the workqueue."""
         # polled by rcu_barrier() unlocked: acquire loads, paired with the
         # release adds of rcu_run_batch and the workqueue
-        return (atomic_long_read_acquire(&self.m.sc.rcu_queued),
-                atomic_long_read_acquire(&self.m.sc.rcu_done),
-                atomic_long_read_acquire(&self.m.sc.rcu_gps),
-                atomic_long_read_acquire(&self.m.deact_queued),
-                atomic_long_read_acquire(&self.m.deact_done))
+        return {"queued": atomic_long_read_acquire(&self.m.sc.rcu_queued),
+                "done": atomic_long_read_acquire(&self.m.sc.rcu_done),
+                "grace_periods": atomic_long_read_acquire(&self.m.sc.rcu_gps),
+                "deact_queued": atomic_long_read_acquire(&self.m.deact_queued),
+                "deact_done": atomic_long_read_acquire(&self.m.deact_done)}
 
     def start_rcu(self):
         """Start the RCU thread (policies that call_rcu from C need it)."""
-        self._check()
+        self.check_open()
         if self._rcu is None:
             from slubcy.rcu import RCU
             self._rcu = RCU(self)
@@ -1215,7 +1201,7 @@ cdef class Machine:
     def synchronize(self, timeout=None):
         """synchronize_sched(): return once every vCPU has passed a quiescent
         state (or been idle) since the call.  Timeout after `timeout` s."""
-        self._check()
+        self.check_open()
         cdef double t = -1.0 if timeout is None else float(timeout)
         cdef int rc
         self._nogil_begin(None)
@@ -1229,7 +1215,7 @@ cdef class Machine:
 
     def kick_all_cpus_sync(self, timeout=None):
         """kick_all_cpus_sync(): every vCPU runs an (empty) cross-vCPU call."""
-        self._check()
+        self.check_open()
         cdef double t = self.m.ipi_timeout if timeout is None else float(timeout)
         cdef int rc
         self._nogil_begin(None)
@@ -1244,7 +1230,7 @@ cdef class Machine:
     def call_rcu(self, func, *args):
         """call_rcu(): run func(*args) after a grace period, on the machine's
         RCU thread; callbacks queued together share one grace period."""
-        self._check()
+        self.check_open()
         if not callable(func):
             raise TypeError("func must be callable")
         self.start_rcu()
@@ -1252,7 +1238,7 @@ cdef class Machine:
 
     def rcu_barrier(self, timeout=None):
         """rcu_barrier(): wait until every callback queued so far has run."""
-        self._check()
+        self.check_open()
         if self._rcu is not None:
             self._rcu.barrier(timeout)
 
@@ -1264,12 +1250,12 @@ cdef class Machine:
     def _set_cpu_partial_dead_check(self, on):
         """Test-only: switch put_cpu_partial()'s cpu_partial == 0 check (Linux
         4.0, d6e0b7fa; set by the policy) on or off, to show what it does."""
-        self._check()
+        self.check_open()
         self.m.cpu_partial_dead_check = 1 if on else 0
 
     def preempt_point(self, name):
         """The named preemption point (see slubcy.preempt.POINTS)."""
-        self._check()
+        self.check_open()
         from slubcy.preempt import PreemptPoint
         return PreemptPoint(self, name)
 
@@ -1301,19 +1287,19 @@ cdef class Machine:
         memcg's child cache (memcg_kmem_get_cache), or charges the object
         to the memcg's obj_cgroup under objcg policies."""
         cdef kmem_cache_t *root = self._cache(c)
-        cdef int ncpu = self._cpu(cpu)
+        cdef int ncpu = self.check_cpu(cpu)
         cdef mem_cgroup *g = self._memcg(memcg)
         cdef kmem_cache_t *s
-        self._enter(ncpu)
+        self.vcpu_enter(ncpu)
         # handed out to Python: its free needs no walk (SLAB_HOOK_PY_LIVE)
         cdef void *p = slab_alloc_node(root, g, ncpu, SLAB_HOOK_PY_LIVE, &s)
         if s.ctor_exc != NULL:
             try:
                 err = self._ctor_failed(s, p, ncpu)
             finally:
-                self._exit(ncpu)
+                self.vcpu_exit(ncpu)
             raise err
-        self._exit(ncpu)
+        self.vcpu_exit(ncpu)
         if p == NULL:
             raise ArenaExhausted(f"{(<KmemCache>c).name}: out of memory (arena exhausted)")
         return <uintptr_t>p
@@ -1324,7 +1310,7 @@ cdef class Machine:
         cdef int code, ok
         cdef page *pg
         objs[0] = p
-        self._enter(cpu)
+        self.vcpu_enter(cpu)
         code = check_objects(s, objs, 1, &bad)
         if code == OBJ_OK:
             pg = virt_to_head_page(&self.m.z, p)
@@ -1332,7 +1318,7 @@ cdef class Machine:
                 ok = 0                  # refused before memcg_slab_free_hook uncharges it
             else:
                 ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu, SLAB_HOOK_PY_LIVE)
-        self._exit(cpu)
+        self.vcpu_exit(cpu)
         if code != OBJ_OK:
             if code < 0:
                 raise MemoryError("no memory for the free checks")
@@ -1350,19 +1336,19 @@ cdef class Machine:
     def kmem_cache_free(self, c, addr, cpu=0):
         """slab_free() on vCPU `cpu` of the object at `addr`."""
         cdef kmem_cache_t *s = self._cache(c)
-        cdef int ncpu = self._cpu(cpu)
+        cdef int ncpu = self.check_cpu(cpu)
         self._free(s, self._addr(addr), ncpu)
 
     def kmalloc(self, size, cpu=0):
         """kmalloc(): from the kmalloc-N cache for `size`, or from the page
         allocator above 8 KiB (kmalloc_large)."""
-        cdef int ncpu = self._cpu(cpu)
+        cdef int ncpu = self.check_cpu(cpu)
         cdef page *pg
         as_int(size, "size")
         if not 0 < size <= KMALLOC_MAX_SIZE:
             raise ValueError(f"kmalloc size must be in 1..{KMALLOC_MAX_SIZE}, got {size}")
         if size > KMALLOC_MAX_CACHE_SIZE:
-            self._idle()
+            self.check_idle()
             pg = alloc_pages(&self.m.z, get_order(size))
             if pg == NULL:
                 raise ArenaExhausted(f"kmalloc_large({size}): out of memory (arena exhausted)")
@@ -1372,7 +1358,7 @@ cdef class Machine:
 
     def kfree(self, addr, cpu=0):
         """kfree(): to the object's own cache, or back to the page allocator."""
-        cdef int ncpu = self._cpu(cpu)
+        cdef int ncpu = self.check_cpu(cpu)
         cdef void *p = self._addr(addr)
         cdef page *pg
         if not addr_in_arena(&self.m.z, <uintptr_t>p):
@@ -1381,7 +1367,7 @@ cdef class Machine:
         if pg.flags & PG_slab:
             self._free(<kmem_cache_t *>pg.slab_cache, p, ncpu)
         elif pg.flags & PG_large_kmalloc and <char *>p == page_address(&self.m.z, pg):
-            self._idle()
+            self.check_idle()
             __free_pages(&self.m.z, pg, pg.order)
         else:
             raise NotAnObject(f"kfree of {addr:#x}: not a kmalloc'ed object")
@@ -1392,7 +1378,7 @@ cdef class Machine:
         ALLOC_FASTPATH/ALLOC_SLOWPATH).  All or nothing: on exhaustion the
         objects already taken are freed and ArenaExhausted is raised."""
         cdef kmem_cache_t *root = self._cache(c)
-        cdef int ncpu = self._cpu(cpu)
+        cdef int ncpu = self.check_cpu(cpu)
         cdef mem_cgroup *g = self._memcg(memcg)
         cdef kmem_cache_t *s
         cdef size_t count, got, i
@@ -1409,10 +1395,10 @@ cdef class Machine:
         cdef void **objs = <void **>&v[0]
         self._nogil_begin(c)
         try:
-            self._enter(ncpu)
+            self.vcpu_enter(ncpu)
             with nogil:
                 got = slab_alloc_bulk(root, g, count, objs, ncpu, &s)
-            self._exit(ncpu)
+            self.vcpu_exit(ncpu)
         finally:
             self._nogil_end(c)
         if got < count or s.ctor_exc != NULL:
@@ -1427,7 +1413,7 @@ cdef class Machine:
         any is bad, nothing is freed.  Objects of one slab go back as one
         detached freelist, as in the kernel."""
         cdef kmem_cache_t *s = self._cache(c)
-        cdef int ncpu = self._cpu(cpu)
+        cdef int ncpu = self.check_cpu(cpu)
         cdef size_t bad = 0, n, refused = 0
         cdef int code
         if isinstance(addrs, np.ma.MaskedArray):
@@ -1448,7 +1434,7 @@ cdef class Machine:
         cdef page *pg
         self._nogil_begin(c)
         try:
-            self._enter(ncpu)
+            self.vcpu_enter(ncpu)
         except BaseException:
             self._nogil_end(c)
             raise
@@ -1466,7 +1452,7 @@ cdef class Machine:
             if code == OBJ_OK:
                 refused = slab_free_bulk(s, n, objs, ncpu, SLAB_HOOK_PY_LIVE)
         self._nogil_end(c)
-        self._exit(ncpu)
+        self.vcpu_exit(ncpu)
         if code == OBJ_RED_ZONE:
             raise SlabCorruption(f"{s.name.decode()}: free_bulk: {refused} objects with an "
                                  "overwritten red zone (restored); nothing freed")
@@ -1483,7 +1469,7 @@ cdef class Machine:
 
     def virt_to_slab(self, addr):
         """(slab page address, object index) of an address inside a slab."""
-        self._check()
+        self.check_open()
         cdef void *p = self._addr(addr)
         cdef page *pg
         cdef kmem_cache_t *s
@@ -1523,7 +1509,7 @@ cdef class Machine:
 
     def read(self, addr, length):
         """`length` bytes of the arena at `addr` (any arena memory)."""
-        self._check()
+        self.check_open()
         as_int(addr, "address")
         as_int(length, "length")
         start, size = self.arena
@@ -1534,12 +1520,12 @@ cdef class Machine:
     def write(self, addr, data):
         """Write `data` at `addr`, which must lie within one live object (for
         red-zoned caches, the object and its red zone)."""
-        self._check()
+        self.check_open()
         as_int(addr, "address")
         cdef const unsigned char[:] buf = memoryview(bytes(data))
         if addr <= 0 or addr >= (1 << 64):
             raise InvalidAccess(f"{addr:#x} is outside the arena")
-        self._idle()
+        self.check_idle()
         start, end = self._writable(addr, len(buf))
         if addr + len(buf) > end:
             raise InvalidAccess(f"write of {len(buf)} bytes at {addr:#x} runs past the object "
@@ -1589,7 +1575,7 @@ cdef class Machine:
         Raises SlabCorruption on any inconsistency; returns {cache name:
         objects in use}.  Runs with every mutator excluded (_check_lock):
         it never sees another thread's work half done."""
-        self._idle()
+        self.check_idle()
         if c is not None:
             self._cache(c)
         self._api_busy += 1            # close() waits for it
@@ -1680,7 +1666,7 @@ cdef class Machine:
 
     def page_alloc_info(self):
         """Buddy allocator counts: pages in use in total and per order."""
-        self._check()
+        self.check_open()
         cdef zone *z = &self.m.z
         cdef long nr_alloc[MAX_ORDER]
         cdef long nr_free[MAX_ORDER]
@@ -1714,7 +1700,7 @@ cdef class Machine:
 
     def cache_info(self, c=None):
         """One dict per cache (or for `c`) with the numbers behind slabinfo."""
-        self._check()
+        self.check_open()
         rows = []
         # a read-side section: a child cache found alive stays allocated
         # while it is read (destroyed ones are freed after a grace period)
@@ -1728,7 +1714,7 @@ cdef class Machine:
         return rows if c is None else rows[0]
 
     cdef _cache_rows(self, c, list rows):
-        cdef long out[6]
+        cdef cache_counts_t out
         cdef kmem_cache_t *s
         cdef int rc
         for cache in ([c] if c is not None else self.caches + self.memcg_caches()):
@@ -1741,7 +1727,7 @@ cdef class Machine:
             # GIL released: the per-cpu counts are cross-vCPU requests (the
             # read-side section keeps `s` allocated; the caller counts the call)
             with nogil:
-                rc = cache_counts(s, out)
+                rc = cache_counts(s, &out)
             if rc != 0:
                 raise Timeout(f"cache_info({(<KmemCache>cache).name}): a vCPU did not answer in time")
             kc = <KmemCache>cache
@@ -1750,8 +1736,7 @@ cdef class Machine:
                 "align": kc.align, "offset": kc.offset, "order": kc.order,
                 "objects_per_slab": kc.objects_per_slab, "pages_per_slab": 1 << kc.order,
                 "flags": kc.flags, "min_partial": s.min_partial, "cpu_partial": atomic_int_read(&s.cpu_partial),
-                "nr_slabs": out[0], "nr_partial": out[1], "total_objects": out[2],
-                "partial_free_objects": out[3], "cpu_slabs": out[4], "cpu_partial_slabs": out[5],
+                **out,              # nr_slabs, nr_partial, ... (cache_counts_t)
                 "root": None if s.root == NULL else s.root.name.decode(),
                 "memcg": None if s.memcg == NULL else s.memcg.name.decode(),
             })
@@ -1774,7 +1759,7 @@ cdef class Machine:
 
     def slab_usage(self):
         """(objects in use, object slots, slab pages) over every cache."""
-        self._check()
+        self.check_open()
         cdef long used, slots, pages
         cdef int rc
         self._nogil_begin(None)
@@ -1804,7 +1789,7 @@ cdef class Machine:
         cdef kmem_cache_t *s = self._cache(c)
         cdef page *pg = NULL
         cdef kmem_cache_cpu *c0 = &s.cpu_slab[0]
-        self._idle()
+        self.check_idle()
         if slab is not None:
             as_int(slab, "slab")
             if not addr_in_arena(&self.m.z, <uintptr_t>slab):
@@ -1848,7 +1833,7 @@ cdef class Machine:
         """The whole SLUB state of a cache as plain Python data (for tests and
         the reference model): slabs are page addresses, objects are
         (page address, index)."""
-        self._idle()
+        self.check_idle()
         cdef kmem_cache_t *s = self._cache(c)
         cdef zone *z = &self.m.z
         cdef kmem_cache_cpu *kc

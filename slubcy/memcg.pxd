@@ -9,7 +9,10 @@ cdef kmem_cache *memcg_kmem_get_cache(kmem_cache *s, mem_cgroup *memcg) noexcept
 cdef void memcg_slab_post_alloc_hook(kmem_cache *s, mem_cgroup *memcg, void *object,
                                      int cpu) noexcept nogil
 cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object, int cpu) noexcept nogil
-cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noexcept nogil
+cdef struct objcg_counts:
+    long nr_pages               # pages charged to the memcg
+    long precharged             # bytes of them no object uses (stocks, obj_cgroup leftovers)
+cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, objcg_counts *out) noexcept nogil
 cdef int memcg_init(slub_machine *m) noexcept nogil
 cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil
 
@@ -28,7 +31,14 @@ cdef bint memcg_unregister_cache(slub_machine *m, kmem_cache *s) noexcept nogil
 cdef int kmem_cache_shrink_after_gp(kmem_cache *s) noexcept nogil
 cdef long kmemcg_deactivate_workfn(slub_machine *m) noexcept nogil
 cdef void kmemcg_deactivate_drop(slub_machine *m) noexcept nogil
-cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil
+cdef struct dead_counts:         # (field names are the Python API's keys)
+    long dead_caches            # dead caches not destroyed
+    long leaked_caches          # of them, holding slabs
+    long retained_pages         # their pages
+    long dying_memcgs
+    long offlines
+    long caches_destroyed
+cdef void dead_cache_counts(slub_machine *m, dead_counts *out) noexcept nogil
 # called by the slab code (slub.pyx): css_put_many's last reference, and a
 # dead cache's last slab gone
 cdef void memcg_css_free(slub_machine *m, mem_cgroup *memcg) noexcept nogil

@@ -467,15 +467,15 @@ cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object, int cpu) n
     obj_cgroup_put_pcpu(s.m, objcg, cpu)
 
 
-cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noexcept nogil:
-    """[pages charged to memcg, bytes of them pre-charged and not used by
-    objects: in the vCPUs' stocks caching its obj_cgroups and left over in
-    those obj_cgroups].  Exact while no worker runs."""
+cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, objcg_counts *out) noexcept nogil:
+    """Pages charged to memcg, and the bytes of them pre-charged and not
+    used by objects: in the vCPUs' stocks caching its obj_cgroups and left
+    over in those obj_cgroups.  Exact while no worker runs."""
     cdef obj_cgroup *objcg
     cdef long pre = 0
     cdef int cpu
     spin_lock(&m.css_set_lock)
-    out[0] = atomic_long_read(&memcg.nr_pages)
+    out.nr_pages = atomic_long_read(&memcg.nr_pages)
     objcg = objcg_list_first(memcg)
     while objcg != NULL:
         pre += atomic_long_read(&objcg.nr_charged_bytes)
@@ -484,7 +484,7 @@ cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, long *out) noex
                 pre += m.memcg_stock[cpu].nr_bytes
         objcg = objcg_list_next(memcg, objcg)
     spin_unlock(&m.css_set_lock)
-    out[1] = pre
+    out.precharged = pre
 
 
 cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil:
@@ -986,9 +986,9 @@ cdef int cache_reap_dead(slub_machine *m, int cpu) noexcept nogil:
     return n
 
 
-cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
-    """[dead caches not destroyed, of them holding slabs, their pages,
-    dying memcgs, offlines, caches destroyed]"""
+cdef void dead_cache_counts(slub_machine *m, dead_counts *out) noexcept nogil:
+    """Dead caches not destroyed, of them those holding slabs, their
+    pages, dying memcgs, offlines, caches destroyed."""
     cdef kmem_cache *s
     cdef long dead = 0, holding = 0, pages = 0
     spin_lock(&m.slab_lock)
@@ -1001,13 +1001,13 @@ cdef void dead_cache_counts(slub_machine *m, long *out) noexcept nogil:
                 pages += atomic_long_read(&s.node.nr_slabs) << (s.oo >> 16)
         s = slab_caches_next(m, s)
     # written under slab_lock (offline, css_free, cache destroy): read there
-    out[3] = m.nr_dying
-    out[4] = m.nr_offlines
-    out[5] = m.nr_caches_destroyed
+    out.dying_memcgs = m.nr_dying
+    out.offlines = m.nr_offlines
+    out.caches_destroyed = m.nr_caches_destroyed
     spin_unlock(&m.slab_lock)
-    out[0] = dead
-    out[1] = holding
-    out[2] = pages
+    out.dead_caches = dead
+    out.leaked_caches = holding
+    out.retained_pages = pages
 
 
 # ---------------------------------------------------------------------------

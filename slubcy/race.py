@@ -134,7 +134,7 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
             m.kmem_cache_free(root, a, cpu=0)
         step(f"vCPU 0 frees the other {len(objs) - 1} objects; the slab is now "
              f"{_slab_where(m, cache, page)}")
-        m._policy_quiesce()
+        m.policy_quiesce()
         stats = m.memcg_stats()
         leaked = stats["leaked_caches"] > 0
         final = {"memcg": "freed" if g.freed else "dying" if g.dying else "online",

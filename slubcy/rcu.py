@@ -42,7 +42,8 @@ class RCU:
         return m
 
     def _c_pending(self, m):
-        queued, done, _, wq_queued, wq_done = m._rcu_c_counts()
+        n = m.rcu_c_counts()
+        queued, done, wq_queued, wq_done = n["queued"], n["done"], n["deact_queued"], n["deact_done"]
         return queued > done or wq_queued > wq_done
 
     def _run(self):
@@ -75,7 +76,7 @@ class RCU:
                 return False
             batch, self._pending = self._pending, []
         if self._c_pending(m):
-            m._rcu_process_c()
+            m.rcu_process_c()
         if not batch:
             with self._cond:
                 self._cond.notify_all()
@@ -97,10 +98,12 @@ class RCU:
         """rcu_barrier(): every callback queued before the call has run."""
         from slubcy.errors import Timeout
         target = self._queued
-        c_target, _, _, wq_target, _ = self._machine._rcu_c_counts()
+        n = self._machine.rcu_c_counts()
+        c_target, wq_target = n["queued"], n["deact_queued"]
 
         def done():
-            _, c_done, _, _, wq_done = self._machine._rcu_c_counts()
+            n = self._machine.rcu_c_counts()
+            c_done, wq_done = n["done"], n["deact_done"]
             return self._done >= target and c_done >= c_target and wq_done >= wq_target
         with self._cond:
             ok = self._cond.wait_for(done, timeout)
@@ -110,7 +113,8 @@ class RCU:
 
     def stats(self):
         with self._cond:
-            queued, done, gps, _, wq_done = self._machine._rcu_c_counts()
+            n = self._machine.rcu_c_counts()
+            queued, done, gps, wq_done = n["queued"], n["done"], n["grace_periods"], n["deact_done"]
             return {"grace_periods": self._grace_periods, "callbacks": self._done,
                     "c_callbacks": done, "c_grace_periods": gps, "deferred_shrinks": wq_done}
 

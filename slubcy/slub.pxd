@@ -211,7 +211,14 @@ cdef void py_live_clear(kmem_cache *s, page *pg, void *p) noexcept nogil
 cdef void py_live_release_all(slub_machine *m) noexcept nogil
 cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
 cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil
-cdef int cache_counts(kmem_cache *s, long *out) noexcept nogil
+cdef struct cache_counts_t:      # (field names are cache_info()'s keys)
+    long nr_slabs
+    long nr_partial
+    long total_objects
+    long partial_free_objects   # free objects on node-partial slabs (count_free)
+    long cpu_slabs
+    long cpu_partial_slabs
+cdef int cache_counts(kmem_cache *s, cache_counts_t *out) noexcept nogil
 cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
                      long *pages) noexcept nogil
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil

@@ -1525,7 +1525,7 @@ cdef int cpu_usage_collect(slub_machine *m, kmem_cache **caches, int n, long *fr
     return rc
 
 
-cdef int cache_counts(kmem_cache *s, long *out) noexcept nogil:
+cdef int cache_counts(kmem_cache *s, cache_counts_t *out) noexcept nogil:
     """Numbers behind /proc/slabinfo and tools/vm/slabinfo: nr_slabs,
     nr_partial, total_objects, free objects on node-partial slabs
     (count_partial(n, count_free)), cpu slabs, cpu partial slabs.  The
@@ -1543,12 +1543,12 @@ cdef int cache_counts(kmem_cache *s, long *out) noexcept nogil:
         w = slab_word_read(&lru_to_page(pos).fc)
         partial_free += fc_objects(w) - fc_inuse(w)
         pos = pos.next
-    out[1] = n.nr_partial
+    out.nr_partial = n.nr_partial
     spin_unlock(&n.list_lock)
-    rc = cpu_usage_collect(s.m, &s, 1, &freelist, &out[4], &out[5])
-    out[0] = atomic_long_read(&n.nr_slabs)
-    out[2] = atomic_long_read(&n.total_objects)
-    out[3] = partial_free
+    rc = cpu_usage_collect(s.m, &s, 1, &freelist, &out.cpu_slabs, &out.cpu_partial_slabs)
+    out.nr_slabs = atomic_long_read(&n.nr_slabs)
+    out.total_objects = atomic_long_read(&n.total_objects)
+    out.partial_free_objects = partial_free
     return rc
 
 

@@ -642,23 +642,8 @@ cdef class Run:
 
     def start(self):
         """Take every worker's vCPU (CPUBusy if one is taken) and start."""
-        from slubcy.errors import CPUBusy
         cdef int i
-        cdef double deadline
-        self.machine._idle()
-        for i in range(self.nworkers):
-            # a free vCPU now: the worker thread takes it (this_cpu is per thread).
-            # A thread on no vCPU may have borrowed it for one cross-vCPU
-            # request (the kworker, the RCU thread, introspection calls): wait
-            # for that (OWNER_CONTROLLER, as an API call's brief ownership);
-            # a worker of another run (a token > 0) is a conflict at once.
-            deadline = monotonic() + 2.0
-            while not vcpu_take(&self.machine.m.sc, i, i + 1):
-                if atomic_int_read(&self.machine.m.sc.vcpus[i].owner) > 0 or monotonic() > deadline:
-                    raise CPUBusy(f"vCPU {i} is run by another thread")
-                time.sleep(0.0001)
-            vcpu_release(&self.machine.m.sc, i)
-        self.machine.m.sc.running_workers += self.nworkers
+        self.machine.workers_begin(self.nworkers)
         for i in range(self.nworkers):
             t = threading.Thread(target=self._bound, args=(i,), name=f"slubcy-vcpu{i}", daemon=True)
             self.threads.append(t)
@@ -710,7 +695,7 @@ cdef class Run:
         atomic_int_set(&self.drain_go, 1)
         for t in self.threads:
             t.join()
-        self.machine.m.sc.running_workers -= self.nworkers
+        self.machine.workers_end(self.nworkers)
         # the offlines the jobs queued run on the kworker: their latencies
         # are in once it has run them
         with nogil:

@@ -269,7 +269,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             sample_series()
         quiesced = True
         try:
-            m._policy_quiesce()
+            m.policy_quiesce()
         except slubcy.Timeout:
             quiesced = False        # deferred work still queued: leaks may be overcounted
         after = m.memcg_stats()

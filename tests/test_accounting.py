@@ -52,7 +52,7 @@ def test_slab_pages_charged_per_memcg(policy, create_child_caches):
         assert g.refcnt == 1 + (n2 if pinned(policy) else 2)
 
         m.memcg_offline(g)
-        m._policy_quiesce()
+        m.policy_quiesce()
         if policy == "reparent":
             # the dead caches and their charge went to the parent
             assert g.freed and g.nr_pages == 0
@@ -70,7 +70,7 @@ def test_slab_pages_charged_per_memcg(policy, create_child_caches):
             m.kmem_cache_free(cache, a, cpu=k % 2)
         for child in m.memcg_caches():
             m.kmem_cache_shrink(child)
-        m._policy_quiesce()
+        m.policy_quiesce()
         assert slab_pages(m, g) == 0 and slab_pages(m, root) == 0
         assert g.nr_pages == 0 and root.nr_pages == 0
         if policy != "keep":

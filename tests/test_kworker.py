@@ -52,7 +52,7 @@ def test_first_allocation_comes_uncharged_from_the_root_cache(policy):
         m.kmem_cache_free(c, first, cpu=1)
         m.kmem_cache_free(c, second, cpu=0)
         m.memcg_offline(g)
-        m._policy_quiesce()
+        m.policy_quiesce()
         m.validate()
 
 
@@ -114,7 +114,7 @@ def test_offline_holds_cgroup_mutex_and_slab_mutex_across_the_sync_barrier():
         st = m.kworker_stats()
         assert st["cgroup_mutex_waits"] >= 1 and st["slab_mutex_waits"] >= 1
         m.kmem_cache_free(c, a)
-        m._policy_quiesce()
+        m.policy_quiesce()
         assert g.freed
         m.validate()
 

@@ -310,7 +310,7 @@ def test_plain_calls_never_fail_while_the_machine_borrows_vcpus():
                 m.kmem_cache_free_bulk(c, arr, cpu=i % 2)
                 m.memcg_rmdir(g)
             m.flush_work(timeout=30)
-            m._policy_quiesce()
+            m.policy_quiesce()
             m.validate()
 
 

@@ -205,7 +205,7 @@ def test_deferred_shrink_runs_on_the_workqueue(create_child_caches):
             m.kmem_cache_free_bulk(c, o, cpu=1)       # empty, but cached on vCPU 1
         before = m.rcu_stats.get("deferred_shrinks", 0)
         m.memcg_offline(g)
-        m._policy_quiesce()
+        m.policy_quiesce()
         assert m.rcu_stats["deferred_shrinks"] - before == 3
         assert m.memcg_caches() == [] and g.freed and g.nr_pages == 0
         m.validate()
@@ -225,14 +225,14 @@ def test_reparented_dead_caches_go_in_any_order(create_child_caches):
         objs = {g.name: m.kmem_cache_alloc_bulk(c, 30, memcg=g) for g in kids}
         for g in kids:
             m.memcg_offline(g)
-        m._policy_quiesce()
+        m.policy_quiesce()
         assert all(g.freed for g in kids)
         assert len(parent.kmem_caches) == 40
         order = [g.name for g in kids]
         random.Random(0).shuffle(order)
         for i, name in enumerate(order):
             m.kmem_cache_free_bulk(c, objs[name])
-            m._policy_quiesce()
+            m.policy_quiesce()
             m.validate()
             left = parent.kmem_caches
             assert len(left) == 40 - i - 1
@@ -315,7 +315,7 @@ def test_memcg_lifecycle(policy, create_child_caches):
             m.memcg_offline(g)
         for a in objs[50:]:
             m.kfree(a, cpu=0)
-        m._policy_quiesce()
+        m.policy_quiesce()
         st = m.memcg_stats()
         if policy == "keep":
             # 3.16: the cache held objects at offline, so it was never
@@ -354,7 +354,7 @@ def test_keep_unregisters_only_the_caches_empty_at_offline(create_child_caches):
         assert m.memcg_stats()["caches_destroyed"] == destroyed + 1
         assert [x.name for x in g.kmem_caches] == [busy.name]
         m.kmem_cache_free_bulk(busy_root, kept, cpu=0)
-        m._policy_quiesce()
+        m.policy_quiesce()
         m.kmem_cache_shrink(busy)
         st = m.memcg_stats()
         assert not busy.destroyed and m.memcg_caches(busy_root) == [busy]

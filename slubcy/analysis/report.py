@@ -40,6 +40,10 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
+# ``enum stat_item`` (include/linux/slub_def.h) in the kernel's order: the
+# core's own enum (slubcy.types).  The sysfs file of each is its lower-case name.
+from slubcy.machine import STAT_ITEMS as _STAT_ITEMS
+
 __all__ = [
     "INFO_KEYS",
     "SLABINFO_COLUMNS",
@@ -107,18 +111,6 @@ _FLAG_LETTERS = (
     (0x00200000, "T"),   # SLAB_TRACE
 )
 
-#: ``enum stat_item`` (include/linux/slub_def.h), in the kernel's order.
-#: The sysfs file of each is its lower-case name.
-_STAT_ITEMS = (
-    "ALLOC_FASTPATH", "ALLOC_SLOWPATH", "FREE_FASTPATH", "FREE_SLOWPATH",
-    "FREE_FROZEN", "FREE_ADD_PARTIAL", "FREE_REMOVE_PARTIAL",
-    "ALLOC_FROM_PARTIAL", "ALLOC_SLAB", "ALLOC_REFILL", "ALLOC_NODE_MISMATCH",
-    "FREE_SLAB", "CPUSLAB_FLUSH", "DEACTIVATE_FULL", "DEACTIVATE_EMPTY",
-    "DEACTIVATE_TO_HEAD", "DEACTIVATE_TO_TAIL", "DEACTIVATE_REMOTE_FREES",
-    "DEACTIVATE_BYPASS", "ORDER_FALLBACK", "CMPXCHG_DOUBLE_CPU_FAIL",
-    "CMPXCHG_DOUBLE_FAIL", "CPU_PARTIAL_ALLOC", "CPU_PARTIAL_FREE",
-    "CPU_PARTIAL_NODE", "CPU_PARTIAL_DRAIN",
-)
 
 
 # ---------------------------------------------------------------------------
