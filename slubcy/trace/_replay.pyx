@@ -413,17 +413,8 @@ cdef class Replay:
 
     def start(self):
         """Take every worker's vCPU (CPUBusy if one is taken) and start."""
-        from slubcy.errors import CPUBusy
         cdef int i
-        cdef double deadline
-        for i in range(self.nworkers):
-            deadline = monotonic() + 2.0
-            while not vcpu_take(&self.machine.m.sc, i, i + 1):
-                if atomic_int_read(&self.machine.m.sc.vcpus[i].owner) > 0 or monotonic() > deadline:
-                    raise CPUBusy(f"vCPU {i} is run by another thread")
-                time.sleep(0.0001)
-            vcpu_release(&self.machine.m.sc, i)
-        self.machine.m.sc.running_workers += self.nworkers
+        self.machine.workers_begin(self.nworkers)
         for i in range(self.nworkers):
             self.threads.append(threading.Thread(target=self._bound, args=(i,),
                                                  name=f"slubcy-replay{i}", daemon=True))
@@ -473,15 +464,16 @@ cdef class Replay:
             time.sleep(0.0005)
         # the workers are off their vCPUs until drain_go: the machine is the
         # controller's (object-level calls, validate())
-        self.machine.m.sc.running_workers -= self.nworkers
+        self.machine.workers_end(self.nworkers)
         try:
             sampled = sample() if sample is not None else None
         finally:
+            # (workers_end's inverse: the workers take their vCPUs back)
             self.machine.m.sc.running_workers += self.nworkers
             atomic_int_set(&self.drain_go, 1)
         for t in self.threads:
             t.join()
-        self.machine.m.sc.running_workers -= self.nworkers
+        self.machine.workers_end(self.nworkers)
         with nogil:
             flush_workqueue(&self.machine.m.wq, -1.0)
         per = []

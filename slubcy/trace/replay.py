@@ -135,7 +135,7 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
             raise KeyboardInterrupt
         quiesced = True
         try:
-            m._policy_quiesce()
+            m.policy_quiesce()
         except slubcy.Timeout:
             quiesced = False
         after = m.memcg_stats()
