@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import slubcy
 from slubcy.preempt import parse_spec
-from slubcy.workload import WORKLOADS, Run
+from slubcy.workers import WORKLOADS, Run
 
 METRICS = ("ops", "seconds", "throughput", "slab_pages", "retained_pages", "dead_caches",
            "retained_caches", "dying_memcgs", "offlines", "leaked_caches", "leaked_memcgs",
@@ -184,7 +184,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
     `expedited` set the fresh machine's grace periods (see Machine: by
     default they end at a tick of a 250 Hz clock, as a kernel's).
     `wait_caches` (churn): each job waits for the kworker to create its
-    child caches before it allocates (see slubcy.workload.run_churn).
+    child caches before it allocates (see slubcy.workers.run_churn).
     churn's shape (job_objects, outlive, handoff, lifetime, reclaim_batch,
     reclaim_every, slots) defaults to CHURN_DEFAULTS; every value used is
     in the result's `params`."""

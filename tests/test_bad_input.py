@@ -296,7 +296,7 @@ def test_ctor_error_left_by_a_worker_loses_nothing():
     Python call): the Python allocation that reports it frees its object,
     which must then count as free -- not as handed out -- so no later free
     of it is accepted."""
-    from slubcy.workload import Run
+    from slubcy.workers import Run
     calls = [0]
 
     def ctor(addr):

@@ -8,7 +8,7 @@ import pytest
 
 import slubcy
 from slubcy import workloads
-from slubcy.workload import Run
+from slubcy.workers import Run
 
 
 def alloc_stats_add_up(m, caches, in_use):
