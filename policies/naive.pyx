@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""naive -- the seed mail's plan without its barrier (Davydov, 19 May 2014,
+"""naive -- the 2014 mail's plan without its barrier (Davydov, 19 May 2014,
 537A4D27.1050909@parallels.com): mark the cache dead (cpu_partial =
 min_partial = 0, kmem_cache_has_cpu_partial() false) and shrink it.  A
 __slab_free that decided to freeze a full slab before the mark and does its

@@ -1,6 +1,6 @@
 # cython: language_level=3
 """reparent -- Linux 5.3 (Roman Gushchin, "mm: reparent slab memory on cgroup
-removal": f0a3a24b532d, fb2f2b0adb98), the seed thread's RFC idea done at the
+removal": f0a3a24b532d, fb2f2b0adb98), the 2014 thread's RFC idea done at the
 cache level: mark the caches dead and shrink them after an RCU grace period
 (as 4.11), and hand them (with their charges and memcg reference) to the
 parent, so the dying memcg is freed at once."""

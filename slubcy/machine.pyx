@@ -881,7 +881,7 @@ cdef class Machine:
     def kmem_cache_mark_dead(self, c):
         """Mark a cache dead, no barrier: cpu_partial = min_partial = 0 (the
         first step of memcg_deactivate_kmem_caches in Linux 4.0, and all the
-        seed's proposal did before its shrink)."""
+        2014 mail's proposal did before its shrink)."""
         cdef kmem_cache_t *s = self._cache(c)
         atomic_int_set(&s.cpu_partial, 0)
         s.min_partial = 0

@@ -1,4 +1,4 @@
-"""The seed's race, replayed step by step (LKML, 19 May 2014,
+"""The 2014 race, replayed step by step (LKML, 19 May 2014,
 537A4D27.1050909@parallels.com):
 
     CPU0                                CPU1

@@ -111,7 +111,7 @@ CHURN_DEFAULTS = {
     # objects a job allocates, spread over the five accounted caches: a
     # short container job touching a few hundred files (dentries, inodes,
     # open files, small buffers); enough that its dentries and inodes fill
-    # whole slabs, which is what the seed's race needs
+    # whole slabs, which is what the 2014 race needs
     "job_objects": 1024,
     # share of the job's dentry- and inode-like objects that outlive it: the
     # dcache keeps every dentry and inode after the cgroup's tasks exit,
@@ -133,7 +133,7 @@ CHURN_DEFAULTS = {
     # the LRU's capacity per vCPU (a full LRU frees its oldest at once)
     "slots": 8192,
 }
-# Preemption for the main job (`make run`): the seed's window -- a full
+# Preemption for the main job (`make run`): the 2014 race's window -- a full
 # slab's freeze decided in __slab_free, its cmpxchg not done -- is preempted
 # with probability 0.05 for a time slice of 1 ms (the task sleeps: its vCPU
 # is quiescent and takes interrupts).  A CONFIG_PREEMPT kernel preempts

@@ -1,4 +1,4 @@
-"""Memory cgroups, the dead-cache policies, the seed's race replayed, and the
+"""Memory cgroups, the dead-cache policies, the 2014 race replayed, and the
 churn workload's published shapes (loose bounds)."""
 import statistics
 
@@ -15,7 +15,7 @@ PREEMPT = "slab_free:before_cmpxchg=0.5:50us:spin"
 # -- the replay -----------------------------------------------------------
 
 @pytest.mark.parametrize("policy,leaks,blocks", [
-    ("naive", True, False),          # the seed's race: the slab stays on vCPU 1's partial list
+    ("naive", True, False),          # the 2014 race: the slab stays on vCPU 1's partial list
     ("keep", True, False),           # 3.16: nothing stops it either
     ("barrier", False, False),       # 4.11 async: put_cpu_partial sees cpu_partial == 0
     ("barrier:sync", False, False),  # 4.7: the preempted task holds no grace period
@@ -104,7 +104,7 @@ def churn(policy, seed=3, seconds=0.6, cpus=2, **kw):
 @pytest.mark.parametrize("cpus", [2, 4, 8])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_churn_naive_leaks_under_preemption(cpus, seed):
-    """The seed's race, found by the workload itself: with the main job's
+    """The 2014 race, found by the workload itself: with the main job's
     preemption at the race window, naive leaks on every seed and vCPU
     count (measured: 20-55 per 1000 offlines)."""
     r = churn("naive", seed=seed, cpus=cpus)
