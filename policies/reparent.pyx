@@ -6,7 +6,7 @@ cache level: mark the caches dead and shrink them after an RCU grace period
 parent, so the dying memcg is freed at once."""
 from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
 from slubcy.slub cimport __kmem_cache_shrink
-from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
+from slubcy.memcg cimport (memcg_offline_begin, memcg_kmem_caches_snapshot, kmem_cache_mark_dead,
                            kmem_cache_shrink_after_gp, memcg_reparent_caches, memcg_offline_end)
 from slubcy.sched cimport synchronize_sched
 from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
@@ -16,7 +16,7 @@ cdef int reparent_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexce
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0
     memcg_offline_begin(m, memcg)
-    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_kmem_caches_snapshot(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)      # __kmemcg_cache_deactivate
         if kmem_cache_shrink_after_gp(caches[i]) != 0:

@@ -38,7 +38,7 @@ from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_fre
                           SLAB_HOOK_PY_LIVE)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, dead_cache_counts,
-                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches,
+                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_kmem_caches_snapshot,
                            cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
                            RMDIR_NOMEM, RMDIR_STOPPED)
 from slubcy.mutex cimport mutex_lock, mutex_unlock
@@ -293,14 +293,14 @@ cdef class MemCgroup:
         # wrapped (destroyed ones are freed after a grace period)
         rcu_read_lock_ext(sc)
         try:
-            while True:                 # memcg_caches() with room to spare
+            while True:                 # memcg_kmem_caches_snapshot() with room to spare
                 grown = <kmem_cache_t **>realloc(ptrs, cap * sizeof(kmem_cache_t *))
                 if grown == NULL:
                     raise MemoryError()
                 ptrs = grown
                 self.machine._nogil_begin(None)
                 with nogil:
-                    n = memcg_caches(&self.machine.m, g, ptrs, cap)
+                    n = memcg_kmem_caches_snapshot(&self.machine.m, g, ptrs, cap)
                 self.machine._nogil_end(None)
                 if n < cap:
                     break
@@ -1096,7 +1096,7 @@ cdef class Machine:
         return {"dead_caches": out[0], "leaked_caches": out[1], "retained_pages": out[2],
                 "dying_memcgs": out[3], "offlines": out[4], "caches_destroyed": out[5]}
 
-    def memcg_caches(self, c=None):
+    def child_caches(self, c=None):
         """The memcg child caches (of root cache `c`, or all), destroyed
         ones excluded."""
         self._check()
@@ -1731,7 +1731,7 @@ cdef class Machine:
         cdef long out[6]
         cdef kmem_cache_t *s
         cdef int rc
-        for cache in ([c] if c is not None else self.caches + self.memcg_caches()):
+        for cache in ([c] if c is not None else self.caches + self.child_caches()):
             try:
                 s = self._cache(cache)
             except CacheDestroyed:

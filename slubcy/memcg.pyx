@@ -817,7 +817,7 @@ cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     css_put_many(m, memcg, 1)
 
 
-cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
+cdef int memcg_kmem_caches_snapshot(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
     """Snapshot of up to `max` of a memcg's caches, newest first, taken under
     slab_lock (destroys unlink under it), for the caller to walk unlocked.
     Returns how many it stored; `max` of them may mean there are more."""

@@ -69,8 +69,8 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
         m.flush_work(timeout=30)
         m.kmem_cache_free(root, first, cpu=0)
         objs = [m.kmem_cache_alloc(root, cpu=0, memcg=g) for _ in range(root.objects_per_slab)]
-        per_memcg = bool(m.memcg_caches(root))
-        cache = m.memcg_caches(root)[0] if per_memcg else root
+        per_memcg = bool(m.child_caches(root))
+        cache = m.child_caches(root)[0] if per_memcg else root
         m.flush_all(cache)     # vCPU 0 lets go of the slab: full, unfrozen, on no list
         page = m.virt_to_slab(objs[0])[0]
         step(f"vCPU 0 filled slab {page:#x} of {cache.name} with {len(objs)} objects of memcg "

@@ -470,7 +470,7 @@ def test_child_cache_name_cut_on_a_character_boundary():
             g = m.memcg_create("x" * k + "é" * 6 + "€" * 10)
             m.kmem_cache_free(root, m.kmem_cache_alloc(root, memcg=g))
         m.flush_work(timeout=30)        # the kworker creates the child caches
-        names = [c.name for c in m.memcg_caches()]
+        names = [c.name for c in m.child_caches()]
         assert len(names) == 4 and all(len(n.encode()) <= 63 for n in names), names
         m.validate()
         assert len(m.cache_info()) >= 5
@@ -506,7 +506,7 @@ def test_alloc_bulk_refused_before_the_child_cache_exists():
         for n in (-1, 2**64):
             with pytest.raises(ValueError):
                 m.kmem_cache_alloc_bulk(c, n, memcg=g)
-        assert m.memcg_caches() == []
+        assert m.child_caches() == []
 
 
 @pytest.mark.parametrize("spec", ["keep:x", "objcg:7", "naive:foo", "reparent:x",

@@ -30,7 +30,7 @@ def run_script(body):
     # than a small host's cores: a walk is preempted and the workers overtake it
     ("remote", 8, 5, False), ("batch", 4, 1, False)])
 def test_introspection_while_workers_run(workload, cpus, rounds, lists):
-    """memcgs(), memcg_caches(), cache_info(), slab_usage(), cache_usage()
+    """memcgs(), child_caches(), cache_info(), slab_usage(), cache_usage()
     from Python threads while a workload runs: no crash, sane numbers."""
     out = run_script(f"""
         import threading, slubcy
@@ -44,7 +44,7 @@ def test_introspection_while_workers_run(workload, cpus, rounds, lists):
                     if {lists}:
                         for g in m.memcgs():
                             g.name, g.online
-                        for c in m.memcg_caches():
+                        for c in m.child_caches():
                             c.name
                         for row in m.cache_info():
                             assert row["nr_slabs"] >= 0, row

@@ -40,7 +40,7 @@ def test_first_allocation_comes_uncharged_from_the_root_cache(policy):
         assert m.virt_to_slab(first)[0] in m.cache_state(c)["slabs"]
         assert g.nr_pages == 0
         m.flush_work(timeout=30)
-        child = m.memcg_caches(c)
+        child = m.child_caches(c)
         assert [x.name for x in child] == ["dentry(0:job)"]
         second = m.kmem_cache_alloc(c, cpu=1, memcg=g)
         assert m.virt_to_slab(second)[0] in m.cache_state(child[0])["slabs"]
@@ -75,7 +75,7 @@ def test_objcg_creates_no_child_caches():
         g = m.memcg_create("job")
         a = m.kmem_cache_alloc(c, memcg=g)
         m.flush_work()
-        assert m.memcg_caches() == [] and g.nr_bytes == c.size + 8      # obj_full_size
+        assert m.child_caches() == [] and g.nr_bytes == c.size + 8      # obj_full_size
         assert m.kworker_stats()["queued"] == 0
         m.kmem_cache_free(c, a)
 

@@ -207,7 +207,7 @@ def test_deferred_shrink_runs_on_the_workqueue(create_child_caches):
         m.memcg_offline(g)
         m._policy_quiesce()
         assert m.rcu_stats["deferred_shrinks"] - before == 3
-        assert m.memcg_caches() == [] and g.freed and g.nr_pages == 0
+        assert m.child_caches() == [] and g.freed and g.nr_pages == 0
         m.validate()
 
 
@@ -299,9 +299,9 @@ def test_memcg_lifecycle(policy, create_child_caches):
         other = m.kmem_cache_alloc(plain, memcg=g)          # unaccounted: the root cache
         if policy == "objcg":
             # obj_full_size(): the object's slot and its obj_cgroup pointer
-            assert m.memcg_caches() == [] and g.nr_bytes == 100 * (c.size + 8)
+            assert m.child_caches() == [] and g.nr_bytes == 100 * (c.size + 8)
         else:
-            child = m.memcg_caches(c)
+            child = m.child_caches(c)
             assert [x.name for x in child] == ["dentry(0:job)"] and g.nr_pages > 0
             assert m.virt_to_slab(objs[0])[0] in m.cache_state(child[0])["slabs"]
         m.kmem_cache_free(plain, other)
@@ -322,8 +322,8 @@ def test_memcg_lifecycle(policy, create_child_caches):
             # unregistered: it stays, dead, with the empty slabs SLUB keeps
             # (min_partial, cpu partials), and its memcg stays dying
             assert st["leaked_caches"] == 1 and g.dying and st["dying_memcgs"] == 1
-            assert [x.name for x in m.memcg_caches(c)] == ["dentry(0:job)"]
-            m.kmem_cache_shrink(m.memcg_caches(c)[0])
+            assert [x.name for x in m.child_caches(c)] == ["dentry(0:job)"]
+            m.kmem_cache_shrink(m.child_caches(c)[0])
             st = m.memcg_stats()
             assert st["leaked_caches"] == 0 and st["dead_caches"] == 1 and g.dying
         else:
@@ -345,19 +345,19 @@ def test_keep_unregisters_only_the_caches_empty_at_offline(create_child_caches):
         gone = m.kmem_cache_alloc_bulk(empty_root, 50, cpu=0, memcg=g)
         kept = m.kmem_cache_alloc_bulk(busy_root, 50, cpu=1, memcg=g)
         m.kmem_cache_free_bulk(empty_root, gone, cpu=1)     # slabs cached, no object
-        [empty] = m.memcg_caches(empty_root)
-        [busy] = m.memcg_caches(busy_root)
+        [empty] = m.child_caches(empty_root)
+        [busy] = m.child_caches(busy_root)
         destroyed = m.memcg_stats()["caches_destroyed"]
         m.memcg_offline(g)
         # unregistered at offline, though busy's pages still pin the memcg
-        assert empty.destroyed and m.memcg_caches(empty_root) == []
+        assert empty.destroyed and m.child_caches(empty_root) == []
         assert m.memcg_stats()["caches_destroyed"] == destroyed + 1
         assert [x.name for x in g.kmem_caches] == [busy.name]
         m.kmem_cache_free_bulk(busy_root, kept, cpu=0)
         m._policy_quiesce()
         m.kmem_cache_shrink(busy)
         st = m.memcg_stats()
-        assert not busy.destroyed and m.memcg_caches(busy_root) == [busy]
+        assert not busy.destroyed and m.child_caches(busy_root) == [busy]
         assert m.cache_info(busy)["nr_slabs"] == 0 and g.nr_pages == 0
         assert st["dead_caches"] == 1 and st["leaked_caches"] == 0
         assert g.dying and not g.freed and st["dying_memcgs"] == 1
