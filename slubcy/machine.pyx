@@ -145,7 +145,7 @@ cdef class KmemCache:
         cdef kmem_cache_t *x
         if self.s == NULL or self.machine is None or self.machine.closed:
             return False
-        if self.ctor is not _CHILD:
+        if not self.is_child:
             return True
         cdef bint found = False
         spin_lock(&self.machine.m.slab_lock)
@@ -159,7 +159,7 @@ cdef class KmemCache:
         return found
 
     cdef kmem_cache_t *get(self) except NULL:
-        if self.s != NULL and self.ctor is _CHILD and not self.alive():
+        if self.s != NULL and self.is_child and not self.alive():
             self.s = NULL
         if self.s == NULL:
             if self.machine is not None and self.machine.closed:
@@ -177,12 +177,9 @@ cdef class KmemCache:
 
     @property
     def destroyed(self):
-        if self.s != NULL and self.ctor is _CHILD and not self.alive():
+        if self.s != NULL and self.is_child and not self.alive():
             self.s = NULL
         return self.s == NULL
-
-
-cdef object _CHILD = object()     # the ctor slot of a memcg child cache's wrapper
 
 
 cdef struct offline_completion:
@@ -823,7 +820,7 @@ cdef class Machine:
         self._idle()
         if (<KmemCache>c).is_kmalloc:
             raise ValueError("kmalloc caches cannot be destroyed")
-        if s.root != NULL or (<KmemCache>c).ctor is _CHILD:
+        if s.root != NULL or (<KmemCache>c).is_child:
             raise ValueError(f"kmem_cache_destroy {(<KmemCache>c).name}: a memcg child cache is "
                              "destroyed by its memcg's offline (or with its root cache), not directly")
         # a queued creation of a child of `s` holds a pointer to it: let the
@@ -1140,7 +1137,9 @@ cdef class Machine:
         if c is not None and (<KmemCache>c).name != s.name.decode():
             c = None            # the address was reused by a newer cache
         if c is None:
-            c = wrap_cache(self, s, s.name.decode(), _CHILD, False)
+            # a child cache runs its root's constructor (memcg_create_kmem_cache)
+            c = wrap_cache(self, s, s.name.decode(), <object>s.ctor if s.ctor != NULL else None, False)
+            (<KmemCache>c).is_child = True
             self._children[key] = c
         return c
 

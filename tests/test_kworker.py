@@ -42,6 +42,7 @@ def test_first_allocation_comes_uncharged_from_the_root_cache(policy):
         m.flush_work(timeout=30)
         child = m.child_caches(c)
         assert [x.name for x in child] == ["dentry(0:job)"]
+        assert child[0].is_child and not c.is_child and child[0].ctor is c.ctor is None
         second = m.kmem_cache_alloc(c, cpu=1, memcg=g)
         assert m.virt_to_slab(second)[0] in m.cache_state(child[0])["slabs"]
         assert g.nr_pages > 0 and g.kmem_caches == child
