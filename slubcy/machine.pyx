@@ -959,7 +959,7 @@ cdef class Machine:
         offline (css_killed_work_fn: the policy, under cgroup_mutex) on the
         machine's kworker, and return without waiting for it: the seconds
         spent waiting for cgroup_mutex.  flush_work() waits for the offline;
-        kworker_stats()["offline_errors"] counts offlines whose waits timed
+        kworker_stat_info()["offline_errors"] counts offlines whose waits timed
         out."""
         cdef mem_cgroup *g = self._rmdir_target(memcg)
         cdef int r
@@ -1028,7 +1028,7 @@ cdef class Machine:
         if rc != 0:
             raise Timeout(f"kworker: work still pending after {timeout} s")
 
-    def kworker_stats(self):
+    def kworker_stat_info(self):
         """The kworker: work items queued, run, dropped, pending now and at
         most; its thread id (gettid, as threading.get_native_id()); child
         caches it created, creations run on a vCPU thread (always 0) and the
@@ -1084,7 +1084,7 @@ cdef class Machine:
             c_free(ptrs)
             rcu_read_unlock_ext(sc)
 
-    def memcg_stats(self):
+    def memcg_stat_info(self):
         """Dead caches (of offline memcgs) not yet destroyed, those holding
         slabs and their pages, dying memcgs, offlines, caches destroyed."""
         self._check()
@@ -1152,7 +1152,7 @@ cdef class Machine:
                  "ipis": self.m.sc.vcpus[i].ipis_handled, "ipi_lock": self.m.sc.vcpus[i].ipi_lock}
                 for i in range(self.m.nr_cpus)]
 
-    def rcu_state(self):
+    def rcu_state_info(self):
         """The C-side RCU: callbacks queued/run, grace periods, whether a
         batch waits for its grace period and on which vCPUs, open read-side
         sections of threads on no vCPU."""
@@ -1255,10 +1255,16 @@ cdef class Machine:
         if self._rcu is not None:
             self._rcu.barrier(timeout)
 
-    @property
-    def rcu_stats(self):
-        """{"grace_periods": n, "callbacks": n} of call_rcu."""
-        return self._rcu.stats() if self._rcu is not None else {"grace_periods": 0, "callbacks": 0}
+    def rcu_stat_info(self):
+        """Counts of the machine's RCU thread (slubcy.rcu), five keys:
+        "grace_periods" and "callbacks" (Python call_rcu), "c_grace_periods"
+        and "c_callbacks" (the C call_rcu of the policies), "deferred_shrinks"
+        (work items run for dead caches: barrier async, reparent).  All zero
+        before the thread starts."""
+        if self._rcu is not None:
+            return self._rcu.stats()
+        return dict.fromkeys(("grace_periods", "callbacks", "c_grace_periods", "c_callbacks",
+                              "deferred_shrinks"), 0)
 
     def _set_cpu_partial_dead_check(self, on):
         """Test-only: switch put_cpu_partial()'s cpu_partial == 0 check (Linux
@@ -1701,15 +1707,15 @@ cdef class Machine:
             "alloc_failures": fail,
         }
 
-    def stats_per_cpu(self, c):
+    def cache_stat_cpu_info(self, c):
         """{stat item: [count on each vCPU]} — the sysfs files' C<cpu>= values."""
         cdef kmem_cache_t *s = self._cache(c)
         return {STAT_ITEMS[i]: [s.cpu_slab[cpu].stat[i] for cpu in range(self.m.nr_cpus)]
                 for i in range(<int>NR_SLUB_STAT_ITEMS)}
 
-    def stats(self, c):
+    def cache_stat_info(self, c):
         """{stat item: total over vCPUs} for the 26 SLUB statistics."""
-        return {k: sum(v) for k, v in self.stats_per_cpu(c).items()}
+        return {k: sum(v) for k, v in self.cache_stat_cpu_info(c).items()}
 
     def cache_info(self, c=None):
         """One dict per cache (or for `c`) with the numbers behind slabinfo."""
@@ -1755,7 +1761,7 @@ cdef class Machine:
                 "memcg": None if s.memcg == NULL else s.memcg.name.decode(),
             })
 
-    def cache_usage(self, c):
+    def cache_usage_info(self, c):
         """(objects in use, object slots, pages) of a cache, from the slab
         counters (works while workers are parked; exact when quiet)."""
         cdef kmem_cache_t *s = self._cache(c)
@@ -1768,10 +1774,10 @@ cdef class Machine:
         finally:
             self._nogil_end(c)
         if rc != 0:
-            raise Timeout(f"cache_usage({(<KmemCache>c).name}): a vCPU did not answer in time")
+            raise Timeout(f"cache_usage_info({(<KmemCache>c).name}): a vCPU did not answer in time")
         return used, slots, pages
 
-    def slab_usage(self):
+    def slab_usage_info(self):
         """(objects in use, object slots, slab pages) over every cache."""
         self._check()
         cdef long used, slots, pages
@@ -1783,7 +1789,7 @@ cdef class Machine:
         finally:
             self._nogil_end(None)
         if rc != 0:
-            raise Timeout("slab_usage(): a vCPU did not answer in time")
+            raise Timeout("slab_usage_info(): a vCPU did not answer in time")
         return used, slots, pages
 
     def _corrupt_for_test(self, kind, c, slab=None):
@@ -1843,7 +1849,7 @@ cdef class Machine:
         else:
             raise ValueError(f"unknown corruption {kind!r}")
 
-    def cache_state(self, c):
+    def cache_state_info(self, c):
         """The whole SLUB state of a cache as plain Python data (for tests and
         the reference model): slabs are page addresses, objects are
         (page address, index)."""

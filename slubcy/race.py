@@ -135,7 +135,7 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
         step(f"vCPU 0 frees the other {len(objs) - 1} objects; the slab is now "
              f"{_slab_where(m, cache, page)}")
         m._policy_quiesce()
-        stats = m.memcg_stats()
+        stats = m.memcg_stat_info()
         leaked = stats["leaked_caches"] > 0
         final = {"memcg": "freed" if g.freed else "dying" if g.dying else "online",
                  "slab": _slab_where(m, cache, page), **stats}
@@ -150,7 +150,7 @@ def _slab_where(m, cache, page):
     if cache.destroyed:
         return "gone (cache destroyed)"
     try:
-        st = m.cache_state(cache)
+        st = m.cache_state_info(cache)
     except slubcy.CacheDestroyed:
         return "gone (cache destroyed)"
     if page not in st["slabs"]:

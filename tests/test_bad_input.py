@@ -14,11 +14,11 @@ def c(m):
 
 def unchanged(m, c, fn, exc):
     """fn() raises exc; the cache state and validate() are as before."""
-    before = m.cache_state(c)
+    before = m.cache_state_info(c)
     pages = m.page_alloc_info()
     with pytest.raises(exc):
         fn()
-    assert m.cache_state(c) == before
+    assert m.cache_state_info(c) == before
     assert m.page_alloc_info() == pages
     m.validate()
 
@@ -90,7 +90,7 @@ def test_alloc_from_destroyed_cache(m):
     assert d.destroyed
     for fn in (lambda: m.kmem_cache_alloc(d), lambda: m.kmem_cache_alloc_bulk(d, 4),
                lambda: m.kmem_cache_free(d, 0x1000), lambda: m.kmem_cache_shrink(d),
-               lambda: m.kmem_cache_destroy(d), lambda: d.min_partial, lambda: m.stats(d)):
+               lambda: m.kmem_cache_destroy(d), lambda: d.min_partial, lambda: m.cache_stat_info(d)):
         with pytest.raises(errors.CacheDestroyed):
             fn()
     m.validate()
@@ -160,7 +160,7 @@ def test_calls_after_close():
         lambda: m.kfree(a), lambda: m.kmem_cache_create("y", 64), lambda: m.validate(),
         lambda: m.kmem_cache_alloc_bulk(c, 2), lambda: m.kmem_cache_free_bulk(c, [a]),
         lambda: m.kmem_cache_shrink(c), lambda: m.kmem_cache_destroy(c), lambda: m.slabinfo_text
-        if False else m.cache_info(), lambda: m.stats(c), lambda: m.read(a, 8),
+        if False else m.cache_info(), lambda: m.cache_stat_info(c), lambda: m.read(a, 8),
         lambda: m.write(a, b"x"), lambda: m.virt_to_slab(a), lambda: c.cpu_partial,
         lambda: m.caches, lambda: m.page_alloc_info(), lambda: m.flush_all(c),
     ]
@@ -182,7 +182,7 @@ def test_arena_exhausted_single_and_bulk():
         assert isinstance(errors.ArenaExhausted("x"), MemoryError)
         m.validate()
         assert m.page_alloc_info()["pages_free"] < (4096 << c.order) // 4096
-        state = m.cache_state(c)
+        state = m.cache_state_info(c)
         with pytest.raises(errors.ArenaExhausted):
             m.kmem_cache_alloc_bulk(c, 10_000)
         m.validate()

@@ -252,7 +252,7 @@ def test_two_threads_taking_one_memcg_offline_exactly_one_succeeds(how):
             outcomes.append(sorted(res))
         m.flush_work(timeout=30)
         assert outcomes == [["ok", "refused"]] * n
-        assert m.memcg_stats()["offlines"] == n
+        assert m.memcg_stat_info()["offlines"] == n
         m.validate()
 
 

@@ -203,10 +203,10 @@ def test_deferred_shrink_runs_on_the_workqueue(create_child_caches):
         objs = [(c, m.kmem_cache_alloc_bulk(c, 40, cpu=1, memcg=g)) for c in caches]
         for c, o in objs:
             m.kmem_cache_free_bulk(c, o, cpu=1)       # empty, but cached on vCPU 1
-        before = m.rcu_stats.get("deferred_shrinks", 0)
+        before = m.rcu_stat_info()["deferred_shrinks"]
         m.memcg_offline(g)
         m._policy_quiesce()
-        assert m.rcu_stats["deferred_shrinks"] - before == 3
+        assert m.rcu_stat_info()["deferred_shrinks"] - before == 3
         assert m.child_caches() == [] and g.freed and g.nr_pages == 0
         m.validate()
 
@@ -303,7 +303,7 @@ def test_memcg_lifecycle(policy, create_child_caches):
         else:
             child = m.child_caches(c)
             assert [x.name for x in child] == ["dentry(0:job)"] and g.nr_pages > 0
-            assert m.virt_to_slab(objs[0])[0] in m.cache_state(child[0])["slabs"]
+            assert m.virt_to_slab(objs[0])[0] in m.cache_state_info(child[0])["slabs"]
         m.kmem_cache_free(plain, other)
         for a in objs[:50]:
             m.kmem_cache_free(c, a, cpu=1)                  # root cache frees a child's object
@@ -316,7 +316,7 @@ def test_memcg_lifecycle(policy, create_child_caches):
         for a in objs[50:]:
             m.kfree(a, cpu=0)
         m._policy_quiesce()
-        st = m.memcg_stats()
+        st = m.memcg_stat_info()
         if policy == "keep":
             # 3.16: the cache held objects at offline, so it was never
             # unregistered: it stays, dead, with the empty slabs SLUB keeps
@@ -324,7 +324,7 @@ def test_memcg_lifecycle(policy, create_child_caches):
             assert st["leaked_caches"] == 1 and g.dying and st["dying_memcgs"] == 1
             assert [x.name for x in m.child_caches(c)] == ["dentry(0:job)"]
             m.kmem_cache_shrink(m.child_caches(c)[0])
-            st = m.memcg_stats()
+            st = m.memcg_stat_info()
             assert st["leaked_caches"] == 0 and st["dead_caches"] == 1 and g.dying
         else:
             assert st["leaked_caches"] == 0 and g.freed and st["dying_memcgs"] == 0
@@ -347,16 +347,16 @@ def test_keep_unregisters_only_the_caches_empty_at_offline(create_child_caches):
         m.kmem_cache_free_bulk(empty_root, gone, cpu=1)     # slabs cached, no object
         [empty] = m.child_caches(empty_root)
         [busy] = m.child_caches(busy_root)
-        destroyed = m.memcg_stats()["caches_destroyed"]
+        destroyed = m.memcg_stat_info()["caches_destroyed"]
         m.memcg_offline(g)
         # unregistered at offline, though busy's pages still pin the memcg
         assert empty.destroyed and m.child_caches(empty_root) == []
-        assert m.memcg_stats()["caches_destroyed"] == destroyed + 1
+        assert m.memcg_stat_info()["caches_destroyed"] == destroyed + 1
         assert [x.name for x in g.kmem_caches] == [busy.name]
         m.kmem_cache_free_bulk(busy_root, kept, cpu=0)
         m._policy_quiesce()
         m.kmem_cache_shrink(busy)
-        st = m.memcg_stats()
+        st = m.memcg_stat_info()
         assert not busy.destroyed and m.child_caches(busy_root) == [busy]
         assert m.cache_info(busy)["nr_slabs"] == 0 and g.nr_pages == 0
         assert st["dead_caches"] == 1 and st["leaked_caches"] == 0
@@ -451,7 +451,7 @@ def test_rcu_callbacks_run_without_workers(policy):
             m.memcg_offline(g)
         deadline = time.monotonic() + 20
         while True:
-            st = m.rcu_state()
+            st = m.rcu_state_info()
             if st["done"] == st["queued"] or time.monotonic() > deadline:
                 break
             time.sleep(0.01)
