@@ -22,8 +22,8 @@ from slubcy.preempt import PreemptPoint
 
 DEFAULT_HZ: int
 FLAGS: dict[str, int]
-KMALLOC_MAX_CACHE_SIZE_: int
-KMALLOC_MAX_SIZE_: int
+KMALLOC_MAX_CACHE_SIZE: int
+KMALLOC_MAX_SIZE: int
 MAX_ARENA: int
 MAX_CPUS: int
 STAT_ITEMS: tuple[str, ...]

@@ -96,8 +96,10 @@ def _fc_freelist_offset(offset):
     z.base = arena
     p = fc_freelist(&z, fc_make(&z, <void *>(<uintptr_t>arena + <uintptr_t>offset), 0))
     return None if p == NULL else <uintptr_t>p - <uintptr_t>arena
-KMALLOC_MAX_SIZE_ = KMALLOC_MAX_SIZE
-KMALLOC_MAX_CACHE_SIZE_ = KMALLOC_MAX_CACHE_SIZE
+# The kmalloc limits for Python under their kernel names.  The names are
+# slub.pxd's C enum constants in this module (cimported), so a plain
+# assignment cannot bind them: they go into the module's dict directly.
+globals().update(KMALLOC_MAX_SIZE=KMALLOC_MAX_SIZE, KMALLOC_MAX_CACHE_SIZE=KMALLOC_MAX_CACHE_SIZE)
 
 _FREE_ERRORS = {
     OBJ_OUTSIDE_ARENA: (NotInArena, "is outside the arena"),
