@@ -127,7 +127,7 @@ def _reaper(mref, stop, double period):
 
 
 cdef class ReapPolicy(Policy):
-    variants = VARIANTS         # `slubcy compare` runs each (policies.compare_specs)
+    variants = VARIANTS         # `slubcy compare` runs each (slubcy.policies.compare_specs)
     takes_options = True
     cdef readonly str variant
     cdef readonly double period

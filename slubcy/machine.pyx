@@ -1352,7 +1352,7 @@ cdef class Machine:
 
     def _noop(self, c, addr=0, cpu=0):
         """Does nothing: the cost of calling a method of this extension, the
-        baseline of the single-object API's figure (slubcy.perf)."""
+        baseline of the single-object API's figure (slubcy.analysis.perf)."""
 
     def kmem_cache_free(self, c, addr, cpu=0):
         """slab_free() on vCPU `cpu` of the object at `addr`."""
