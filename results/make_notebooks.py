@@ -44,7 +44,7 @@ POLICY_CELLS = [
     new_markdown_cell("""\
 # Dead-cache policies on `churn`: throughput, retained memory, leaks, offline latency
 
-The seed's question (LKML, *"__slab_free vs memcg offline"*): when a memcg goes offline
+The 2014 mail's question (LKML, *"__slab_free vs memcg offline"*): when a memcg goes offline
 while another CPU is inside `__slab_free` on one of its slabs, which retirement policy
 leaks the dead cache, how much memory does each keep, and what does each cost?
 
@@ -97,7 +97,7 @@ runs.summary[runs.summary.metric == "leak_rate"].set_index("policy").loc[
 ## Retained memory over time
 
 Each run samples the memcg counts and the slab pages in use every 50 ms. `retained_pages`
-is what dead caches and dying memcgs still hold: the memory the seed's race leaks."""),
+is what dead caches and dying memcgs still hold: the memory the 2014 race leaks."""),
     new_code_cell('''\
 series = runs.series
 if series.empty or "retained_pages" not in series:
@@ -177,7 +177,7 @@ gp'''),
     new_markdown_cell("""\
 ## How likely in production: leaks vs the preemption rate
 
-The seed's race needs a task preempted inside `__slab_free` on a CONFIG_PREEMPT kernel while
+The 2014 race needs a task preempted inside `__slab_free` on a CONFIG_PREEMPT kernel while
 its memcg goes offline. `slubcy.analysis.sweep.leak_vs_preemption` sweeps the preemption model's rate
 (requests per second per vCPU, 3 ms slices), pools the leaks at each rate with the exact
 Poisson interval, fits leak rate ∝ preemption rate (a Poisson regression through the origin,

@@ -1,7 +1,7 @@
 # The one allocation entry and the one free entry (mm/slub.c slab_alloc_node()
 # and slab_free(), with mm/slab.h's pre/post hooks), inline.  Everything that
 # allocates or frees an object goes through here: the Python API (Machine),
-# the workers (workload.pyx), the benchmark kernels (bench.pyx) and the trace
+# the workers (workers.pyx), the benchmark kernels (bench.pyx) and the trace
 # replay, so the memcg charging and the Python API's bookkeeping happen the
 # same way, in the kernel's order, whoever allocates.
 #
