@@ -1,4 +1,4 @@
-"""asv: the dead-cache policies, judged by the seed's metrics.
+"""asv: the dead-cache policies, judged by the 2014 mail's metrics.
 
 - Metrics.track_*: one timed run of each (policy, vCPUs, workload) made once
   in setup_cache; each track reads its metric (DESIGN.md names and units).

@@ -18,7 +18,7 @@ put_cpu_partial() unfreezes at once when cpu_partial == 0.  Modes:
   none   test-only: the steps without any wait, to show what the wait does."""
 from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
 from slubcy.slub cimport __kmem_cache_shrink
-from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
+from slubcy.memcg cimport (memcg_offline_begin, memcg_kmem_caches_snapshot, kmem_cache_mark_dead,
                            kmem_cache_shrink_after_gp, memcg_offline_end)
 from slubcy.sched cimport (synchronize_sched, kick_all_cpus_sync, preempt_point,
                            PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, smp_processor_id)
@@ -46,7 +46,7 @@ cdef int barrier_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcep
     # barrier, stalling child cache creation (and kmem_cache_create) that
     # long; the caller (css_killed_work_fn) holds cgroup_mutex as well
     mutex_lock(&m.sc, &m.slab_mutex)
-    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_kmem_caches_snapshot(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], False)
         preempt_point(&m.sc, PP_OFFLINE_AFTER_MARK_DEAD, smp_processor_id())

@@ -9,7 +9,7 @@ Davydov before 3.16); Davydov, 30 May 2014: "we simply leak such caches
 along with the owner memcg"."""
 from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
 from slubcy.slub cimport __kmem_cache_shrink, css_get_many
-from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, memcg_offline_end,
+from slubcy.memcg cimport (memcg_offline_begin, memcg_kmem_caches_snapshot, memcg_offline_end,
                            memcg_unregister_cache)
 from slubcy.policies.base cimport Policy, MAX_CHILD_CACHES
 
@@ -19,7 +19,7 @@ cdef int keep_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept n
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, rc = 0, before = m.ipi_timeouts
     memcg_offline_begin(m, memcg)
-    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_kmem_caches_snapshot(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         __kmem_cache_shrink(caches[i], False)      # kmem_cache_shrink()
         if not memcg_unregister_cache(m, caches[i]):

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""naive -- the seed mail's plan without its barrier (Davydov, 19 May 2014,
+"""naive -- the 2014 mail's plan without its barrier (Davydov, 19 May 2014,
 537A4D27.1050909@parallels.com): mark the cache dead (cpu_partial =
 min_partial = 0, kmem_cache_has_cpu_partial() false) and shrink it.  A
 __slab_free that decided to freeze a full slab before the mark and does its
@@ -10,7 +10,7 @@ until something flushes that vCPU's partials for that cache again -- and in
 `naive` nothing does (no reaper, no later shrink; compare `reap`)."""
 from slubcy.types cimport kmem_cache, mem_cgroup, slub_machine
 from slubcy.slub cimport __kmem_cache_shrink
-from slubcy.memcg cimport (memcg_offline_begin, memcg_caches, kmem_cache_mark_dead,
+from slubcy.memcg cimport (memcg_offline_begin, memcg_kmem_caches_snapshot, kmem_cache_mark_dead,
                            memcg_offline_end)
 from slubcy.sched cimport (preempt_point, PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK,
                            smp_processor_id)
@@ -21,7 +21,7 @@ cdef int naive_offline(slub_machine *m, mem_cgroup *memcg, void *data) noexcept 
     cdef kmem_cache *caches[MAX_CHILD_CACHES]
     cdef int i, n, before = m.ipi_timeouts
     memcg_offline_begin(m, memcg)
-    n = memcg_caches(m, memcg, caches, MAX_CHILD_CACHES)
+    n = memcg_kmem_caches_snapshot(m, memcg, caches, MAX_CHILD_CACHES)
     for i in range(n):
         kmem_cache_mark_dead(caches[i], True)
     preempt_point(&m.sc, PP_OFFLINE_AFTER_MARK_DEAD, smp_processor_id())

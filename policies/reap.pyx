@@ -19,7 +19,7 @@ flusher's 30 s.
 reap:percpu -- SLAB's cache_reap() (mm/slab.c): a per-CPU deferrable delayed
 work every REAPTIMEOUT_AC = 2*HZ, skipped when slab_mutex is taken
 (mutex_trylock), in which each CPU drains its own per-cpu caches and then
-the node's free slabs; no IPI.  Applied to dead caches it is the seed mail's
+the node's free slabs; no IPI.  Applied to dead caches it is the 2014 mail's
 "reaping periodically", and what Davydov's "slab: reap dead memcg caches
 aggressively" (8/8 of cover.1401457502.git.vdavydov@parallels.com, May 2014,
 withdrawn) did to cache_reap.  Here each vCPU's own worker thread runs the
@@ -127,7 +127,7 @@ def _reaper(mref, stop, double period):
 
 
 cdef class ReapPolicy(Policy):
-    variants = VARIANTS         # `slubcy compare` runs each (policies.compare_specs)
+    variants = VARIANTS         # `slubcy compare` runs each (slubcy.policies.compare_specs)
     takes_options = True
     cdef readonly str variant
     cdef readonly double period

@@ -49,7 +49,7 @@ POLICY_CELLS = [
     new_markdown_cell("""\
 # Dead-cache policies on `churn`: throughput, retained memory, leaks, offline latency
 
-The seed's question (LKML, *"__slab_free vs memcg offline"*): when a memcg goes offline
+The 2014 mail's question (LKML, *"__slab_free vs memcg offline"*): when a memcg goes offline
 while another CPU is inside `__slab_free` on one of its slabs, which retirement policy
 leaks the dead cache, how much memory does each keep, and what does each cost?
 
@@ -102,7 +102,7 @@ runs.summary[runs.summary.metric == "leak_rate"].set_index("policy").loc[
 ## Retained memory over time
 
 Each run samples the memcg counts and the slab pages in use every 50 ms. `retained_pages`
-is what dead caches and dying memcgs still hold: the memory the seed's race leaks."""),
+is what dead caches and dying memcgs still hold: the memory the 2014 race leaks."""),
     new_code_cell('''\
 series = runs.series
 if series.empty or "retained_pages" not in series:
@@ -182,7 +182,7 @@ gp'''),
     new_markdown_cell("""\
 ## How likely in production: leaks vs the preemption rate
 
-The seed's race needs a task preempted inside `__slab_free` on a CONFIG_PREEMPT kernel while
+The 2014 race needs a task preempted inside `__slab_free` on a CONFIG_PREEMPT kernel while
 its memcg goes offline. `slubcy.analysis.sweep.leak_vs_preemption` sweeps the preemption model's rate
 (requests per second per vCPU, 3 ms slices), pools the leaks at each rate with the exact
 Poisson interval, fits leak rate ∝ preemption rate (a Poisson regression through the origin,
@@ -206,7 +206,7 @@ A real allocation stream instead of `churn`: `TRACE` (by default `tests/traces/p
 `perf record` of a Python import storm on this machine's 6.18 kernel) replayed through the core
 under every policy (`slubcy compare --workload trace:FILE`, each run `slubcy replay`): one worker
 per traced CPU, a memcg per task (`comm`) charged with its accounted allocations and taken
-offline through the policy after the task's last event, the seed's window preempted as in the
+offline through the policy after the task's last event, the 2014 race's window preempted as in the
 main job. The objects the trace never frees stay live until the end of the trace, so dead
 caches hold them: `retained_pages` at the end of the trace, `leaked_caches` after they are freed."""),
     new_code_cell('''\

@@ -21,9 +21,8 @@ from slubcy.errors import (ArenaExhausted, CacheBusy, CacheDestroyed, CPUBusy, C
                            NotAnObject, Timeout,
                            NotInArena, SlabCorruption, SlubError, WrongCache)
 from slubcy.errors import HoldRefused
-from slubcy.machine import (FLAGS, KMALLOC_MAX_CACHE_SIZE_ as KMALLOC_MAX_CACHE_SIZE,
-                            KMALLOC_MAX_SIZE_ as KMALLOC_MAX_SIZE, STAT_ITEMS, KmemCache, Machine,
-                            DEFAULT_HZ)
+from slubcy.machine import (FLAGS, KMALLOC_MAX_CACHE_SIZE, KMALLOC_MAX_SIZE, STAT_ITEMS, KmemCache,
+                            Machine, DEFAULT_HZ)
 
 globals().update(FLAGS)
 if TYPE_CHECKING:       # the names FLAGS defines above, for type checkers and IDEs

@@ -1,7 +1,7 @@
 # The one allocation entry and the one free entry (mm/slub.c slab_alloc_node()
 # and slab_free(), with mm/slab.h's pre/post hooks), inline.  Everything that
 # allocates or frees an object goes through here: the Python API (Machine),
-# the workers (workload.pyx), the benchmark kernels (bench.pyx) and the trace
+# the workers (workers.pyx), the benchmark kernels (bench.pyx) and the trace
 # replay, so the memcg charging and the Python API's bookkeeping happen the
 # same way, in the kernel's order, whoever allocates.
 #
@@ -21,7 +21,7 @@
 from slubcy.atomic cimport atomic_long_read
 from slubcy.types cimport page, kmem_cache, mem_cgroup
 from slubcy.page_alloc cimport virt_to_head_page
-from slubcy.slub cimport (__slab_alloc_node, do_slab_free,
+from slubcy.slub cimport (__slab_alloc_node, do_slab_free, SLAB_ACCOUNT,
                           kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups,
                           py_live_mark, py_live_clear)
 from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook
@@ -57,7 +57,10 @@ cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu, int hooks) 
     the free (the memcg hook has run by then, as in the kernel)."""
     if hooks & SLAB_HOOK_PY_LIVE:
         py_live_clear(s, pg, x)
-    if s.accounted and page_has_obj_cgroups(pg):   # (only accounted caches are charged)
+    # only SLAB_ACCOUNT caches are charged; s->flags shares s->cpu_slab's
+    # cache line (5.9's memcg_slab_free_hook tests the page's objcgs after
+    # the memcg_kmem_enabled() static key)
+    if (s.flags & SLAB_ACCOUNT) and page_has_obj_cgroups(pg):
         memcg_slab_free_hook(s, pg, x, cpu)
     return do_slab_free(s, pg, x, x, 1, cpu)
 

@@ -42,7 +42,7 @@
 # acq_rel, nothing here relies on a store->load order across them; the one
 # place that does (rcu_read_lock_ext's reader count, then the loads of the
 # read-side section) uses fetch_add, which is seq_cst.  (Before this file
-# workload.pyx declared its own fetch_add acq_rel, sched.pyx seq_cst: the
+# the worker loops (workers.pyx) declared their own fetch_add acq_rel, sched.pyx seq_cst: the
 # stronger one is kept.)  On x86-64 all of them are one locked instruction.
 
 from libc.stdint cimport uint64_t, uint16_t, uint8_t, uintptr_t

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""nogil measurement kernels for slubcy.perf (and benchmarks/): the SLUB
+"""nogil measurement kernels for slubcy.analysis.perf (and benchmarks/): the SLUB
 fast and remote-free paths, their baselines (libc, a bare free list), a
 replay of recorded op sequences, and resident-memory probes — timed inside C
 so no Python call is in a timed loop."""

@@ -306,12 +306,12 @@ def main(argv=None):
     sw.add_argument("--no-progress", action="store_true")
     sw.set_defaults(func=_sweep)
 
-    race = sub.add_parser("race", help="replay the seed's __slab_free race under a policy")
+    race = sub.add_parser("race", help="replay the 2014 __slab_free race under a policy")
     race.add_argument("--policy", "-p", default="naive", help="policy spec, e.g. barrier:sync")
     race.add_argument("--seed", type=int, default=0)
     race.add_argument("--window", choices=["slab_free", "put_cpu_partial"], default="slab_free",
                       help="where vCPU 1 is held: preempted in __slab_free before its cmpxchg "
-                           "(the seed's race), or inside put_cpu_partial with preemption off "
+                           "(the 2014 race), or inside put_cpu_partial with preemption off "
                            "(the window the barrier closes)")
     race.add_argument("--json", action="store_true")
     race.set_defaults(func=_race)

@@ -9,6 +9,7 @@ cdef class KmemCache:
     cdef readonly str name
     cdef readonly object ctor
     cdef readonly bint is_kmalloc
+    cdef readonly bint is_child     # a memcg child cache (freed with its memcg, after a grace period)
     cdef readonly int size, object_size, offset, inuse, align, order, objects_per_slab
     cdef readonly unsigned long flags
     cdef readonly tuple oo, min, max

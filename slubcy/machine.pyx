@@ -38,7 +38,7 @@ from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_fre
                           SLAB_HOOK_PY_LIVE)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, objcg_counts, dead_cache_counts, dead_counts,
-                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_caches,
+                           kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_kmem_caches_snapshot,
                            cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
                            RMDIR_NOMEM, RMDIR_STOPPED)
 from slubcy.lifecycle cimport (slub_machine_init, slub_machine_release, MACHINE_OK,
@@ -107,8 +107,10 @@ def _fc_freelist_offset(offset):
     z.base = arena
     p = fc_freelist(&z, fc_make(&z, <void *>(<uintptr_t>arena + <uintptr_t>offset), 0))
     return None if p == NULL else <uintptr_t>p - <uintptr_t>arena
-KMALLOC_MAX_SIZE_ = KMALLOC_MAX_SIZE
-KMALLOC_MAX_CACHE_SIZE_ = KMALLOC_MAX_CACHE_SIZE
+# The kmalloc limits for Python under their kernel names.  The names are
+# slub.pxd's C enum constants in this module (cimported), so a plain
+# assignment cannot bind them: they go into the module's dict directly.
+globals().update(KMALLOC_MAX_SIZE=KMALLOC_MAX_SIZE, KMALLOC_MAX_CACHE_SIZE=KMALLOC_MAX_CACHE_SIZE)
 
 _FREE_ERRORS = {
     OBJ_OUTSIDE_ARENA: (NotInArena, "is outside the arena"),
@@ -156,7 +158,7 @@ cdef class KmemCache:
         cdef kmem_cache_t *x
         if self.s == NULL or self.machine is None or self.machine.closed:
             return False
-        if self.ctor is not _CHILD:
+        if not self.is_child:
             return True
         cdef bint found = False
         spin_lock(&self.machine.m.slab_lock)
@@ -170,7 +172,7 @@ cdef class KmemCache:
         return found
 
     cdef kmem_cache_t *get(self) except NULL:
-        if self.s != NULL and self.ctor is _CHILD and not self.alive():
+        if self.s != NULL and self.is_child and not self.alive():
             self.s = NULL
         if self.s == NULL:
             if self.machine is not None and self.machine.closed:
@@ -188,12 +190,9 @@ cdef class KmemCache:
 
     @property
     def destroyed(self):
-        if self.s != NULL and self.ctor is _CHILD and not self.alive():
+        if self.s != NULL and self.is_child and not self.alive():
             self.s = NULL
         return self.s == NULL
-
-
-cdef object _CHILD = object()     # the ctor slot of a memcg child cache's wrapper
 
 
 cdef struct offline_completion:
@@ -304,14 +303,14 @@ cdef class MemCgroup:
         # wrapped (destroyed ones are freed after a grace period)
         rcu_read_lock_ext(sc)
         try:
-            while True:                 # memcg_caches() with room to spare
+            while True:                 # memcg_kmem_caches_snapshot() with room to spare
                 grown = <kmem_cache_t **>realloc(ptrs, cap * sizeof(kmem_cache_t *))
                 if grown == NULL:
                     raise MemoryError()
                 ptrs = grown
                 self.machine._nogil_begin(None)
                 with nogil:
-                    n = memcg_caches(&self.machine.m, g, ptrs, cap)
+                    n = memcg_kmem_caches_snapshot(&self.machine.m, g, ptrs, cap)
                 self.machine._nogil_end(None)
                 if n < cap:
                     break
@@ -810,7 +809,7 @@ cdef class Machine:
         self.check_idle()
         if (<KmemCache>c).is_kmalloc:
             raise ValueError("kmalloc caches cannot be destroyed")
-        if s.root != NULL or (<KmemCache>c).ctor is _CHILD:
+        if s.root != NULL or (<KmemCache>c).is_child:
             raise ValueError(f"kmem_cache_destroy {(<KmemCache>c).name}: a memcg child cache is "
                              "destroyed by its memcg's offline (or with its root cache), not directly")
         # a queued creation of a child of `s` holds a pointer to it: let the
@@ -868,7 +867,7 @@ cdef class Machine:
     def kmem_cache_mark_dead(self, c):
         """Mark a cache dead, no barrier: cpu_partial = min_partial = 0 (the
         first step of memcg_deactivate_kmem_caches in Linux 4.0, and all the
-        seed's proposal did before its shrink)."""
+        2014 mail's proposal did before its shrink)."""
         cdef kmem_cache_t *s = self._cache(c)
         atomic_int_set(&s.cpu_partial, 0)
         s.min_partial = 0
@@ -949,7 +948,7 @@ cdef class Machine:
         offline (css_killed_work_fn: the policy, under cgroup_mutex) on the
         machine's kworker, and return without waiting for it: the seconds
         spent waiting for cgroup_mutex.  flush_work() waits for the offline;
-        kworker_stats()["offline_errors"] counts offlines whose waits timed
+        kworker_stat_info()["offline_errors"] counts offlines whose waits timed
         out."""
         cdef mem_cgroup *g = self._rmdir_target(memcg)
         cdef int r
@@ -1018,7 +1017,7 @@ cdef class Machine:
         if rc != 0:
             raise Timeout(f"kworker: work still pending after {timeout} s")
 
-    def kworker_stats(self):
+    def kworker_stat_info(self):
         """The kworker: work items queued, run, dropped, pending now and at
         most; its thread id (gettid, as threading.get_native_id()); child
         caches it created, creations run on a vCPU thread (always 0) and the
@@ -1074,7 +1073,7 @@ cdef class Machine:
             c_free(ptrs)
             rcu_read_unlock_ext(sc)
 
-    def memcg_stats(self):
+    def memcg_stat_info(self):
         """Dead caches (of offline memcgs) not yet destroyed, those holding
         slabs and their pages, dying memcgs, offlines, caches destroyed."""
         self.check_open()
@@ -1082,7 +1081,7 @@ cdef class Machine:
         dead_cache_counts(&self.m, &out)
         return out                  # (a dict of its fields)
 
-    def memcg_caches(self, c=None):
+    def child_caches(self, c=None):
         """The memcg child caches (of root cache `c`, or all), destroyed
         ones excluded."""
         self.check_open()
@@ -1126,7 +1125,9 @@ cdef class Machine:
         if c is not None and (<KmemCache>c).name != s.name.decode():
             c = None            # the address was reused by a newer cache
         if c is None:
-            c = wrap_cache(self, s, s.name.decode(), _CHILD, False)
+            # a child cache runs its root's constructor (memcg_create_kmem_cache)
+            c = wrap_cache(self, s, s.name.decode(), <object>s.ctor if s.ctor != NULL else None, False)
+            (<KmemCache>c).is_child = True
             self._children[key] = c
         return c
 
@@ -1139,7 +1140,7 @@ cdef class Machine:
                  "ipis": self.m.sc.vcpus[i].ipis_handled, "ipi_lock": self.m.sc.vcpus[i].ipi_lock}
                 for i in range(self.m.nr_cpus)]
 
-    def rcu_state(self):
+    def rcu_state_info(self):
         """The C-side RCU: callbacks queued/run, grace periods, whether a
         batch waits for its grace period and on which vCPUs, open read-side
         sections of threads on no vCPU."""
@@ -1242,10 +1243,16 @@ cdef class Machine:
         if self._rcu is not None:
             self._rcu.barrier(timeout)
 
-    @property
-    def rcu_stats(self):
-        """{"grace_periods": n, "callbacks": n} of call_rcu."""
-        return self._rcu.stats() if self._rcu is not None else {"grace_periods": 0, "callbacks": 0}
+    def rcu_stat_info(self):
+        """Counts of the machine's RCU thread (slubcy.rcu), five keys:
+        "grace_periods" and "callbacks" (Python call_rcu), "c_grace_periods"
+        and "c_callbacks" (the C call_rcu of the policies), "deferred_shrinks"
+        (work items run for dead caches: barrier async, reparent).  All zero
+        before the thread starts."""
+        if self._rcu is not None:
+            return self._rcu.stats()
+        return dict.fromkeys(("grace_periods", "callbacks", "c_grace_periods", "c_callbacks",
+                              "deferred_shrinks"), 0)
 
     def _set_cpu_partial_dead_check(self, on):
         """Test-only: switch put_cpu_partial()'s cpu_partial == 0 check (Linux
@@ -1331,7 +1338,7 @@ cdef class Machine:
 
     def _noop(self, c, addr=0, cpu=0):
         """Does nothing: the cost of calling a method of this extension, the
-        baseline of the single-object API's figure (slubcy.perf)."""
+        baseline of the single-object API's figure (slubcy.analysis.perf)."""
 
     def kmem_cache_free(self, c, addr, cpu=0):
         """slab_free() on vCPU `cpu` of the object at `addr`."""
@@ -1688,15 +1695,15 @@ cdef class Machine:
             "alloc_failures": fail,
         }
 
-    def stats_per_cpu(self, c):
+    def cache_stat_cpu_info(self, c):
         """{stat item: [count on each vCPU]} — the sysfs files' C<cpu>= values."""
         cdef kmem_cache_t *s = self._cache(c)
         return {STAT_ITEMS[i]: [s.cpu_slab[cpu].stat[i] for cpu in range(self.m.nr_cpus)]
                 for i in range(<int>NR_SLUB_STAT_ITEMS)}
 
-    def stats(self, c):
+    def cache_stat_info(self, c):
         """{stat item: total over vCPUs} for the 26 SLUB statistics."""
-        return {k: sum(v) for k, v in self.stats_per_cpu(c).items()}
+        return {k: sum(v) for k, v in self.cache_stat_cpu_info(c).items()}
 
     def cache_info(self, c=None):
         """One dict per cache (or for `c`) with the numbers behind slabinfo."""
@@ -1717,7 +1724,7 @@ cdef class Machine:
         cdef cache_counts_t out
         cdef kmem_cache_t *s
         cdef int rc
-        for cache in ([c] if c is not None else self.caches + self.memcg_caches()):
+        for cache in ([c] if c is not None else self.caches + self.child_caches()):
             try:
                 s = self._cache(cache)
             except CacheDestroyed:
@@ -1741,7 +1748,7 @@ cdef class Machine:
                 "memcg": None if s.memcg == NULL else s.memcg.name.decode(),
             })
 
-    def cache_usage(self, c):
+    def cache_usage_info(self, c):
         """(objects in use, object slots, pages) of a cache, from the slab
         counters (works while workers are parked; exact when quiet)."""
         cdef kmem_cache_t *s = self._cache(c)
@@ -1754,10 +1761,10 @@ cdef class Machine:
         finally:
             self._nogil_end(c)
         if rc != 0:
-            raise Timeout(f"cache_usage({(<KmemCache>c).name}): a vCPU did not answer in time")
+            raise Timeout(f"cache_usage_info({(<KmemCache>c).name}): a vCPU did not answer in time")
         return used, slots, pages
 
-    def slab_usage(self):
+    def slab_usage_info(self):
         """(objects in use, object slots, slab pages) over every cache."""
         self.check_open()
         cdef long used, slots, pages
@@ -1769,7 +1776,7 @@ cdef class Machine:
         finally:
             self._nogil_end(None)
         if rc != 0:
-            raise Timeout("slab_usage(): a vCPU did not answer in time")
+            raise Timeout("slab_usage_info(): a vCPU did not answer in time")
         return used, slots, pages
 
     def _corrupt_for_test(self, kind, c, slab=None):
@@ -1829,7 +1836,7 @@ cdef class Machine:
         else:
             raise ValueError(f"unknown corruption {kind!r}")
 
-    def cache_state(self, c):
+    def cache_state_info(self, c):
         """The whole SLUB state of a cache as plain Python data (for tests and
         the reference model): slabs are page addresses, objects are
         (page address, index)."""

@@ -18,8 +18,8 @@ cdef void memcg_free_objcgs(slub_machine *m) noexcept nogil
 
 # offline primitives, in the order a policy uses them
 cdef void memcg_offline_begin(slub_machine *m, mem_cgroup *memcg) noexcept nogil
-cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil
-cdef void kmem_cache_mark_dead(kmem_cache *s, bint seed_style) noexcept nogil
+cdef int memcg_kmem_caches_snapshot(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil
+cdef void kmem_cache_mark_dead(kmem_cache *s, bint no_cpu_partial) noexcept nogil
 cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nogil
 cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogil
 cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil

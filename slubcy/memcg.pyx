@@ -817,7 +817,7 @@ cdef void memcg_offline_end(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     css_put_many(m, memcg, 1)
 
 
-cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
+cdef int memcg_kmem_caches_snapshot(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int max) noexcept nogil:
     """Snapshot of up to `max` of a memcg's caches, newest first, taken under
     slab_lock (destroys unlink under it), for the caller to walk unlocked.
     Returns how many it stored; `max` of them may mean there are more."""
@@ -833,14 +833,14 @@ cdef int memcg_caches(slub_machine *m, mem_cgroup *memcg, kmem_cache **out, int 
     return n
 
 
-cdef void kmem_cache_mark_dead(kmem_cache *s, bint seed_style) noexcept nogil:
+cdef void kmem_cache_mark_dead(kmem_cache *s, bint no_cpu_partial) noexcept nogil:
     """Disable empty-slab caching: cpu_partial = min_partial = 0 (Linux 4.0
     __kmem_cache_shrink(s, deactivate=true) / __kmemcg_cache_deactivate).
-    seed_style also makes kmem_cache_has_cpu_partial() false, the seed
+    no_cpu_partial also makes kmem_cache_has_cpu_partial() false, the 2014
     mail's proposal."""
     atomic_int_set(&s.cpu_partial, 0)
     s.min_partial = 0
-    if seed_style:
+    if no_cpu_partial:
         s.no_cpu_partial = 1
 
 

@@ -492,7 +492,7 @@ class RefMachine:
         s.closed = True
         self.caches.remove(s)
 
-    def cache_state(self, s: Cache) -> dict:
+    def cache_state_info(self, s: Cache) -> dict:
         stat_names = STAT_ITEMS
         return {
             "cpus": [{
@@ -517,7 +517,7 @@ class RefMachine:
             "cpu_partial": s.cpu_partial,
         }
 
-    def stats(self, s: Cache) -> dict:
+    def cache_stat_info(self, s: Cache) -> dict:
         return {name: sum(c.stat[i] for c in s.cpus) for i, name in enumerate(STAT_ITEMS)}
 
     def validate(self, s: Cache | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The seed's race, replayed step by step (LKML, 19 May 2014,
+"""The 2014 race, replayed step by step (LKML, 19 May 2014,
 537A4D27.1050909@parallels.com):
 
     CPU0                                CPU1
@@ -69,8 +69,8 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
         m.flush_work(timeout=30)
         m.kmem_cache_free(root, first, cpu=0)
         objs = [m.kmem_cache_alloc(root, cpu=0, memcg=g) for _ in range(root.objects_per_slab)]
-        per_memcg = bool(m.memcg_caches(root))
-        cache = m.memcg_caches(root)[0] if per_memcg else root
+        per_memcg = bool(m.child_caches(root))
+        cache = m.child_caches(root)[0] if per_memcg else root
         m.flush_all(cache)     # vCPU 0 lets go of the slab: full, unfrozen, on no list
         page = m.virt_to_slab(objs[0])[0]
         step(f"vCPU 0 filled slab {page:#x} of {cache.name} with {len(objs)} objects of memcg "
@@ -135,7 +135,7 @@ def replay(policy, seed=0, log=None, window="slab_free", dead_check=True):
         step(f"vCPU 0 frees the other {len(objs) - 1} objects; the slab is now "
              f"{_slab_where(m, cache, page)}")
         m.policy_quiesce()
-        stats = m.memcg_stats()
+        stats = m.memcg_stat_info()
         leaked = stats["leaked_caches"] > 0
         final = {"memcg": "freed" if g.freed else "dying" if g.dying else "online",
                  "slab": _slab_where(m, cache, page), **stats}
@@ -150,7 +150,7 @@ def _slab_where(m, cache, page):
     if cache.destroyed:
         return "gone (cache destroyed)"
     try:
-        st = m.cache_state(cache)
+        st = m.cache_state_info(cache)
     except slubcy.CacheDestroyed:
         return "gone (cache destroyed)"
     if page not in st["slabs"]:

@@ -104,7 +104,7 @@ cdef struct sched:
     uint64_t rng            # for preemption points passed off any vCPU
     int rcu_lock
     # rcu_pending and rcu_cur are written with release stores (under rcu_lock
-    # and rcu_busy respectively) so that rcu_softirq and rcu_state() may peek
+    # and rcu_busy respectively) so that rcu_softirq and rcu_state_info() may peek
     # at them unlocked; the counters are atomic for the same readers
     rcu_head *rcu_pending    # newest first
     long rcu_queued

@@ -111,7 +111,7 @@ cdef inline bint kmem_cache_debug(kmem_cache *s) noexcept nogil:
     return (s.flags & SLAB_DEBUG_FLAGS) != 0
 
 cdef inline bint kmem_cache_has_cpu_partial(kmem_cache *s) noexcept nogil:
-    # CONFIG_SLUB_CPU_PARTIAL=y; no_cpu_partial is the seed's proposal for
+    # CONFIG_SLUB_CPU_PARTIAL=y; no_cpu_partial is the 2014 mail's proposal for
     # dead caches ("make kmem_cache_has_cpu_partial return false")
     return not kmem_cache_debug(s) and not s.no_cpu_partial
 

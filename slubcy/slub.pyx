@@ -873,7 +873,7 @@ cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, voi
             # The new counters are computed, the cmpxchg not done.  (Under
             # list_lock the kernel cannot be preempted: spin_lock_irqsave.)
             if frozen and not was_frozen:
-                # the seed's window: a full slab about to be frozen onto
+                # the 2014 race's window: a full slab about to be frozen onto
                 # this vCPU's partial list, the cache read as alive
                 preempt_point(&s.m.sc, PP_SLAB_FREE_BEFORE_CMPXCHG, <int>(c - s.cpu_slab))
             else:

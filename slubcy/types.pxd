@@ -264,7 +264,7 @@ cdef struct kmem_cache:
     list_head root_caches_node   # accounted root: on slab_root_caches (4.13
                              # memcg_params.__root_caches_node)
     int dead                 # its memcg went offline
-    int no_cpu_partial       # the seed's proposal: kmem_cache_has_cpu_partial() is false
+    int no_cpu_partial       # the 2014 mail's proposal: kmem_cache_has_cpu_partial() is false
     int destroyed            # unlinked; freed after a grace period
     int accounted            # SLAB_ACCOUNT root cache with memcg_caches
     long shrink_pending      # deferred shrinks queued on it (keep it alive)

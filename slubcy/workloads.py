@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import slubcy
 from slubcy.preempt import parse_spec
-from slubcy.workload import WORKLOADS, Run
+from slubcy.workers import WORKLOADS, Run
 
 METRICS = ("ops", "seconds", "throughput", "slab_pages", "retained_pages", "dead_caches",
            "retained_caches", "dying_memcgs", "offlines", "leaked_caches", "leaked_memcgs",
@@ -122,7 +122,7 @@ CHURN_DEFAULTS = {
     # objects a job allocates, spread over the five accounted caches: a
     # short container job touching a few hundred files (dentries, inodes,
     # open files, small buffers); enough that its dentries and inodes fill
-    # whole slabs, which is what the seed's race needs
+    # whole slabs, which is what the 2014 race needs
     "job_objects": 1024,
     # share of the job's dentry- and inode-like objects that outlive it: the
     # dcache keeps every dentry and inode after the cgroup's tasks exit,
@@ -144,7 +144,7 @@ CHURN_DEFAULTS = {
     # the LRU's capacity per vCPU (a full LRU frees its oldest at once)
     "slots": 8192,
 }
-# Preemption for the main job (`make run`): the seed's window -- a full
+# Preemption for the main job (`make run`): the 2014 race's window -- a full
 # slab's freeze decided in __slab_free, its cmpxchg not done -- is preempted
 # with probability 0.05 for a time slice of 1 ms (the task sleeps: its vCPU
 # is quiescent and takes interrupts).  A CONFIG_PREEMPT kernel preempts
@@ -195,7 +195,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
     `expedited` set the fresh machine's grace periods (see Machine: by
     default they end at a tick of a 250 Hz clock, as a kernel's).
     `wait_caches` (churn): each job waits for the kworker to create its
-    child caches before it allocates (see slubcy.workload.run_churn).
+    child caches before it allocates (see slubcy.workers.run_churn).
     churn's shape (job_objects, outlive, handoff, lifetime, reclaim_batch,
     reclaim_every, slots) defaults to CHURN_DEFAULTS; every value used is
     in the result's `params`."""
@@ -240,13 +240,13 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         t0 = time.monotonic()
 
         def sample_series():
-            row = {"t": time.monotonic() - t0, **m.memcg_stats(),
+            row = {"t": time.monotonic() - t0, **m.memcg_stat_info(),
                    "slab_pages": m.page_alloc_info()["pages_used"]}
             del row["leaked_caches"]
             series.append(row)
 
         def sample():
-            return m.slab_usage(), m.memcg_stats()
+            return m.slab_usage_info(), m.memcg_stat_info()
 
         with _sigint_deferred() as early:
             r.start()           # all the workers or none: a Ctrl-C waits for it
@@ -272,7 +272,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             m.policy_quiesce()
         except slubcy.Timeout:
             quiesced = False        # deferred work still queued: leaks may be overcounted
-        after = m.memcg_stats()
+        after = m.memcg_stat_info()
         elapsed = max(w["seconds"] for w in per)
         total_ops = sum(w["ops"] for w in per)
         lat = sorted(x for w in per for x in w.pop("offline_us", []))
@@ -294,11 +294,11 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             "offline_p50_us": _pct(lat, 0.50), "offline_p99_us": _pct(lat, 0.99),
             "utilization": used / nslots if nslots else 0.0,
         }
-        stats = {c.name: m.stats(c) for c in caches}
+        stats = {c.name: m.cache_stat_info(c) for c in caches}
         if not quiesced:
             import warnings
             warnings.warn(f"{workload}/{m.policy}: deferred work did not finish in time "
-                          f"({m.rcu_state()}, {m.vcpu_info()}); leaked_caches may count "
+                          f"({m.rcu_state_info()}, {m.vcpu_info()}); leaked_caches may count "
                           "caches still being shrunk")
         params = {"hz": m.hz, "expedited": m.expedited, "preempt": preempt or "",
                   "batch": batch, "size": size, **shape}
@@ -423,4 +423,4 @@ def cgroup_loop(policy, caches_per_memcg=1, seconds=None, runs=None, cpus=2, hz=
         if not details:
             return rate
         return {"policy": str(m.policy), "caches_per_memcg": caches_per_memcg, "runs": n,
-                "seconds": elapsed, "runs_per_s": rate, **m.kworker_stats()}
+                "seconds": elapsed, "runs_per_s": rate, **m.kworker_stat_info()}

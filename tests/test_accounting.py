@@ -45,7 +45,7 @@ def test_slab_pages_charged_per_memcg(policy, create_child_caches):
             if k % 10:
                 m.kmem_cache_free(cache, a, cpu=k % 2)
         objs = objs[::10]
-        for child in m.memcg_caches():
+        for child in m.child_caches():
             m.kmem_cache_shrink(child)
         n2 = slab_pages(m, g)
         assert 0 < n2 < n and g.nr_pages == n2
@@ -68,7 +68,7 @@ def test_slab_pages_charged_per_memcg(policy, create_child_caches):
 
         for k, (cache, a) in enumerate(objs):
             m.kmem_cache_free(cache, a, cpu=k % 2)
-        for child in m.memcg_caches():
+        for child in m.child_caches():
             m.kmem_cache_shrink(child)
         m.policy_quiesce()
         assert slab_pages(m, g) == 0 and slab_pages(m, root) == 0

@@ -14,11 +14,11 @@ def c(m):
 
 def unchanged(m, c, fn, exc):
     """fn() raises exc; the cache state and validate() are as before."""
-    before = m.cache_state(c)
+    before = m.cache_state_info(c)
     pages = m.page_alloc_info()
     with pytest.raises(exc):
         fn()
-    assert m.cache_state(c) == before
+    assert m.cache_state_info(c) == before
     assert m.page_alloc_info() == pages
     m.validate()
 
@@ -90,7 +90,7 @@ def test_alloc_from_destroyed_cache(m):
     assert d.destroyed
     for fn in (lambda: m.kmem_cache_alloc(d), lambda: m.kmem_cache_alloc_bulk(d, 4),
                lambda: m.kmem_cache_free(d, 0x1000), lambda: m.kmem_cache_shrink(d),
-               lambda: m.kmem_cache_destroy(d), lambda: d.min_partial, lambda: m.stats(d)):
+               lambda: m.kmem_cache_destroy(d), lambda: d.min_partial, lambda: m.cache_stat_info(d)):
         with pytest.raises(errors.CacheDestroyed):
             fn()
     m.validate()
@@ -160,7 +160,7 @@ def test_calls_after_close():
         lambda: m.kfree(a), lambda: m.kmem_cache_create("y", 64), lambda: m.validate(),
         lambda: m.kmem_cache_alloc_bulk(c, 2), lambda: m.kmem_cache_free_bulk(c, [a]),
         lambda: m.kmem_cache_shrink(c), lambda: m.kmem_cache_destroy(c), lambda: m.slabinfo_text
-        if False else m.cache_info(), lambda: m.stats(c), lambda: m.read(a, 8),
+        if False else m.cache_info(), lambda: m.cache_stat_info(c), lambda: m.read(a, 8),
         lambda: m.write(a, b"x"), lambda: m.virt_to_slab(a), lambda: c.cpu_partial,
         lambda: m.caches, lambda: m.page_alloc_info(), lambda: m.flush_all(c),
     ]
@@ -182,7 +182,7 @@ def test_arena_exhausted_single_and_bulk():
         assert isinstance(errors.ArenaExhausted("x"), MemoryError)
         m.validate()
         assert m.page_alloc_info()["pages_free"] < (4096 << c.order) // 4096
-        state = m.cache_state(c)
+        state = m.cache_state_info(c)
         with pytest.raises(errors.ArenaExhausted):
             m.kmem_cache_alloc_bulk(c, 10_000)
         m.validate()
@@ -296,7 +296,7 @@ def test_ctor_error_left_by_a_worker_loses_nothing():
     Python call): the Python allocation that reports it frees its object,
     which must then count as free -- not as handed out -- so no later free
     of it is accepted."""
-    from slubcy.workload import Run
+    from slubcy.workers import Run
     calls = [0]
 
     def ctor(addr):
@@ -470,7 +470,7 @@ def test_child_cache_name_cut_on_a_character_boundary():
             g = m.memcg_create("x" * k + "é" * 6 + "€" * 10)
             m.kmem_cache_free(root, m.kmem_cache_alloc(root, memcg=g))
         m.flush_work(timeout=30)        # the kworker creates the child caches
-        names = [c.name for c in m.memcg_caches()]
+        names = [c.name for c in m.child_caches()]
         assert len(names) == 4 and all(len(n.encode()) <= 63 for n in names), names
         m.validate()
         assert len(m.cache_info()) >= 5
@@ -506,7 +506,7 @@ def test_alloc_bulk_refused_before_the_child_cache_exists():
         for n in (-1, 2**64):
             with pytest.raises(ValueError):
                 m.kmem_cache_alloc_bulk(c, n, memcg=g)
-        assert m.memcg_caches() == []
+        assert m.child_caches() == []
 
 
 @pytest.mark.parametrize("spec", ["keep:x", "objcg:7", "naive:foo", "reparent:x",

@@ -8,13 +8,13 @@ import pytest
 
 import slubcy
 from slubcy import workloads
-from slubcy.workload import Run
+from slubcy.workers import Run
 
 
 def alloc_stats_add_up(m, caches, in_use):
     total = 0
     for c in caches:
-        st = m.stats(c)
+        st = m.cache_stat_info(c)
         total += st["ALLOC_FASTPATH"] + st["ALLOC_SLOWPATH"] - st["FREE_FASTPATH"] - st["FREE_SLOWPATH"]
     assert total == sum(in_use[c.name] for c in caches)
 
@@ -125,7 +125,7 @@ def test_control_calls_while_workers_run():
             run.request_stop()
             per, _ = run.finish()
         assert all(w["canary_errors"] == 0 and w["lost"] == 0 for w in per)
-        assert m.stats(c)["CPUSLAB_FLUSH"] > 0
+        assert m.cache_stat_info(c)["CPUSLAB_FLUSH"] > 0
         assert m.validate()["w"] == 0
 
 
@@ -147,7 +147,7 @@ def full_slab(m, c, cpu=0):
     objs = [m.kmem_cache_alloc(c, cpu=cpu) for _ in range(c.objects_per_slab)]
     m.kmem_cache_alloc(c, cpu=cpu)
     page = m.virt_to_slab(objs[0])[0]
-    st = m.cache_state(c)["slabs"][page]
+    st = m.cache_state_info(c)["slabs"][page]
     assert st["inuse"] == c.objects_per_slab and not st["frozen"]
     return page, objs
 
@@ -164,14 +164,14 @@ def test_hold_at_slab_free_before_cmpxchg():
         t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
         assert pp.wait_held() == 1
         # the held free changed nothing yet
-        assert m.cache_state(c)["slabs"][page]["inuse"] == c.objects_per_slab
+        assert m.cache_state_info(c)["slabs"][page]["inuse"] == c.objects_per_slab
         m.kmem_cache_free(c, objs[1], cpu=0)
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         assert st["slabs"][page]["frozen"] and st["cpus"][0]["partial"] == [page]
         pp.release()
         t.join(5)
         assert "error" not in out
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         cpu1 = st["cpus"][1]["stat"]
         assert cpu1["CMPXCHG_DOUBLE_FAIL"] == 1
         assert cpu1["FREE_FROZEN"] == 1 and cpu1["CPU_PARTIAL_FREE"] == 0
@@ -194,7 +194,7 @@ def test_hold_at_put_cpu_partial(dead):
         pp.arm_hold()
         t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
         assert pp.wait_held() == 1
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         assert st["slabs"][page]["frozen"]
         assert all(page not in cpu["partial"] and cpu["page"] != page for cpu in st["cpus"])
         assert page not in st["node"]["partial"]
@@ -203,7 +203,7 @@ def test_hold_at_put_cpu_partial(dead):
         pp.release()
         t.join(5)
         assert "error" not in out
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         if dead:
             assert st["cpus"][1]["partial"] == []
             assert not st["slabs"][page]["frozen"] and page in st["node"]["partial"]
@@ -273,9 +273,9 @@ def test_an_ipi_drains_the_store_buffer_of_a_preempt_disabled_vcpu():
         pp.arm_hold()
         t, out = in_thread(lambda: m.kmem_cache_free(c, objs[0], cpu=1))
         pp.wait_held()
-        assert page not in m.cache_state(c)["cpus"][1]["partial"]   # still in the store buffer
+        assert page not in m.cache_state_info(c)["cpus"][1]["partial"]   # still in the store buffer
         m.kick_all_cpus_sync(timeout=5)
-        assert page in m.cache_state(c)["cpus"][1]["partial"]
+        assert page in m.cache_state_info(c)["cpus"][1]["partial"]
         pp.release()
         t.join(5)
         assert "error" not in out
@@ -297,12 +297,12 @@ def test_a_preempted_vcpu_still_serves_flush_requests():
         with pytest.raises(slubcy.MachineBusy):
             m.close()                            # a thread is inside the machine
         m.flush_all(c)
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         assert st["cpus"][1]["page"] is None and st["cpus"][1]["stat"]["CPUSLAB_FLUSH"] == 1
         pp.release()
         t.join(5)
         assert "error" not in out
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         assert st["slabs"][page]["frozen"] and st["cpus"][1]["partial"] == [page]
         m.kmem_cache_free(c, mine, cpu=1)
         m.validate()
@@ -315,7 +315,9 @@ def test_call_rcu_batches_callbacks():
             m.call_rcu(ran.append, i)
         m.rcu_barrier(timeout=10)
         assert sorted(ran) == list(range(200))
-        stats = m.rcu_stats
+        stats = m.rcu_stat_info()
+        assert set(stats) == {"grace_periods", "callbacks", "c_grace_periods", "c_callbacks",
+                              "deferred_shrinks"}
         assert stats["callbacks"] == 200
         assert 1 <= stats["grace_periods"] < 200
 

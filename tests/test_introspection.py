@@ -26,11 +26,11 @@ def run_script(body):
 @pytest.mark.slow
 @pytest.mark.parametrize("workload,cpus,rounds,lists", [
     ("churn", 2, 1, True), ("larson", 2, 1, True),
-    # the cpu freelist walks of slab_usage()/cache_usage() alone, more vCPUs
+    # the cpu freelist walks of slab_usage_info()/cache_usage_info() alone, more vCPUs
     # than a small host's cores: a walk is preempted and the workers overtake it
     ("remote", 8, 5, False), ("batch", 4, 1, False)])
 def test_introspection_while_workers_run(workload, cpus, rounds, lists):
-    """memcgs(), memcg_caches(), cache_info(), slab_usage(), cache_usage()
+    """memcgs(), child_caches(), cache_info(), slab_usage_info(), cache_usage_info()
     from Python threads while a workload runs: no crash, sane numbers."""
     out = run_script(f"""
         import threading, slubcy
@@ -44,14 +44,14 @@ def test_introspection_while_workers_run(workload, cpus, rounds, lists):
                     if {lists}:
                         for g in m.memcgs():
                             g.name, g.online
-                        for c in m.memcg_caches():
+                        for c in m.child_caches():
                             c.name
                         for row in m.cache_info():
                             assert row["nr_slabs"] >= 0, row
-                    used, slots, pages = m.slab_usage()
+                    used, slots, pages = m.slab_usage_info()
                     assert 0 <= slots and pages >= 0, (used, slots, pages)
                     for c in m.caches if not {lists} else m.caches[:4]:
-                        m.cache_usage(c)
+                        m.cache_usage_info(c)
                     calls[0] += 1
             except Exception as e:
                 errors.append(repr(e))
@@ -159,7 +159,7 @@ def test_validate_right_after_async_offline():
                 except slubcy.SlabCorruption as e:
                     bad.append(str(e))
                 checks += 1
-                if m.memcg_stats()["dead_caches"] == 0:
+                if m.memcg_stat_info()["dead_caches"] == 0:
                     break
         assert not bad, (len(bad), checks, bad[:3])
         m.flush_work()

@@ -37,15 +37,16 @@ def test_first_allocation_comes_uncharged_from_the_root_cache(policy):
         g = m.memcg_create("job")
         first = m.kmem_cache_alloc(c, cpu=0, memcg=g)
         # memcg_kmem_get_cache: the creation is queued, the object is the root's
-        assert m.virt_to_slab(first)[0] in m.cache_state(c)["slabs"]
+        assert m.virt_to_slab(first)[0] in m.cache_state_info(c)["slabs"]
         assert g.nr_pages == 0
         m.flush_work(timeout=30)
-        child = m.memcg_caches(c)
+        child = m.child_caches(c)
         assert [x.name for x in child] == ["dentry(0:job)"]
+        assert child[0].is_child and not c.is_child and child[0].ctor is c.ctor is None
         second = m.kmem_cache_alloc(c, cpu=1, memcg=g)
-        assert m.virt_to_slab(second)[0] in m.cache_state(child[0])["slabs"]
+        assert m.virt_to_slab(second)[0] in m.cache_state_info(child[0])["slabs"]
         assert g.nr_pages > 0 and g.kmem_caches == child
-        st = m.kworker_stats()
+        st = m.kworker_stat_info()
         # the creation ran on the kworker: a thread on no vCPU, not this one
         assert st["cache_creations"] == 1 and st["creations_on_vcpu"] == 0
         assert st["creation_tid"] == st["tid"] != threading.get_native_id()
@@ -60,7 +61,7 @@ def test_creations_from_a_workload_never_run_on_a_vcpu():
     m = slubcy.Machine(cpus=2, memory=1 << 30, policy="barrier:sync")
     try:
         r = workloads.run("churn", cpus=2, ops=50_000, seed=1, machine=m)
-        st = m.kworker_stats()
+        st = m.kworker_stat_info()
         assert st["cache_creations"] >= r.metrics["offlines"] > 0
         assert st["creations_on_vcpu"] == 0 and st["creation_tid"] == st["tid"]
         assert st["pending"] == 0 and st["offline_errors"] == 0
@@ -75,8 +76,8 @@ def test_objcg_creates_no_child_caches():
         g = m.memcg_create("job")
         a = m.kmem_cache_alloc(c, memcg=g)
         m.flush_work()
-        assert m.memcg_caches() == [] and g.nr_bytes == c.size + 8      # obj_full_size
-        assert m.kworker_stats()["queued"] == 0
+        assert m.child_caches() == [] and g.nr_bytes == c.size + 8      # obj_full_size
+        assert m.kworker_stat_info()["queued"] == 0
         m.kmem_cache_free(c, a)
 
 
@@ -111,7 +112,7 @@ def test_offline_holds_cgroup_mutex_and_slab_mutex_across_the_sync_barrier():
             assert not t.is_alive() and t.error is None
         m.flush_work()
         assert not g.online and not g.offline_pending
-        st = m.kworker_stats()
+        st = m.kworker_stat_info()
         assert st["cgroup_mutex_waits"] >= 1 and st["slab_mutex_waits"] >= 1
         m.kmem_cache_free(c, a)
         m.policy_quiesce()
@@ -135,7 +136,7 @@ def test_memcg_offline_waits_for_its_work_and_returns_its_latency():
             m.memcg_rmdir(g)
         lat = m.memcg_offline(gs[2])             # queued behind the other two
         assert lat > 0 and all(not g.online for g in gs)
-        assert m.kworker_stats()["done"] == 3
+        assert m.kworker_stat_info()["done"] == 3
 
 
 def test_kworker_calls_validate_their_input():
@@ -161,7 +162,7 @@ def test_kworker_calls_validate_their_input():
     with pytest.raises(slubcy.MachineClosed):
         m.flush_work()
     with pytest.raises(slubcy.MachineClosed):
-        m.kworker_stats()
+        m.kworker_stat_info()
 
 
 def test_close_with_the_kworker_busy_work_queued_and_a_caller_blocked():
@@ -180,7 +181,7 @@ def test_close_with_the_kworker_busy_work_queued_and_a_caller_blocked():
     m.memcg_rmdir(g)
     pp.wait_held(timeout=10)
     m.kmem_cache_alloc(c, memcg=h)               # a creation queued behind the held offline
-    assert m.kworker_stats()["pending"] >= 1
+    assert m.kworker_stat_info()["pending"] >= 1
     blocked = Call(lambda: m.memcg_create("blocked"))
     offline = Call(lambda: m.memcg_offline(h))
     blocked.join(0.1)

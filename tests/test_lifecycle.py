@@ -67,11 +67,11 @@ def test_destroy_refuses_a_memcg_child_cache_before_freeing_anything():
         m.flush_work(timeout=30)
         b = m.kmem_cache_alloc(c, cpu=0, memcg=g)      # from the child
         m.kmem_cache_free(c, b, cpu=0)                 # the child is empty now
-        m.kmem_cache_shrink(m.memcg_caches(c)[0])
-        (child,) = m.memcg_caches(c)
+        m.kmem_cache_shrink(m.child_caches(c)[0])
+        (child,) = m.child_caches(c)
         with pytest.raises(ValueError, match="memcg child cache"):
             m.kmem_cache_destroy(child)
-        assert not child.destroyed and m.memcg_caches(c) == [child]
+        assert not child.destroyed and m.child_caches(c) == [child]
         assert [x.name for x in g.kmem_caches] == [child.name]
         objs = [m.kmem_cache_alloc(c, cpu=1, memcg=g) for _ in range(100)]
         assert m.validate()[child.name] == 100
@@ -252,7 +252,7 @@ def test_two_threads_taking_one_memcg_offline_exactly_one_succeeds(how):
             outcomes.append(sorted(res))
         m.flush_work(timeout=30)
         assert outcomes == [["ok", "refused"]] * n
-        assert m.memcg_stats()["offlines"] == n
+        assert m.memcg_stat_info()["offlines"] == n
         m.validate()
 
 
@@ -415,7 +415,7 @@ def test_a_machine_dropped_without_close_takes_its_threads_with_it():
         m.kmem_cache_free(c, p, cpu=1)
         m.kmem_cache_free(c, q, cpu=1)
         m.preempt_point("put_cpu_partial")
-        return [c, g, m.memcg_caches()]     # wrappers that point back at the machine
+        return [c, g, m.child_caches()]     # wrappers that point back at the machine
 
     base = nthreads()
     for policy in ("barrier", "reap:ipi:1ms", "reap:percpu:1ms", "objcg", "barrier:sync"):

@@ -1,4 +1,4 @@
-"""Memory cgroups, the dead-cache policies, the seed's race replayed, and the
+"""Memory cgroups, the dead-cache policies, the 2014 race replayed, and the
 churn workload's published shapes (loose bounds)."""
 import statistics
 
@@ -15,7 +15,7 @@ PREEMPT = "slab_free:before_cmpxchg=0.5:50us:spin"
 # -- the replay -----------------------------------------------------------
 
 @pytest.mark.parametrize("policy,leaks,blocks", [
-    ("naive", True, False),          # the seed's race: the slab stays on vCPU 1's partial list
+    ("naive", True, False),          # the 2014 race: the slab stays on vCPU 1's partial list
     ("keep", True, False),           # 3.16: nothing stops it either
     ("barrier", False, False),       # 4.11 async: put_cpu_partial sees cpu_partial == 0
     ("barrier:sync", False, False),  # 4.7: the preempted task holds no grace period
@@ -104,7 +104,7 @@ def churn(policy, seed=3, seconds=0.6, cpus=2, **kw):
 @pytest.mark.parametrize("cpus", [2, 4, 8])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_churn_naive_leaks_under_preemption(cpus, seed):
-    """The seed's race, found by the workload itself: with the main job's
+    """The 2014 race, found by the workload itself: with the main job's
     preemption at the race window, naive leaks on every seed and vCPU
     count (measured: 20-55 per 1000 offlines)."""
     r = churn("naive", seed=seed, cpus=cpus)
@@ -203,11 +203,11 @@ def test_deferred_shrink_runs_on_the_workqueue(create_child_caches):
         objs = [(c, m.kmem_cache_alloc_bulk(c, 40, cpu=1, memcg=g)) for c in caches]
         for c, o in objs:
             m.kmem_cache_free_bulk(c, o, cpu=1)       # empty, but cached on vCPU 1
-        before = m.rcu_stats.get("deferred_shrinks", 0)
+        before = m.rcu_stat_info()["deferred_shrinks"]
         m.memcg_offline(g)
         m.policy_quiesce()
-        assert m.rcu_stats["deferred_shrinks"] - before == 3
-        assert m.memcg_caches() == [] and g.freed and g.nr_pages == 0
+        assert m.rcu_stat_info()["deferred_shrinks"] - before == 3
+        assert m.child_caches() == [] and g.freed and g.nr_pages == 0
         m.validate()
 
 
@@ -299,11 +299,11 @@ def test_memcg_lifecycle(policy, create_child_caches):
         other = m.kmem_cache_alloc(plain, memcg=g)          # unaccounted: the root cache
         if policy == "objcg":
             # obj_full_size(): the object's slot and its obj_cgroup pointer
-            assert m.memcg_caches() == [] and g.nr_bytes == 100 * (c.size + 8)
+            assert m.child_caches() == [] and g.nr_bytes == 100 * (c.size + 8)
         else:
-            child = m.memcg_caches(c)
+            child = m.child_caches(c)
             assert [x.name for x in child] == ["dentry(0:job)"] and g.nr_pages > 0
-            assert m.virt_to_slab(objs[0])[0] in m.cache_state(child[0])["slabs"]
+            assert m.virt_to_slab(objs[0])[0] in m.cache_state_info(child[0])["slabs"]
         m.kmem_cache_free(plain, other)
         for a in objs[:50]:
             m.kmem_cache_free(c, a, cpu=1)                  # root cache frees a child's object
@@ -316,15 +316,15 @@ def test_memcg_lifecycle(policy, create_child_caches):
         for a in objs[50:]:
             m.kfree(a, cpu=0)
         m.policy_quiesce()
-        st = m.memcg_stats()
+        st = m.memcg_stat_info()
         if policy == "keep":
             # 3.16: the cache held objects at offline, so it was never
             # unregistered: it stays, dead, with the empty slabs SLUB keeps
             # (min_partial, cpu partials), and its memcg stays dying
             assert st["leaked_caches"] == 1 and g.dying and st["dying_memcgs"] == 1
-            assert [x.name for x in m.memcg_caches(c)] == ["dentry(0:job)"]
-            m.kmem_cache_shrink(m.memcg_caches(c)[0])
-            st = m.memcg_stats()
+            assert [x.name for x in m.child_caches(c)] == ["dentry(0:job)"]
+            m.kmem_cache_shrink(m.child_caches(c)[0])
+            st = m.memcg_stat_info()
             assert st["leaked_caches"] == 0 and st["dead_caches"] == 1 and g.dying
         else:
             assert st["leaked_caches"] == 0 and g.freed and st["dying_memcgs"] == 0
@@ -345,19 +345,19 @@ def test_keep_unregisters_only_the_caches_empty_at_offline(create_child_caches):
         gone = m.kmem_cache_alloc_bulk(empty_root, 50, cpu=0, memcg=g)
         kept = m.kmem_cache_alloc_bulk(busy_root, 50, cpu=1, memcg=g)
         m.kmem_cache_free_bulk(empty_root, gone, cpu=1)     # slabs cached, no object
-        [empty] = m.memcg_caches(empty_root)
-        [busy] = m.memcg_caches(busy_root)
-        destroyed = m.memcg_stats()["caches_destroyed"]
+        [empty] = m.child_caches(empty_root)
+        [busy] = m.child_caches(busy_root)
+        destroyed = m.memcg_stat_info()["caches_destroyed"]
         m.memcg_offline(g)
         # unregistered at offline, though busy's pages still pin the memcg
-        assert empty.destroyed and m.memcg_caches(empty_root) == []
-        assert m.memcg_stats()["caches_destroyed"] == destroyed + 1
+        assert empty.destroyed and m.child_caches(empty_root) == []
+        assert m.memcg_stat_info()["caches_destroyed"] == destroyed + 1
         assert [x.name for x in g.kmem_caches] == [busy.name]
         m.kmem_cache_free_bulk(busy_root, kept, cpu=0)
         m.policy_quiesce()
         m.kmem_cache_shrink(busy)
-        st = m.memcg_stats()
-        assert not busy.destroyed and m.memcg_caches(busy_root) == [busy]
+        st = m.memcg_stat_info()
+        assert not busy.destroyed and m.child_caches(busy_root) == [busy]
         assert m.cache_info(busy)["nr_slabs"] == 0 and g.nr_pages == 0
         assert st["dead_caches"] == 1 and st["leaked_caches"] == 0
         assert g.dying and not g.freed and st["dying_memcgs"] == 1
@@ -451,7 +451,7 @@ def test_rcu_callbacks_run_without_workers(policy):
             m.memcg_offline(g)
         deadline = time.monotonic() + 20
         while True:
-            st = m.rcu_state()
+            st = m.rcu_state_info()
             if st["done"] == st["queued"] or time.monotonic() > deadline:
                 break
             time.sleep(0.01)

@@ -16,7 +16,7 @@ from slubcy.model import RefMachine
 
 def stats(m, s, cpu=None):
     """Non-zero statistics, summed over vCPUs or for one vCPU."""
-    st_ = m.cache_state(s)["cpus"]
+    st_ = m.cache_state_info(s)["cpus"]
     rows = st_ if cpu is None else [st_[cpu]]
     out = {}
     for row in rows:
@@ -45,7 +45,7 @@ def test_first_alloc_takes_new_slab_in_address_order():
     m = RefMachine(cpus=2)
     s = m.kmem_cache_create("a", 192, flags=model.SLAB_HWCACHE_ALIGN)
     o = m.kmem_cache_alloc(s, 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert o == (0, 0)
     assert st_["cpus"][0]["page"] == 0
     assert st_["cpus"][0]["freelist"] == [(0, i) for i in range(1, 21)]
@@ -65,7 +65,7 @@ def test_fastpath_free_is_lifo():
     b = m.kmem_cache_alloc(s, 0)
     m.kmem_cache_free(s, a, 0)
     m.kmem_cache_free(s, b, 0)
-    assert m.cache_state(s)["cpus"][0]["freelist"][:2] == [b, a]
+    assert m.cache_state_info(s)["cpus"][0]["freelist"][:2] == [b, a]
     assert m.kmem_cache_alloc(s, 0) == b
     assert stats(m, s)["FREE_FASTPATH"] == 2
 
@@ -78,7 +78,7 @@ def test_exhausted_cpu_slab_is_bypassed():
     assert s.objects_per_slab == 6
     fill_slabs(m, s, 0, 1)
     m.kmem_cache_alloc(s, 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["slabs"][0] == {"inuse": 6, "objects": 6, "frozen": False, "freelist": []}
     assert st_["cpus"][0]["page"] == 1
     assert st_["node"]["partial"] == []
@@ -98,14 +98,14 @@ def test_remote_free_into_full_slab_freezes_it_on_the_freeing_cpu():
     by = fill_slabs(m, s, 0, 2)
     victim = by[0][3]
     m.kmem_cache_free(s, victim, 1)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["cpus"][1]["partial"] == [0]
     assert st_["slabs"][0] == {"inuse": 5, "objects": 6, "frozen": True, "freelist": [victim]}
     assert stats(m, s, 1) == {"FREE_SLOWPATH": 1, "CPU_PARTIAL_FREE": 1}
     # A second free into the now frozen slab only counts FREE_FROZEN.
     m.kmem_cache_free(s, by[0][0], 0)
     assert stats(m, s, 0)["FREE_FROZEN"] == 1
-    assert m.cache_state(s)["slabs"][0]["freelist"] == [by[0][0], victim]
+    assert m.cache_state_info(s)["slabs"][0]["freelist"] == [by[0][0], victim]
 
 
 def test_freeing_the_only_object_of_a_full_slab_parks_an_empty_slab():
@@ -117,7 +117,7 @@ def test_freeing_the_only_object_of_a_full_slab_parks_an_empty_slab():
     for o in by[0][:-1]:
         m.kmem_cache_free(s, o, 1)
     m.kmem_cache_free(s, by[0][-1], 1)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["slabs"][0]["inuse"] == 0 and st_["slabs"][0]["frozen"]
     assert 0 in st_["cpus"][1]["partial"]
 
@@ -130,12 +130,12 @@ def test_put_cpu_partial_drains_when_pobjects_exceeds_cpu_partial():
     # One remote free into each of the four full slabs 0..3.
     for sid in range(3):
         m.kmem_cache_free(s, by[sid][0], 1)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["cpus"][1]["partial"] == [2, 1, 0]     # pushed at the head
     assert stats(m, s, 1).get("CPU_PARTIAL_DRAIN", 0) == 0
     # pobjects of the head is 3 > cpu_partial = 2: drain before pushing.
     m.kmem_cache_free(s, by[3][0], 1)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["cpus"][1]["partial"] == [3]
     assert st_["node"]["partial"] == [2, 1, 0]        # unfreeze_partials: tail adds
     assert all(not st_["slabs"][i]["frozen"] for i in range(3))
@@ -154,7 +154,7 @@ def test_pobjects_is_a_snapshot_taken_at_push_time():
     for o in by[1][1:4]:                         # FREE_FROZEN, pobjects stays 2
         m.kmem_cache_free(s, o, 1)
     m.kmem_cache_free(s, by[2][0], 1)            # 2 > 2 is false: no drain
-    assert m.cache_state(s)["cpus"][1]["partial"] == [2, 1, 0]
+    assert m.cache_state_info(s)["cpus"][1]["partial"] == [2, 1, 0]
     assert "CPU_PARTIAL_DRAIN" not in stats(m, s)
 
 
@@ -172,18 +172,18 @@ def test_cpu_partial_zero_unfreezes_at_once():
     s.min_partial = 0
     m.flush_all(s)
     # slab 0 (1 in use) went to the node list; slab 1 (cpu slab, full) to no list
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["node"]["partial"] == [0]
     # Free the last object of slab 1 (full, on no list) remotely: frozen, then
     # unfrozen at once; it is empty and nr_partial (1) >= min_partial (0).
     for o in by[1]:
         m.kmem_cache_free(s, o, 1)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert 1 not in st_["slabs"]
     assert st_["cpus"][1]["partial"] == []
     # The last free of slab 0 goes through the node list and discards it.
     m.kmem_cache_free(s, by[0][-1], 1)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["slabs"] == {} and st_["node"]["nr_slabs"] == 0
 
 
@@ -207,21 +207,21 @@ def test_empty_slab_kept_below_min_partial_and_discarded_at_it():
     s = m.kmem_cache_create("a", 192, flags=model.SLAB_HWCACHE_ALIGN)
     assert s.min_partial == 5
     by = _node_partial_slabs(m, s, 3)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     # cpu1 partial [2,1,0] unfrozen in order -> node tail adds; flush of cpu0's
     # full cpu slab 3 is DEACTIVATE_FULL (no list).
     assert st_["node"]["partial"] == [2, 1, 0]
     # Empty slab 0 while nr_partial (3) < min_partial (5): stays listed.
     for o in by[0]:
         m.kmem_cache_free(s, o, 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert 0 in st_["slabs"] and st_["slabs"][0]["inuse"] == 0
     assert st_["node"]["partial"] == [2, 1, 0]
     # With min_partial lowered to 3, emptying slab 1 discards it.
     s.min_partial = 3
     for o in by[1]:
         m.kmem_cache_free(s, o, 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert 1 not in st_["slabs"]
     assert st_["node"]["partial"] == [2, 0]
     assert stats(m, s, 0)["FREE_REMOVE_PARTIAL"] == 1
@@ -234,7 +234,7 @@ def test_deactivate_empty_cpu_slab_depends_on_min_partial():
     a = m.kmem_cache_alloc(s, 0)
     m.kmem_cache_free(s, a, 0)
     m.flush_all(s)                     # nr_partial 0 < 5: M_PARTIAL at head
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["node"]["partial"] == [0] and st_["slabs"][0]["inuse"] == 0
     assert stats(m, s) == {"ALLOC_SLOWPATH": 1, "ALLOC_SLAB": 1, "FREE_FASTPATH": 1,
                            "CPUSLAB_FLUSH": 1, "DEACTIVATE_TO_HEAD": 1}
@@ -242,11 +242,11 @@ def test_deactivate_empty_cpu_slab_depends_on_min_partial():
     b = m.kmem_cache_alloc(s, 0)       # ALLOC_FROM_PARTIAL takes slab 0 again
     # The flush reversed the cpu freelist [0, 1, .., 63] onto the page.
     assert b == (0, 63)
-    assert m.cache_state(s)["cpus"][0]["page"] == 0
-    assert m.cache_state(s)["cpus"][0]["freelist"] == [(0, i) for i in range(62, -1, -1)]
+    assert m.cache_state_info(s)["cpus"][0]["page"] == 0
+    assert m.cache_state_info(s)["cpus"][0]["freelist"] == [(0, i) for i in range(62, -1, -1)]
     m.kmem_cache_free(s, b, 0)
     m.flush_all(s)                     # M_FREE
-    assert m.cache_state(s)["slabs"] == {}
+    assert m.cache_state_info(s)["slabs"] == {}
     assert stats(m, s)["DEACTIVATE_EMPTY"] == 1
 
 
@@ -259,7 +259,7 @@ def test_deactivate_slab_order_and_remote_frees():
     objs = [m.kmem_cache_alloc(s, 0) for _ in range(61)]   # cpu freelist: 61..63
     m.kmem_cache_free(s, objs[5], 1)                        # remote: FREE_FROZEN
     m.flush_all(s)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["slabs"][0]["freelist"] == [(0, 63), (0, 62), (0, 61), (0, 5)]
     assert st_["slabs"][0]["inuse"] == 60
     c0 = stats(m, s, 0)
@@ -271,10 +271,10 @@ def test_get_partial_node_fills_cpu_partial_up_to_half():
     m = RefMachine(cpus=2)
     s = m.kmem_cache_create("a", 5000)            # cpu_partial 2 -> stop when available > 1
     by = _node_partial_slabs(m, s, 3)
-    assert m.cache_state(s)["node"]["partial"] == [2, 1, 0]
+    assert m.cache_state_info(s)["node"]["partial"] == [2, 1, 0]
     before = stats(m, s, 0)
     o = m.kmem_cache_alloc(s, 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     # First slab (2) taken whole: available = 1, not > 1, so slab 1 is
     # frozen onto cpu0's partial list too (available = 2 > 1: stop).
     assert o == (2, 0)
@@ -287,7 +287,7 @@ def test_get_partial_node_fills_cpu_partial_up_to_half():
     # Slab 2 had one free object; the next allocation bypasses it and pops
     # the cpu partial slab (CPU_PARTIAL_ALLOC, then get_freelist: ALLOC_REFILL).
     m.kmem_cache_alloc(s, 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["cpus"][0]["page"] == 1 and st_["cpus"][0]["partial"] == []
     delta = {k: v - after.get(k, 0) for k, v in stats(m, s, 0).items()}
     assert {k: v for k, v in delta.items() if v} == {
@@ -306,7 +306,7 @@ def test_debug_cache_never_keeps_a_cpu_slab():
                             | model.SLAB_CONSISTENCY_CHECKS)
     assert (s.size, s.offset, s.cpu_partial, s.objects_per_slab) == (280, 264, 0, 14)
     a = m.kmem_cache_alloc(s, 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert a == (0, 0)
     assert st_["cpus"][0]["page"] is None and st_["cpus"][0]["freelist"] == []
     # deactivate_slab(page, next): 1..13 pushed one by one -> reversed.
@@ -315,14 +315,14 @@ def test_debug_cache_never_keeps_a_cpu_slab():
     assert stats(m, s) == {"ALLOC_SLOWPATH": 1, "ALLOC_SLAB": 1, "DEACTIVATE_TO_HEAD": 1}
     b = m.kmem_cache_alloc(s, 0)
     assert b == (0, 13)
-    assert m.cache_state(s)["slabs"][0]["freelist"] == [(0, i) for i in range(1, 13)]
+    assert m.cache_state_info(s)["slabs"][0]["freelist"] == [(0, i) for i in range(1, 13)]
     assert stats(m, s)["ALLOC_FROM_PARTIAL"] == 1
     # Every free is a slow path; a free into a full slab re-lists it at the tail.
     objs = [a, b] + [m.kmem_cache_alloc(s, 0) for _ in range(12)]
-    assert m.cache_state(s)["node"]["partial"] == []
+    assert m.cache_state_info(s)["node"]["partial"] == []
     assert stats(m, s)["DEACTIVATE_FULL"] == 1
     m.kmem_cache_free(s, objs[3], 0)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert st_["node"]["partial"] == [0]
     assert stats(m, s)["FREE_ADD_PARTIAL"] == 1 and stats(m, s)["FREE_SLOWPATH"] == 1
 
@@ -341,7 +341,7 @@ def test_shrink_discards_empty_slabs_and_sorts_by_free_count():
         for o in by[sid][:k]:
             m.kmem_cache_free(s, o, 1)
     m.kmem_cache_shrink(s)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     assert 0 not in st_["slabs"]
     # flush_all: cpu1 partial [3,2,1,0] -> node tail; shrink: bucket free=1
     # [2], bucket free=3 reversed [1,3] (list_move to the bucket head).
@@ -360,7 +360,7 @@ def test_shrink_keeps_order_of_slabs_with_many_free_objects():
             m.kmem_cache_free(s, o, 1)
     m.kmem_cache_shrink(s)
     # Node list after flush: [2, 1, 0]; slab 1 promoted, 2 and 0 keep order.
-    assert m.cache_state(s)["node"]["partial"] == [1, 2, 0]
+    assert m.cache_state_info(s)["node"]["partial"] == [1, 2, 0]
 
 
 def test_destroy_fails_while_objects_live_and_cache_stays_usable():
@@ -423,7 +423,7 @@ def test_random_sequences_keep_invariants(seed, size, flags):
     for o in live:
         m.kmem_cache_free(s, o, rnd.randrange(3))
     m.kmem_cache_shrink(s)
-    st_ = m.cache_state(s)
+    st_ = m.cache_state_info(s)
     # After a shrink with nothing live, no slab is left at all.
     assert st_["slabs"] == {} and st_["node"]["nr_slabs"] == 0
     m.kmem_cache_destroy(s)

@@ -4,7 +4,7 @@ A hypothesis ``RuleBasedStateMachine`` drives a ``slubcy.Machine`` and a
 ``slubcy.model.RefMachine`` with the same operations (allocations on a vCPU,
 frees of live objects from any vCPU, bursts of both, flush_all, shrink,
 destroy attempts) and after every single allocator call compares the whole
-``cache_state`` of the cache it touched: per-cpu slab, freelist, partial list
+``cache_state_info`` of the cache it touched: per-cpu slab, freelist, partial list
 and all 26 statistics; the node partial list and counters; every slab's
 inuse/objects/frozen/freelist.  ``Machine.validate()`` runs after every step.
 
@@ -64,8 +64,8 @@ class CachePair:
 
     def sync(self, what):
         """Compare the two cache states after one allocator call ``what``."""
-        cs = self.core.cache_state(self.c)
-        rs = self.ref.cache_state(self.r)
+        cs = self.core.cache_state_info(self.c)
+        rs = self.ref.cache_state_info(self.r)
         core_pages = set(cs["slabs"])
         ref_ids = set(rs["slabs"])
         for page, sid in list(self.page2id.items()):

@@ -50,7 +50,7 @@ def test_large_objects_churn_runs_clean():
         # charged but what the stocks and leftovers hold
         root = m.root_mem_cgroup
         check_charge(root, 0)
-        assert m.memcg_stats()["dying_memcgs"] == 0
+        assert m.memcg_stat_info()["dying_memcgs"] == 0
 
 
 def test_python_api_churn_of_large_objects():

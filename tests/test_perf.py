@@ -58,13 +58,13 @@ def test_free_rounds_take_the_paths_they_claim():
         c = m.kmem_cache_create("r", 64)
         assert c.objects_per_slab == n
         bench.free_rounds(c, n, 1, 0, 0)
-        before = m.stats(c)
+        before = m.cache_stat_info(c)
         bench.free_rounds(c, n, 2, 0, 0)
-        mid = m.stats(c)
+        mid = m.cache_stat_info(c)
         assert mid["FREE_FASTPATH"] - before["FREE_FASTPATH"] == 2 * n
         assert mid["FREE_SLOWPATH"] == before["FREE_SLOWPATH"]
         bench.free_rounds(c, n, 2, 0, 1)
-        after = m.stats(c)
+        after = m.cache_stat_info(c)
         assert after["FREE_SLOWPATH"] - mid["FREE_SLOWPATH"] == 2 * n
         assert after["FREE_FROZEN"] - mid["FREE_FROZEN"] == 2 * n
         assert m.validate()["r"] == 0
@@ -85,7 +85,7 @@ def test_replay_through_core_ends_like_the_model():
             for c, r in zip(caches, rcaches):
                 assert used[c.name] == len(r.live)
                 # the same slow and fast paths, counted by all 26 statistics
-                assert m.stats(c) == ref.stats(r), c.name
+                assert m.cache_stat_info(c) == ref.cache_stat_info(r), c.name
             assert [v["owner"] for v in m.vcpu_info()] == [0, 0]
 
 

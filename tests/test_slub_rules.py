@@ -29,7 +29,7 @@ def test_fast_path_counts(m):
     m.kmem_cache_free(c, a, cpu=0)          # its own cpu slab: fast path
     b = m.kmem_cache_alloc(c, cpu=0)
     assert b == a                           # LIFO freelist
-    st = nonzero(m.stats(c))
+    st = nonzero(m.cache_stat_info(c))
     assert st == {"ALLOC_SLOWPATH": 1, "ALLOC_SLAB": 1, "ALLOC_FASTPATH": 1, "FREE_FASTPATH": 1}
     m.kmem_cache_free(c, b)
 
@@ -39,19 +39,19 @@ def test_remote_free_into_full_slab_freezes_it_onto_the_freeing_cpu(m):
     objs = fill_slab(m, c, cpu=0)
     m.kmem_cache_alloc(c, cpu=0)            # cpu 0 moves on: the first slab is full, on no list
     page = m.virt_to_slab(objs[0])[0]
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert st["slabs"][page]["inuse"] == c.objects_per_slab and not st["slabs"][page]["frozen"]
     assert page not in st["node"]["partial"]
     m.kmem_cache_free(c, objs[0], cpu=1)    # __slab_free: !prior -> freeze
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert st["slabs"][page]["frozen"]
     assert st["cpus"][1]["partial"] == [page]
     assert st["cpus"][1]["stat"]["CPU_PARTIAL_FREE"] == 1
     assert st["cpus"][1]["stat"]["FREE_SLOWPATH"] == 1
     # a second remote free into the now-frozen slab only counts FREE_FROZEN
     m.kmem_cache_free(c, objs[1], cpu=2)
-    assert m.cache_state(c)["cpus"][2]["stat"]["FREE_FROZEN"] == 1
-    assert m.cache_state(c)["cpus"][2]["partial"] == []
+    assert m.cache_state_info(c)["cpus"][2]["stat"]["FREE_FROZEN"] == 1
+    assert m.cache_state_info(c)["cpus"][2]["partial"] == []
     m.validate()
 
 
@@ -64,15 +64,15 @@ def test_the_seed_case_an_empty_slab_frozen_on_a_cpu_partial_list():
         a = m.kmem_cache_alloc(c, cpu=0)
         b = m.kmem_cache_alloc(c, cpu=0)    # get_freelist() finds nothing: DEACTIVATE_BYPASS
         page = m.virt_to_slab(a)[0]
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         assert not st["slabs"][page]["frozen"] and st["slabs"][page]["inuse"] == 1
         m.kmem_cache_free(c, a, cpu=1)
-        st = m.cache_state(c)
+        st = m.cache_state_info(c)
         assert st["slabs"][page]["inuse"] == 0 and st["slabs"][page]["frozen"]
         assert st["cpus"][1]["partial"] == [page]
         # only a flush (or a later drain) gets rid of it
         m.flush_all(c)
-        assert page not in m.cache_state(c)["cpus"][1]["partial"]
+        assert page not in m.cache_state_info(c)["cpus"][1]["partial"]
         m.kmem_cache_free(c, b, cpu=0)
         m.validate()
 
@@ -101,7 +101,7 @@ def test_empty_slab_is_discarded_once_nr_partial_reaches_min_partial(m):
     # nr_partial 8, 7, 6, 5 >= min_partial: discarded; then 4 < 5: kept
     assert discarded == [True] * 4 + [False] * 4
     assert m.cache_info(c)["nr_partial"] == 4
-    st = nonzero(m.stats(c))
+    st = nonzero(m.cache_stat_info(c))
     assert st["FREE_REMOVE_PARTIAL"] == 4 and st["FREE_SLAB"] == 4
     m.validate()
 
@@ -119,7 +119,7 @@ def test_shrink_leaves_no_empty_slab_and_sorts_the_partial_list(m):
         m.kmem_cache_free_bulk(c, objs[:k], cpu=1)
         live += objs[k:]
     m.kmem_cache_shrink(c)
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert all(s["inuse"] > 0 for s in st["slabs"].values())
     assert all(cpu["page"] is None and cpu["partial"] == [] for cpu in st["cpus"])
     free = [st["slabs"][p]["objects"] - st["slabs"][p]["inuse"] for p in st["node"]["partial"]]
@@ -143,7 +143,7 @@ def test_cpu_partial_drain(m):
     # one remote free per full slab: each is frozen onto cpu 1's partial list
     for objs in by_page.values():
         m.kmem_cache_free(c, objs[0], cpu=1)
-    st = m.cache_state(c)["cpus"][1]
+    st = m.cache_state_info(c)["cpus"][1]
     assert st["stat"]["CPU_PARTIAL_DRAIN"] > 0
     # the drain keeps the list at most cpu_partial objects + one slab
     assert len(st["partial"]) <= c.cpu_partial + 1
@@ -162,7 +162,7 @@ def test_get_partial_node_takes_cpu_partial_slabs_too(m):
     m.flush_all(c)                                  # everything to the node list
     assert m.cache_info(c)["nr_partial"] >= 5
     m.kmem_cache_alloc(c, cpu=2)
-    st = m.cache_state(c)["cpus"][2]
+    st = m.cache_state_info(c)["cpus"][2]
     assert st["stat"]["ALLOC_FROM_PARTIAL"] == 1
     # available objects 2 (+2 +2 +2) must exceed cpu_partial/2 = 6: three more slabs
     assert st["stat"]["CPU_PARTIAL_NODE"] == 3
@@ -176,7 +176,7 @@ def test_flush_deactivates_cpu_slabs(m):
     b = m.kmem_cache_alloc(c, cpu=1)
     m.kmem_cache_free(c, b, cpu=0)      # a remote free into cpu 1's slab
     m.flush_all(c)
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert st["cpus"][0]["stat"]["CPUSLAB_FLUSH"] == 1
     assert st["cpus"][1]["stat"]["CPUSLAB_FLUSH"] == 1
     # cpu 1's slab had a remote free: DEACTIVATE_REMOTE_FREES, added at the tail
@@ -209,9 +209,9 @@ def test_order_fallback():
         info = m.page_alloc_info()
         assert sum(info["free_blocks"][1:]) == 0 and info["free_blocks"][0] > 0
         a = m.kmem_cache_alloc(big)
-        assert m.stats(big)["ORDER_FALLBACK"] == 1
-        assert m.stats(big)["ALLOC_SLAB"] == 1
-        assert m.cache_state(big)["slabs"][m.virt_to_slab(a)[0]]["objects"] == 4
+        assert m.cache_stat_info(big)["ORDER_FALLBACK"] == 1
+        assert m.cache_stat_info(big)["ALLOC_SLAB"] == 1
+        assert m.cache_state_info(big)["slabs"][m.virt_to_slab(a)[0]]["objects"] == 4
         m.validate()
         m.kmem_cache_free(big, a)
         for p in pages[1::2]:
@@ -239,7 +239,7 @@ def test_kmalloc_size_classes(m):
 
 
 def _owns(m, cache, a):
-    return any(m.virt_to_slab(a)[0] == p for p in m.cache_state(cache)["slabs"])
+    return any(m.virt_to_slab(a)[0] == p for p in m.cache_state_info(cache)["slabs"])
 
 
 def test_ctor_runs_once_per_object_at_slab_creation(m):

@@ -42,7 +42,7 @@ def node_partial(m, c, slabs, keep=8):
             m.kmem_cache_free(c, a, cpu=1)
         live[slab] = objs[:keep]
     m.flush_all(c)
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert set(st["node"]["partial"]) >= set(live)
     return live
 
@@ -111,7 +111,7 @@ def test_unfrozen_slab_on_a_cpu_partial_list(m, c):
     [(slab, objs)] = full_slabs(m, c, 1, cpu=1)
     m.flush_all(c)                          # full, unfrozen, on no list
     m.kmem_cache_free(c, objs[0], cpu=0)    # frozen onto vCPU 0's partial list
-    assert m.cache_state(c)["cpus"][0]["partial"] == [slab]
+    assert m.cache_state_info(c)["cpus"][0]["partial"] == [slab]
     corrupt(m, c, "unfrozen_cpu_partial")
     expect(m, c, r"cpu 0 partial list corrupt")
 
@@ -151,15 +151,15 @@ def test_deactivate_slab_min_partial_boundary(m, c, node_slabs, discarded):
     live = node_partial(m, c, slabs[:node_slabs + 1])
     a = m.kmem_cache_alloc(c, cpu=0)
     cpu_slab = slab_of(m, a)
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert st["cpus"][0]["page"] == cpu_slab and st["cpus"][0]["partial"] == []
     assert st["node"]["nr_partial"] == node_slabs and cpu_slab not in st["node"]["partial"]
     for x in [a] + live[cpu_slab]:
         m.kmem_cache_free(c, x, cpu=0)      # all on vCPU 0's freelist: the cpu slab is empty
-    before = m.stats(c)
+    before = m.cache_stat_info(c)
     m.flush_all(c)
-    st = m.cache_state(c)
-    after = m.stats(c)
+    st = m.cache_state_info(c)
+    after = m.cache_stat_info(c)
     assert after["DEACTIVATE_EMPTY"] - before["DEACTIVATE_EMPTY"] == int(discarded)
     if discarded:
         assert cpu_slab not in st["slabs"] and st["node"]["nr_partial"] == node_slabs
@@ -179,14 +179,14 @@ def test_unfreeze_partials_min_partial_boundary(m, c, node_slabs, discarded):
     empty, objs = slabs[node_slabs]         # full, unfrozen, on no list
     for x in objs:                          # the first free freezes it onto vCPU 0's partials
         m.kmem_cache_free(c, x, cpu=0)
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert st["cpus"][0]["partial"] == [empty] and st["cpus"][0]["page"] is None
     assert st["slabs"][empty]["inuse"] == 0 and st["slabs"][empty]["frozen"]
     assert st["node"]["nr_partial"] == node_slabs
-    before = m.stats(c)
+    before = m.cache_stat_info(c)
     m.flush_all(c)
-    st = m.cache_state(c)
-    after = m.stats(c)
+    st = m.cache_state_info(c)
+    after = m.cache_stat_info(c)
     assert after["DEACTIVATE_EMPTY"] - before["DEACTIVATE_EMPTY"] == int(discarded)
     if discarded:
         assert empty not in st["slabs"] and st["node"]["nr_partial"] == node_slabs
@@ -206,13 +206,13 @@ def test_slab_free_min_partial_boundary(m, c, node_slabs, discarded):
     for x in objs[1:]:
         m.kmem_cache_free(c, x, cpu=1)
     m.flush_all(c)
-    st = m.cache_state(c)
+    st = m.cache_state_info(c)
     assert st["node"]["nr_partial"] == node_slabs and last in st["node"]["partial"]
     assert st["slabs"][last]["inuse"] == 1 and not st["slabs"][last]["frozen"]
-    before = m.stats(c)
+    before = m.cache_stat_info(c)
     m.kmem_cache_free(c, objs[0], cpu=0)    # inuse 0, on the node list: the locked path
-    st = m.cache_state(c)
-    after = m.stats(c)
+    st = m.cache_state_info(c)
+    after = m.cache_stat_info(c)
     assert after["FREE_REMOVE_PARTIAL"] - before["FREE_REMOVE_PARTIAL"] == int(discarded)
     assert after["FREE_SLAB"] - before["FREE_SLAB"] == int(discarded)
     if discarded:

@@ -25,7 +25,7 @@ import numpy as np
 
 import slubcy
 from slubcy import bench, model, workloads
-from slubcy.workload import Run
+from slubcy.workers import Run
 
 
 class Measurement(NamedTuple):

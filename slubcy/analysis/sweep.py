@@ -1,4 +1,4 @@
-"""How likely is the seed's leak in production?  Sweep the CONFIG_PREEMPT
+"""How likely is the 2014 race's leak in production?  Sweep the CONFIG_PREEMPT
 model's preemption rate, measure a policy's leak rate at each, fit it and
 extrapolate to a production host.
 

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """slubcy.trace._replay: the replay of a mapped kmem trace (slubcy.trace.mapping) in nogil C: one
 worker thread per vCPU, each owning its vCPU as a workload's worker does
-(slubcy/workload.pyx), running its own stream of operations in the trace's
+(slubcy/workers.pyx), running its own stream of operations in the trace's
 order through the core's one allocation and free entry (slubcy/alloc.pxd).
 
 Cross-vCPU order is kept where it matters, and only there:
@@ -275,7 +275,7 @@ cdef void replay_main(rworker *w, offline_log *log) noexcept nogil:
         if fl & OPF_GROUP_LAST:
             group_done(w, &w.groups[o.group], log)
         w.events += 1
-        # between two operations, as workload.pyx's w_tick
+        # between two operations, as workers.pyx's w_tick
         n += 1
         local_irq_enabled(w.sc, w.cpu)
         preempt_check_resched(w.sc, w.cpu)

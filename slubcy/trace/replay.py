@@ -114,7 +114,7 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
             # (so nothing moves slabs while they are counted)
             m.flush_work()
             m.rcu_barrier(timeout=30)
-            return (m.slab_usage(), m.memcg_stats(), m.cache_info(),
+            return (m.slab_usage_info(), m.memcg_stat_info(), m.cache_info(),
                     m.validate() if validate else None)
 
         with _sigint_deferred() as early:
@@ -138,7 +138,7 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
             m.policy_quiesce()
         except slubcy.Timeout:
             quiesced = False
-        after = m.memcg_stats()
+        after = m.memcg_stat_info()
         in_use = m.validate() if validate else None
         lat = sorted(lat)
         elapsed = max((w["seconds"] for w in per), default=0.0)
@@ -196,7 +196,7 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
             else int(sum(live_in_use.values())),
             "quiesced": quiesced,
         }
-        stats = {c.name: m.stats(c) for c in caches}
+        stats = {c.name: m.cache_stat_info(c) for c in caches}
         params = {"hz": m.hz, "expedited": m.expedited, "preempt": preempt or "",
                   "memcg_by": mp.memcg_by, "trace": trace.report.path or ""}
         label = TRACE_PREFIX + (trace.report.path or "<text>")

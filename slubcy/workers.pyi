@@ -1,4 +1,4 @@
-"""Type stubs for slubcy.workload (Cython): the nogil workload loops and `Run`."""
+"""Type stubs for slubcy.workers (Cython): the nogil worker loops of each workload and `Run`."""
 import enum
 from typing import Any, Self
 

@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Workload loops: nogil C, one thread per vCPU, seeded.
+"""The workers: each workload's loop in nogil C, one thread per vCPU,
+seeded (slubcy/workloads.py is the Python driver that runs them).
 
     fastpath  alloc + free pairs on the worker's own vCPU
     batch     N allocs, then N frees (the N-pattern of slab_bulk_test01)
@@ -7,6 +8,10 @@
               which frees them (producer/consumer, __slab_free remotely)
     larson    random lifetimes in a slot array, random size classes, a share
               of the objects handed to the next vCPU to be freed there
+    churn     container jobs: each creates a memcg, allocates from the
+              accounted caches, frees its short-lived objects and goes
+              offline; its dentry/inode-like objects outlive it and a
+              shrinker on another vCPU frees them (run_churn)
 
 Every live object carries a canary (its address ^ a key, and an allocation
 serial) that the freeing side checks: an object handed out twice, or written
