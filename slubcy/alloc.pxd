@@ -22,8 +22,8 @@ from slubcy.atomic cimport atomic_long_read
 from slubcy.types cimport page, kmem_cache, mem_cgroup
 from slubcy.page_alloc cimport virt_to_head_page
 from slubcy.slub cimport (__slab_alloc_node, do_slab_free, SLAB_ACCOUNT,
-                          kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups,
-                          py_live_mark, py_live_clear)
+                          kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups)
+from slubcy.slub_check cimport py_live_mark, py_live_clear
 from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook
 
 cdef enum:

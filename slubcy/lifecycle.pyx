@@ -21,7 +21,8 @@ from slubcy.list cimport INIT_LIST_HEAD
 from slubcy.atomic cimport atomic_ptr_set
 from slubcy.page_alloc cimport zone_init, zone_release, PG_slab
 from slubcy.sched cimport sched_init, sched_release, rcu_run_batch, rcu_take_pending
-from slubcy.slub cimport kmem_cache_release, py_live_release_all, memcg_free_page_obj_cgroups
+from slubcy.slub cimport kmem_cache_release, memcg_free_page_obj_cgroups
+from slubcy.slub_check cimport py_live_release_all
 from slubcy.memcg cimport memcg_init, memcg_free_objcgs, kmemcg_deactivate_drop
 from slubcy.kworker cimport workqueue_start, workqueue_stop
 

@@ -26,6 +26,7 @@ from slubcy.page_alloc cimport (zone_init, zone_release, alloc_pages, __free_pag
                                 page_address, virt_to_head_page, addr_in_arena, PG_slab,
                                 PG_slab_ctor, PG_large_kmalloc)
 from slubcy.slub cimport *
+from slubcy.slub_check cimport *
 from slubcy.types cimport kmem_cache as kmem_cache_t
 from slubcy.list cimport list_head, list_add, list_del
 from slubcy.sched cimport sched

@@ -12,6 +12,7 @@
 
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free
+from slubcy.list cimport list_head
 from slubcy.atomic cimport atomic_uptr_cmpxchg, atomic_uptr_read
 from slubcy.types cimport (page, zone, PAGE_SIZE, PAGE_SHIFT, kmem_cache, kmem_cache_cpu,
                            kmem_cache_node, mem_cgroup, obj_cgroup, slub_machine, stat_item,
@@ -192,7 +193,7 @@ cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil
 cdef int calculate_sizes(kmem_cache *s, int forced_order) noexcept nogil
 cdef int kmalloc_index(size_t size) noexcept nogil
 
-# Checks behind the Python API (slub.pyx).  Codes returned by check_objects():
+# Checks behind the Python API (slub_check.pyx).  Codes returned by check_objects():
 cdef enum:
     OBJ_OK = 0
     OBJ_OUTSIDE_ARENA
@@ -203,14 +204,9 @@ cdef enum:
     OBJ_ALREADY_FREE         # on a freelist: a double free
     OBJ_CONSTRUCTING         # in a slab whose constructors are running (PG_slab_ctor)
 
-cdef int check_objects(kmem_cache *s, void **objs, size_t n, size_t *bad) noexcept nogil
-cdef int object_is_live(kmem_cache *s, void *object) noexcept nogil
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
-cdef void py_live_mark(kmem_cache *s, void *p) noexcept nogil
-cdef void py_live_clear(kmem_cache *s, page *pg, void *p) noexcept nogil
-cdef void py_live_release_all(slub_machine *m) noexcept nogil
-cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) noexcept nogil
-cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil
+cdef bint free_debug_processing(kmem_cache *s, page *pg, void *head, void *tail,
+                                int cnt) noexcept nogil
 cdef struct cache_counts_t:      # (field names are cache_info()'s keys)
     long nr_slabs
     long nr_partial
@@ -218,12 +214,12 @@ cdef struct cache_counts_t:      # (field names are cache_info()'s keys)
     long partial_free_objects   # free objects on node-partial slabs (count_free)
     long cpu_slabs
     long cpu_partial_slabs
-cdef int cache_counts(kmem_cache *s, cache_counts_t *out) noexcept nogil
-cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots,
-                     long *pages) noexcept nogil
-cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
 cdef void css_put_many(slub_machine *m, mem_cgroup *memcg, long n) noexcept nogil
 cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil
+
+
+cdef inline page *lru_to_page(list_head *l) noexcept nogil:
+    return <page *>l     # lru is the first member of struct page
 
 
 # --- fast paths ------------------------------------------------------------
