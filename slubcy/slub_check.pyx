@@ -10,42 +10,19 @@ checks (check_object, free_debug_processing) that the slow paths call.
 
 from libc.stdint cimport uint64_t, uint32_t, uint16_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memset, strncpy
+from libc.string cimport memset
 from libc.stdio cimport snprintf
-from cpython.ref cimport PyObject, Py_INCREF
-
-from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_add, atomic_long_read,
-                            atomic_long_sub_return, atomic_u64_fetch_and, atomic_u64_or,
-                            atomic_u64_read, long_read_once, long_write_once, ptr_read_once,
-                            ptr_write_once, slab_cmpxchg, slab_word_read, slab_word_set, spin_lock,
-                            spin_lock_init, spin_unlock, u16_read_once, u16_write_once, u8_read_once)
+from slubcy.atomic cimport (atomic_long_add, atomic_long_read, atomic_u64_fetch_and, atomic_u64_or,
+                            atomic_u64_read, ptr_read_once, slab_cmpxchg, slab_word_read, spin_lock,
+                            spin_unlock, u16_read_once, u8_read_once)
 from slubcy.types cimport slab_caches_first, slab_caches_next
-from slubcy.types cimport (ALLOC_FROM_PARTIAL, ALLOC_REFILL, ALLOC_SLAB, CMPXCHG_DOUBLE_FAIL,
-                           CPUSLAB_FLUSH, CPU_PARTIAL_ALLOC, CPU_PARTIAL_DRAIN, CPU_PARTIAL_FREE,
-                           CPU_PARTIAL_NODE, DEACTIVATE_BYPASS, DEACTIVATE_EMPTY, DEACTIVATE_FULL,
-                           DEACTIVATE_REMOTE_FREES, DEACTIVATE_TO_HEAD, DEACTIVATE_TO_TAIL,
-                           FREE_ADD_PARTIAL, FREE_FROZEN, FREE_REMOVE_PARTIAL, FREE_SLAB,
-                           FREE_SLOWPATH, MAX_MEMCG_CACHES, MAX_ORDER, ORDER_FALLBACK, PAGE_SHIFT,
-                           PAGE_SIZE, kmem_cache, kmem_cache_cpu, kmem_cache_node, mem_cgroup, page,
-                           slub_machine, stat_item, zone)
-# The memcg side of the slab code (mm/memcontrol.c), called directly as
-# mm/slub.c does: with the types in types.pxd neither .pxd cimports the
-# other, and the two extension modules import each other's C functions at
-# load (each exports its own before it imports the other's).
-from slubcy.memcg cimport memcg_css_free, memcg_cache_empty
-from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
-                          list_empty, list_splice)
+from slubcy.types cimport (PAGE_SIZE, kmem_cache, kmem_cache_cpu, kmem_cache_node, page,
+                           slub_machine, zone)
+from slubcy.list cimport list_head
 from slubcy.sched cimport rcu_read_lock_ext, rcu_read_unlock_ext
-from slubcy.sched cimport (preempt_point, kick_all_cpus_sync, on_each_cpu_cond,
-                           local_irq_enabled, store_buffer_drain, vcpu, preempt_check_resched,
-                           PP_SLAB_FREE_BEFORE_CMPXCHG, PP_PUT_CPU_PARTIAL,
-                           PP_PUT_CPU_PARTIAL_AFTER_READ)
-from slubcy.page_alloc cimport (alloc_pages, __free_pages, get_order, page_address,
-                                virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor)
-
+from slubcy.sched cimport on_each_cpu_cond
+from slubcy.page_alloc cimport page_address, virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor
 from slubcy.slub cimport *     # the algorithm's declarations, inline helpers and OBJ_* codes
-cdef extern from "stdlib.h" nogil:
-    void *aligned_alloc(size_t alignment, size_t size)
 
 # ---------------------------------------------------------------------------
 # Checks for the Python API and validate()
