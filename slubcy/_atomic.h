@@ -35,6 +35,10 @@
 
 static inline void cpu_relax(void) { slubcy_cpu_relax(); }
 
+/* unlikely(): include/linux/compiler.h's branch hint (__builtin_expect), so
+   gcc lays the hot path out straight and keeps its registers for it. */
+static inline int unlikely(int x) { return __builtin_expect(!!x, 0); }
+
 /* smp_mb(): a full barrier (mfence / dmb ish) */
 static inline void smp_mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
@@ -116,6 +120,7 @@ static inline long long_read_once(long *p) { return __atomic_load_n(p, __ATOMIC_
 static inline void long_write_once(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline void *ptr_read_once(void **p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void ptr_write_once(void **p, void *v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uintptr_t uptr_read_once(uintptr_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline unsigned long ulong_read_once(unsigned long *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void ulong_write_once(unsigned long *p, unsigned long v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t u64_read_once(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }

@@ -13,21 +13,38 @@
 #   slab_free:        memcg_slab_free_hook  (5.9: uncharge), py_live_clear
 #                     do_slab_free          the SLUB fast/slow path
 #
-# `hooks` says which of the caller's hooks run: SLAB_HOOK_PY_LIVE for the
-# Python API's record of the objects it handed out (slub.pyx py_live_*; a
-# departure, no kernel structure).  The memcg hooks cost one branch when there
-# is nothing to charge (no memcg; a cache without SLAB_ACCOUNT), as the
-# kernel's memcg_kmem_enabled() static key and __GFP_ACCOUNT test make them.
-from slubcy.atomic cimport atomic_long_read
+# `hooks` says which of the caller's hooks run:
+#   SLAB_HOOK_PY_LIVE  the Python API's record of the objects it handed out
+#                      (slub_check.pyx py_live_*; a departure, no kernel
+#                      structure);
+#   SLAB_HOOK_MEMCG    the objects may be charged: the free tests the slab's
+#                      obj_cgroups.  This bit is the caller's copy of the
+#                      kernel's memcg_kmem_enabled() static key, patched in
+#                      at compile time: a caller whose objects were all
+#                      allocated without a memcg (the benchmark kernels, as a
+#                      kernel with no kmem-accounting memcg) leaves it out and
+#                      its free costs nothing for memcg, as with the key off.
+#                      Userspace has no code patching, so everyone else (the
+#                      Python API, the workers, the replay) passes it and pays
+#                      a load and a branch per free (DESIGN.md §8).
+# On the allocation side the gate is `memcg` itself: NULL (no memcg, or a
+# constant NULL in the benchmark kernels) costs one branch or nothing.
+
+from slubcy.atomic cimport atomic_long_read, uptr_read_once, unlikely
 from slubcy.types cimport page, kmem_cache, mem_cgroup
 from slubcy.page_alloc cimport virt_to_head_page
 from slubcy.slub cimport (__slab_alloc_node, do_slab_free, SLAB_ACCOUNT,
-                          kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups)
+                          kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups,
+                          OBJCGS_TAG)
 from slubcy.slub_check cimport py_live_mark, py_live_clear
 from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook
 
 cdef enum:
     SLAB_HOOK_PY_LIVE = 1       # the Python API handed the object out / takes it back
+    SLAB_HOOK_MEMCG = 2         # the object may be charged (memcg_kmem_enabled())
+
+
+cdef int slab_free_memcg(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil
 
 
 cdef inline void *slab_alloc_node(kmem_cache *root, mem_cgroup *memcg, int cpu, int hooks,
@@ -57,11 +74,14 @@ cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu, int hooks) 
     the free (the memcg hook has run by then, as in the kernel)."""
     if hooks & SLAB_HOOK_PY_LIVE:
         py_live_clear(s, pg, x)
-    # only SLAB_ACCOUNT caches are charged; s->flags shares s->cpu_slab's
-    # cache line (5.9's memcg_slab_free_hook tests the page's objcgs after
-    # the memcg_kmem_enabled() static key)
-    if (s.flags & SLAB_ACCOUNT) and page_has_obj_cgroups(pg):
-        memcg_slab_free_hook(s, pg, x, cpu)
+    # 5.9's memcg_slab_free_hook(): the memcg_kmem_enabled() static key
+    # (SLAB_HOOK_MEMCG), then page_obj_cgroups(page).  Only slabs of
+    # SLAB_ACCOUNT caches carry obj_cgroups; the tag shares the cache line of
+    # the struct page virt_to_head_page() just read, so a READ_ONCE test
+    # here, and the charged free out of line (alloc.pyx): neither its
+    # acquire load nor its call joins the uncharged path.
+    if (hooks & SLAB_HOOK_MEMCG) and unlikely(uptr_read_once(&pg.memcg_data) & OBJCGS_TAG):
+        return slab_free_memcg(s, pg, x, cpu)
     return do_slab_free(s, pg, x, x, 1, cpu)
 
 
@@ -95,7 +115,8 @@ cdef inline int slab_free_bulk(kmem_cache *s, size_t size, void **p, int cpu,
             pg = virt_to_head_page(&s.m.z, p[i])
             if pg.py_live != 0:
                 py_live_clear(<kmem_cache *>pg.slab_cache, pg, p[i])
-    if not s.m.per_memcg_caches:           # (per-memcg caches charge whole slabs)
+    # (per-memcg caches charge whole slabs, not objects)
+    if (hooks & SLAB_HOOK_MEMCG) and not s.m.per_memcg_caches:
         for i in range(size):
             pg = virt_to_head_page(&s.m.z, p[i])
             if page_has_obj_cgroups(pg):

@@ -7,6 +7,7 @@
 # | operation                     | order (success / failure) | kernel primitive mirrored                     |
 # |-------------------------------|---------------------------|-----------------------------------------------|
 # | cpu_relax                     | -                         | cpu_relax() (pause / yield)                   |
+# | unlikely                      | -                         | unlikely() (__builtin_expect(!!x, 0))         |
 # | smp_mb                        | seq_cst fence             | smp_mb()                                      |
 # | spin_lock_init                | relaxed store             | spin_lock_init()                              |
 # | spin_lock, spin_trylock       | acquire                   | spin_lock(), spin_trylock()                   |
@@ -27,7 +28,7 @@
 # | atomic_long_read_acquire      | acquire                   | atomic_long_read_acquire()                    |
 # | atomic_long_sub_return        | acq_rel                   | atomic_long_sub_return() (css_put_many's percpu_ref_put_many) |
 # | atomic_long_xchg              | acq_rel                   | atomic_long_xchg()                            |
-# | {long,ptr,ulong,u64,u16,u8,int}_read_once | relaxed      | READ_ONCE() / data_race() of a plain field    |
+# | {long,ptr,ulong,uptr,u64,u16,u8,int}_read_once | relaxed | READ_ONCE() / data_race() of a plain field    |
 # | {long,ptr,ulong,u64,u16,u8,int}_write_once | relaxed     | WRITE_ONCE() (under the writer's lock, or by its only writer) |
 # | atomic_u64_read               | acquire                   | smp_load_acquire()                            |
 # | atomic_u64_set                | release                   | smp_store_release()                           |
@@ -49,6 +50,7 @@ from libc.stdint cimport uint64_t, uint16_t, uint8_t, uintptr_t
 
 cdef extern from "_atomic.h" nogil:
     void cpu_relax()
+    bint unlikely(bint x)
     void smp_mb()
 
     void spin_lock_init(int *lock)
@@ -82,6 +84,7 @@ cdef extern from "_atomic.h" nogil:
     void *ptr_read_once(void **p)
     void ptr_write_once(void **p, void *v)
     unsigned long ulong_read_once(unsigned long *p)
+    uintptr_t uptr_read_once(uintptr_t *p)
     void ulong_write_once(unsigned long *p, unsigned long v)
     uint64_t u64_read_once(uint64_t *p)
     void u64_write_once(uint64_t *p, uint64_t v)

@@ -61,8 +61,6 @@ cdef class Machine:
     cdef object _ctor_failed(self, kmem_cache *s, void *p, int cpu)
     cdef int _free(self, kmem_cache *s, void *p, int cpu) except -1
     cdef tuple _writable(self, size_t addr, size_t length)
-    cdef _validate_zone(self)
-    cdef _validate_memcgs(self)
     cdef int _check_lock(self) except -1
     cdef void _check_unlock(self, int nr_cpus) noexcept
     cdef _validate(self, c)

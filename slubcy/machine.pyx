@@ -7,28 +7,24 @@ argument raises (see slubcy.errors) and leaves the machine as it was.
 
 cimport cython
 from cpython.ref cimport PyObject, Py_XDECREF
-from libc.stdint cimport uint64_t, uint32_t, uintptr_t
+from libc.stdint cimport uint64_t, uintptr_t
 from libc.string cimport memcpy
-from libc.stdio cimport snprintf
-from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FAILED
 cimport numpy as cnp
 import numpy as np
 
 from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read_acquire,
-                            atomic_ptr_read, atomic_ptr_set, slab_word_read, spin_lock, spin_unlock,
+                            atomic_ptr_read, slab_word_read, spin_lock, spin_unlock,
                             u16_write_once)
-from slubcy.types cimport (slab_caches_first, slab_caches_next, memcgs_first, memcgs_next,
-                           memcg_kmem_caches_first, memcg_kmem_caches_next)
-from slubcy.list cimport list_head, INIT_LIST_HEAD
+from slubcy.types cimport slab_caches_first, slab_caches_next, memcgs_first, memcgs_next
 from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, PAGE_SHIFT, PAGE_SIZE,
                            kmem_cache, kmem_cache_cpu, mem_cgroup, page, stat_item, zone)
-from slubcy.page_alloc cimport (zone_init, zone_release, alloc_pages, __free_pages, get_order,
+from slubcy.page_alloc cimport (alloc_pages, __free_pages, get_order,
                                 page_address, virt_to_head_page, addr_in_arena, PG_slab,
                                 PG_slab_ctor, PG_large_kmalloc)
 from slubcy.slub cimport *
 from slubcy.slub_check cimport *
 from slubcy.types cimport kmem_cache as kmem_cache_t
-from slubcy.list cimport list_head, list_add, list_del
+from slubcy.list cimport list_head, list_add, list_del, INIT_LIST_HEAD
 from slubcy.sched cimport sched
 from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, synchronize_sched,
                            kick_all_cpus_sync, OWNER_CONTROLLER, rcu_process_callbacks,
@@ -36,7 +32,7 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_read_unlock_ext)
 from slubcy.sched cimport NR_PREEMPT_POINTS
 from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk,
-                          SLAB_HOOK_PY_LIVE)
+                          SLAB_HOOK_PY_LIVE, SLAB_HOOK_MEMCG)
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, objcg_counts, dead_cache_counts, dead_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_kmem_caches_snapshot,
@@ -1276,7 +1272,7 @@ cdef class Machine:
         Py_XDECREF(<PyObject *>s.ctor_exc)
         s.ctor_exc = NULL
         if p != NULL:
-            slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu, SLAB_HOOK_PY_LIVE)
+            slab_free(s, virt_to_head_page(&self.m.z, p), p, cpu, SLAB_HOOK_PY_LIVE | SLAB_HOOK_MEMCG)
         return CtorError(f"constructor of {s.name.decode()!r} raised {exc!r}")
 
     cdef mem_cgroup *_memcg(self, memcg) except? NULL:
@@ -1325,7 +1321,7 @@ cdef class Machine:
             if not red_zone_intact(<kmem_cache_t *>pg.slab_cache, pg, p):
                 ok = 0                  # refused before memcg_slab_free_hook uncharges it
             else:
-                ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu, SLAB_HOOK_PY_LIVE)
+                ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu, SLAB_HOOK_PY_LIVE | SLAB_HOOK_MEMCG)
         self.vcpu_exit(cpu)
         if code != OBJ_OK:
             if code < 0:
@@ -1458,7 +1454,7 @@ cdef class Machine:
                 if refused:
                     code = OBJ_RED_ZONE
             if code == OBJ_OK:
-                refused = slab_free_bulk(s, n, objs, ncpu, SLAB_HOOK_PY_LIVE)
+                refused = slab_free_bulk(s, n, objs, ncpu, SLAB_HOOK_PY_LIVE | SLAB_HOOK_MEMCG)
         self._nogil_end(c)
         self.vcpu_exit(ncpu)
         if code == OBJ_RED_ZONE:
@@ -1627,50 +1623,7 @@ cdef class Machine:
         while s != NULL:
             result[s.name.decode()] = s.v_used
             s = slab_caches_next(&self.m, s)
-        self._validate_zone()
-        self._validate_memcgs()
         return dict(reversed(list(result.items())))
-
-    cdef _validate_memcgs(self):
-        """Each memcg's child-cache list (kmem_caches): linked both ways,
-        every cache on it charged to that memcg and not destroyed."""
-        cdef mem_cgroup *g
-        cdef kmem_cache_t *s
-        cdef list_head *prev
-        cdef char where[200]
-        cdef bint bad = False
-        with nogil:
-            spin_lock(&self.m.slab_lock)
-            g = memcgs_first(&self.m)
-            while g != NULL and not bad:
-                prev = &g.kmem_caches
-                s = memcg_kmem_caches_first(g)
-                while s != NULL:
-                    if s.kmem_caches_node.prev != prev or s.memcg != g or s.destroyed:
-                        snprintf(where, sizeof(where), "memcg %s: child cache list broken at %s",
-                                 g.name, s.name)
-                        bad = True
-                        break
-                    prev = &s.kmem_caches_node
-                    s = memcg_kmem_caches_next(g, s)
-                g = memcgs_next(&self.m, g)
-            spin_unlock(&self.m.slab_lock)
-        if bad:
-            raise SlabCorruption(where.decode(errors="replace"))
-
-    cdef _validate_zone(self):
-        cdef zone *z = &self.m.z
-        cdef long free_pages = 0, used
-        cdef int order
-        with nogil:
-            spin_lock(&z.lock)
-            for order in range(MAX_ORDER):
-                free_pages += z.nr_free[order] << order
-            used = z.pages_used
-            spin_unlock(&z.lock)
-        if free_pages + used != <long>z.nr_pages:
-            raise SlabCorruption(f"page allocator: {free_pages} free + {used} used "
-                                 f"!= {z.nr_pages} pages")
 
     def page_alloc_info(self):
         """Buddy allocator counts: pages in use in total and per order."""
@@ -1793,10 +1746,14 @@ cdef class Machine:
           "cpu_slab_on_partial"  push vCPU 0's cpu slab on its own cpu partial list
           "unfrozen_cpu_slab"    unfreeze vCPU 0's cpu slab
           "unfrozen_cpu_partial" unfreeze the first slab of vCPU 0's cpu partial list
-          "nr_partial+1", "nr_partial-1"   miscount the node partial list"""
+          "nr_partial+1", "nr_partial-1"   miscount the node partial list
+          "pages_used+1", "pages_used-1"   miscount the page allocator's pages in use
+          "child_list_prev", "child_list_fix"  point child cache `c`'s back link
+                                 on its memcg's kmem_caches list at itself, and mend it"""
         cdef kmem_cache_t *s = self._cache(c)
         cdef page *pg = NULL
         cdef kmem_cache_cpu *c0 = &s.cpu_slab[0]
+        cdef list_head *pos
         self.check_idle()
         if slab is not None:
             as_int(slab, "slab")
@@ -1834,6 +1791,22 @@ cdef class Machine:
             c0.partial.fc &= ~(<uint64_t>1 << 31)
         elif kind in ("nr_partial+1", "nr_partial-1"):
             s.node.nr_partial += 1 if kind == "nr_partial+1" else -1
+        elif kind in ("pages_used+1", "pages_used-1"):
+            spin_lock(&self.m.z.lock)
+            self.m.z.pages_used += 1 if kind == "pages_used+1" else -1
+            spin_unlock(&self.m.z.lock)
+        elif kind in ("child_list_prev", "child_list_fix"):
+            if s.memcg == NULL:
+                raise ValueError(f"{kind} needs a child cache")
+            spin_lock(&self.m.slab_lock)
+            if kind == "child_list_prev":
+                s.kmem_caches_node.prev = &s.kmem_caches_node
+            else:
+                pos = &s.memcg.kmem_caches
+                while pos.next != &s.kmem_caches_node:
+                    pos = pos.next
+                s.kmem_caches_node.prev = pos
+            spin_unlock(&self.m.slab_lock)
         else:
             raise ValueError(f"unknown corruption {kind!r}")
 

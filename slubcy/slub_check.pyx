@@ -15,9 +15,10 @@ from libc.stdio cimport snprintf
 from slubcy.atomic cimport (atomic_long_add, atomic_long_read, atomic_u64_fetch_and, atomic_u64_or,
                             atomic_u64_read, ptr_read_once, slab_cmpxchg, slab_word_read, spin_lock,
                             spin_unlock, u16_read_once, u8_read_once)
-from slubcy.types cimport slab_caches_first, slab_caches_next
-from slubcy.types cimport (PAGE_SIZE, kmem_cache, kmem_cache_cpu, kmem_cache_node, page,
-                           slub_machine, zone)
+from slubcy.types cimport (slab_caches_first, slab_caches_next, memcgs_first, memcgs_next,
+                           memcg_kmem_caches_first, memcg_kmem_caches_next)
+from slubcy.types cimport (PAGE_SIZE, MAX_ORDER, kmem_cache, kmem_cache_cpu, kmem_cache_node,
+                           mem_cgroup, page, slub_machine, zone)
 from slubcy.list cimport list_head
 from slubcy.sched cimport rcu_read_lock_ext, rcu_read_unlock_ext
 from slubcy.sched cimport on_each_cpu_cond
@@ -667,7 +668,8 @@ cdef int validate_cache(kmem_cache *s, char *err, size_t errlen, long *in_use) n
 
 cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     """validate_cache() of every cache in one pass over the page map (each
-    cache's objects in use are left in its v_used)."""
+    cache's objects in use are left in its v_used), then the memcgs'
+    child-cache lists and the page allocator's counts."""
     cdef zone *z = &m.z
     cdef page *pg
     cdef size_t pfn = 0
@@ -693,6 +695,47 @@ cdef int validate_all(slub_machine *m, char *err, size_t errlen) noexcept nogil:
     while s != NULL and rc == 0:
         rc = validate_counts(s, err, errlen)
         s = slab_caches_next(m, s)
+    if rc == 0:
+        rc = validate_memcgs(m, err, errlen)
     spin_unlock(&m.slab_lock)
     spin_unlock(&m.check_lock)
+    if rc == 0:
+        rc = validate_zone(&m.z, err, errlen)
     return rc
+
+
+cdef int validate_memcgs(slub_machine *m, char *err, size_t errlen) noexcept nogil:
+    """Each memcg's child-cache list (memcg->kmem_caches): linked both ways,
+    every cache on it charged to that memcg and not destroyed.  Called with
+    slab_lock held (the lists' lock)."""
+    cdef mem_cgroup *g = memcgs_first(m)
+    cdef kmem_cache *s
+    cdef list_head *prev
+    while g != NULL:
+        prev = &g.kmem_caches
+        s = memcg_kmem_caches_first(g)
+        while s != NULL:
+            if s.kmem_caches_node.prev != prev or s.memcg != g or s.destroyed:
+                snprintf(err, errlen, "memcg %s: child cache list broken at %s", g.name, s.name)
+                return -1
+            prev = &s.kmem_caches_node
+            s = memcg_kmem_caches_next(g, s)
+        g = memcgs_next(m, g)
+    return 0
+
+
+cdef int validate_zone(zone *z, char *err, size_t errlen) noexcept nogil:
+    """The page allocator's books: free blocks (nr_free per order) plus pages
+    in use add up to the zone's pages.  Takes zone->lock (the counts' lock)."""
+    cdef long free_pages = 0, used
+    cdef int order
+    spin_lock(&z.lock)
+    for order in range(MAX_ORDER):
+        free_pages += z.nr_free[order] << order
+    used = z.pages_used
+    spin_unlock(&z.lock)
+    if free_pages + used != <long>z.nr_pages:
+        snprintf(err, errlen, "page allocator: %ld free + %ld used != %ld pages",
+                 free_pages, used, <long>z.nr_pages)
+        return -1
+    return 0

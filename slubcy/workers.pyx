@@ -30,7 +30,7 @@ from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_se
                             atomic_long_read_acquire, atomic_u64_read, atomic_u64_set)
 from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 from slubcy.page_alloc cimport virt_to_head_page
-from slubcy.alloc cimport slab_alloc_node, slab_free
+from slubcy.alloc cimport slab_alloc_node, slab_free, SLAB_HOOK_MEMCG
 from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
 from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
@@ -207,7 +207,7 @@ cdef inline void w_free(worker *w, void *p, bint remote) noexcept nogil:
     if not canary_ok(p):
         w.canary_errors += 1
     (<uint64_t *>p)[0] = 0
-    if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu, 0):
+    if slab_free(<kmem_cache *>pg.slab_cache, pg, p, w.cpu, SLAB_HOOK_MEMCG):
         w.frees += 1
         w.ops += 1
         if remote:

@@ -124,6 +124,29 @@ def test_nr_partial_off_by_one(m, c, kind, counted, found):
     expect(m, c, rf"nr_partial {counted} but {found} slabs on the list")
 
 
+def test_page_allocator_miscount(m, c):
+    m.kmem_cache_alloc(c)
+    corrupt(m, c, "pages_used+1")
+    with pytest.raises(SlabCorruption, match=r"page allocator: \d+ free \+ \d+ used != \d+ pages"):
+        m.validate()
+    m._corrupt_for_test("pages_used-1", c)
+    m.validate()
+
+
+def test_destroyed_child_cache_on_its_memcgs_list(create_child_caches):
+    from slubcy import Machine, SLAB_ACCOUNT
+    with Machine(cpus=2, memory=16 << 20, policy="barrier") as m:
+        root = m.kmem_cache_create("acct", 64, flags=SLAB_ACCOUNT)
+        g = m.memcg_create("g")
+        create_child_caches(m, g, root)
+        [child] = m.child_caches(root)
+        corrupt(m, child, "child_list_prev")
+        with pytest.raises(SlabCorruption, match=r"memcg g: child cache list broken at acct"):
+            m.validate()
+        m._corrupt_for_test("child_list_fix", child)
+        m.validate()
+
+
 def test_corrupt_for_test_bad_input(m, c):
     with pytest.raises(ValueError):
         m._corrupt_for_test("nope", c)
@@ -131,6 +154,8 @@ def test_corrupt_for_test_bad_input(m, c):
         m._corrupt_for_test("off_list", c)                   # needs a slab
     with pytest.raises(ValueError):
         m._corrupt_for_test("two_cpus", c)                   # no cpu slab on vCPU 0
+    with pytest.raises(ValueError):
+        m._corrupt_for_test("child_list_prev", c)            # not a child cache
     other = m.kmem_cache_create("other", 64)
     a = m.kmem_cache_alloc(other)
     with pytest.raises(ValueError):

@@ -34,7 +34,7 @@ from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_se
 from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 from slubcy.page_alloc cimport (virt_to_head_page, alloc_pages, __free_pages, page_address,
                                 PG_large_kmalloc)
-from slubcy.alloc cimport slab_alloc_node, slab_free
+from slubcy.alloc cimport slab_alloc_node, slab_free, SLAB_HOOK_MEMCG
 from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
 from slubcy.kworker cimport flush_workqueue
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
@@ -212,7 +212,7 @@ cdef inline void do_free(rworker *w, void *x, int kind) noexcept nogil:
         __free_pages(&w.m.z, pg, pg.order)
         w.page_frees += 1
     else:
-        slab_free(<kmem_cache *>pg.slab_cache, pg, x, w.cpu, 0)
+        slab_free(<kmem_cache *>pg.slab_cache, pg, x, w.cpu, SLAB_HOOK_MEMCG)
         w.frees += 1
 
 
