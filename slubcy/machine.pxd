@@ -50,6 +50,7 @@ cdef class Machine:
     cdef int check_idle(self) except -1
     cdef int workers_begin(self, int n) except -1
     cdef void workers_end(self, int n) noexcept
+    cdef void workers_resume(self, int n) noexcept
     cdef void _release(self) noexcept
     cdef int check_open(self) except -1
     cdef int check_cpu(self, cpu) except -1
@@ -64,6 +65,7 @@ cdef class Machine:
     cdef int _check_lock(self) except -1
     cdef void _check_unlock(self, int nr_cpus) noexcept
     cdef _validate(self, c)
+    cdef list _snapshot(self, int what, kmem_cache *root)
     cdef _cache_rows(self, c, list rows)
 
 

@@ -390,6 +390,37 @@ cdef KmemCache wrap_cache(Machine machine, kmem_cache_t *s, str name, object cto
     return c
 
 
+cdef enum:
+    SNAP_MEMCGS = 0             # m->memcgs
+    SNAP_CHILD_CACHES = 1       # child caches on slab_caches (of `root`, or all)
+
+
+cdef size_t list_snapshot(slub_machine *m, int what, kmem_cache_t *root, void **ptrs,
+                          size_t cap) noexcept nogil:
+    """Up to `cap` entries of list `what`, newest first, into `ptrs`; returns
+    how many there are (more than `cap`: call again with more room).
+    Called with slab_lock held."""
+    cdef size_t n = 0
+    cdef mem_cgroup *g
+    cdef kmem_cache_t *s
+    if what == SNAP_MEMCGS:
+        g = memcgs_first(m)
+        while g != NULL:
+            if n < cap:
+                ptrs[n] = g
+            n += 1
+            g = memcgs_next(m, g)
+        return n
+    s = slab_caches_first(m)
+    while s != NULL:
+        if s.root != NULL and not s.destroyed and (root == NULL or s.root == root):
+            if n < cap:
+                ptrs[n] = s
+            n += 1
+        s = slab_caches_next(m, s)
+    return n
+
+
 @cython.no_gc_clear
 cdef class Machine:
     """A machine: `cpus` vCPUs, an arena of `memory` bytes managed by a buddy
@@ -634,8 +665,12 @@ cdef class Machine:
         return 0
 
     cdef void workers_end(self, int n) noexcept:
-        """The Run's n workers have stopped."""
+        """The Run's n workers have stopped (or parked off their vCPUs)."""
         self.m.sc.running_workers -= n
+
+    cdef void workers_resume(self, int n) noexcept:
+        """workers_end()'s inverse: n parked workers take their vCPUs back."""
+        self.m.sc.running_workers += n
 
     cdef int vcpu_enter(self, int cpu) except -1:
         """Run on vCPU `cpu` for one call (online for the grace periods)."""
@@ -1037,38 +1072,39 @@ cdef class Machine:
 
     def memcgs(self):
         """Every memcg of the machine (the root first), freed ones included."""
+        # entries unlinked from the list are freed after a grace period,
+        # which this read-side section holds off until each is wrapped
+        rcu_read_lock_ext(&self.m.sc)
+        try:
+            return [wrap_memcg(self, <mem_cgroup *><uintptr_t>p)
+                    for p in self._snapshot(SNAP_MEMCGS, NULL)]
+        finally:
+            rcu_read_unlock_ext(&self.m.sc)
+
+    cdef list _snapshot(self, int what, kmem_cache_t *root):
+        """The addresses on one of the machine's lists, oldest first, read
+        under slab_lock (the lists' lock) into a buffer grown until it
+        holds them all.  Call it in an RCU read-side section: what it
+        returns is freed after a grace period once unlinked."""
         self.check_open()
-        cdef sched *sc = &self.m.sc
-        cdef mem_cgroup **ptrs = NULL
-        cdef mem_cgroup **grown
-        cdef mem_cgroup *g
-        cdef int n, cap = 64, i
-        # the list is changed under slab_lock; entries unlinked from it are
-        # freed after a grace period, which this read-side section holds off
-        # until each is wrapped
-        rcu_read_lock_ext(sc)
+        cdef void **ptrs = NULL
+        cdef void **grown
+        cdef Py_ssize_t n, cap = 64, i
         try:
             while True:
-                grown = <mem_cgroup **>realloc(ptrs, cap * sizeof(mem_cgroup *))
+                grown = <void **>realloc(ptrs, cap * sizeof(void *))
                 if grown == NULL:
                     raise MemoryError()
                 ptrs = grown
-                n = 0
                 with nogil:
                     spin_lock(&self.m.slab_lock)
-                    g = memcgs_first(&self.m)
-                    while g != NULL and n < cap:
-                        ptrs[n] = g
-                        n += 1
-                        g = memcgs_next(&self.m, g)
+                    n = <Py_ssize_t>list_snapshot(&self.m, what, root, ptrs, <size_t>cap)
                     spin_unlock(&self.m.slab_lock)
-                if g == NULL:
-                    break
-                cap *= 2
-            return [wrap_memcg(self, ptrs[i]) for i in range(n - 1, -1, -1)]
+                if n <= cap:
+                    return [<uintptr_t>ptrs[i] for i in range(n - 1, -1, -1)]
+                cap = n + 64
         finally:
             c_free(ptrs)
-            rcu_read_unlock_ext(sc)
 
     def memcg_stat_info(self):
         """Dead caches (of offline memcgs) not yet destroyed, those holding
@@ -1083,38 +1119,14 @@ cdef class Machine:
         ones excluded."""
         self.check_open()
         cdef kmem_cache_t *root = self._cache(c) if c is not None else NULL
-        cdef kmem_cache_t *s
-        cdef sched *sc = &self.m.sc
-        cdef kmem_cache_t **ptrs = NULL
-        cdef kmem_cache_t **grown
-        cdef int n, cap = 64, i
-        # snapshot under slab_lock (destroys unlink under it); a destroyed
-        # cache is freed after a grace period, held off by this read-side
-        # section until each is wrapped
-        rcu_read_lock_ext(sc)
+        # a destroyed cache is freed after a grace period, held off by this
+        # read-side section until each is wrapped
+        rcu_read_lock_ext(&self.m.sc)
         try:
-            while True:
-                grown = <kmem_cache_t **>realloc(ptrs, cap * sizeof(kmem_cache_t *))
-                if grown == NULL:
-                    raise MemoryError()
-                ptrs = grown
-                n = 0
-                with nogil:
-                    spin_lock(&self.m.slab_lock)
-                    s = slab_caches_first(&self.m)
-                    while s != NULL and n < cap:
-                        if s.root != NULL and not s.destroyed and (root == NULL or s.root == root):
-                            ptrs[n] = s
-                            n += 1
-                        s = slab_caches_next(&self.m, s)
-                    spin_unlock(&self.m.slab_lock)
-                if s == NULL:
-                    break
-                cap *= 2
-            return [self._wrap_child(ptrs[i]) for i in range(n - 1, -1, -1)]
+            return [self._wrap_child(<kmem_cache_t *><uintptr_t>p)
+                    for p in self._snapshot(SNAP_CHILD_CACHES, root)]
         finally:
-            c_free(ptrs)
-            rcu_read_unlock_ext(sc)
+            rcu_read_unlock_ext(&self.m.sc)
 
     cdef KmemCache _wrap_child(self, kmem_cache_t *s):
         key = <uintptr_t>s

@@ -539,22 +539,76 @@ import threading
 import time
 
 
-cdef class Run:
+cdef class VcpuWorkers:
+    """One thread per vCPU 0..nworkers-1 running run_worker(i) with the GIL
+    released: start() takes the vCPUs (CPUBusy if one is taken) and opens
+    the start gate once every thread sits on its vCPU; the workers produce,
+    bump phase_count, wait for drain_go, drain and leave their vCPUs."""
+
+    cdef void run_worker(self, int i) noexcept nogil:
+        pass
+
+    def start(self):
+        """Take every worker's vCPU (CPUBusy if one is taken) and start."""
+        cdef int i
+        self.machine.workers_begin(self.nworkers)
+        self.threads = [threading.Thread(target=self._bound, args=(i,), name=f"slubcy-vcpu{i}",
+                                         daemon=True) for i in range(self.nworkers)]
+        try:
+            # each thread sleeps at the start gate: none spins while the
+            # next ones start (a thread start needs the CPU and the GIL)
+            for t in self.threads:
+                t.start()
+            while atomic_int_read(&self.start_ready) < self.nworkers:
+                time.sleep(0.0002)
+        finally:
+            self.started = time.monotonic()
+            atomic_int_set(&self.start_go, 1)   # all together (or, on an error, to stop)
+
+    def _bound(self, int i):
+        cdef sched *sc = &self.machine.m.sc
+        cdef timespec ts
+        ts.tv_sec = 0
+        ts.tv_nsec = 200000
+        with nogil:
+            while not vcpu_take(sc, i, i + 1):
+                sched_yield()       # a controller call is on this vCPU for a moment
+            atomic_int_fetch_add(&self.start_ready, 1)
+            while not atomic_int_read(&self.start_go) and not atomic_int_read(&self.stop_flag):
+                nanosleep(&ts, NULL)
+            self.run_worker(i)
+            vcpu_release(sc, i)
+
+    def request_stop(self):
+        atomic_int_set(&self.stop_flag, 1)
+
+    @property
+    def producing_done(self):
+        return atomic_int_read(&self.phase_count) >= self.nworkers
+
+    cdef wait_produced(self):
+        """Until every worker is done producing (it then waits for drain_go)."""
+        while atomic_int_read(&self.phase_count) < self.nworkers:
+            time.sleep(0.0005)
+
+    cdef drain_and_join(self):
+        """Let the workers drain, join them, and flush the kworker: the
+        offlines their jobs queued have run (and logged their latencies)."""
+        atomic_int_set(&self.drain_go, 1)
+        for t in self.threads:
+            t.join()
+        self.machine.workers_end(self.nworkers)
+        with nogil:
+            flush_workqueue(&self.machine.m.wq, -1.0)
+
+
+cdef class Run(VcpuWorkers):
     """One run of a workload on `machine`: start(), then stop() or join()."""
-    cdef Machine machine
     cdef worker *workers
     cdef ring *rings
     cdef kmem_cache **caches
-    cdef int nworkers
-    cdef int stop_flag
-    cdef int phase_count
-    cdef int drain_go
-    cdef int start_ready            # workers on their vCPU, at the start gate
-    cdef int start_go               # the gate: every worker starts at once
-    cdef list threads
     cdef readonly str kind_name
     cdef readonly list cache_objs
-    cdef readonly double started
 
     def __cinit__(self, Machine machine, str kind, list caches, int nworkers, long ops_per_worker,
                   long batch=256, long slots=1024, double handoff=0.25, uint64_t seed=0,
@@ -645,66 +699,23 @@ cdef class Run:
         free(self.workers)
         free(self.caches)
 
-    def start(self):
-        """Take every worker's vCPU (CPUBusy if one is taken) and start."""
-        cdef int i
-        self.machine.workers_begin(self.nworkers)
-        for i in range(self.nworkers):
-            t = threading.Thread(target=self._bound, args=(i,), name=f"slubcy-vcpu{i}", daemon=True)
-            self.threads.append(t)
-        try:
-            # each thread sleeps at the start gate: none spins while the
-            # next ones start (a thread start needs the CPU and the GIL)
-            for t in self.threads:
-                t.start()
-            while atomic_int_read(&self.start_ready) < self.nworkers:
-                time.sleep(0.0002)
-        finally:
-            self.started = time.monotonic()
-            atomic_int_set(&self.start_go, 1)   # all together (or, on an error, to stop)
-
-    def _bound(self, int i):
-        cdef worker *w = &self.workers[i]
-        cdef int *go = &self.start_go
-        cdef timespec ts
-        ts.tv_sec = 0
-        ts.tv_nsec = 200000
-        with nogil:
-            while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
-                sched_yield()       # a controller call is on this vCPU for a moment
-            atomic_int_fetch_add(&self.start_ready, 1)
-            while not atomic_int_read(go) and not atomic_int_read(w.stop):
-                nanosleep(&ts, NULL)
-            worker_main(w)
-            vcpu_release(w.sc, w.cpu)
+    cdef void run_worker(self, int i) noexcept nogil:
+        worker_main(&self.workers[i])
 
     def ops(self):
         """Operations done so far, per worker (racy reads, for progress)."""
         return [self.workers[i].ops for i in range(self.nworkers)]
-
-    def request_stop(self):
-        atomic_int_set(&self.stop_flag, 1)
-
-    @property
-    def producing_done(self):
-        return atomic_int_read(&self.phase_count) >= self.nworkers
 
     def finish(self, sample=None):
         """Wait until every worker stopped producing, call sample() (the
         machine is quiet but objects are still live), then let the workers
         drain and join them.  Returns the per-worker results."""
         cdef int i
-        while atomic_int_read(&self.phase_count) < self.nworkers:
-            time.sleep(0.0005)
-        sampled = sample() if sample is not None else None
-        atomic_int_set(&self.drain_go, 1)
-        for t in self.threads:
-            t.join()
-        self.machine.workers_end(self.nworkers)
-        # the offlines the jobs queued run on the kworker: their latencies
-        # are in once it has run them
-        with nogil:
-            flush_workqueue(&self.machine.m.wq, -1.0)
+        self.wait_produced()
+        try:
+            sampled = sample() if sample is not None else None
+        finally:
+            self.drain_and_join()
         per = []
         for i in range(self.nworkers):
             w = &self.workers[i]

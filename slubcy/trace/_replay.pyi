@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from slubcy.machine import KmemCache, Machine
+from slubcy.workers import VcpuWorkers
 
 OP_ALLOC: int
 OP_FREE: int
@@ -19,18 +20,12 @@ OPF_GROUP_LAST: int
 OPF_LIVE: int
 OP_DTYPE: np.dtype[Any]
 
-class Replay:
+class Replay(VcpuWorkers):
     """One replay on `machine`: start(), then finish(sample)."""
     def __new__(cls, machine: Machine, ops: npt.NDArray[Any], bounds: Any,
                 caches: list[KmemCache], group_names: list[str], group_cpus: Any,
                 nslots: int) -> Self: ...
     @property
-    def started(self) -> float: ...
-    @property
     def ngroups(self) -> int: ...
-    @property
-    def producing_done(self) -> bool: ...
-    def start(self) -> None: ...
     def events(self) -> list[int]: ...
-    def request_stop(self) -> None: ...
     def finish(self, sample: Any = None) -> tuple[list[dict[str, Any]], list[float], int, Any]: ...

@@ -37,6 +37,7 @@ from slubcy.page_alloc cimport (virt_to_head_page, alloc_pages, __free_pages, pa
 from slubcy.alloc cimport slab_alloc_node, slab_free, SLAB_HOOK_MEMCG
 from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
 from slubcy.kworker cimport flush_workqueue
+from slubcy.workers cimport VcpuWorkers
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
                            monotonic, local_irq_enabled, preempt_check_resched,
                            run_local_timers, backoff_wait, QS_INTERVAL)
@@ -338,26 +339,17 @@ OP_DTYPE = np.dtype([("kind", np.uint8), ("flags", np.uint8), ("arg", np.uint16)
 assert OP_DTYPE.itemsize == sizeof(op)
 
 
-cdef class Replay:
+cdef class Replay(VcpuWorkers):
     """The C state of one replay on `machine`: `ops` (OP_DTYPE, every
     vCPU's stream back to back, `bounds[i]:bounds[i+1]` vCPU i's), the root
     caches `caches` that op.arg indexes, the memcg group names and the
     number of slots.  start(), then finish(sample)."""
-    cdef Machine machine
     cdef rworker *workers
     cdef kmem_cache **caches
     cdef group *groups
     cdef void **slots
     cdef object ops_keep
     cdef offline_log log
-    cdef int nworkers
-    cdef int stop_flag
-    cdef int phase_count
-    cdef int drain_go
-    cdef int start_ready
-    cdef int start_go
-    cdef list threads
-    cdef readonly double started
     cdef readonly int ngroups
 
     def __cinit__(self, Machine machine, ops, bounds, list caches, list group_names,
@@ -411,48 +403,12 @@ cdef class Replay:
         free(self.groups)
         free(self.slots)
 
-    def start(self):
-        """Take every worker's vCPU (CPUBusy if one is taken) and start."""
-        cdef int i
-        self.machine.workers_begin(self.nworkers)
-        for i in range(self.nworkers):
-            self.threads.append(threading.Thread(target=self._bound, args=(i,),
-                                                 name=f"slubcy-replay{i}", daemon=True))
-        try:
-            for t in self.threads:
-                t.start()
-            while atomic_int_read(&self.start_ready) < self.nworkers:
-                time.sleep(0.0002)
-        finally:
-            self.started = time.monotonic()
-            atomic_int_set(&self.start_go, 1)
-
-    def _bound(self, int i):
-        cdef rworker *w = &self.workers[i]
-        cdef int *go = &self.start_go
-        cdef offline_log *log = &self.log
-        cdef timespec ts
-        ts.tv_sec = 0
-        ts.tv_nsec = 200000
-        with nogil:
-            while not vcpu_take(w.sc, w.cpu, w.cpu + 1):
-                sched_yield()
-            atomic_int_fetch_add(&self.start_ready, 1)
-            while not atomic_int_read(go) and not atomic_int_read(w.stop):
-                nanosleep(&ts, NULL)
-            worker_main(w, log)
-            vcpu_release(w.sc, w.cpu)
+    cdef void run_worker(self, int i) noexcept nogil:
+        worker_main(&self.workers[i], &self.log)
 
     def events(self):
         """Operations done so far, per worker (racy reads, for progress)."""
         return [self.workers[i].events for i in range(self.nworkers)]
-
-    def request_stop(self):
-        atomic_int_set(&self.stop_flag, 1)
-
-    @property
-    def producing_done(self):
-        return atomic_int_read(&self.phase_count) >= self.nworkers
 
     def finish(self, sample=None):
         """Wait until every worker ran its stream, call sample() (objects
@@ -460,22 +416,15 @@ cdef class Replay:
         flush the kworker.  Returns (per-worker dicts, offline latencies
         in us, offline errors, sample's result)."""
         cdef int i
-        while atomic_int_read(&self.phase_count) < self.nworkers:
-            time.sleep(0.0005)
+        self.wait_produced()
         # the workers are off their vCPUs until drain_go: the machine is the
         # controller's (object-level calls, validate())
         self.machine.workers_end(self.nworkers)
         try:
             sampled = sample() if sample is not None else None
         finally:
-            # (workers_end's inverse: the workers take their vCPUs back)
-            self.machine.m.sc.running_workers += self.nworkers
-            atomic_int_set(&self.drain_go, 1)
-        for t in self.threads:
-            t.join()
-        self.machine.workers_end(self.nworkers)
-        with nogil:
-            flush_workqueue(&self.machine.m.wq, -1.0)
+            self.machine.workers_resume(self.nworkers)
+            self.drain_and_join()
         per = []
         for i in range(self.nworkers):
             w = &self.workers[i]
