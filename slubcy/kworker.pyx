@@ -22,6 +22,7 @@ thread.
 from libc.stdlib cimport free
 from posix.time cimport timespec, nanosleep
 
+from slubcy.sched cimport sched_yield
 from slubcy.atomic cimport atomic_long_add_release, atomic_long_read_acquire
 from slubcy.sched cimport monotonic, backoff_wait
 
@@ -38,8 +39,6 @@ cdef extern from "pthread.h" nogil:
     int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     int pthread_cond_signal(pthread_cond_t *c)
 
-cdef extern from "sched.h" nogil:
-    int sched_yield()
 
 cdef extern from *:
     """

@@ -49,3 +49,9 @@ cdef inline void list_splice(list_head *list, list_head *head) noexcept nogil:
     last.next = head.next
     head.next.prev = last
     head.next = first
+
+
+cdef inline void list_splice_init(list_head *list, list_head *head) noexcept nogil:
+    """list_splice(), then `list` is reinitialised empty (list_splice_init)."""
+    list_splice(list, head)
+    INIT_LIST_HEAD(list)

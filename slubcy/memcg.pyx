@@ -36,7 +36,7 @@ from slubcy.types cimport (slab_caches_first, slab_caches_next, slab_root_caches
                            slab_root_caches_next, memcgs_first, memcgs_next,
                            memcg_kmem_caches_first, memcg_kmem_caches_next, objcg_list_first,
                            objcg_list_next)
-from slubcy.list cimport list_head, INIT_LIST_HEAD, list_add, list_del, list_empty, list_splice
+from slubcy.list cimport list_head, INIT_LIST_HEAD, list_add, list_del, list_empty, list_splice_init
 from slubcy.types cimport (KMEMCG_ID_WORDS, PAGE_SHIFT, PAGE_SIZE, kmem_cache, mem_cgroup,
                            memcg_stock_pcp, obj_cgroup, page, slub_machine)
 from slubcy.page_alloc cimport virt_to_head_page, page_address
@@ -844,13 +844,21 @@ cdef void kmem_cache_mark_dead(kmem_cache *s, bint no_cpu_partial) noexcept nogi
         s.no_cpu_partial = 1
 
 
+cdef inline void memcg_move_nr_pages(mem_cgroup *memcg, mem_cgroup *parent) noexcept nogil:
+    """The pages charged to `memcg` now count against `parent` (the kernel's
+    hierarchical page counters need no move; ours are flat)."""
+    cdef long pages = atomic_long_read(&memcg.nr_pages)
+    atomic_long_add(&parent.nr_pages, pages)
+    atomic_long_add(&memcg.nr_pages, -pages)
+
+
 cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nogil:
     """Linux 5.3 (fb2f2b0adb98): splice the dying memcg's caches onto its
     parent and move their charges and references, so the memcg can be freed
     at once."""
     cdef mem_cgroup *parent = memcg.parent
     cdef kmem_cache *s
-    cdef long n = 0, pages
+    cdef long n = 0
     spin_lock(&m.slab_lock)
     s = memcg_kmem_caches_first(memcg)
     while s != NULL:
@@ -859,11 +867,8 @@ cdef void memcg_reparent_caches(slub_machine *m, mem_cgroup *memcg) noexcept nog
         ptr_write_once(<void **>&s.memcg, parent)
         n += 1
         s = memcg_kmem_caches_next(memcg, s)
-    list_splice(&memcg.kmem_caches, &parent.kmem_caches)
-    INIT_LIST_HEAD(&memcg.kmem_caches)
-    pages = atomic_long_read(&memcg.nr_pages)
-    atomic_long_add(&parent.nr_pages, pages)
-    atomic_long_add(&memcg.nr_pages, -pages)
+    list_splice_init(&memcg.kmem_caches, &parent.kmem_caches)
+    memcg_move_nr_pages(memcg, parent)
     spin_unlock(&m.slab_lock)
     if n and not m.pages_pin_memcg:
         css_get_many(parent, n)
@@ -882,7 +887,7 @@ cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogi
     cdef obj_cgroup *objcg = memcg.objcg
     cdef obj_cgroup *iter
     cdef mem_cgroup *parent = memcg.parent
-    cdef long n = 0, pages
+    cdef long n = 0
     if objcg == NULL:
         return
     memcg.objcg = NULL
@@ -892,11 +897,8 @@ cdef void memcg_reparent_objcg(slub_machine *m, mem_cgroup *memcg) noexcept nogi
         atomic_ptr_set(<void **>&iter.memcg, parent)
         n += 1
         iter = objcg_list_next(memcg, iter)
-    list_splice(&memcg.objcg_list, &parent.objcg_list)
-    INIT_LIST_HEAD(&memcg.objcg_list)
-    pages = atomic_long_read(&memcg.nr_pages)
-    atomic_long_add(&parent.nr_pages, pages)
-    atomic_long_add(&memcg.nr_pages, -pages)
+    list_splice_init(&memcg.objcg_list, &parent.objcg_list)
+    memcg_move_nr_pages(memcg, parent)
     spin_unlock(&m.css_set_lock)
     css_get_many(parent, n)
     css_put_many(m, memcg, n)

@@ -25,19 +25,13 @@ and is never held across a wait: see slubcy/slub.pxd.
 from libc.stdint cimport uint64_t
 from posix.time cimport timespec, nanosleep
 
+from slubcy.sched cimport sched_yield, PyThreadState, PyGILState_Check, PyEval_SaveThread, PyEval_RestoreThread
 from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_u64_set, atomic_uint_cmpxchg,
                             atomic_uint_fetch_add, atomic_uint_read, atomic_uint_set, smp_mb)
 from slubcy.sched cimport (sched, vcpu, smp_processor_id, handle_ipi, monotonic, IPI_POSTED,
                            backoff_wait)
 
-cdef extern from "sched.h" nogil:
-    int sched_yield()
 
-cdef extern from "Python.h" nogil:
-    ctypedef struct PyThreadState
-    int PyGILState_Check()
-    PyThreadState *PyEval_SaveThread()
-    void PyEval_RestoreThread(PyThreadState *)
 
 
 cdef double mutex_lock_slowpath(sched *sc, mutex *lock, unsigned int ticket) noexcept nogil:

@@ -8,6 +8,17 @@ from slubcy.atomic cimport atomic_int_read, atomic_ptr_read, atomic_u64_set, smp
 
 ctypedef void (*smp_call_func_t)(void *info, int cpu) noexcept nogil
 
+# what a waiting thread calls: give up the host CPU, or the GIL (every module
+# that waits cimports these from here)
+cdef extern from "sched.h" nogil:
+    int sched_yield()
+
+cdef extern from "Python.h" nogil:
+    ctypedef struct PyThreadState
+    int PyGILState_Check()
+    PyThreadState *PyEval_SaveThread()
+    void PyEval_RestoreThread(PyThreadState *)
+
 # Named preemption points (the CLI's and tests' names in slubcy.preempt.POINTS)
 cpdef enum preempt_point_id:
     PP_SLAB_FREE_BEFORE_CMPXCHG     # __slab_free: a full slab's freeze decided, no cmpxchg yet (preemptible)

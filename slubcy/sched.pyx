@@ -19,14 +19,7 @@ from slubcy.atomic cimport (atomic_int_cmpxchg, atomic_int_fetch_add, atomic_int
                             atomic_int_set, atomic_long_add, atomic_long_add_release,
                             atomic_ptr_set, atomic_u64_read, atomic_u64_set, cpu_relax, smp_mb,
                             spin_lock, spin_trylock, spin_unlock)
-cdef extern from "sched.h" nogil:
-    int sched_yield()
 
-cdef extern from "Python.h" nogil:
-    ctypedef struct PyThreadState
-    int PyGILState_Check()
-    PyThreadState *PyEval_SaveThread()
-    void PyEval_RestoreThread(PyThreadState *)
 cdef extern from "stdlib.h" nogil:
     void *aligned_alloc(size_t alignment, size_t size)
 cdef extern from *:

@@ -4,6 +4,16 @@
 from slubcy.machine cimport Machine
 
 
+cdef struct offline_log:     # the offlines a set of workers queued (written by the kworker only)
+    double *us               # each one's latency: rmdir's queueing to the end of its work item
+    long n
+    long cap
+    long errors              # offlines whose waits timed out
+
+# cgroup_rmdir()'s done callback for an offline_log (the arg)
+cdef void offline_done(void *arg, double latency, int rc) noexcept nogil
+
+
 cdef class VcpuWorkers:
     cdef Machine machine
     cdef int nworkers

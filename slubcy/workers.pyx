@@ -26,6 +26,7 @@ from libc.stdlib cimport realloc
 from libc.string cimport memset
 from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
+from slubcy.sched cimport sched_yield
 from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
                             atomic_long_read_acquire, atomic_u64_read, atomic_u64_set)
 from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
@@ -49,8 +50,6 @@ cdef extern from "stdlib.h" nogil:
 cdef enum:
     LARSON_HANDOVER_BATCH = 8   # larson publishes its hand-overs 8 at a time
 
-cdef extern from "sched.h" nogil:
-    int sched_yield()
 
 cpdef enum workload_kind:
     W_FASTPATH
@@ -150,10 +149,7 @@ cdef struct worker:
     uint32_t outlive         # probability (of 2^32) that an object outlives its job
     long jobs
     long memcg_failures
-    double *offline_us       # latency of each offline: rmdir's queueing to the end of the
-    long noffline            # kworker's work item (written by the kworker only)
-    long offline_cap
-    int offline_errors       # (kworker) offlines whose waits timed out
+    offline_log offlines     # its jobs' offlines (written by the kworker only)
     int rmdir_errors         # rmdirs that could not queue the offline
     double rmdir_wait_us     # time rmdir waited for cgroup_mutex, in all
     double rmdir_wait_max_us
@@ -310,17 +306,24 @@ cdef void run_larson(worker *w, void **slots) noexcept nogil:
             break
 
 
-cdef void record_offline(worker *w, double us) noexcept nogil:
+cdef void offline_done(void *arg, double latency, int rc) noexcept nogil:
+    """On the kworker, at the end of an offline: its latency (us) appended
+    to the offline_log `arg` (a cancelled one is not counted)."""
+    cdef offline_log *log = <offline_log *>arg
     cdef double *grown
-    if w.noffline == w.offline_cap:
-        w.offline_cap = w.offline_cap * 2 if w.offline_cap else 1024
-        grown = <double *>realloc(w.offline_us, w.offline_cap * sizeof(double))
+    if rc == OFFLINE_CANCELLED:
+        return
+    if rc != 0:
+        log.errors += 1
+    if log.n == log.cap:
+        log.cap = log.cap * 2 if log.cap else 1024
+        grown = <double *>realloc(log.us, log.cap * sizeof(double))
         if grown == NULL:
-            w.offline_cap = w.noffline
+            log.cap = log.n
             return
-        w.offline_us = grown
-    w.offline_us[w.noffline] = us
-    w.noffline += 1
+        log.us = grown
+    log.us[log.n] = latency * 1e6
+    log.n += 1
 
 
 cdef void wait_kworker(worker *w) noexcept nogil:
@@ -334,16 +337,6 @@ cdef void wait_kworker(worker *w) noexcept nogil:
         if atomic_int_read(w.stop):
             return
         backoff_wait(&spins, 20000)
-
-
-cdef void churn_offline_done(void *arg, double latency, int rc) noexcept nogil:
-    """On the kworker, at the end of a job's offline: its latency."""
-    cdef worker *w = <worker *>arg
-    if rc == OFFLINE_CANCELLED:
-        return
-    if rc != 0:
-        w.offline_errors += 1
-    record_offline(w, latency * 1e6)
 
 
 cdef inline void lru_add(worker *w, void **pool, void *p, double now) noexcept nogil:
@@ -470,7 +463,7 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
                 lru_add(w, pool, cached[k], waited)
         w.cached += ncached
         waited = 0.0
-        if cgroup_rmdir(m, memcg, churn_offline_done, w, &waited) != 0:
+        if cgroup_rmdir(m, memcg, offline_done, &w.offlines, &waited) != 0:
             w.rmdir_errors += 1
         w.rmdir_wait_us += waited * 1e6
         if waited * 1e6 > w.rmdir_wait_max_us:
@@ -691,7 +684,7 @@ cdef class Run(VcpuWorkers):
                 flush_workqueue(&self.machine.m.wq, -1.0)
         if self.workers != NULL:
             for i in range(self.nworkers):
-                free(self.workers[i].offline_us)
+                free(self.workers[i].offlines.us)
         if self.rings != NULL:
             for i in range(self.nworkers):
                 free(self.rings[i].slots)
@@ -724,9 +717,9 @@ cdef class Run(VcpuWorkers):
                         "alloc_failures": w.alloc_failures, "lost": w.lost,
                         "seconds": w.seconds, "jobs": w.jobs,
                         "memcg_failures": w.memcg_failures,
-                        "offline_errors": w.offline_errors + w.rmdir_errors,
+                        "offline_errors": w.offlines.errors + w.rmdir_errors,
                         "rmdir_wait_us": w.rmdir_wait_us, "rmdir_wait_max_us": w.rmdir_wait_max_us,
                         "mkdir_wait_us": w.mkdir_wait_us, "cache_wait_us": w.cache_wait_us, "cached": w.cached,
                         "reclaimed": w.reclaimed, "evicted": w.evicted,
-                        "offline_us": [w.offline_us[k] for k in range(w.noffline)]})
+                        "offline_us": [w.offlines.us[k] for k in range(w.offlines.n)]})
         return per, sampled

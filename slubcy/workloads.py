@@ -248,23 +248,9 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         def sample():
             return m.slab_usage_info(), m.memcg_stat_info()
 
-        with _sigint_deferred() as early:
-            r.start()           # all the workers or none: a Ctrl-C waits for it
-        try:
-            if early:
-                raise KeyboardInterrupt
-            _wait(r, ops, seconds, show, sample_series if workload == "churn" else None,
-                  sample_every)
-        except KeyboardInterrupt:
-            # Ctrl-C: stop the workers, let them drain and join, then re-raise
-            r.request_stop()
-            with _sigint_deferred():
-                r.finish()
-            raise
-        with _sigint_deferred() as interrupted:
-            per, ((used, nslots, pages), mst) = r.finish(sample)
-        if interrupted:
-            raise KeyboardInterrupt
+        per, ((used, nslots, pages), mst) = drive(
+            r, lambda: _wait(r, ops, seconds, show, sample_series if workload == "churn" else None,
+                             sample_every), sample)
         if workload == "churn":
             sample_series()
         quiesced = True
@@ -276,24 +262,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         elapsed = max(w["seconds"] for w in per)
         total_ops = sum(w["ops"] for w in per)
         lat = sorted(x for w in per for x in w.pop("offline_us", []))
-        offlines = after["offlines"]
-        metrics = {
-            "ops": total_ops, "seconds": elapsed,
-            "throughput": total_ops / elapsed if elapsed > 0 else 0.0,
-            "slab_pages": pages, "retained_pages": mst["retained_pages"],
-            "dead_caches": mst["dead_caches"],
-            # dead at the end of the run, gone once their objects were freed
-            # and the deferred work ran: retained, not leaked
-            "retained_caches": max(0, mst["dead_caches"] - after["dead_caches"]),
-            "dying_memcgs": mst["dying_memcgs"],
-            # after every object is freed and the policy's deferred work (RCU
-            # callbacks, workqueue, reaper passes) ran: what can never go
-            "offlines": offlines, "leaked_caches": after["leaked_caches"],
-            "leaked_memcgs": after["dying_memcgs"],
-            "leak_rate": 1000.0 * after["leaked_caches"] / offlines if offlines else 0.0,
-            "offline_p50_us": _pct(lat, 0.50), "offline_p99_us": _pct(lat, 0.99),
-            "utilization": used / nslots if nslots else 0.0,
-        }
+        metrics = run_metrics(total_ops, elapsed, pages, mst, after, lat, used, nslots)
         stats = {c.name: m.cache_stat_info(c) for c in caches}
         if not quiesced:
             import warnings
@@ -324,6 +293,53 @@ def _sigint_deferred():
         yield came
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def drive(r, wait, sample):
+    """Start the workers `r` (all or none: a Ctrl-C waits for it), wait(),
+    then return r.finish(sample).  A Ctrl-C at any point stops the workers,
+    lets them drain and join, and is raised again."""
+    with _sigint_deferred() as early:
+        r.start()
+    try:
+        if early:
+            raise KeyboardInterrupt
+        wait()
+    except KeyboardInterrupt:
+        r.request_stop()
+        with _sigint_deferred():
+            r.finish()
+        raise
+    with _sigint_deferred() as interrupted:
+        out = r.finish(sample)
+    if interrupted:
+        raise KeyboardInterrupt
+    return out
+
+
+def run_metrics(ops, seconds, pages, mst, after, lat, used, nslots):
+    """The headline metrics of one run (DESIGN.md §9): `mst` is
+    memcg_stat_info() sampled while the objects were live, `after` once
+    every object was freed and the policy's deferred work (RCU callbacks,
+    workqueue, reaper passes) ran; `lat` the sorted offline latencies (us);
+    `used`/`nslots` the slots in use at the sample."""
+    offlines = after["offlines"]
+    return {
+        "ops": ops, "seconds": seconds,
+        "throughput": ops / seconds if seconds > 0 else 0.0,
+        "slab_pages": pages, "retained_pages": mst["retained_pages"],
+        "dead_caches": mst["dead_caches"],
+        # dead at the sample, gone once their objects were freed and the
+        # deferred work ran: retained, not leaked
+        "retained_caches": max(0, mst["dead_caches"] - after["dead_caches"]),
+        "dying_memcgs": mst["dying_memcgs"],
+        # after all that: what can never go
+        "offlines": offlines, "leaked_caches": after["leaked_caches"],
+        "leaked_memcgs": after["dying_memcgs"],
+        "leak_rate": 1000.0 * after["leaked_caches"] / offlines if offlines else 0.0,
+        "offline_p50_us": _pct(lat, 0.50), "offline_p99_us": _pct(lat, 0.99),
+        "utilization": used / nslots if nslots else 0.0,
+    }
 
 
 def _pct(sorted_values, q):

@@ -47,6 +47,23 @@ def node_partial(m, c, slabs, keep=8):
     return live
 
 
+def flush_expect_discard(m, c, slab, node_slabs, discarded):
+    """flush_all(c): the empty `slab` is discarded (DEACTIVATE_EMPTY) when
+    `discarded`, else it joins the `node_slabs` on the node partial list.
+    Returns the state after the flush (validated)."""
+    before = m.cache_stat_info(c)
+    m.flush_all(c)
+    st = m.cache_state_info(c)
+    after = m.cache_stat_info(c)
+    assert after["DEACTIVATE_EMPTY"] - before["DEACTIVATE_EMPTY"] == int(discarded)
+    if discarded:
+        assert slab not in st["slabs"] and st["node"]["nr_partial"] == node_slabs
+    else:
+        assert slab in st["node"]["partial"] and st["node"]["nr_partial"] == node_slabs + 1
+    m.validate()
+    return st
+
+
 def corrupt(m, c, kind, slab=None):
     m.validate()
     m._corrupt_for_test(kind, c, slab)
@@ -89,22 +106,15 @@ def test_partial_slab_on_no_list(m, c):
     expect(m, c, r"slab 0x[0-9a-f]+ has free objects but is on no list")
 
 
-def test_cpu_slab_of_two_vcpus(m, c):
+@pytest.mark.parametrize("kind,match", [
+    ("two_cpus", r"cpu 1 slab 0x[0-9a-f]+ is on another list too"),
+    ("cpu_slab_on_partial", r"cpu 0 partial slab 0x[0-9a-f]+ is on another list too"),
+    ("unfrozen_cpu_slab", r"cpu 0 slab is not a frozen slab of this cache"),
+])
+def test_broken_cpu_slab(m, c, kind, match):
     m.kmem_cache_alloc(c, cpu=0)
-    corrupt(m, c, "two_cpus")
-    expect(m, c, r"cpu 1 slab 0x[0-9a-f]+ is on another list too")
-
-
-def test_cpu_slab_also_on_its_cpu_partial_list(m, c):
-    m.kmem_cache_alloc(c, cpu=0)
-    corrupt(m, c, "cpu_slab_on_partial")
-    expect(m, c, r"cpu 0 partial slab 0x[0-9a-f]+ is on another list too")
-
-
-def test_unfrozen_cpu_slab(m, c):
-    m.kmem_cache_alloc(c, cpu=0)
-    corrupt(m, c, "unfrozen_cpu_slab")
-    expect(m, c, r"cpu 0 slab is not a frozen slab of this cache")
+    corrupt(m, c, kind)
+    expect(m, c, match)
 
 
 def test_unfrozen_slab_on_a_cpu_partial_list(m, c):
@@ -181,17 +191,9 @@ def test_deactivate_slab_min_partial_boundary(m, c, node_slabs, discarded):
     assert st["node"]["nr_partial"] == node_slabs and cpu_slab not in st["node"]["partial"]
     for x in [a] + live[cpu_slab]:
         m.kmem_cache_free(c, x, cpu=0)      # all on vCPU 0's freelist: the cpu slab is empty
-    before = m.cache_stat_info(c)
-    m.flush_all(c)
-    st = m.cache_state_info(c)
-    after = m.cache_stat_info(c)
-    assert after["DEACTIVATE_EMPTY"] - before["DEACTIVATE_EMPTY"] == int(discarded)
-    if discarded:
-        assert cpu_slab not in st["slabs"] and st["node"]["nr_partial"] == node_slabs
-    else:
+    st = flush_expect_discard(m, c, cpu_slab, node_slabs, discarded)
+    if not discarded:
         assert st["slabs"][cpu_slab]["inuse"] == 0
-        assert cpu_slab in st["node"]["partial"] and st["node"]["nr_partial"] == node_slabs + 1
-    m.validate()
 
 
 @pytest.mark.parametrize("node_slabs,discarded", [(5, True), (4, False)])
@@ -208,16 +210,7 @@ def test_unfreeze_partials_min_partial_boundary(m, c, node_slabs, discarded):
     assert st["cpus"][0]["partial"] == [empty] and st["cpus"][0]["page"] is None
     assert st["slabs"][empty]["inuse"] == 0 and st["slabs"][empty]["frozen"]
     assert st["node"]["nr_partial"] == node_slabs
-    before = m.cache_stat_info(c)
-    m.flush_all(c)
-    st = m.cache_state_info(c)
-    after = m.cache_stat_info(c)
-    assert after["DEACTIVATE_EMPTY"] - before["DEACTIVATE_EMPTY"] == int(discarded)
-    if discarded:
-        assert empty not in st["slabs"] and st["node"]["nr_partial"] == node_slabs
-    else:
-        assert empty in st["node"]["partial"] and st["node"]["nr_partial"] == node_slabs + 1
-    m.validate()
+    flush_expect_discard(m, c, empty, node_slabs, discarded)
 
 
 @pytest.mark.parametrize("node_slabs,discarded", [(5, True), (4, False)])

@@ -29,6 +29,7 @@ from libc.stdint cimport uint64_t, uint32_t, uint16_t, uint8_t, int32_t, uintptr
 from libc.stdlib cimport calloc, free, realloc
 from libc.string cimport strncpy
 from posix.time cimport timespec, nanosleep
+from slubcy.sched cimport sched_yield
 from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
                             atomic_ptr_read, atomic_ptr_set, cpu_relax, u16_write_once)
 from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
@@ -37,13 +38,11 @@ from slubcy.page_alloc cimport (virt_to_head_page, alloc_pages, __free_pages, pa
 from slubcy.alloc cimport slab_alloc_node, slab_free, SLAB_HOOK_MEMCG
 from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
 from slubcy.kworker cimport flush_workqueue
-from slubcy.workers cimport VcpuWorkers
+from slubcy.workers cimport VcpuWorkers, offline_log, offline_done
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
                            monotonic, local_irq_enabled, preempt_check_resched,
                            run_local_timers, backoff_wait, QS_INTERVAL)
 
-cdef extern from "sched.h" nogil:
-    int sched_yield()
 
 cdef extern from "time.h" nogil:
     int clock_gettime(int clk, timespec *ts)
@@ -117,30 +116,6 @@ cdef struct rworker:
     double seconds
     double cpu_seconds       # the main loop's thread CPU time (host load aside)
     char _pad[64]
-
-cdef struct offline_log:     # written by the kworker only (the rmdirs' done callbacks)
-    double *us
-    long n
-    long cap
-    long errors
-
-
-cdef void offline_done(void *arg, double latency, int rc) noexcept nogil:
-    cdef offline_log *log = <offline_log *>arg
-    cdef double *grown
-    if rc == OFFLINE_CANCELLED:
-        return
-    if rc != 0:
-        log.errors += 1
-    if log.n == log.cap:
-        log.cap = log.cap * 2 if log.cap else 256
-        grown = <double *>realloc(log.us, log.cap * sizeof(double))
-        if grown == NULL:
-            log.cap = log.n
-            return
-        log.us = grown
-    log.us[log.n] = latency * 1e6
-    log.n += 1
 
 
 cdef inline bint wait_ptr(rworker *w, void **p) noexcept nogil:

@@ -15,7 +15,7 @@ import slubcy
 from slubcy.trace.errors import TraceError
 from slubcy.trace.mapping import Mapping, map_trace
 from slubcy.trace.parse import Trace, parse
-from slubcy.workloads import Result, _pct, _sigint_deferred, apply_preempt
+from slubcy.workloads import Result, apply_preempt, drive, run_metrics
 
 MAX_ARENA = 32 * (1 << 30) - 4096
 TRACE_PREFIX = "trace:"
@@ -117,22 +117,8 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
             return (m.slab_usage_info(), m.memcg_stat_info(), m.cache_info(),
                     m.validate() if validate else None)
 
-        with _sigint_deferred() as early:
-            r.start()
-        try:
-            if early:
-                raise KeyboardInterrupt
-            _wait(r, sum(mp.counts["events_per_vcpu"]), progress)
-        except KeyboardInterrupt:
-            r.request_stop()
-            with _sigint_deferred():
-                r.finish()
-            raise
-        with _sigint_deferred() as interrupted:
-            per, lat, offline_errors, ((used, nslots, pages), mst, info, live_in_use) = \
-                r.finish(sample)
-        if interrupted:
-            raise KeyboardInterrupt
+        per, lat, offline_errors, ((used, nslots, pages), mst, info, live_in_use) = drive(
+            r, lambda: _wait(r, sum(mp.counts["events_per_vcpu"]), progress), sample)
         quiesced = True
         try:
             m.policy_quiesce()
@@ -143,20 +129,7 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
         lat = sorted(lat)
         elapsed = max((w["seconds"] for w in per), default=0.0)
         total_ops = sum(w["ops"] for w in per)
-        offlines = after["offlines"]
-        metrics = {
-            "ops": total_ops, "seconds": elapsed,
-            "throughput": total_ops / elapsed if elapsed > 0 else 0.0,
-            "slab_pages": pages, "retained_pages": mst["retained_pages"],
-            "dead_caches": mst["dead_caches"],
-            "retained_caches": max(0, mst["dead_caches"] - after["dead_caches"]),
-            "dying_memcgs": mst["dying_memcgs"],
-            "offlines": offlines, "leaked_caches": after["leaked_caches"],
-            "leaked_memcgs": after["dying_memcgs"],
-            "leak_rate": 1000.0 * after["leaked_caches"] / offlines if offlines else 0.0,
-            "offline_p50_us": _pct(lat, 0.50), "offline_p99_us": _pct(lat, 0.99),
-            "utilization": used / nslots if nslots else 0.0,
-        }
+        metrics = run_metrics(total_ops, elapsed, pages, mst, after, lat, used, nslots)
         cnt = mp.counts
         allocs = sum(w["allocs"] + w["page_allocs"] for w in per)
         frees = sum(w["frees"] + w["page_frees"] for w in per) - sum(w["drained"] for w in per)
