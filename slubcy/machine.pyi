@@ -134,6 +134,8 @@ class Machine:
     @property
     def arena(self) -> tuple[int, int]:
         """(start address, size in bytes) of the arena."""
+    def arena_populate(self) -> None:
+        """Fault in the whole arena (and the page map) now, as a kernel's memory is present."""
     @property
     def caches(self) -> list[KmemCache]:
         """Live caches, kmalloc caches first, in creation order."""

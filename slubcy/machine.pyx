@@ -18,7 +18,7 @@ from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read_ac
 from slubcy.types cimport slab_caches_first, slab_caches_next, memcgs_first, memcgs_next
 from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, PAGE_SHIFT, PAGE_SIZE,
                            kmem_cache, kmem_cache_cpu, mem_cgroup, page, stat_item, zone)
-from slubcy.page_alloc cimport (alloc_pages, __free_pages, get_order,
+from slubcy.page_alloc cimport (alloc_pages, zone_populate, __free_pages, get_order,
                                 page_address, virt_to_head_page, addr_in_arena, PG_slab,
                                 PG_slab_ctor, PG_large_kmalloc)
 from slubcy.slub cimport *
@@ -612,6 +612,15 @@ cdef class Machine:
         """(start address, size in bytes) of the arena."""
         self.check_open()
         return (<uintptr_t>self.m.z.base, self.m.z.nr_pages << PAGE_SHIFT)
+
+    def arena_populate(self):
+        """Fault in the whole arena (and the page map) now, as a kernel's
+        memory is present: a timed run after this pays no first-touch page
+        faults (the trace replay calls it before it starts).  The arena's
+        pages then stay resident until close()."""
+        self.check_open()
+        with nogil:
+            zone_populate(&self.m.z)
 
     @property
     def caches(self):

@@ -20,6 +20,7 @@ cdef enum:
 
 cdef int zone_init(zone *z, size_t nbytes) noexcept nogil
 cdef void zone_release(zone *z) noexcept nogil
+cdef void zone_populate(zone *z) noexcept nogil
 cdef page *alloc_pages(zone *z, unsigned int order) noexcept nogil
 cdef void __free_pages(zone *z, page *pg, unsigned int order) noexcept nogil
 cdef int get_order(size_t size) noexcept nogil

@@ -101,6 +101,8 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
     m = slubcy.Machine(cpus=mp.ncpus, memory=memory or _arena(mp), seed=seed, policy=policy,
                        hz=hz, expedited=expedited)
     try:
+        # the kernel's memory is present: no first-touch faults in the replay
+        m.arena_populate()
         if preempt:
             apply_preempt(m, preempt)
         caches = create_caches(m, mp)
