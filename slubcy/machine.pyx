@@ -12,7 +12,7 @@ from libc.string cimport memcpy
 cimport numpy as cnp
 import numpy as np
 
-from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read_acquire,
+from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read, atomic_long_read_acquire,
                             atomic_ptr_read, slab_word_read, spin_lock, spin_unlock,
                             u16_write_once)
 from slubcy.types cimport slab_caches_first, slab_caches_next, memcgs_first, memcgs_next
@@ -36,7 +36,7 @@ from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_fre
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, objcg_counts, dead_cache_counts, dead_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_kmem_caches_snapshot,
-                           cgroup_rmdir, OFFLINE_CANCELLED, RMDIR_NO_POLICY, RMDIR_OFFLINE,
+                           cgroup_rmdir, OFFLINE_CANCELLED, memcg_kmem_uncharge_page, RMDIR_NO_POLICY, RMDIR_OFFLINE,
                            RMDIR_NOMEM, RMDIR_STOPPED)
 from slubcy.lifecycle cimport (slub_machine_init, slub_machine_release, MACHINE_OK,
                               MACHINE_NOMEM_VCPUS, MACHINE_NOMEM_ARENA, MACHINE_NOMEM_MEMCG,
@@ -283,6 +283,14 @@ cdef class MemCgroup:
         precharged_bytes."""
         cdef mem_cgroup *g = self.live()
         return 0 if g == NULL else g.nr_pages
+
+    @property
+    def kmem_pages(self):
+        """Non-slab kmem pages charged to this memcg (charged kmalloc_large
+        blocks, __memcg_kmem_charge_page): each block holds the memcg until
+        it is freed; not reparented."""
+        cdef mem_cgroup *g = self.live()
+        return 0 if g == NULL else atomic_long_read(&g.nr_kmem_pages)
 
     @property
     def kmem_caches(self):
@@ -1393,6 +1401,7 @@ cdef class Machine:
             self._free(<kmem_cache_t *>pg.slab_cache, p, ncpu)
         elif pg.flags & PG_large_kmalloc and <char *>p == page_address(&self.m.z, pg):
             self.check_idle()
+            memcg_kmem_uncharge_page(&self.m, pg, pg.order)
             __free_pages(&self.m.z, pg, pg.order)
         else:
             raise NotAnObject(f"kfree of {addr:#x}: not a kmalloc'ed object")

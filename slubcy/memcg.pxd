@@ -54,3 +54,5 @@ cdef enum:
     RMDIR_STOPPED = 4
 cdef int cgroup_rmdir(slub_machine *m, mem_cgroup *memcg, offline_done_fn done, void *arg,
                       double *waited) noexcept nogil
+cdef void memcg_kmem_charge_page(page *pg, int order, mem_cgroup *memcg) noexcept nogil
+cdef void memcg_kmem_uncharge_page(slub_machine *m, page *pg, int order) noexcept nogil

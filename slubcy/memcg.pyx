@@ -42,7 +42,7 @@ from slubcy.types cimport (KMEMCG_ID_WORDS, PAGE_SHIFT, PAGE_SIZE, kmem_cache, m
 from slubcy.page_alloc cimport virt_to_head_page, page_address
 from slubcy.slub cimport (OBJCG_REF_BATCH, page_obj_cgroups, set_page_obj_cgroups, obj_full_size,
                           kmem_cache_open, kmem_cache_release, __kmem_cache_unlink, css_get_many,
-                          css_put_many, SLAB_ACCOUNT, oo_objects, fc_objects, __kmem_cache_shrink,
+                          css_put_many, page_memcg_pinned, set_page_memcg_pinned, SLAB_ACCOUNT, oo_objects, fc_objects, __kmem_cache_shrink,
                           flush_all, flush_all_caches, __flush_cpu_slab, discard_empty_partial_slabs)
 from slubcy.sched cimport (monotonic, synchronize_sched, kick_all_cpus_sync, call_rcu, rcu_head,
                            rcu_read_lock_ext, rcu_read_unlock_ext)
@@ -465,6 +465,30 @@ cdef void memcg_slab_free_hook(kmem_cache *s, page *pg, void *object, int cpu) n
     vec[idx] = NULL
     obj_cgroup_uncharge(s.m, objcg, cpu, obj_full_size(s))
     obj_cgroup_put_pcpu(s.m, objcg, cpu)
+
+
+cdef void memcg_kmem_charge_page(page *pg, int order, mem_cgroup *memcg) noexcept nogil:
+    """__memcg_kmem_charge_page() (4.x-5.12, from kmalloc_order with
+    __GFP_ACCOUNT): charge a non-slab page block to `memcg` and point
+    page->mem_cgroup at it.  The page holds one css reference (5.8's
+    "decouple reference counting from page accounting"; before it, one per
+    page): a dying memcg stays until its charged pages are freed.  These
+    charges are not reparented (5.13 moved them to obj_cgroups)."""
+    css_get_many(memcg, 1)
+    atomic_long_add(&memcg.nr_kmem_pages, <long>1 << order)
+    set_page_memcg_pinned(pg, memcg)
+
+
+cdef void memcg_kmem_uncharge_page(slub_machine *m, page *pg, int order) noexcept nogil:
+    """__memcg_kmem_uncharge_page(): the page block goes back to the page
+    allocator; its charge and its css reference go (the last one may free
+    an offline memcg).  Nothing to do for an uncharged block."""
+    cdef mem_cgroup *memcg = page_memcg_pinned(pg)
+    if memcg == NULL:
+        return
+    set_page_memcg_pinned(pg, NULL)
+    atomic_long_add(&memcg.nr_kmem_pages, -(<long>1 << order))
+    css_put_many(m, memcg, 1)
 
 
 cdef void memcg_objcg_counts(slub_machine *m, mem_cgroup *memcg, objcg_counts *out) noexcept nogil:

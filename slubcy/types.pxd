@@ -145,6 +145,9 @@ cdef struct mem_cgroup:
     long refcnt              # css references: see memcg.pyx
     long nr_pages            # kmem pages charged: its child caches' slab pages, or (objcg)
                              # the whole pages its obj_cgroups charged (page_counter)
+    long nr_kmem_pages       # non-slab kmem pages charged to it (a charged kmalloc_large:
+                             # __memcg_kmem_charge_page), each holding a css reference
+                             # until freed (4.x-5.12); never reparented
     list_head kmem_caches    # its child caches, on their kmem_caches_node (4.13
                              # memcg->kmem_caches; 4.0 memcg->memcg_slab_caches)
     obj_cgroup *objcg        # its own obj_cgroup while online

@@ -314,3 +314,22 @@ def test_cli_run_and_compare_a_trace_workload(tmp_path):
     assert "compare_trace-v6.0.tracefs.csv" in names and "compare_trace-v6.0.tracefs_meta.json" in names
     p = _cli("run", "--workload", "trace:")
     assert p.returncode == 2
+
+
+@pytest.mark.parametrize("accounted,dying", [("true", 1), ("false", 0)])
+def test_charged_kmalloc_large_pins_its_memcg(accounted, dying):
+    """__memcg_kmem_charge_page (4.x-5.12): an accounted kmalloc_large is
+    charged to the task's memcg and its page holds the memcg until freed,
+    so the job's memcg is dying, not freed, while the page lives (even under
+    objcg, which reparents only slab objects); the drain frees it."""
+    text = "\n".join([
+        cache_alloc("job", 7, 0, 1.0, 0xffff888000040000, "dentry", 192, 192, "true"),
+        kmalloc("job", 7, 0, 1.1, 0xffff888000100000, 20000, 32768, accounted),
+        cache_free("job", 7, 0, 1.2, 0xffff888000040000, "dentry"),
+    ]) + "\n"
+    r = replay_trace(parse_text(text), policy="objcg")
+    assert r.trace["memcgs"] == 1 and r.metrics["offlines"] == 1
+    assert r.trace["live_pages_kmalloc_large"] == 1
+    assert r.metrics["dying_memcgs"] == dying
+    assert r.metrics["leaked_memcgs"] == 0         # the drain freed the block
+    check_consistent(r)

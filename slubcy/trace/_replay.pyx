@@ -36,7 +36,8 @@ from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 from slubcy.page_alloc cimport (virt_to_head_page, alloc_pages, __free_pages, page_address,
                                 PG_large_kmalloc)
 from slubcy.alloc cimport slab_alloc_node, slab_free, SLAB_HOOK_MEMCG
-from slubcy.memcg cimport mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED
+from slubcy.memcg cimport (mem_cgroup_create, cgroup_rmdir, OFFLINE_CANCELLED,
+                           memcg_kmem_charge_page, memcg_kmem_uncharge_page)
 from slubcy.kworker cimport flush_workqueue
 from slubcy.workers cimport VcpuWorkers, offline_log, offline_done
 from slubcy.sched cimport (sched, vcpu_take, vcpu_release, rcu_quiescent_state, rcu_softirq,
@@ -113,6 +114,7 @@ cdef struct rworker:
     long rmdir_errors
     double rmdir_wait_us
     long drained
+    long drained_pages       # of which kmalloc_large blocks
     double seconds
     double cpu_seconds       # the main loop's thread CPU time (host load aside)
     char _pad[64]
@@ -185,6 +187,7 @@ cdef void group_done(rworker *w, group *g, offline_log *log) noexcept nogil:
 cdef inline void do_free(rworker *w, void *x, int kind) noexcept nogil:
     cdef page *pg = virt_to_head_page(&w.m.z, x)
     if kind == OP_FREE_PAGES:
+        memcg_kmem_uncharge_page(w.m, pg, pg.order)     # (nothing if uncharged)
         __free_pages(&w.m.z, pg, pg.order)
         w.page_frees += 1
     else:
@@ -228,6 +231,10 @@ cdef void replay_main(rworker *w, offline_log *log) noexcept nogil:
                 x = SLOT_FAILED
             else:
                 u16_write_once(&pg.flags, pg.flags | PG_large_kmalloc)
+                if fl & OPF_CHARGE:                         # kmalloc_order, __GFP_ACCOUNT
+                    memcg = group_memcg(w, &w.groups[o.group])
+                    if memcg != NULL:
+                        memcg_kmem_charge_page(pg, o.arg, memcg)
                 x = page_address(&w.m.z, pg)
                 w.page_allocs += 1
             if fl & OPF_PUBLISH:
@@ -292,6 +299,8 @@ cdef void worker_main(rworker *w, offline_log *log) noexcept nogil:
                 do_free(w, x, OP_FREE_PAGES if o.kind == OP_ALLOC_PAGES else OP_FREE)
                 w.slots[o.slot] = NULL
                 w.drained += 1
+                if o.kind == OP_ALLOC_PAGES:
+                    w.drained_pages += 1
                 if (w.drained & (QS_INTERVAL - 1)) == 0:
                     rcu_quiescent_state(w.sc, w.cpu)
                     rcu_softirq(w.sc, w.cpu)
@@ -412,6 +421,7 @@ cdef class Replay(VcpuWorkers):
                         "memcgs_created": w.memcgs_created, "memcg_failures": w.memcg_failures,
                         "rmdirs": w.rmdirs, "rmdir_errors": w.rmdir_errors,
                         "rmdir_wait_us": w.rmdir_wait_us, "drained": w.drained,
+                        "drained_pages": w.drained_pages,
                         "seconds": w.seconds, "cpu_seconds": w.cpu_seconds})
         lat = [self.log.us[k] for k in range(self.log.n)]
         return per, lat, self.log.errors, sampled

@@ -16,7 +16,8 @@ The rules (DESIGN.md §11, "Mapping"):
   with nothing to match (allocated before the trace began) is counted and
   skipped; an allocation never freed is live at the end;
 - kmalloc: bytes_req > 8 KiB goes to the page allocator (kmalloc_large,
-  order get_order(bytes_req)); else the kmalloc size class of bytes_req,
+  order get_order(bytes_req); charged to the group's memcg when accounted,
+  __memcg_kmem_charge_page, the page holding the memcg until freed); else the kmalloc size class of bytes_req,
   kmalloc-cg-N when accounted (5.14's KMALLOC_CGROUP caches);
 - kmem_cache_alloc: the cache its event names (6.18), else the matching
   free's name (5.12+), else the name seen with the same (call site,
@@ -404,7 +405,7 @@ def map_trace(trace, cpus=None, memcg_by=None, slabinfo=None):
         raise ValueError(f"--memcg-by must be one of {', '.join(MEMCG_BY)}, got {memcg_by!r}")
     grp = np.full(n, -1, dtype=np.int64)
     gnames = []
-    charge = a & ~large & (acc == 1) & replayed
+    charge = a & (acc == 1) & replayed      # kmalloc_large too: __memcg_kmem_charge_page
     if memcg_by != "none":
         col = {"comm": "comm", "tid": "tid", "cgroup": "cgroup"}[memcg_by]
         gkey = c[col][rows].astype(np.int64)

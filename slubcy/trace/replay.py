@@ -158,7 +158,9 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
             "alloc_failures": sum(w["alloc_failures"] for w in per),
             "live_objects": allocs - frees,
             "live_slab_objects": int(used),
-            "live_pages_kmalloc_large": sum(w["page_allocs"] - w["page_frees"] for w in per),
+            # at the end of the trace (the drain's frees aside)
+            "live_pages_kmalloc_large": sum(w["page_allocs"] - w["page_frees"] + w["drained_pages"]
+                                            for w in per),
             "remote_waits": sum(w["waits"] for w in per),
             "events_replayed": events,
             "events_per_s": events / elapsed if elapsed > 0 else 0.0,
