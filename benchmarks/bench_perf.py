@@ -4,12 +4,16 @@ across runs on a noisy machine.  One setup_cache pass measures them all
 (slubcy.analysis.perf.DEFAULT, about a minute); SLUBCY_ASV_QUICK=1 takes the short
 pass instead.
 
-- Targets.track_ratio: the ratio as its target reads ("x faster", "x the
-  floor", ...; NaN for a figure without a baseline);
-- Targets.track_figure: the figure itself, in the unit its title gives
-  (ns, Mops/s, B, ...: see slubcy.analysis.perf.FIGURES);
-- Targets.track_target_met: 1 if every target of the figure is met, 0 if
-  not, NaN for the figures reported without a target.
+Every tracked figure reads lower-is-better, as asv's regression check
+assumes (a larger value is flagged as worse):
+
+- Targets.track_budget: how much of its target the figure uses (for a
+  `<=` target value/limit, for a `>=` one limit/value; <= 1 meets every
+  target; NaN for a figure without one);
+- Targets.track_cost_ns: time-like figures as ns per operation (ns, us,
+  ns/op as they are; Mops/s and /s as their inverse); NaN for the others;
+- Targets.track_bytes: the memory figures (B, MiB) in bytes; NaN for the
+  others.
 """
 import math
 import os
@@ -37,15 +41,16 @@ class Targets:
         cfg = _settings()
         return {f.key: tuple(f.func(cfg)) for f in perf.FIGURES}
 
-    def track_ratio(self, cache, key):
-        return _nan(perf.Measurement(*cache[key]).ratio)
-    track_ratio.unit = "ratio"
+    def track_budget(self, cache, key):
+        return _nan(_BY_KEY[key].budget(perf.Measurement(*cache[key])))
+    track_budget.unit = "fraction of target"
 
-    def track_figure(self, cache, key):
-        return _nan(perf.Measurement(*cache[key]).figure)
-    track_figure.unit = "figure's unit"
+    def track_cost_ns(self, cache, key):
+        cost = _BY_KEY[key].cost(perf.Measurement(*cache[key]))
+        return cost[1] if cost and cost[0] == "ns" else math.nan
+    track_cost_ns.unit = "ns"
 
-    def track_target_met(self, cache, key):
-        ok = _BY_KEY[key].check(perf.Measurement(*cache[key]))
-        return math.nan if ok is None else float(ok)
-    track_target_met.unit = "met"
+    def track_bytes(self, cache, key):
+        cost = _BY_KEY[key].cost(perf.Measurement(*cache[key]))
+        return cost[1] if cost and cost[0] == "bytes" else math.nan
+    track_bytes.unit = "bytes"

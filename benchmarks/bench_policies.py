@@ -4,18 +4,20 @@
   in setup_cache; each track reads its metric (DESIGN.md names and units).
   On larson no memcg goes offline, so the offline metrics are NaN there
   (asv shows n/a): what larson measures is the policy's cost on a workload
-  without memcg churn.
+  without memcg churn.  Every tracked figure reads lower-is-better, as asv's
+  regression check assumes: throughput as ns/op (track_ns_per_op), slot use
+  as the unused share (track_unused_slots).
 - Offline.time_memcg_offline: one memcg_offline() of a memcg holding objects
   in every churn cache (half freed, half still charged), per policy.
 - peakmem_churn: the process's peak RSS over a churn run, per policy.
-- ChurnShape.track_*: churn's leak rate, retained pages and throughput by
+- ChurnShape.track_*: churn's leak rate, retained pages and ns/op by
   policy x one shape parameter changed from workloads.CHURN_DEFAULTS (the
   knobs `slubcy run/compare --param NAME=VALUE` sets).
-- CgroupLoop.track_runs_per_s: kernel bugzilla 190841's create -> allocate
-  -> rmdir loop (workloads.cgroup_loop, HZ=250 grace periods), runs per
-  second by policy x child caches per memcg: falls ~caches-fold under
+- CgroupLoop.track_us_per_run: kernel bugzilla 190841's create -> allocate
+  -> rmdir loop (workloads.cgroup_loop, HZ=250 grace periods), us per run
+  by policy x child caches per memcg: grows ~caches-fold under
   barrier:sync (each rmdir holds cgroup_mutex and slab_mutex through a grace
-  period per cache), stays high under async barrier and objcg.
+  period per cache), stays low under async barrier and objcg.
 """
 import math
 
@@ -27,6 +29,13 @@ from .common import POLICIES, VCPUS, seconds
 
 def _value(x):
     return math.nan if x is None else float(x)
+
+
+def _ns_per(rate):
+    """A rate (per second) as the time per item in ns: every tracked figure
+    reads lower-is-better, as asv's regression check assumes."""
+    rate = _value(rate)
+    return 1e9 / rate if math.isfinite(rate) and rate > 0 else math.nan
 
 
 class Metrics:
@@ -46,9 +55,9 @@ class Metrics:
                     out[policy, vcpus, workload] = r.metrics
         return out
 
-    def track_throughput(self, cache, policy, vcpus, workload):
-        return _value(cache[policy, vcpus, workload]["throughput"])
-    track_throughput.unit = "ops/s"
+    def track_ns_per_op(self, cache, policy, vcpus, workload):
+        return _ns_per(cache[policy, vcpus, workload]["throughput"])
+    track_ns_per_op.unit = "ns/op"
 
     def track_retained_pages(self, cache, policy, vcpus, workload):
         return _value(cache[policy, vcpus, workload]["retained_pages"])
@@ -68,9 +77,10 @@ class Metrics:
         return _value(cache[policy, vcpus, workload]["offline_p99_us"])
     track_offline_p99_us.unit = "us"
 
-    def track_utilization(self, cache, policy, vcpus, workload):
-        return _value(cache[policy, vcpus, workload]["utilization"])
-    track_utilization.unit = "used/allocated object slots"
+    def track_unused_slots(self, cache, policy, vcpus, workload):
+        u = _value(cache[policy, vcpus, workload]["utilization"])
+        return 1.0 - u if math.isfinite(u) else math.nan
+    track_unused_slots.unit = "unused/allocated object slots"
 
 
 SHAPES = ["default", "job_objects=256", "outlive=0.5", "handoff=0", "lifetime=0.002",
@@ -108,9 +118,9 @@ class ChurnShape:
         return _value(cache[policy, shape]["retained_pages"])
     track_retained_pages.unit = "pages"
 
-    def track_throughput(self, cache, policy, shape):
-        return _value(cache[policy, shape]["throughput"])
-    track_throughput.unit = "ops/s"
+    def track_ns_per_op(self, cache, policy, shape):
+        return _ns_per(cache[policy, shape]["throughput"])
+    track_ns_per_op.unit = "ns/op"
 
 
 class Offline:
@@ -138,10 +148,11 @@ class CgroupLoop:
     param_names = ["policy", "caches_per_memcg"]
     timeout = 900
 
-    def track_runs_per_s(self, policy, caches_per_memcg):
-        return workloads.cgroup_loop(policy, caches_per_memcg=caches_per_memcg,
-                                     seconds=seconds())
-    track_runs_per_s.unit = "runs/s"
+    def track_us_per_run(self, policy, caches_per_memcg):
+        runs_per_s = workloads.cgroup_loop(policy, caches_per_memcg=caches_per_memcg,
+                                           seconds=seconds())
+        return 1e6 / runs_per_s if runs_per_s > 0 else math.nan
+    track_us_per_run.unit = "us"
 
 
 def peakmem_churn(policy):

@@ -82,6 +82,73 @@ def test_asv_publish_writes_the_dashboard(asv_results):
     assert json.loads((html / "index.json").read_text())["benchmarks"]
 
 
+def test_every_tracked_figure_reads_lower_is_better(asv_results):
+    """asv flags a larger value as a regression: no benchmark may track a
+    rate, a speed-up or a met/unmet flag, and every one has a real unit."""
+    meta = json.loads((asv_results["dir"] / "benchmarks.json").read_text())
+    tracks = {n: b for n, b in meta.items() if isinstance(b, dict) and b.get("type") == "track"}
+    assert len(tracks) >= 10
+    for name, b in tracks.items():
+        unit = b.get("unit") or ""
+        assert unit and "unit" not in unit, name                       # no placeholder
+        assert "/s" not in unit and unit not in ("ratio", "met", "x"), (name, unit)
+
+
+def test_asv_compare_flags_a_slowdown_and_not_a_speedup(asv_results, tmp_path):
+    """The regression gate's verdict on two commits' results: the fast path
+    made 2x slower at one size is flagged worse (+), 2x faster at another
+    better (-), the unchanged one not at all."""
+    import shutil
+    res = tmp_path / "results"
+    shutil.copytree(asv_results["dir"], res)
+    base = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    [head_file] = [p for p in (res / "slubcy-test").glob(asv_results["head"][:8] + "-*.json")]
+    data = json.loads(head_file.read_text())
+    name = "bench_slub.FastPath.time_fastpath_pairs"
+    col = data["result_columns"].index("result")
+    base_data = json.loads(json.dumps(data))
+    base_data["commit_hash"] = base
+    (res / "slubcy-test" / head_file.name.replace(asv_results["head"][:8], base[:8])).write_text(
+        json.dumps(base_data))
+    values = data["results"][name][col]                 # sizes 64, 192, 512
+    data["results"][name][col] = [values[0] * 2, values[1] / 2, values[2]]
+    for k in ("stats_ci_99_a", "stats_ci_99_b"):        # --quick: no spread to weigh
+        if k in data["result_columns"]:
+            data["results"][name][data["result_columns"].index(k)] = None
+    head_file.write_text(json.dumps(data))
+    conf = json.loads(Path(asv_results["conf"]).read_text())
+    conf["results_dir"] = str(res)
+    cpath = tmp_path / "asv.conf.json"
+    cpath.write_text(json.dumps(conf))
+    r = _asv(["compare", base, asv_results["head"], "--machine", "slubcy-test", "--factor", "1.1"],
+             cpath, asv_results["home"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = [line for line in r.stdout.splitlines() if "time_fastpath_pairs" in line]
+    # a markdown table: | change | before | after | ratio | benchmark (parameter) |
+    marks = {line.split("time_fastpath_pairs(")[1].split(")")[0]: line.split("|")[1].strip()
+             for line in rows}
+    assert marks == {"64": "+", "192": "-", "512": ""}, r.stdout
+
+
+def test_load_asv_keeps_environments_apart(asv_results, tmp_path):
+    """Two environments' results for one commit are two rows each, told
+    apart by `env`, never averaged."""
+    import shutil
+    res = tmp_path / "results"
+    shutil.copytree(asv_results["dir"], res)
+    [head_file] = list((res / "slubcy-test").glob(asv_results["head"][:8] + "-*.json"))
+    data = json.loads(head_file.read_text())
+    data["env_name"] = "virtualenv-py3.11-other"
+    (res / "slubcy-test" / f"{asv_results['head'][:8]}-virtualenv-py3.11-other.json").write_text(
+        json.dumps(data))
+    df = results.load_asv(res)
+    fast = df[df.benchmark == "bench_slub.FastPath.time_fastpath_pairs"]
+    assert set(fast.env) == {data["env_name"], json.loads(head_file.read_text())["env_name"]}
+    assert (fast.groupby(["env", "size"]).size() == 1).all()
+    assert len(fast) == 6 and fast.python.notna().all()
+
+
 def test_load_asv_missing_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="make bench"):
         results.load_asv(tmp_path)

@@ -108,3 +108,28 @@ def test_resident_bytes_of_the_arena_follow_use():
         grown = bench.resident_bytes(start, size) - before
         assert 256 * 4096 <= grown <= 260 * 4096
         m.kmem_cache_free_bulk(c, objs)
+
+
+def test_budget_and_cost_read_lower_is_better():
+    """asv's gate reads larger as worse: a figure's budget grows as it moves
+    away from its target in either direction of target, and its cost is a
+    time per operation or bytes whatever unit the figure is printed in."""
+    from slubcy.analysis.perf import FIGURES, Measurement
+    by = {f.key: f for f in FIGURES}
+    floor = by["fastpath_floor"]            # ratio <= 4
+    assert floor.budget(Measurement(10.0, 5.0, 2.0)) == pytest.approx(0.5)
+    assert floor.budget(Measurement(40.0, 5.0, 8.0)) == pytest.approx(2.0)
+    libc = by["fastpath_libc"]              # ratio >= 3
+    assert libc.budget(Measurement(10.0, 60.0, 6.0)) == pytest.approx(0.5)
+    assert libc.budget(Measurement(10.0, 15.0, 1.5)) == pytest.approx(2.0)
+    assert libc.budget(Measurement(10.0, None, None)) == float("inf")
+    bulk = by["bulk_api"]                   # ratio <= 5 and value <= 10 ns: the worse one
+    assert bulk.budget(Measurement(20.0, 10.0, 2.0)) == pytest.approx(2.0)
+    assert by["grace_period"].budget(Measurement(1.0, 2.0, 0.5)) is None
+    scaling = by["fastpath_scaling"]        # Mops/s: cost is ns per op
+    assert scaling.cost(Measurement(200.0, 100.0, 2.0)) == ("ns", pytest.approx(5.0))
+    assert by["grace_period"].cost(Measurement(3.0, 9.0, 0.3)) == ("ns", pytest.approx(3000.0))
+    assert by["arena_rss"].cost(Measurement(2.0, 1.0, 2.0)) == ("bytes", 2 << 20)
+    units = {f.unit for f in FIGURES}
+    for f in FIGURES:                       # every figure has a cost form
+        assert f.cost(Measurement(1.0, 1.0, 1.0)) is not None, (f.key, f.unit, units)

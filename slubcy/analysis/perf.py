@@ -494,6 +494,39 @@ class Figure:
             ok = good if ok is None else ok and good
         return ok
 
+    def budget(self, m):
+        """How much of its targets the figure uses, lower is better: for a
+        `<=` target value/limit, for a `>=` one limit/value; the largest
+        over its targets.  <= 1 meets them all; None without a target."""
+        worst = None
+        for target, value in ((self.ratio_target, m.ratio), (self.value_target, m.figure)):
+            if target is None:
+                continue
+            op, limit = target
+            if value is None or not math.isfinite(value) or value <= 0:
+                use = math.inf
+            else:
+                use = value / limit if op == "<=" else limit / value
+            worst = use if worst is None else max(worst, use)
+        return worst
+
+    def cost(self, m):
+        """The figure as a cost, lower is better, in one of two units: ("ns",
+        time per operation: ns, us, ns/op; a rate Mops/s or /s as its
+        inverse) or ("bytes", B, MiB); None for another unit."""
+        x = m.figure
+        if x is None or not math.isfinite(x):
+            return None
+        per_ns = {"ns": 1.0, "ns/op": 1.0, "us": 1e3}
+        if self.unit in per_ns:
+            return "ns", x * per_ns[self.unit]
+        if self.unit in ("Mops/s", "/s"):
+            rate = x * (1e6 if self.unit == "Mops/s" else 1.0)
+            return ("ns", 1e9 / rate) if rate > 0 else None
+        if self.unit in ("B", "MiB"):
+            return "bytes", x * (1 if self.unit == "B" else 1 << 20)
+        return None
+
     def target_text(self):
         parts = []
         if self.ratio_target:

@@ -81,8 +81,9 @@ def _literal(text):
 
 
 def load_asv(results_dir=".asv/results"):
-    """Every asv result under `results_dir` as one DataFrame: machine, commit,
-    date, benchmark, type, unit, one column per parameter name (values parsed
+    """Every asv result under `results_dir` as one DataFrame: machine, env
+    (asv's environment name: two environments of one commit are two rows,
+    never averaged), python, commit, date, benchmark, type, unit, one column per parameter name (values parsed
     from asv's repr strings), value (NaN when skipped or failed), and the 99%
     confidence bounds asv recorded (time benchmarks only)."""
     results_dir = Path(results_dir)
@@ -108,6 +109,8 @@ def load_asv(results_dir=".asv/results"):
             hi = r.get("stats_ci_99_b") or [None] * len(values)
             for combo, value, a, b in zip(combos, values, lo, hi):
                 row = {"machine": data["params"].get("machine", path.parent.name),
+                       "env": data.get("env_name", path.stem.split("-", 1)[-1]),
+                       "python": data["params"].get("python", data.get("python")),
                        "commit": data["commit_hash"],
                        "date": pd.to_datetime(data.get("date"), unit="ms"),
                        "benchmark": name, "type": info.get("type"), "unit": info.get("unit")}
