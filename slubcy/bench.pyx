@@ -4,17 +4,17 @@ fast and remote-free paths, their baselines (libc, a bare free list), a
 replay of recorded op sequences, and resident-memory probes — timed inside C
 so no Python call is in a timed loop."""
 
-from libc.stdint cimport uintptr_t, uint64_t, int32_t
+from libc.stdint cimport uintptr_t, uint64_t, uint32_t, int32_t
 from libc.stdlib cimport malloc, calloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
-from slubcy.atomic cimport atomic_u64_read, atomic_u64_set, spin_lock, spin_unlock
-from slubcy.types cimport PAGE_SHIFT, PAGE_SIZE, kmem_cache, page, zone
+from slubcy.atomic cimport atomic_u64_read, atomic_u64_set, slab_cmpxchg, slab_word_read
+from slubcy.types cimport PAGE_SIZE, kmem_cache, page, zone
 from slubcy.machine cimport KmemCache, Machine
-from slubcy.slub cimport __kmem_cache_shrink
+from slubcy.slub cimport __kmem_cache_shrink, fc_counters, fc_freelist, fc_inuse, fc_make
 from slubcy.alloc cimport slab_alloc_node, slab_free
-from slubcy.page_alloc cimport virt_to_head_page, PG_buddy
+from slubcy.page_alloc cimport virt_to_head_page
 from slubcy.sched cimport vcpu_take, vcpu_release, OWNER_CONTROLLER
 
 cdef extern from "sys/mman.h" nogil:
@@ -133,6 +133,49 @@ def freelist_pairs(long n, size_t size=64, int nobjects=64):
 
 # --- remote free: __slab_free's compare-and-swap against the fast path ------
 
+def cas_free_rounds(long nobjects, long rounds, size_t size=64):
+    """The floor under a remote free: seconds spent pushing `nobjects`
+    objects of `size` bytes, one at a time, onto a slab word of SLUB's own
+    layout (slub.pxd fc_*: the freelist packed with inuse/objects/frozen)
+    with the same compare-and-swap (slab_cmpxchg, a locked cmpxchg) that
+    __slab_free uses: read the word, link the object to its freelist, count
+    it out of inuse, CAS -- what __slab_free cannot avoid, with none of its
+    checks, page lookup or list decisions.  `rounds` times over one buffer
+    (the word refilled untimed); returns (seconds, objects on the list)."""
+    if nobjects < 1 or rounds < 1 or size < sizeof(void *) or nobjects > 0x7fff:
+        raise ValueError("nobjects in 1..32767, rounds >= 1, size must hold a pointer")
+    cdef char *buf = <char *>calloc(nobjects, size)
+    if buf == NULL:
+        raise MemoryError()
+    cdef zone z                 # only its base: fc_make/fc_freelist encode against it
+    z.base = buf
+    cdef uint64_t word, old, new
+    cdef long r, i, count = 0
+    cdef void *p
+    cdef double t0, total = 0.0
+    with nogil:
+        for r in range(rounds):
+            word = fc_counters(<uint32_t>nobjects, <uint32_t>nobjects, 1)    # all in use, frozen
+            slubcy_opaque(&word)
+            t0 = now()
+            for i in range(nobjects):
+                p = buf + i * size
+                while True:
+                    old = slab_word_read(&word)
+                    (<void **>p)[0] = fc_freelist(&z, old)
+                    new = fc_make(&z, p, old - 1)               # inuse - 1
+                    if slab_cmpxchg(&word, old, new):
+                        break
+            total += now() - t0
+        p = fc_freelist(&z, word)
+        while p != NULL:
+            count += 1
+            p = (<void **>p)[0]
+    count = count if fc_inuse(word) == 0 else -1
+    free(buf)
+    return total, count
+
+
 def free_rounds(KmemCache cache, long nobjects, long rounds, int alloc_cpu=0, int free_cpu=0):
     """Seconds spent in free loops only: `rounds` times, allocate `nobjects`
     objects on vCPU `alloc_cpu` (untimed), then free them all, in allocation
@@ -197,16 +240,23 @@ cdef enum:
 OP_ALLOC, OP_FREE, OP_SHRINK = OP_ALLOC_, OP_FREE_, OP_SHRINK_
 
 
-def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
+def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots,
+           uint64_t[::1] addrs=None):
     """Run a recorded op sequence (rows of op, cache, cpu, slot) through the
     core in one nogil loop: slab_alloc_node, slab_free and __kmem_cache_shrink, as
     the Python API would call them, without the argument checks.  This thread
     runs every vCPU while it replays (it lets them go around a shrink, whose
     flush_all then runs on each idle vCPU directly).  `slots` (zeroed, one per
     slot the sequence uses) receives the addresses; the caller must give a
-    well-formed sequence (frees of live slots only).  Returns (seconds,
-    objects live at the end)."""
+    well-formed sequence (frees of live slots only).  `addrs` (one per op),
+    if given, receives each allocation's and each free's object address,
+    for replay_accesses().  Returns (seconds, objects live at the end)."""
     m.check_idle()
+    cdef uint64_t *out = NULL
+    if addrs is not None:
+        if addrs.shape[0] < ops.shape[0]:
+            raise ValueError("addrs needs one entry per op")
+        out = &addrs[0]
     cdef int ncaches = len(caches)
     if ops.shape[1] != 4:
         raise ValueError("ops must have 4 columns: op, cache, cpu, slot")
@@ -249,8 +299,12 @@ def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
                         break
                     slots[ops[i, 3]] = <uintptr_t>p
                     live += 1
+                    if out != NULL:
+                        out[i] = <uintptr_t>p
                 elif ops[i, 0] == OP_FREE_:
                     p = <void *><uintptr_t>slots[ops[i, 3]]
+                    if out != NULL:
+                        out[i] = <uintptr_t>p
                     slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu, 0)
                     slots[ops[i, 3]] = 0
                     live -= 1
@@ -268,6 +322,48 @@ def replay(Machine m, caches, const int32_t[:, ::1] ops, uint64_t[::1] slots):
     if failed:
         raise RuntimeError("replay failed: a vCPU was busy or the arena ran out")
     return t1 - t0, live
+
+
+def replay_accesses(const int32_t[:, ::1] ops, const uint64_t[::1] offs,
+                    const uint32_t[::1] offsets, int ncpus, unsigned char[::1] arena):
+    """The memory accesses of a core replay without the allocator, in a copy
+    of the arena's layout: for each op of `ops` (bench.replay's rows) at the
+    object's offset in the arena `offs[i]` (bench.replay's `addrs` less the
+    arena's base), an allocation reads the object's free pointer (at its
+    cache's `offsets[cache]`, as the fast path's get_freepointer) and a free
+    writes it, linking the object to the last one freed on its vCPU
+    (set_freepointer) -- the same objects touched in the same order, with
+    none of SLUB's bookkeeping (cpu slab checks, statistics, slow paths,
+    lists).  `arena`: a page-aligned buffer the size of the machine's arena
+    (faulted in).  Returns seconds."""
+    cdef Py_ssize_t i, n = ops.shape[0]
+    cdef size_t size = arena.shape[0]
+    if offs.shape[0] < n or ncpus < 1:
+        raise ValueError("offs needs one entry per op, ncpus >= 1")
+    for i in range(n):
+        if (not 0 <= ops[i, 1] < offsets.shape[0] or not 0 <= ops[i, 2] < ncpus
+                or offs[i] + offsets[ops[i, 1]] + sizeof(void *) > size):
+            raise ValueError(f"op {i} out of range")
+    cdef void **last = <void **>calloc(ncpus, sizeof(void *))
+    if last == NULL:
+        raise MemoryError()
+    cdef char *base = <char *>&arena[0]
+    cdef char *p
+    cdef void *sink = NULL
+    cdef double t0, t1
+    with nogil:
+        t0 = now()
+        for i in range(n):
+            p = base + offs[i] + offsets[ops[i, 1]]
+            if ops[i, 0] == OP_ALLOC_:
+                sink = (<void **>p)[0]
+                slubcy_opaque(sink)
+            elif ops[i, 0] == OP_FREE_:
+                (<void **>p)[0] = last[ops[i, 2]]
+                last[ops[i, 2]] = p
+        t1 = now()
+    free(last)
+    return t1 - t0
 
 
 # --- memory: metadata per page and resident bytes --------------------------
@@ -305,28 +401,6 @@ def resident_bytes(uintptr_t addr, size_t length):
         resident += vec[i] & 1
     free(vec)
     return resident * pagesz
-
-
-def prefault(Machine m):
-    """Touch every free page of the arena (free buddy blocks only: nothing in
-    use is written) so a measurement that follows times the allocator, not
-    first-touch page faults — the kernel's RAM is resident before SLUB runs.
-    Returns the pages touched."""
-    m.check_idle()
-    cdef zone *z = &m.m.z
-    cdef size_t pfn = 0, i, n, touched = 0
-    spin_lock(&z.lock)
-    while pfn < z.nr_pages:
-        if z.mem_map[pfn].flags & PG_buddy:
-            n = <size_t>1 << z.mem_map[pfn].order
-            for i in range(n):
-                (<volatile char *>(z.base + ((pfn + i) << PAGE_SHIFT)))[0] = 0
-            touched += n
-            pfn += n
-        else:
-            pfn += 1
-    spin_unlock(&z.lock)
-    return touched
 
 
 # --- the cost of moving a cache line between the two vCPUs' cores -------------

@@ -52,6 +52,42 @@ def test_floor_list_keeps_its_objects():
         bench.freelist_pairs(10, 4)
 
 
+def test_bare_cas_floor_frees_every_object_onto_the_word():
+    t, count = bench.cas_free_rounds(1000, 3)
+    assert t >= 0 and count == 1000             # a list of them all, inuse 0
+    for bad in ((0, 1), (1, 0), (40_000, 1)):
+        with pytest.raises(ValueError):
+            bench.cas_free_rounds(*bad)
+    with pytest.raises(ValueError):
+        bench.cas_free_rounds(10, 1, 4)         # an object too small for a pointer
+
+
+def test_replay_accesses_touch_what_the_core_touched():
+    """bench.replay records each op's object; replay_accesses makes the same
+    accesses in a copy of the arena: the frees link their objects per vCPU
+    exactly as far as the copy shows, and out-of-range offsets are refused."""
+    ops, nslots = perf.record_ops(2000, seed=3)
+    m, caches = perf._core_machine()
+    with m:
+        base, size = m.arena
+        addrs = np.zeros(len(ops), dtype=np.uint64)
+        bench.replay(m, caches, ops, np.zeros(nslots, dtype=np.uint64), addrs)
+        allocs = ops[:, 0] == bench.OP_ALLOC
+        frees = ops[:, 0] == bench.OP_FREE
+        assert (addrs[allocs | frees] >= base).all() and (addrs[allocs | frees] < base + size).all()
+        offs = np.where(addrs != 0, addrs - np.uint64(base), 0).astype(np.uint64)
+        offsets = np.array([c.offset for c in caches], dtype=np.uint32)
+        m.validate()
+    arena = np.zeros(size, dtype=np.uint8)
+    assert bench.replay_accesses(ops, offs, offsets, 2, arena) >= 0
+    last = np.flatnonzero(frees)[-1]            # the last free wrote a link into its object
+    word = arena[offs[last] + offsets[ops[last, 1]]:][:8].view(np.uint64)[0]
+    prev = [i for i in np.flatnonzero(frees)[:-1] if ops[i, 2] == ops[last, 2]]
+    assert word != 0 if prev else word == 0
+    with pytest.raises(ValueError):
+        bench.replay_accesses(ops, offs, offsets, 2, arena[:4096])
+
+
 def test_free_rounds_take_the_paths_they_claim():
     n = perf.REMOTE_OBJECTS
     with slubcy.Machine(cpus=2, memory=64 << 20, slub_min_objects=n, slub_max_order=6) as m:
@@ -78,7 +114,7 @@ def test_replay_through_core_ends_like_the_model():
         _, live_model, ref, rcaches = perf.replay_model(ops, nslots)
         m, caches = perf._core_machine()
         with m:
-            bench.prefault(m)
+            m.arena_populate()
             _, live_core, _, _ = perf.replay_core(ops, nslots, (m, caches))
             assert live_core == live_model > 0
             used = m.validate()
