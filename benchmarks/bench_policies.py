@@ -24,7 +24,7 @@ import math
 import slubcy
 from slubcy import workloads
 
-from .common import POLICIES, VCPUS, seconds
+from .common import POLICIES, VCPUS, need, need_policy, seconds
 
 
 def _value(x):
@@ -44,16 +44,25 @@ class Metrics:
     timeout = 900
 
     def setup_cache(self):
+        need("slubcy.workloads", "run", "MAIN_PREEMPT")
         out = {}
         for policy in POLICIES:
             for vcpus in VCPUS:
                 for workload in ("churn", "larson"):
                     # churn under the main job's preemption at the race window
+                    try:
+                        need_policy(policy)
+                    except NotImplementedError:
+                        continue            # (its tracks skip: no entry in the cache)
                     r = workloads.run(workload, cpus=vcpus, seconds=seconds(), policy=policy,
                                       preempt=workloads.MAIN_PREEMPT if workload == "churn"
                                       else None)
                     out[policy, vcpus, workload] = r.metrics
         return out
+
+    def setup(self, cache, policy, vcpus, workload):
+        if (policy, vcpus, workload) not in cache:
+            raise NotImplementedError(f"this commit has no policy {policy!r}")
 
     def track_ns_per_op(self, cache, policy, vcpus, workload):
         return _ns_per(cache[policy, vcpus, workload]["throughput"])
@@ -101,13 +110,22 @@ class ChurnShape:
     timeout = 900
 
     def setup_cache(self):
+        need("slubcy.workloads", "run", "MAIN_PREEMPT", "CHURN_DEFAULTS")
         out = {}
         for policy in self.params[0]:
             for shape in SHAPES:
+                try:
+                    need_policy(policy)
+                except NotImplementedError:
+                    break
                 r = workloads.run("churn", cpus=2, seconds=seconds(), policy=policy,
                                   preempt=workloads.MAIN_PREEMPT, **shape_kwargs(shape))
                 out[policy, shape] = r.metrics
         return out
+
+    def setup(self, cache, policy, shape):
+        if (policy, shape) not in cache:
+            raise NotImplementedError(f"this commit has no policy {policy!r}")
 
     def track_leak_rate(self, cache, policy, shape):
         m = cache[policy, shape]
@@ -129,6 +147,10 @@ class Offline:
     per_cache = 256
 
     def setup(self, policy):
+        need("slubcy.workloads", "workload_caches")
+        need("slubcy", "Machine.memcg_create", "Machine.memcg_offline",
+             "Machine.kmem_cache_alloc_bulk", "Machine.kmem_cache_free_bulk")
+        need_policy(policy)
         self.m = slubcy.Machine(cpus=2, memory=128 << 20, policy=policy)
         self.caches = workloads.workload_caches(self.m, "churn")
         self.memcg = self.m.memcg_create("job")
@@ -137,7 +159,8 @@ class Offline:
             self.m.kmem_cache_free_bulk(c, objs[::2])
 
     def teardown(self, policy):
-        self.m.close()
+        if hasattr(self, "m"):          # not set when setup skipped
+            self.m.close()
 
     def time_memcg_offline(self, policy):
         self.m.memcg_offline(self.memcg)
@@ -148,6 +171,10 @@ class CgroupLoop:
     param_names = ["policy", "caches_per_memcg"]
     timeout = 900
 
+    def setup(self, policy, caches_per_memcg):
+        need("slubcy.workloads", "cgroup_loop")
+        need_policy(policy)
+
     def track_us_per_run(self, policy, caches_per_memcg):
         runs_per_s = workloads.cgroup_loop(policy, caches_per_memcg=caches_per_memcg,
                                            seconds=seconds())
@@ -157,6 +184,14 @@ class CgroupLoop:
 
 def peakmem_churn(policy):
     workloads.run("churn", cpus=2, seconds=seconds(), policy=policy)
+
+
+def _peakmem_setup(policy):
+    need("slubcy.workloads", "run")
+    need_policy(policy)
+
+
+peakmem_churn.setup = _peakmem_setup
 
 
 peakmem_churn.params = [POLICIES]

@@ -19,6 +19,11 @@ SLUBCY_ASV_SECONDS below 0.5 (the test suite's quick pass) makes K=2.
 import os
 import sys
 
+try:
+    from .common import need
+except ImportError:                 # run as a script: benchmarks/ is sys.path[0]
+    from common import need
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRACES = os.path.join(os.path.dirname(HERE), "tests", "traces")
 
@@ -28,6 +33,8 @@ def tiles():
 
 
 def load(name, k):
+    need("slubcy.trace", "parse")
+    need("slubcy.trace.replay", "replay_trace", "tile_trace")
     from slubcy.trace import parse
     from slubcy.trace.replay import tile_trace
     path = os.path.join(TRACES, f"{name}.perf.txt.xz")

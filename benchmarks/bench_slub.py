@@ -10,7 +10,7 @@ process_time would sum CPUs).
 import slubcy
 from slubcy import bench, workloads
 
-from .common import VCPUS
+from .common import VCPUS, need
 
 
 class FastPath:
@@ -18,6 +18,7 @@ class FastPath:
     param_names = ["size"]
 
     def setup(self, size):
+        need("slubcy.bench", "fastpath_pairs")
         self.m = slubcy.Machine(cpus=1, memory=64 << 20)
         self.c = self.m.kmem_cache_create(f"bench-{size}", size)
         bench.fastpath_pairs(self.c, 10_000)        # populate the cpu slab
@@ -35,6 +36,7 @@ class Workload:
     ops = 2_000_000
 
     def setup(self, workload, vcpus):
+        need("slubcy.workloads", "run")
         if workload == "remote" and vcpus < 2:
             raise NotImplementedError("remote frees need a second vCPU")
         self.m = slubcy.Machine(cpus=vcpus, memory=256 << 20)

@@ -21,6 +21,11 @@ import sys
 import tempfile
 import time
 
+try:
+    from .common import need
+except ImportError:                 # run as a script: benchmarks/ is sys.path[0]
+    from common import need
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRACES = os.path.join(os.path.dirname(HERE), "tests", "traces")
 
@@ -63,6 +68,7 @@ class TraceParse:
     timeout = 600
 
     def setup_cache(self):
+        need("slubcy.trace", "parse")
         path = os.path.abspath("perf-script.txt")
         make_trace(path, lines_wanted())
         return path
