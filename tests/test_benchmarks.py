@@ -65,3 +65,20 @@ def test_a_commit_without_the_trace_replay_skips_it(monkeypatch):
     monkeypatch.delattr(bench_slub.bench, "fastpath_pairs")
     with pytest.raises(NotImplementedError, match="fastpath_pairs"):
         bench_slub.FastPath().setup(64)
+
+
+def test_scaling_suite_measures_growth_where_the_kernel_has_it():
+    """bench_scaling on small sizes: barrier:sync's offline grows with the
+    caches it must wait a grace period for; the async barrier's does not
+    grow with the memcgs online; memory per memcg is a positive count of
+    bytes the core allocated."""
+    from benchmarks import bench_scaling as b
+    one = b._offline_us("barrier:sync", 1, 10, repeat=1)
+    four = b._offline_us("barrier:sync", 4, 10, repeat=1)
+    assert four > 2.5 * one                     # a grace period (>= 4 ms at HZ=250) per cache
+    assert b._offline_us("barrier", 1, 10, repeat=1) < one
+    per_memcg = b.MemcgMemory().track_bytes_per_memcg("barrier")
+    assert 64 <= per_memcg < 1 << 20
+    per_cache = b.MemcgMemory().track_bytes_per_child_cache("barrier")
+    assert 64 <= per_cache < 1 << 20
+    assert b.MemcgMemory().track_bytes_per_child_cache("objcg") != b.MemcgMemory().track_bytes_per_child_cache("objcg")  # NaN: no child caches
