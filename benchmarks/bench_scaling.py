@@ -75,30 +75,33 @@ def _offline_us(policy, ncaches, nmemcgs, repeat=REPEAT):
     return statistics.median(out)
 
 
-class OfflineByCaches:
+class _OfflineCurve:
+    """One axis of the offline's cost: track_offline_us(policy, n) is
+    _offline_us with `n` on the subclass's axis."""
+    timeout = 600
+
+    def setup(self, policy, n):
+        need_policy(policy)
+
+    def track_offline_us(self, policy, n):
+        return self.measure(policy, n)
+    track_offline_us.unit = "us"
+
+
+class OfflineByCaches(_OfflineCurve):
     params = (POLICIES, [1, 4, 16, 64])
     param_names = ["policy", "caches_per_memcg"]
-    timeout = 600
 
-    def setup(self, policy, ncaches):
-        need_policy(policy)
-
-    def track_offline_us(self, policy, ncaches):
+    def measure(self, policy, ncaches):
         return _offline_us(policy, ncaches, 10)
-    track_offline_us.unit = "us"
 
 
-class OfflineByMemcgs:
+class OfflineByMemcgs(_OfflineCurve):
     params = (POLICIES, [10, 100, 1000, 4000])
     param_names = ["policy", "live_memcgs"]
-    timeout = 600
 
-    def setup(self, policy, nmemcgs):
-        need_policy(policy)
-
-    def track_offline_us(self, policy, nmemcgs):
+    def measure(self, policy, nmemcgs):
         return _offline_us(policy, 1, nmemcgs)
-    track_offline_us.unit = "us"
 
 
 class MemcgMemory:
