@@ -9,6 +9,10 @@ lower-is-better.
 - OfflineByMemcgs.track_offline_us: the same offline with 1 child cache and
   N other memcgs online (10, 100, 1000, 4000; the model has 4096 kmemcg
   ids): should not grow with N.
+- ChurnVcpus.track_ns_per_op: churn (objcg) ns/op against vCPUs 1-64 on
+  this host's cores: no collapse when oversubscribed.
+- ArenaSize.track_ns_per_op: larson ns/op on 2 vCPUs against the arena's
+  size (64 MiB, 1 GiB, 16 GiB sparse): flat.
 - MemcgMemory.track_bytes_per_memcg, track_bytes_per_child_cache: C heap
   growth (bytes, glibc mallinfo2) per memcg created and per child cache
   created (a memcg allocating from an accounted cache under a
@@ -16,12 +20,11 @@ lower-is-better.
   core's structures (Python objects live in pymalloc's arenas, not counted).
 """
 import os
-import statistics
 
 try:
-    from .common import need, need_policy
+    from .common import need, need_policy, seconds
 except ImportError:                 # run as a script: benchmarks/ is sys.path[0]
-    from common import need, need_policy
+    from common import need, need_policy, seconds
 
 POLICIES = ["barrier:sync", "barrier", "objcg"]
 REPEAT = 5
@@ -51,28 +54,11 @@ def _heap_bytes():
 
 def _offline_us(policy, ncaches, nmemcgs, repeat=REPEAT):
     """Median offline latency (us) of a memcg with `ncaches` child caches,
-    `nmemcgs` other memcgs online."""
-    slubcy = need("slubcy", "Machine.memcg_offline", "Machine.memcg_create",
-                  "Machine.flush_work", "SLAB_ACCOUNT")
+    `nmemcgs` other memcgs online (slubcy.analysis.perf._offline_us)."""
+    perf = need("slubcy.analysis.perf", "_offline_us")
+    need("slubcy", "Machine.memcg_offline", "Machine.memcg_create", "Machine.flush_work")
     need_policy(policy)
-    out = []
-    with slubcy.Machine(cpus=2, memory=256 << 20, policy=policy) as m:
-        caches = [m.kmem_cache_create(f"acct-{i}", 64, flags=slubcy.SLAB_ACCOUNT)
-                  for i in range(ncaches)]
-        online = [m.memcg_create(f"other-{i}") for i in range(nmemcgs)]
-        for r in range(repeat):
-            g = m.memcg_create(f"victim-{r}")
-            first = [(c, m.kmem_cache_alloc(c, memcg=g)) for c in caches]
-            m.flush_work(timeout=60)            # its child caches exist
-            live = [(c, m.kmem_cache_alloc(c, memcg=g)) for c in caches]
-            for c, a in first:
-                m.kmem_cache_free(c, a)
-            out.append(m.memcg_offline(g) * 1e6)
-            for c, a in live:
-                m.kmem_cache_free(c, a)
-            m.policy_quiesce()
-        del online
-    return statistics.median(out)
+    return perf._offline_us(policy, ncaches, nmemcgs, repeat)
 
 
 class _OfflineCurve:
@@ -102,6 +88,44 @@ class OfflineByMemcgs(_OfflineCurve):
 
     def measure(self, policy, nmemcgs):
         return _offline_us(policy, 1, nmemcgs)
+
+
+class ChurnVcpus:
+    """churn (objcg) ns per operation against vCPUs, 1 to 64 on this host's
+    cores (oversubscribed): no collapse (make perf's figure 12: 64 vCPUs
+    >= 0.5x the throughput of 2)."""
+    params = [[1, 2, 4, 8, 16, 32, 64]]
+    param_names = ["vcpus"]
+    timeout = 600
+
+    def setup(self, vcpus):
+        need("slubcy.workloads", "run")
+        need_policy("objcg")
+
+    def track_ns_per_op(self, vcpus):
+        from slubcy import workloads
+        r = workloads.run("churn", cpus=vcpus, seconds=seconds(), seed=0, policy="objcg")
+        return 1e9 / r.metrics["throughput"]
+    track_ns_per_op.unit = "ns/op"
+
+
+class ArenaSize:
+    """larson ns per operation on 2 vCPUs against the arena's size (64 MiB
+    to 16 GiB, sparse): flat."""
+    params = [[64 << 20, 1 << 30, 16 << 30]]
+    param_names = ["arena_bytes"]
+    timeout = 300
+
+    def setup(self, memory):
+        need("slubcy.workloads", "run")
+
+    def track_ns_per_op(self, memory):
+        import slubcy
+        from slubcy import workloads
+        with slubcy.Machine(cpus=2, memory=memory) as m:
+            r = workloads.run("larson", cpus=2, ops=1_000_000, machine=m)
+        return 1e9 / r.metrics["throughput"]
+    track_ns_per_op.unit = "ns/op"
 
 
 class MemcgMemory:

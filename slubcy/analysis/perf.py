@@ -266,6 +266,77 @@ def grace_period_latency(cfg=DEFAULT):
     return Measurement(p50 * 1e6, p99 * 1e6, None)
 
 
+# --- 12-14: how cost grows with the work -----------------------------------------
+
+def churn_oversubscribed(cfg=DEFAULT, vcpus=64):
+    """`churn` (objcg) throughput (Mops/s, median) with 64 vCPUs on this
+    host's cores, vs 2 vCPUs: oversubscribed, a worker that is descheduled
+    holds up no one (grace periods count a switched-out task as quiescent),
+    so the rate may drop but must not collapse."""
+    def run(cpus):
+        return workloads.run("churn", cpus=cpus, seconds=cfg.seconds, seed=0,
+                             policy="objcg").metrics["throughput"]
+
+    many, two = _alternate(lambda: run(vcpus), lambda: run(2), cfg.runs, pick=statistics.median)
+    return Measurement(many / 1e6, two / 1e6, many / two)
+
+
+def arena_size_cost(cfg=DEFAULT):
+    """ns per `larson` operation on 2 vCPUs with a 16 GiB arena (sparse:
+    mapped, not resident) vs a 64 MiB one: the page map and the buddy lists
+    grow with the arena, an operation's cost must not."""
+    ops = max(200_000, cfg.pairs // 5)
+
+    def run(memory):
+        with slubcy.Machine(cpus=2, memory=memory) as m:
+            r = workloads.run("larson", cpus=2, ops=ops, machine=m)
+        return 1e9 / r.metrics["throughput"]
+
+    big, small = _alternate(lambda: run(16 << 30), lambda: run(64 << 20), cfg.runs,
+                            pick=statistics.median)
+    return Measurement(big, small, big / small)
+
+
+def offline_slope(cfg=DEFAULT):
+    """The cost of an offline as its work grows, fitted (scipy.stats
+    linregress over benchmarks' bench_scaling measurements): barrier:sync's
+    latency per child cache of the memcg (a grace period each, so about two
+    HZ=250 ticks) vs per other memcg online (should be ~0).  Figure: us per
+    cache; baseline: us per 100 live memcgs."""
+    from scipy.stats import linregress
+    caches = [1, 4, 16] if cfg.runs > 1 else [1, 4]
+    memcgs = [10, 300, 1000] if cfg.runs > 1 else [10, 300]
+    per_cache = linregress(caches, [_offline_us("barrier:sync", n, 10) for n in caches])
+    per_memcg = linregress(memcgs, [_offline_us("barrier:sync", 1, n) for n in memcgs])
+    return Measurement(per_cache.slope, per_memcg.slope * 100, None,
+                       f"per cache r = {per_cache.rvalue:.3f}; "
+                       f"intercept {per_cache.intercept / 1e3:.1f} ms")
+
+
+def _offline_us(policy, ncaches, nmemcgs, repeat=3):
+    """Median memcg_offline() latency (us, queueing to the end of its work
+    item) of a memcg with `ncaches` child caches holding objects, with
+    `nmemcgs` other memcgs online."""
+    out = []
+    with slubcy.Machine(cpus=2, memory=256 << 20, policy=policy) as m:
+        caches = [m.kmem_cache_create(f"acct-{i}", 64, flags=slubcy.SLAB_ACCOUNT)
+                  for i in range(ncaches)]
+        online = [m.memcg_create(f"other-{i}") for i in range(nmemcgs)]
+        for r in range(repeat):
+            g = m.memcg_create(f"victim-{r}")
+            first = [(c, m.kmem_cache_alloc(c, memcg=g)) for c in caches]
+            m.flush_work(timeout=60)            # its child caches exist
+            live = [(c, m.kmem_cache_alloc(c, memcg=g)) for c in caches]
+            for c, a in first:
+                m.kmem_cache_free(c, a)
+            out.append(m.memcg_offline(g) * 1e6)
+            for c, a in live:
+                m.kmem_cache_free(c, a)
+            m.policy_quiesce()
+        del online
+    return statistics.median(out)
+
+
 # --- 8: the core against the reference model ----------------------------------
 
 # name, size, flags: a kmalloc-64-like cache (64 objects a slab), a dentry-like
@@ -416,11 +487,13 @@ def core_vs_accesses(cfg=DEFAULT):
             m2.arena_populate()
             return replay_core(ops, nslots, (m2, caches2))[0]
 
+    def bare():
+        return bench.replay_accesses(ops, offs, offsets, ncpus, arena)
+
     try:
-        c, a = _alternate(core, lambda: bench.replay_accesses(ops, offs, offsets, ncpus, arena),
-                          cfg.replay_repeat)
+        c, a = _alternate(core, bare, cfg.replay_repeat)
     finally:
-        del arena
+        arena = None                        # the mmap's buffer export goes with the array
         buf.close()
     return Measurement(c / n * 1e9, a / n * 1e9, c / a)
 
@@ -617,4 +690,10 @@ FIGURES = (
            "", metadata_per_page, "", None, ("<=", 64)),
     Figure("arena_rss", "11 resident, 1 GiB arena, 10 MiB slabs", "MiB",
            "slab pages + metadata", arena_resident, "x", ("<=", 1.5)),
+    Figure("churn_64_vcpus", "12 churn, 64 vCPUs on the host's cores", "Mops/s",
+           "2 vCPUs", churn_oversubscribed, "x", (">=", 0.5)),
+    Figure("arena_16g", "13 larson op, 16 GiB arena (sparse)", "ns",
+           "64 MiB arena", arena_size_cost, "x", ("<=", 1.2)),
+    Figure("offline_slope", "14 barrier:sync offline, per child cache", "us",
+           "per 100 live memcgs", offline_slope, "", extra=True),
 )
