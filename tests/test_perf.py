@@ -169,3 +169,27 @@ def test_budget_and_cost_read_lower_is_better():
     units = {f.unit for f in FIGURES}
     for f in FIGURES:                       # every figure has a cost form
         assert f.cost(Measurement(1.0, 1.0, 1.0)) is not None, (f.key, f.unit, units)
+
+
+def test_qsbr_floor_and_synchronize_rounds():
+    """The grace-period floor: a writer's grace period ends only after the
+    reader's next report (so it lasts about half the interval or more), and
+    the model's synchronize_sched() loop returns one latency per call."""
+    import threading
+    q = bench.QsbrFloor()
+    t = threading.Thread(target=q.reader, args=(20_000.0,))     # a report every 20 us
+    t.start()
+    try:
+        lat = q.synchronize(50)
+    finally:
+        q.stop()
+        t.join(timeout=10)
+    assert not t.is_alive() and len(lat) == 50
+    assert np.median(lat) > 2e-6                    # waited for a report, not a no-op
+    with pytest.raises(ValueError):
+        bench.QsbrFloor().reader(0.0)
+    with slubcy.Machine(cpus=2, expedited=True) as m:
+        lat = bench.synchronize_rounds(m, 20)
+        assert len(lat) == 20 and (lat >= 0).all()
+    with pytest.raises(slubcy.MachineClosed):
+        bench.synchronize_rounds(m, 1)
