@@ -182,6 +182,23 @@ class CgroupLoop:
     track_us_per_run.unit = "us"
 
 
+class TimeToAnswer:
+    """`make run`'s headline answer: seconds of churn (naive and objcg in
+    turn, the main job's preemption) until naive's leak rate differs from
+    objcg's at 1% (slubcy.analysis.compare.time_to_significance)."""
+    timeout = 300
+
+    def setup(self):
+        need("slubcy.analysis.compare", "time_to_significance")
+        need_policy("naive")
+        need_policy("objcg")
+
+    def track_seconds_to_significance(self):
+        from slubcy.analysis.compare import time_to_significance
+        return time_to_significance(seed=0, max_s=60.0)["seconds"]
+    track_seconds_to_significance.unit = "seconds"
+
+
 def peakmem_churn(policy):
     workloads.run("churn", cpus=2, seconds=seconds(), policy=policy)
 

@@ -502,3 +502,18 @@ print(time.monotonic() - t, max(x["seconds"] for x in r.per_cpu))
     wall, longest = map(float, proc.stdout.split())
     assert longest < 15, (wall, longest)
     assert wall < 20, (wall, longest)
+
+
+def test_time_to_significance_finds_naives_leak_and_not_a_fixs():
+    """make run's headline as a figure: naive's leak against objcg becomes
+    significant at 1% within seconds; two fixes never differ (inf)."""
+    from slubcy.analysis.compare import time_to_significance
+    r = time_to_significance(seed=0, max_s=20.0)
+    assert r["p"] < 0.01 and 0 < r["seconds"] < 25 and r["leaked"] > 0
+    assert r["baseline_leaked"] == 0 and r["offlines"] > 100
+    r = time_to_significance("reparent", max_s=0.6, slice_s=0.15)
+    assert r["seconds"] == float("inf") and r["p"] == 1.0 and r["leaked"] == 0
+    with pytest.raises(ValueError):
+        time_to_significance("objcg", "objcg")
+    with pytest.raises(ValueError):
+        time_to_significance(alpha=1.5)

@@ -251,6 +251,42 @@ def compare(policies, workload="churn", repeat=3, seed=0, cpus=2, ops=None, seco
     return tidy, summary
 
 
+def time_to_significance(policy="naive", baseline=BASELINE, alpha=0.01, slice_s=0.25,
+                         max_s=30.0, cpus=2, seed=0, preempt="main"):
+    """How long `make run` must run before `policy`'s leak rate differs from
+    `baseline`'s at `alpha`: churn slices of `slice_s` seconds, the two
+    policies in turn (seeds advancing), the leaked caches and offlines
+    summed, and the exact conditional binomial test (rate_test) after each
+    pair.  `preempt` "main" is the main job's (workloads.MAIN_PREEMPT).
+    Returns {"seconds": run time of both policies until p < alpha (inf if
+    `max_s` passed first), "p", "leaked", "offlines", "baseline_leaked",
+    "baseline_offlines"}."""
+    if not 0 < alpha < 1 or not slice_s > 0 or not max_s > 0:
+        raise ValueError("need 0 < alpha < 1, slice_s > 0, max_s > 0")
+    if policy == baseline:
+        raise ValueError(f"compare {policy!r} with another policy")
+    if preempt == "main":
+        preempt = workloads.MAIN_PREEMPT
+    k = {policy: 0, baseline: 0}
+    n = {policy: 0, baseline: 0}
+    spent, p, i = 0.0, 1.0, 0
+    while spent < max_s:
+        for spec in (policy, baseline):
+            m = workloads.run("churn", cpus=cpus, seconds=slice_s, seed=seed + i, policy=spec,
+                              preempt=preempt, progress=False).metrics
+            k[spec] += int(m["leaked_caches"])
+            n[spec] += int(m["offlines"])
+            spent += m["seconds"]
+        i += 1
+        if n[policy] and n[baseline]:
+            p = rate_test(k[policy], n[policy], k[baseline], n[baseline])
+            if p < alpha:
+                break
+    return {"seconds": spent if p < alpha else math.inf, "p": p,
+            "leaked": k[policy], "offlines": n[policy],
+            "baseline_leaked": k[baseline], "baseline_offlines": n[baseline]}
+
+
 OFFLINE_QUANTILES = 200      # per run: enough for an ECDF, small enough for a CSV
 
 
