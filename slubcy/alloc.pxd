@@ -33,7 +33,7 @@
 from slubcy.atomic cimport atomic_long_read, uptr_read_once, unlikely
 from slubcy.types cimport page, kmem_cache, mem_cgroup
 from slubcy.page_alloc cimport virt_to_head_page
-from slubcy.slub cimport (__slab_alloc_node, do_slab_free, SLAB_ACCOUNT,
+from slubcy.slub cimport (__slab_alloc_node, do_slab_free,
                           kmem_cache_alloc_bulk, kmem_cache_free_bulk, page_has_obj_cgroups,
                           OBJCGS_TAG)
 from slubcy.slub_check cimport py_live_mark, py_live_clear
