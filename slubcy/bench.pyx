@@ -146,6 +146,8 @@ def cas_free_rounds(long nobjects, long rounds, size_t size=64):
     (the word refilled untimed); returns (seconds, objects on the list)."""
     if nobjects < 1 or rounds < 1 or size < sizeof(void *) or nobjects > 0x7fff:
         raise ValueError("nobjects in 1..32767, rounds >= 1, size must hold a pointer")
+    if size % 8:        # the word stores the freelist as offset / 8 (slub.pxd fc_make)
+        raise ValueError(f"size must be a multiple of 8, got {size}")
     cdef char *buf = <char *>calloc(nobjects, size)
     if buf == NULL:
         raise MemoryError()
@@ -340,6 +342,8 @@ def replay_accesses(const int32_t[:, ::1] ops, const uint64_t[::1] offs,
     (faulted in).  Returns seconds."""
     cdef Py_ssize_t i, n = ops.shape[0]
     cdef size_t size = arena.shape[0]
+    if ops.shape[1] != 4:
+        raise ValueError("ops must have 4 columns: op, cache, cpu, slot")
     if offs.shape[0] < n or ncpus < 1:
         raise ValueError("offs needs one entry per op, ncpus >= 1")
     for i in range(n):
@@ -464,23 +468,35 @@ cdef class QsbrFloor:
                     atomic_u64_set(self.seen, atomic_u64_read(self.gp))    # rcu_quiescent_state()
                     next_report += period
 
-    def synchronize(self, long n):
-        """`n` grace periods, one after the other; their latencies (s)."""
-        if n < 1:
-            raise ValueError("n must be >= 1")
+    def synchronize(self, long n, double timeout=5.0):
+        """`n` grace periods, one after the other; their latencies (s).
+        TimeoutError if one lasts `timeout` s (no reader running)."""
+        if n < 1 or not timeout > 0:
+            raise ValueError("n must be >= 1 and timeout > 0")
         out = np.empty(n, dtype=np.float64)
         cdef double[::1] lat = out
-        cdef long i
+        cdef long i, spins
         cdef uint64_t target
         cdef double t0
+        cdef bint timed_out = False
         with nogil:
             for i in range(n):
                 t0 = now()
                 target = atomic_u64_read(self.gp) + 1
                 atomic_u64_set(self.gp, target)
+                spins = 0
                 while atomic_u64_read(self.seen) < target:
                     cpu_relax()
+                    spins += 1
+                    if (spins & 1023) == 0 and now() - t0 > timeout:
+                        timed_out = True
+                        break
+                if timed_out:
+                    break
                 lat[i] = now() - t0
+        if timed_out:
+            raise TimeoutError(f"a grace period did not end within {timeout} s: "
+                               "is a reader() running?")
         return out
 
     def stop(self):

@@ -193,3 +193,33 @@ def test_qsbr_floor_and_synchronize_rounds():
         assert len(lat) == 20 and (lat >= 0).all()
     with pytest.raises(slubcy.MachineClosed):
         bench.synchronize_rounds(m, 1)
+
+
+def test_bench_kernels_refuse_what_would_crash_or_hang():
+    """Bad input to the measuring kernels is a clear exception: an object
+    size the slab word cannot encode (not a multiple of 8), ops rows too
+    narrow to read, and a grace period with no reader to end it."""
+    for size in (12, 20, 65):                   # the freelist is stored as offset / 8
+        with pytest.raises(ValueError, match="multiple of 8"):
+            bench.cas_free_rounds(100, 1, size)
+    narrow = np.zeros((4, 2), dtype=np.int32)
+    with pytest.raises(ValueError, match="4 columns"):
+        bench.replay_accesses(narrow, np.zeros(4, dtype=np.uint64),
+                              np.zeros(1, dtype=np.uint32), 1, np.zeros(4096, dtype=np.uint8))
+    q = bench.QsbrFloor()                       # no reader thread: nobody reports
+    with pytest.raises(TimeoutError):
+        q.synchronize(3, timeout=0.05)
+
+
+def test_arena_populate_makes_the_arena_resident():
+    with slubcy.Machine(cpus=1, memory=32 << 20) as m:
+        base, size = m.arena
+        before = bench.resident_bytes(base, size)
+        m.arena_populate()
+        assert bench.resident_bytes(base, size) == size > before
+        c = m.kmem_cache_create("p", 64)
+        m.kmem_cache_free(c, m.kmem_cache_alloc(c))
+        m.arena_populate()                      # in use: nothing is overwritten
+        assert m.validate()["p"] == 0
+    with pytest.raises(slubcy.MachineClosed):
+        m.arena_populate()
