@@ -34,8 +34,11 @@ bench: $(VENV)/.installed
 	$(BIN)/asv run -E existing:same --machine $(ASV_MACHINE) --launch-method spawn \
 		--set-commit-hash $$(git rev-parse HEAD) --show-stderr $(ASV_ARGS)
 
+# asv publish, then every CDN script and stylesheet served from .asv/html/vendor
+# (Debian's packages, fetched once with apt-get download): it renders offline.
 dashboard: $(VENV)/.installed
 	$(BIN)/asv publish
+	$(BIN)/python benchmarks/dashboard.py .asv/html --cache .asv/vendor
 	@echo "dashboard in .asv/html; preview it with: $(BIN)/asv preview  (http://127.0.0.1:8080)"
 
 # Every figure with its baseline, measured in one process (about a minute); fails on a missed target.

@@ -32,6 +32,11 @@ if SANITIZE:
     cflags = ["-O1", "-g", "-fno-omit-frame-pointer", f"-fsanitize={SANITIZE}"]
     ldflags = [f"-fsanitize={SANITIZE}"]
 
+# SLUBCY_TEST_SLOW_FASTPATH=N (tests only): N pauses in the allocation fast
+# path, a deliberately slowed build for checking asv's regression verdict.
+SLOW_N = os.environ.get("SLUBCY_TEST_SLOW_FASTPATH", "")
+SLOW = [("SLUBCY_TEST_SLOW_FASTPATH", str(int(SLOW_N)))] if SLOW_N else []
+
 
 def module_name(path):
     """slubcy/slub.pyx -> slubcy.slub; policies/keep.pyx -> slubcy.policies.keep."""
@@ -44,7 +49,7 @@ extensions = [
         module_name(path),
         [path],
         include_dirs=["slubcy", numpy.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + SLOW,
         extra_compile_args=cflags,
         extra_link_args=ldflags,
     )

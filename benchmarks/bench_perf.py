@@ -23,7 +23,7 @@ from .common import need
 # the figures' stable names (slubcy.analysis.perf.FIGURES' keys; a test checks
 # they agree): a literal, so an older commit without that module still
 # imports this file, and its benchmarks are skipped, not failed
-KEYS = ["fastpath_libc", "fastpath_floor", "remote_free", "remote_free_many", "bulk_api",
+KEYS = ["fastpath_libc", "fastpath_floor", "remote_free", "remote_free_many", "bulk_core", "bulk_api",
         "python_api", "fastpath_scaling", "larson_scaling", "grace_period", "grace_period_expedited", "core_vs_accesses",
         "core_vs_model", "core_vs_model_remote", "api_vs_model", "churn_offlines", "metadata",
         "arena_rss", "churn_64_vcpus", "arena_16g", "offline_slope", "time_to_answer"]

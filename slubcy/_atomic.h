@@ -35,6 +35,19 @@
 
 static inline void cpu_relax(void) { slubcy_cpu_relax(); }
 
+/* Test only: a build with SLUBCY_TEST_SLOW_FASTPATH=N (setup.py passes the
+   environment variable of that name; 0, no code, by default) spins N pauses
+   in the allocation fast path, so that the tests can check that asv's gate
+   flags a slower build as a regression (tests/test_notebooks.py). */
+#ifndef SLUBCY_TEST_SLOW_FASTPATH
+#define SLUBCY_TEST_SLOW_FASTPATH 0
+#endif
+static inline void test_slow_fastpath(void)
+{
+	for (int i = 0; i < SLUBCY_TEST_SLOW_FASTPATH; i++)
+		slubcy_cpu_relax();
+}
+
 /* unlikely(): include/linux/compiler.h's branch hint (__builtin_expect), so
    gcc lays the hot path out straight and keeps its registers for it. */
 static inline int unlikely(int x) { return __builtin_expect(!!x, 0); }

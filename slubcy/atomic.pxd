@@ -50,6 +50,7 @@ from libc.stdint cimport uint64_t, uint16_t, uint8_t, uintptr_t
 
 cdef extern from "_atomic.h" nogil:
     void cpu_relax()
+    void test_slow_fastpath()     # a test-only build's delay (SLUBCY_TEST_SLOW_FASTPATH)
     bint unlikely(bint x)
     void smp_mb()
 

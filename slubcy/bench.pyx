@@ -6,18 +6,25 @@ so no Python call is in a timed loop."""
 
 from libc.stdint cimport uintptr_t, uint64_t, uint32_t, int32_t
 from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport sysconf, _SC_PAGESIZE
 
 import numpy as np
 
-from slubcy.atomic cimport atomic_u64_read, atomic_u64_set, cpu_relax, slab_cmpxchg, slab_word_read
+from slubcy.atomic cimport (atomic_u64_read, atomic_u64_set, cpu_relax, slab_cmpxchg, slab_word_read,
+                            atomic_uptr_read, atomic_uptr_cmpxchg, atomic_int_read, atomic_int_set,
+                            atomic_int_fetch_add)
+from slubcy.ring cimport ring, ring_push, ring_publish, ring_pop
 from slubcy.types cimport PAGE_SIZE, kmem_cache, page, zone
 from slubcy.machine cimport KmemCache, Machine
 from slubcy.slub cimport __kmem_cache_shrink, fc_counters, fc_freelist, fc_inuse, fc_make
-from slubcy.alloc cimport slab_alloc_node, slab_free
+from slubcy.alloc cimport slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk
 from slubcy.page_alloc cimport virt_to_head_page
 from slubcy.sched cimport vcpu_take, vcpu_release, synchronize_sched, OWNER_CONTROLLER
+
+cdef extern from "stdlib.h" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
 
 cdef extern from "sys/mman.h" nogil:
     int mincore(void *addr, size_t length, unsigned char *vec)
@@ -58,6 +65,39 @@ def fastpath_pairs(KmemCache cache, long n, int cpu=0):
             slab_free(s, virt_to_head_page(&s.m.z, p), p, cpu, 0)
         t1 = now()
     m.vcpu_exit(cpu)
+    return t1 - t0
+
+
+def bulk_rounds(KmemCache cache, long size, long rounds, int cpu=0):
+    """Seconds for `rounds` kmem_cache_alloc_bulk + kmem_cache_free_bulk of
+    `size` objects on one vCPU, in a nogil loop: the shape of the kernel's
+    own bulk microbenchmark (slab_bulk_test01: bulk sizes 1..250, objects
+    recycled through the cpu slab), no memcg, no Python per call."""
+    cdef kmem_cache *s = cache.get()
+    cdef Machine m = cache.machine
+    m.check_cpu(cpu)
+    if size < 1 or rounds < 1:
+        raise ValueError("size and rounds must be >= 1")
+    cdef void **objs = <void **>malloc(size * sizeof(void *))
+    if objs == NULL:
+        raise MemoryError()
+    cdef long r
+    cdef size_t got = size
+    cdef kmem_cache *from_cache
+    cdef double t0, t1
+    m.vcpu_enter(cpu)
+    with nogil:
+        t0 = now()
+        for r in range(rounds):
+            got = slab_alloc_bulk(s, NULL, size, objs, cpu, &from_cache)
+            if got < <size_t>size:
+                break
+            slab_free_bulk(s, size, objs, cpu, 0)
+        t1 = now()
+    m.vcpu_exit(cpu)
+    free(objs)
+    if got < <size_t>size:
+        raise MemoryError("arena exhausted")
     return t1 - t0
 
 
@@ -134,6 +174,58 @@ def freelist_pairs(long n, size_t size=64, int nobjects=64):
 
 
 # --- remote free: __slab_free's compare-and-swap against the fast path ------
+
+def freelist_bulk_rounds(long rounds, long bulk, size_t size=64, int nobjects=64):
+    """Seconds for `rounds` bulk pops of `bulk` objects off a bare intrusive
+    free list into an array and their push back as one chain: the floor
+    under kmem_cache_alloc_bulk + kmem_cache_free_bulk of objects of one
+    slab (the pointer chase of the pops, the array, the chain's stores),
+    with no page lookup, slab check or statistics.  Returns (seconds,
+    objects on the list after the loop)."""
+    if size < sizeof(void *) or nobjects < 1 or not 1 <= bulk <= nobjects or rounds < 1:
+        raise ValueError("size must hold a pointer, 1 <= bulk <= nobjects, rounds >= 1")
+    cdef char *buf = <char *>calloc(nobjects, size)
+    cdef void **arr = <void **>calloc(bulk, sizeof(void *))
+    if buf == NULL or arr == NULL:
+        free(buf)
+        free(arr)
+        raise MemoryError()
+    cdef floor_list fl
+    cdef long r, i
+    cdef void **p
+    cdef void *chain
+    cdef double t0, t1
+    fl.head = NULL
+    for i in range(nobjects - 1, -1, -1):
+        p = <void **>(buf + i * size)
+        p[0] = fl.head
+        fl.head = p
+    slubcy_opaque(&fl)
+    with nogil:
+        t0 = now()
+        for r in range(rounds):
+            for i in range(bulk):       # kmem_cache_alloc_bulk's loop
+                p = fl.head
+                fl.head = <void **>p[0]
+                arr[i] = p
+            slubcy_opaque(arr)
+            chain = <void *>fl.head     # build_detached_freelist + one push
+            for i in range(bulk - 1, -1, -1):
+                p = <void **>arr[i]
+                p[0] = chain
+                chain = p
+            fl.head = <void **>chain
+            slubcy_opaque(arr)
+        t1 = now()
+    cdef long count = 0
+    p = fl.head
+    while p != NULL:
+        count += 1
+        p = <void **>p[0]
+    free(arr)
+    free(buf)
+    return t1 - t0, count
+
 
 def cas_free_rounds(long nobjects, long rounds, size_t size=64):
     """The floor under a remote free: seconds spent pushing `nobjects`
@@ -407,6 +499,235 @@ def resident_bytes(uintptr_t addr, size_t length):
         resident += vec[i] & 1
     free(vec)
     return resident * pagesz
+
+
+# --- the floor under larson on 2 or more threads: the same hand-overs, bare --
+
+cdef struct floor_pool:         # one thread's objects of one size class
+    void *local                 # its free objects, a LIFO only the owner touches
+    char _pad0[56]
+    uintptr_t remote            # objects freed by other threads, pushed with a CAS
+    char _pad1[56]
+
+cdef struct floor_thread:
+    uint64_t ops
+    uint64_t failures
+    uint64_t remote             # objects of another thread freed (one CAS each)
+    double t0, t1
+    char _pad[24]
+
+
+cdef class LarsonFloor:
+    """The floor under the `larson` workload on N threads: the same loop
+    (replace a random slot's object with one of a random size class, hand a
+    share of the old objects to the next thread through the same ring, free
+    what the previous thread handed over) over a bare allocator: per thread
+    and class a LIFO free list, and for frees from another thread a list
+    pushed with one compare-and-swap, taken whole by the owner when its
+    LIFO runs dry.  The objects move between the cores as SLUB's do (the
+    canary written at allocation, the free pointer at free, the CAS on a
+    shared word for a remote free), with no slabs, statistics, vCPUs or
+    quiescent states.
+
+        f = LarsonFloor(2, [192, 640, 256]); threads call f.run(i, seconds)
+        (f.start() opens the gate); f.seconds(), f.total_ops()
+    """
+    cdef int nthreads, ncls
+    cdef long nslots, per_pool
+    cdef uint32_t handoff
+    cdef size_t region
+    cdef char *mem
+    cdef floor_pool *pools
+    cdef floor_thread *threads
+    cdef ring *rings
+    cdef size_t *sizes
+    cdef int go, ready
+
+    def __init__(self, int nthreads, sizes, long nslots=1024, double handoff=0.25,
+                 long ring_size=4096):
+        cdef int t, k
+        cdef long i
+        cdef char *base
+        cdef size_t biggest = 0
+        if self.sizes != NULL:
+            raise RuntimeError("LarsonFloor is already initialised")
+        if nthreads < 1 or not sizes or nslots < 1 or not 0.0 <= handoff <= 1.0 \
+                or ring_size < 8 or ring_size & (ring_size - 1):
+            raise ValueError("nthreads >= 1, sizes non-empty, nslots >= 1, handoff in [0, 1], "
+                             "ring_size a power of two >= 8")
+        self.nthreads, self.ncls, self.nslots = nthreads, len(sizes), nslots
+        self.handoff = <uint32_t>min(handoff * 4294967296.0, 4294967295.0)
+        # a thread's objects of a class: its slots, its ring, one in flight
+        self.per_pool = nslots + ring_size + 8
+        self.sizes = <size_t *>calloc(self.ncls, sizeof(size_t))
+        if self.sizes == NULL:
+            raise MemoryError()
+        for k, sz in enumerate(sizes):
+            if not 16 <= sz <= 1 << 16:
+                raise ValueError(f"size {sz} out of 16..65536")
+            self.sizes[k] = (<size_t>sz + 15) & ~(<size_t>15)
+            biggest = max(biggest, self.sizes[k])
+        self.region = (<size_t>self.per_pool * biggest + 4095) & ~(<size_t>4095)
+        self.mem = <char *>aligned_alloc(4096, self.region * nthreads * self.ncls)
+        self.pools = <floor_pool *>aligned_alloc(64, nthreads * self.ncls * sizeof(floor_pool))
+        self.threads = <floor_thread *>aligned_alloc(64, nthreads * sizeof(floor_thread))
+        self.rings = <ring *>aligned_alloc(64, nthreads * sizeof(ring))
+        if self.mem == NULL or self.pools == NULL or self.threads == NULL or self.rings == NULL:
+            raise MemoryError()
+        memset(self.pools, 0, nthreads * self.ncls * sizeof(floor_pool))
+        memset(self.threads, 0, nthreads * sizeof(floor_thread))
+        memset(self.rings, 0, nthreads * sizeof(ring))
+        for t in range(nthreads):
+            self.rings[t].mask = ring_size - 1
+            self.rings[t].publish_mask = 8 - 1          # LARSON_HANDOVER_BATCH
+            self.rings[t].slots = <void **>aligned_alloc(64, ring_size * sizeof(void *))
+            if self.rings[t].slots == NULL:
+                raise MemoryError()
+            for k in range(self.ncls):
+                base = self.mem + (t * self.ncls + k) * self.region
+                for i in range(self.per_pool - 1, -1, -1):
+                    (<void **>(base + i * self.sizes[k]))[0] = self.pools[t * self.ncls + k].local
+                    self.pools[t * self.ncls + k].local = base + i * self.sizes[k]
+
+    def __dealloc__(self):
+        cdef int t
+        if self.rings != NULL:
+            for t in range(self.nthreads):
+                free(self.rings[t].slots)
+        free(self.rings)
+        free(self.threads)
+        free(self.pools)
+        free(self.mem)
+        free(self.sizes)
+
+    cdef inline floor_pool *pool_of(self, void *p) noexcept nogil:
+        return &self.pools[(<size_t>(<char *>p - self.mem)) // self.region]
+
+    cdef inline void *floor_alloc(self, int t, int k) noexcept nogil:
+        cdef floor_pool *fp = &self.pools[t * self.ncls + k]
+        cdef void *p = fp.local
+        cdef uintptr_t got
+        if p == NULL:                   # take what other threads freed, whole
+            got = atomic_uptr_read(&fp.remote)
+            while got != 0 and not atomic_uptr_cmpxchg(&fp.remote, got, 0):
+                got = atomic_uptr_read(&fp.remote)
+            p = <void *>got
+            if p == NULL:
+                return NULL
+        fp.local = (<void **>p)[0]
+        return p
+
+    cdef inline void floor_free(self, int t, void *p) noexcept nogil:
+        cdef floor_pool *fp = self.pool_of(p)
+        cdef uintptr_t old
+        if fp == &self.pools[t * self.ncls] or \
+                (fp > &self.pools[t * self.ncls] and fp < &self.pools[(t + 1) * self.ncls]):
+            (<void **>p)[0] = fp.local  # our own object: a plain push
+            fp.local = p
+            return
+        while True:                     # another thread's: __slab_free's one CAS
+            old = atomic_uptr_read(&fp.remote)
+            (<void **>p)[0] = <void *>old
+            if atomic_uptr_cmpxchg(&fp.remote, old, <uintptr_t>p):
+                return
+
+    def start(self, double timeout=10.0):
+        """Wait until a run() of every thread is at the gate, then open it:
+        they start their loops together.  TimeoutError if they are not all
+        there within `timeout` seconds (the gate opens anyway)."""
+        cdef double deadline = now() + timeout
+        cdef bint late = False
+        with nogil:
+            while atomic_int_read(&self.ready) < self.nthreads:
+                if now() > deadline:
+                    late = True
+                    break
+                cpu_relax()
+            atomic_int_set(&self.go, 1)
+        if late:
+            raise TimeoutError(f"only {self.ready} of {self.nthreads} threads reached the gate")
+
+    def run(self, int t, double seconds, uint64_t seed=1):
+        """Thread t's loop, for `seconds` after start() opens the gate (all
+        threads run for the same time, as the workload's workers do: a
+        thread that stopped early would leave the other's hand-overs
+        unfreed).  Returns its operations (allocations + frees)."""
+        if not 0 <= t < self.nthreads or not seconds >= 0:
+            raise ValueError("t out of range or seconds < 0")
+        cdef double deadline
+        cdef floor_thread *me = &self.threads[t]
+        cdef ring *out = &self.rings[t]
+        cdef ring *inq = &self.rings[(t + self.nthreads - 1) % self.nthreads]
+        cdef void **slots = <void **>calloc(self.nslots, sizeof(void *))
+        if slots == NULL:
+            raise MemoryError()
+        cdef uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + <uint64_t>t + 1
+        cdef uint64_t done = 0, serial = 0, failures = 0, remote = 0, loops = 0
+        cdef long i, k
+        cdef void *p
+        with nogil:
+            atomic_int_fetch_add(&self.ready, 1)
+            while not atomic_int_read(&self.go):
+                cpu_relax()
+            me.t0 = now()
+            deadline = me.t0 + seconds
+            while True:
+                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
+                i = <long>(rng % <uint64_t>self.nslots)
+                p = slots[i]
+                if p != NULL:
+                    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
+                    if not (self.nthreads > 1 and <uint32_t>(rng >> 32) < self.handoff
+                            and ring_push(out, p)):
+                        self.floor_free(t, p)
+                        done += 1       # (a hand-over counts where it is freed)
+                    slots[i] = NULL
+                rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
+                k = <long>(rng % <uint64_t>self.ncls)
+                p = self.floor_alloc(t, k)
+                if p != NULL:           # the two words set_canary() writes
+                    serial += 1
+                    (<uint64_t *>p)[0] = <uintptr_t>p ^ 0x5EED5AB1E5CA1AB5ULL
+                    (<uint64_t *>p)[1] = serial
+                    done += 1
+                else:
+                    failures += 1
+                slots[i] = p
+                p = ring_pop(inq)
+                if p != NULL:
+                    if (<uint64_t *>p)[0] != (<uintptr_t>p ^ 0x5EED5AB1E5CA1AB5ULL):
+                        failures += 1
+                    self.floor_free(t, p)
+                    done += 1
+                    remote += 1
+                loops += 1
+                if (loops & 63) == 0:
+                    ring_publish(out)
+                    if now() >= deadline:
+                        break
+            me.t1 = now()
+            ring_publish(out)
+        me.ops = done
+        me.failures = failures
+        me.remote = remote
+        free(slots)
+        return done
+
+    def seconds(self):
+        """From the first thread's start to the last one's end."""
+        return max(self.threads[t].t1 for t in range(self.nthreads)) - \
+            min(self.threads[t].t0 for t in range(self.nthreads))
+
+    def total_ops(self):
+        return sum(self.threads[t].ops for t in range(self.nthreads))
+
+    def failures(self):
+        """Allocations that found no object, and canaries found wrong: 0."""
+        return sum(self.threads[t].failures for t in range(self.nthreads))
+
+    def remote_frees(self):
+        """Objects freed by a thread other than their owner."""
+        return sum(self.threads[t].remote for t in range(self.nthreads))
 
 
 # --- the floor under an expedited grace period: bare QSBR between two threads -

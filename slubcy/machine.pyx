@@ -1366,6 +1366,16 @@ cdef class Machine:
         """Does nothing: the cost of calling a method of this extension, the
         baseline of the single-object API's figure (slubcy.analysis.perf)."""
 
+    def _vcpu_call(self, c, addr=0, cpu=0):
+        """Takes vCPU `cpu` and lets it go, nothing else: what every
+        object-level call pays to run on a vCPU safely from any thread (a
+        locked compare-and-swap for the owner and a full barrier to go
+        online, as a kernel entry under context tracking pays an atomic
+        operation), the floor of the single-object API's figure."""
+        cdef int ncpu = self.check_cpu(cpu)
+        self.vcpu_enter(ncpu)
+        self.vcpu_exit(ncpu)
+
     def kmem_cache_free(self, c, addr, cpu=0):
         """slab_free() on vCPU `cpu` of the object at `addr`."""
         cdef kmem_cache_t *s = self._cache(c)

@@ -178,9 +178,22 @@ cdef bint vcpu_borrow(sched *sc, int cpu, int token) noexcept nogil:
 
 
 cdef void vcpu_unborrow(sched *sc, int cpu) noexcept nogil:
+    """Let go of vCPU `cpu`: serve a pending request, count a quiescent
+    state, go offline (an extended quiescent state: ct_kernel_exit()/
+    rcu_user_enter(), liburcu-qsbr's rcu_thread_offline()), free the owner.
+    Release stores and no full barrier: nothing this thread does after it
+    reads RCU-protected state, so only the order of what it did before
+    matters (loads and stores before a release store stay before it); a
+    grace period reads `online` with acquire and then fences.  A request
+    posted after the ipi_state check finds the owner gone and is withdrawn
+    and run by its sender (ipi_wait).  The full barrier stays on the way in
+    (vcpu_borrow): going online must be visible before the first read."""
     cdef vcpu *v = &sc.vcpus[cpu]
-    rcu_quiescent_state(sc, cpu)
-    smp_mb()
+    if atomic_int_read(&v.ipi_state) == IPI_POSTED:
+        handle_ipi(sc, cpu)
+    # the count moves too, so a grace period that saw this vCPU online sees
+    # a change even if the vCPU is taken again before its next look
+    atomic_u64_set(&v.qs_ctr, v.qs_ctr + 1)
     atomic_int_set(&v.online, 0)
     atomic_int_set(&v.owner, OWNER_NONE)
 

@@ -13,7 +13,7 @@
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free
 from slubcy.list cimport list_head
-from slubcy.atomic cimport atomic_uptr_cmpxchg, atomic_uptr_read
+from slubcy.atomic cimport atomic_uptr_cmpxchg, atomic_uptr_read, test_slow_fastpath
 from slubcy.types cimport (page, zone, PAGE_SIZE, PAGE_SHIFT, kmem_cache, kmem_cache_cpu,
                            kmem_cache_node, mem_cgroup, obj_cgroup, slub_machine, stat_item,
                            ALLOC_FASTPATH, ALLOC_SLOWPATH, FREE_FASTPATH)
@@ -236,6 +236,7 @@ cdef inline void *__slab_alloc_node(kmem_cache *s, int cpu) noexcept nogil:
         return object
     c.freelist = <void **>get_freepointer(s, object)
     stat(c, ALLOC_FASTPATH)
+    test_slow_fastpath()        # nothing, except in a test-only slowed build
     return object
 
 cdef inline int do_slab_free(kmem_cache *s, page *pg, void *head, void *tail, int cnt,

@@ -914,6 +914,14 @@ cdef size_t build_detached_freelist(kmem_cache *s, size_t size, void **p, page *
     cdef size_t first_skipped_index = 0
     cdef int lookahead = 3
     cdef void *object = NULL
+    # The kernel's direct map and vmemmap are at constant addresses; the
+    # arena's two bases are read once here, not after every store below.
+    cdef zone z
+    cdef page *pg
+    cdef void *freelist
+    cdef int cnt = 1
+    z.base = s.m.z.base
+    z.mem_map = s.m.z.mem_map
     df_page[0] = NULL
     while size:
         size -= 1
@@ -922,21 +930,21 @@ cdef size_t build_detached_freelist(kmem_cache *s, size_t size, void **p, page *
             break
     if object == NULL:
         return 0
+    # (the list's head and count in registers, written out at the end)
     set_freepointer(s, object, NULL)
-    df_page[0] = virt_to_head_page(&s.m.z, object)
+    pg = virt_to_head_page(&z, object)
     df_tail[0] = object
-    df_freelist[0] = object
+    freelist = object
     p[size] = NULL
-    df_cnt[0] = 1
     while size:
         size -= 1
         object = p[size]
         if object == NULL:
             continue
-        if df_page[0] == virt_to_head_page(&s.m.z, object):
-            set_freepointer(s, object, df_freelist[0])
-            df_freelist[0] = object
-            df_cnt[0] += 1
+        if pg == virt_to_head_page(&z, object):
+            set_freepointer(s, object, freelist)
+            freelist = object
+            cnt += 1
             p[size] = NULL
             continue
         lookahead -= 1
@@ -944,6 +952,9 @@ cdef size_t build_detached_freelist(kmem_cache *s, size_t size, void **p, page *
             break
         if not first_skipped_index:
             first_skipped_index = size + 1
+    df_page[0] = pg
+    df_freelist[0] = freelist
+    df_cnt[0] = cnt
     return first_skipped_index
 
 
@@ -972,17 +983,25 @@ cdef size_t kmem_cache_alloc_bulk(kmem_cache *s, size_t size, void **p, int cpu)
     Returns how many objects were allocated (< size only when out of memory)."""
     cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
     cdef void *object
+    cdef void *freelist = c.freelist
     cdef size_t i
+    # c->freelist is kept in a register for the loop and written back before
+    # the slow path reads it and at the end: the vCPU owns c throughout (the
+    # kernel's loop runs with interrupts off), and a store to p[] could
+    # otherwise alias it and force a reload for every object.
     for i in range(size):
-        object = c.freelist
+        object = freelist
         if object == NULL:
+            c.freelist = NULL
             object = __slab_alloc(s, c)
             if object == NULL:
                 return i
             p[i] = object
+            freelist = c.freelist
             continue
-        c.freelist = <void **>get_freepointer(s, object)
+        freelist = get_freepointer(s, object)
         p[i] = object
+    c.freelist = <void **>freelist
     return size
 
 

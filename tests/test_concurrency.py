@@ -412,3 +412,42 @@ def test_preempt_model_switches_tasks_out_and_they_hold_no_grace_period():
         with pytest.raises(ValueError):
             preempt.set_model(m, -1)
         m.validate()
+
+
+def test_python_threads_calls_with_grace_periods_and_flushes():
+    """Python threads allocating and freeing through the single-object API
+    on two vCPUs, each call taking its vCPU and letting it go (the exit has
+    no full barrier), while this thread runs grace periods and cross-vCPU
+    flushes: every synchronize() ends in time, every flush is served (by the
+    owner, or by its sender once the owner is gone), nothing is lost."""
+    with slubcy.Machine(cpus=3) as m:
+        c = m.kmem_cache_create("py-threads", 64)
+        stop = threading.Event()
+        errors = []
+
+        def loop(cpu):
+            try:
+                while not stop.is_set():
+                    for _ in range(200):
+                        m.kmem_cache_free(c, m.kmem_cache_alloc(c, cpu), cpu)
+            except BaseException as e:          # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=loop, args=(cpu,)) for cpu in (0, 1)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.monotonic() + 1.0
+            n = 0
+            while time.monotonic() < deadline:
+                m.synchronize(timeout=5)
+                m.kmem_cache_shrink(c)
+                n += 1
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not errors, errors
+        assert n > 10
+        assert m.cache_usage_info(c)[0] == 0
+        m.validate()
