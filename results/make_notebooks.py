@@ -248,6 +248,116 @@ if asv is not None and not asv.empty:
 ]
 
 
+SWEEP_PARAMS = '''\
+# Parameters (papermill-style; the tests set the environment variables instead)
+import os
+from pathlib import Path
+
+SWEEP_DIR = Path(os.environ.get("SLUBCY_SWEEP_DIR", "sweep"))     # `slubcy sweep --out ...`
+FRESH_SECONDS = float(os.environ.get("SLUBCY_FRESH_SECONDS", "0.5"))  # when SWEEP_DIR is empty
+FRESH_SEEDS = os.environ.get("SLUBCY_FRESH_SEEDS", "0:2")
+# the grid of a fresh sweep: preemption rates per vCPU, policies, vCPUs, job sizes
+FRESH_GRID = {
+    "policy": ["naive", "objcg"],
+    "preempt": ["preempt=1000/s:1ms", "preempt=10000/s:1ms"],
+    "cpus": [1, 2],
+    "job_objects": [256, 1024],
+    "seconds": FRESH_SECONDS,
+    "seed": FRESH_SEEDS,
+}'''
+
+SWEEP_CELLS = [
+    new_markdown_cell("""\
+# A parameter sweep: leak rate, throughput and retained memory across a grid
+
+`slubcy sweep` runs every combination of its axes (policies, preemption rates, vCPUs,
+churn's job size, seeds...) as independent cells on a Dask cluster — a `LocalCluster`
+by default, or `--scheduler tcp://HOST:PORT` — into a Parquet dataset, one row per
+cell x metric, every parameter a typed column. This notebook reads that dataset
+(`slubcy.analysis.results.load_sweep`); when `SWEEP_DIR` holds none it runs a small
+grid first, so it always executes headless."""),
+    new_code_cell(SWEEP_PARAMS, metadata={"tags": ["parameters"]}),
+    new_code_cell('''\
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import display
+
+from slubcy.analysis import cluster, compare, grid, results
+
+pd.set_option("display.width", 140)
+if not (SWEEP_DIR / "cells").is_dir() or not any((SWEEP_DIR / "cells").glob("*.parquet")):
+    g = grid.Grid.from_axes(FRESH_GRID)
+    print(f"no sweep in {SWEEP_DIR}: running {g.size} cells on a LocalCluster")
+    print(cluster.run_sweep(g, SWEEP_DIR, progress=False))
+df = results.load_sweep(SWEEP_DIR)
+ok = df[df.status == "ok"]
+print(f"{df.cell.nunique()} cells, {len(df)} rows; failed cells: {df[df.status != 'ok'].cell.nunique()}")
+wide = results.sweep_by_cell(df)         # one row per cell, a column per metric
+display(wide.head())'''),
+    new_markdown_cell("""\
+## Leak rate against the preemption rate
+
+Leaked caches per 1000 offlines at each CONFIG_PREEMPT preemption rate (preemptions/s per
+vCPU), all cells of a policy pooled, with the exact Poisson (Garwood) 95% interval: the
+race needs a task preempted inside `__slab_free`, so a leaking policy's rate grows with
+it and a fix stays at zero."""),
+    new_code_cell('''\
+def preempt_rate(spec):
+    """preemptions/s per vCPU of a 'preempt=RATE/s:SLICE' spec (0: none)."""
+    if not isinstance(spec, str) or not spec.startswith("preempt="):
+        return 0.0
+    return float(spec[len("preempt="):].split("/")[0].split(":")[0])
+
+wide["rate"] = wide.preempt.map(preempt_rate)
+pooled = wide.groupby(["policy", "rate"], as_index=False)[["leaked_caches", "offlines"]].sum()
+ci = [compare.rate_ci(k, n) for k, n in zip(pooled.leaked_caches, pooled.offlines)]
+pooled[["per_1000", "lo", "hi"]] = pd.DataFrame(ci, index=pooled.index)
+display(pooled)
+fig, ax = plt.subplots(figsize=(6, 4))
+for policy, g in pooled.groupby("policy"):
+    ax.errorbar(g.rate, g.per_1000, yerr=[g.per_1000 - g.lo, g.hi - g.per_1000],
+                marker="o", capsize=3, label=policy)
+ax.set_xscale("log")
+ax.set_xlabel("preemptions/s per vCPU (CONFIG_PREEMPT model)")
+ax.set_ylabel("leaked caches per 1000 offlines")
+ax.legend()
+fig.tight_layout()
+fig.savefig(SWEEP_DIR / "sweep_leak_vs_preemption.png", dpi=100)'''),
+    new_markdown_cell("## Throughput against vCPUs\n\nMedian operations per second over the cells of each policy and vCPU count."),
+    new_code_cell('''\
+tp = wide.groupby(["policy", "cpus"], as_index=False).throughput.median()
+display(tp.pivot(index="cpus", columns="policy", values="throughput"))
+fig, ax = plt.subplots(figsize=(6, 4))
+for policy, g in tp.groupby("policy"):
+    ax.plot(g.cpus, g.throughput / 1e6, marker="o", label=policy)
+ax.set_xlabel("vCPUs")
+ax.set_ylabel("throughput (Mops/s)")
+ax.legend()
+fig.tight_layout()
+fig.savefig(SWEEP_DIR / "sweep_throughput_vs_vcpus.png", dpi=100)'''),
+    new_markdown_cell("""\
+## Retained memory against the churn rate
+
+Each cell's memory cgroup offlines per second (the churn rate) against the slab memory
+dead caches kept at the end (`retained_pages`, 4 KiB pages), per policy."""),
+    new_code_cell('''\
+wide["churn_per_s"] = wide.offlines / wide.measured_seconds
+wide["retained_mib"] = wide.retained_pages * 4096 / 2**20
+fig, ax = plt.subplots(figsize=(6, 4))
+for policy, g in wide.groupby("policy"):
+    ax.scatter(g.churn_per_s, g.retained_mib, label=policy, alpha=0.7)
+ax.set_xlabel("memcg offlines per second")
+ax.set_ylabel("retained slab memory (MiB)")
+ax.legend()
+fig.tight_layout()
+fig.savefig(SWEEP_DIR / "sweep_retained_vs_churn.png", dpi=100)
+display(wide.groupby("policy")[["churn_per_s", "retained_mib"]].median())'''),
+]
+
+
 def write(name, cells):
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -258,3 +368,4 @@ def write(name, cells):
 
 if __name__ == "__main__":
     write("policy_comparison.ipynb", POLICY_CELLS)
+    write("sweep.ipynb", SWEEP_CELLS)

@@ -166,7 +166,7 @@ def _compare(args):
     return 0
 
 
-def _sweep(args):
+def _extrapolate(args):
     from slubcy import policies as registry
     from slubcy.analysis import compare, sweep
     registry.get_policy(args.policy)
@@ -189,6 +189,46 @@ def _sweep(args):
         s.plot(out / f"{stem}.png")
         print(f"wrote {out}/{stem}.csv, _points.csv and .png")
     return 0
+
+
+def _grid_sweep(args):
+    """slubcy sweep: a grid of runs, on a LocalCluster or --scheduler."""
+    from slubcy.analysis import cluster, grid as gridmod
+    given = {"policy": args.policy, "workload": args.workload, "cpus": args.cpus,
+             "seconds": args.seconds, "ops": args.ops, "memory": args.memory,
+             "seed": args.seeds, "preempt": args.preempt, "hz": args.hz}
+    given = {k: (v if k in ("preempt", "seed") or v is None else gridmod._split(v))
+             for k, v in given.items()}
+    for item in args.param or ():
+        name, eq, values = item.partition("=")
+        if not eq or name not in gridmod.AXES:
+            raise ValueError(f"bad --param {item!r}: NAME=V1[,V2...] with NAME one of "
+                             f"{', '.join(gridmod.AXES)}")
+        given[name] = gridmod._split(values)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    g = gridmod.Grid.from_axes(given, toml=args.grid)
+    store = cluster.Store(args.out)             # an unwritable --out fails here
+    todo = [c for c in g.cells() if gridmod.cell_id(c) not in store.done()]
+    slots = None if args.scheduler else (args.workers or cluster.local_workers(g))
+    varied = ", ".join(f"{k} x{len(v)}" for k, v in g.varied.items() if len(v) > 1) or "one cell"
+    where = (f"on {args.scheduler}" if args.scheduler else
+             f"on a LocalCluster of {slots} worker process(es), 1 thread each")
+    est = g.estimate(slots or 1, todo)
+    print(f"sweep: {g.size:,} cells ({varied}); {len(todo):,} to run, "
+          f"{g.size - len(todo):,} already in {args.out}")
+    print(f"  {where}; about {est:,.0f} s{' per worker slot of the cluster' if args.scheduler else ''}",
+          flush=True)
+    if not todo:
+        return 0
+    s = cluster.run_sweep(g, args.out, scheduler=args.scheduler, n_workers=slots,
+                          timeout=args.timeout, progress=not args.no_progress)
+    print(f"sweep: {s['ran']} cells ran in {s['seconds']:.1f} s, {s['errors']} failed; "
+          f"{s['skipped']} skipped (already done); dataset {args.out}/cells "
+          "(slubcy.analysis.results.load_sweep)")
+    return 1 if s["errors"] else 0
 
 
 def _race(args):
@@ -280,8 +320,42 @@ def main(argv=None):
     cmp_.add_argument("--no-progress", action="store_true")
     cmp_.set_defaults(func=_compare)
 
-    sw = sub.add_parser("sweep", help="a policy's leak rate vs the CONFIG_PREEMPT preemption "
-                                      "rate, fitted and extrapolated to a production host")
+    gs = sub.add_parser("sweep", help="a grid of runs (any parameters x seeds), on a local "
+                                      "Dask cluster or --scheduler, into a Parquet dataset")
+    gs.add_argument("--grid", metavar="FILE.toml", default=None,
+                    help="the grid's axes in a [grid] table; options below override it")
+    gs.add_argument("--policy", "-p", default=None, help="policies, comma-separated")
+    gs.add_argument("--workload", "-w", default=None,
+                    help="workloads, comma-separated: " + ", ".join(WORKLOADS) + " or trace:FILE")
+    gs.add_argument("--cpus", default=None, help="vCPU counts, comma-separated")
+    gs.add_argument("--seconds", default=None, help="run lengths, comma-separated")
+    gs.add_argument("--ops", default=None, help="operation counts (instead of --seconds)")
+    gs.add_argument("--memory", default=None, help="arena sizes in MiB")
+    gs.add_argument("--seeds", default=None, help="A:B (seeds A..B-1) or a comma list")
+    gs.add_argument("--preempt", action="append", default=None, metavar="SPEC",
+                    help="repeatable, one value each: a --preempt spec of run, 'none', or "
+                         "'main' (churn's default, workloads.MAIN_PREEMPT)")
+    gs.add_argument("--hz", default=None,
+                    help="grace-period modes, comma-separated: tick rates (250, 1000) or "
+                         "'expedited'")
+    gs.add_argument("--param", action="append", metavar="NAME=V1[,V2...]",
+                    help="a churn shape parameter's values (job_objects, outlive, handoff, "
+                         "lifetime, reclaim_batch, reclaim_every, slots); repeatable")
+    gs.add_argument("--out", required=True,
+                    help="the sweep directory (cells/*.parquet); cells already there are skipped")
+    gs.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                    help="an existing Dask scheduler (workers with this slubcy installed)")
+    gs.add_argument("--workers", type=int, default=None,
+                    help="LocalCluster worker processes (default: cores // largest --cpus)")
+    gs.add_argument("--timeout", type=float, default=None,
+                    help="seconds before a cell counts as hung (default 10x its length + 30, "
+                         "at least 60)")
+    gs.add_argument("--no-progress", action="store_true")
+    gs.set_defaults(func=_grid_sweep)
+
+    sw = sub.add_parser("extrapolate", help="a policy's leak rate vs the CONFIG_PREEMPT "
+                                            "preemption rate, fitted and extrapolated to a "
+                                            "production host")
     sw.add_argument("--policy", "-p", default="naive")
     sw.add_argument("--workload", "-w", default="churn",
                     choices=["fastpath", "batch", "remote", "larson", "churn"])
@@ -304,7 +378,7 @@ def main(argv=None):
                     help="production scenario: preemptions/s per CPU (default 1000)")
     sw.add_argument("--out", default=None, help="directory for the CSVs and the plot")
     sw.add_argument("--no-progress", action="store_true")
-    sw.set_defaults(func=_sweep)
+    sw.set_defaults(func=_extrapolate)
 
     race = sub.add_parser("race", help="replay the 2014 __slab_free race under a policy")
     race.add_argument("--policy", "-p", default="naive", help="policy spec, e.g. barrier:sync")

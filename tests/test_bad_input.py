@@ -557,8 +557,10 @@ def test_objcg_refused_free_stays_charged(bulk):
     ["run", "--seconds", "inf"],
     ["compare", "keep", "--ops", "10", "--seed", "-1"],
     ["compare", "keep", "--seconds", "1e300"],
-    ["sweep", "--seconds", "1e300"],
-    ["sweep", "--seconds", "0.1", "--seed", "-1"],
+    ["extrapolate", "--seconds", "1e300"],
+    ["extrapolate", "--seconds", "0.1", "--seed", "-1"],
+    ["sweep", "--seconds", "1e300", "--out", "sweep-out-never-written"],
+    ["sweep", "--seconds", "0.1", "--seeds=-1:2", "--out", "sweep-out-never-written"],
 ])
 def test_cli_bounds_are_clear_errors(argv):
     # (a fresh interpreter: unbounded, --seconds 1e300 would run for ever)

@@ -1,4 +1,4 @@
-"""slubcy compare and slubcy sweep: interleaved runs, tidy CSV, plot, exact
+"""slubcy compare and slubcy extrapolate: interleaved runs, tidy CSV, plot, exact
 statistics for the leak counts, the 100-column table and verdicts, --out
 checked first, results kept on Ctrl-C."""
 import json
@@ -410,7 +410,7 @@ def test_sweep_real_run_structure(tmp_path, capsys):
     assert (tmp_path / "s.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="named points"):
         sweep.leak_vs_preemption(rates=[1000], preempt="preempt=10/s:1ms")
-    assert main(["sweep", "--rates", "0,2000", "--seconds", "0.1", "--repeat", "1",
+    assert main(["extrapolate", "--rates", "0,2000", "--seconds", "0.1", "--repeat", "1",
                  "--outlive", "1", "--out", str(tmp_path), "--no-progress"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "leaked caches per day" in out or "no leak seen" in out
@@ -424,9 +424,11 @@ def test_sweep_real_run_structure(tmp_path, capsys):
                                   ["compare", "naive", "naive"],
                                   ["compare", "naive", "--repeat", "0"],
                                   ["compare", "naive", "--seconds", "0"],
-                                  ["sweep", "--rates", "0"], ["sweep", "--policy", "nope"],
-                                  ["sweep", "--slice", "0ms"], ["sweep", "--outlive", "2"],
-                                  ["sweep", "--preemptions-per-s", "0"]])
+                                  ["extrapolate", "--rates", "0"],
+                                  ["extrapolate", "--policy", "nope"],
+                                  ["extrapolate", "--slice", "0ms"],
+                                  ["extrapolate", "--outlive", "2"],
+                                  ["extrapolate", "--preemptions-per-s", "0"]])
 def test_cli_bad_input_is_a_clear_error(argv, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("slubcy: error: ")

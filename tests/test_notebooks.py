@@ -17,6 +17,7 @@ from slubcy.analysis import results
 pytestmark = pytest.mark.slow      # asv runs and a notebook executed: tens of seconds
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "results").glob("*.ipynb"))
+POLICY_NOTEBOOK = ROOT / "results" / "policy_comparison.ipynb"
 
 
 def _asv(args, conf, home, tree=ROOT):
@@ -253,7 +254,36 @@ def test_load_asv_missing_is_a_clear_error(tmp_path):
         results.load_asv(tmp_path)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_notebook_is_executed_by_a_test():
+    assert [p.name for p in NOTEBOOKS] == ["policy_comparison.ipynb", "sweep.ipynb"]
+
+
+def test_sweep_notebook_executes(tmp_path, monkeypatch):
+    """With no dataset in SLUBCY_SWEEP_DIR the notebook runs a small grid on a
+    LocalCluster, then plots the leak rate against the preemption rate with
+    exact intervals, throughput against vCPUs and retained memory against
+    the churn rate."""
+    monkeypatch.setenv("SLUBCY_SWEEP_DIR", str(tmp_path))
+    monkeypatch.setenv("SLUBCY_FRESH_SECONDS", "0.1")
+    monkeypatch.setenv("SLUBCY_FRESH_SEEDS", "0:1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    path = ROOT / "results" / "sweep.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert not errors, errors
+    df = results.load_sweep(tmp_path)
+    assert df.cell.nunique() == 16 and (df.status == "ok").all()
+    for fig in ("sweep_leak_vs_preemption", "sweep_throughput_vs_vcpus", "sweep_retained_vs_churn"):
+        assert (tmp_path / f"{fig}.png").stat().st_size > 10_000, fig
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                     for o in c.get("outputs", []) if o.output_type == "stream")
+    assert "running 16 cells on a LocalCluster" in text and "16 cells, 240 rows" in text
+
+
+@pytest.mark.parametrize("path", [POLICY_NOTEBOOK], ids=[POLICY_NOTEBOOK.name])
 def test_notebook_executes(path, tmp_path, asv_results, monkeypatch):
     """With no results in SLUBCY_RESULTS the notebook makes a short fresh run,
     then plots it and the quick asv results."""

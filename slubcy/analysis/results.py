@@ -127,3 +127,39 @@ def load_asv(results_dir=".asv/results"):
         if raw and all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
             df[col] = df[col].astype("Int64")
     return df
+
+
+def load_sweep(directory):
+    """`slubcy sweep --out DIR`'s dataset as one frame: a row per cell ×
+    metric, every parameter a typed column (pandas' nullable Int64 and
+    boolean where a value may be missing), `status` ("ok", "error",
+    "timeout") and `error` for a cell that failed (one row, no metric)."""
+    import pyarrow.parquet as pq
+    from slubcy.analysis.cluster import SCHEMA
+    cells = Path(directory) / "cells"
+    if not cells.is_dir():
+        raise FileNotFoundError(f"{directory}: no sweep here (no cells/ directory)")
+    files = sorted(cells.glob("*.parquet"))
+    if not files:
+        return SCHEMA.empty_table().to_pandas(types_mapper=pd.ArrowDtype).astype(
+            {f.name: _NULLABLE.get(str(f.type), "object") for f in SCHEMA})
+    table = pq.ParquetDataset(files, schema=SCHEMA).read()
+    return table.to_pandas().astype({f.name: _NULLABLE[str(f.type)] for f in SCHEMA
+                                     if str(f.type) in ("int64", "bool")})
+
+
+_NULLABLE = {"int64": "Int64", "bool": "boolean", "double": "float64", "string": "object"}
+
+
+def sweep_by_cell(df):
+    """load_sweep's frame with one row per cell that ran: its parameters
+    and a column per metric (a metric named like a parameter gets the
+    prefix `measured_`: `seconds` is the grid's, `measured_seconds` the
+    run's)."""
+    from slubcy.analysis.grid import AXIS_NAMES
+    ok = df[df.status == "ok"]
+    params = ["cell"] + [c for c in ok.columns if c in AXIS_NAMES or c == "expedited"]
+    wide = ok.pivot_table(index="cell", columns="metric", values="value", aggfunc="first",
+                          observed=True)
+    wide.columns = [f"measured_{c}" if c in params else c for c in wide.columns]
+    return ok.drop_duplicates("cell")[params].merge(wide.reset_index(), on="cell")
