@@ -132,6 +132,28 @@ cdef struct floor_list:
     void **head         # where kmem_cache_cpu keeps its freelist: in memory
 
 
+cdef void floor_list_fill(floor_list *fl, char *buf, long nobjects, size_t size) noexcept:
+    """Chain the `nobjects` objects of `buf` in address order, each holding
+    the next in its first word (as SLUB's objects at offset 0)."""
+    cdef long i
+    cdef void **p
+    fl.head = NULL
+    for i in range(nobjects - 1, -1, -1):
+        p = <void **>(buf + i * size)
+        p[0] = fl.head
+        fl.head = p
+    slubcy_opaque(fl)           # the head escapes: it lives in memory, as c->freelist does
+
+
+cdef long floor_list_count(floor_list *fl) noexcept:
+    cdef long count = 0
+    cdef void **p = fl.head
+    while p != NULL:
+        count += 1
+        p = <void **>p[0]
+    return count
+
+
 def freelist_pairs(long n, size_t size=64, int nobjects=64):
     """Seconds for `n` pop + push pairs on a bare intrusive free list: `nobjects`
     objects of `size` bytes in one buffer, each free one holding the next free
@@ -148,12 +170,7 @@ def freelist_pairs(long n, size_t size=64, int nobjects=64):
     cdef long i
     cdef void **p
     cdef double t0, t1
-    fl.head = NULL
-    for i in range(nobjects - 1, -1, -1):
-        p = <void **>(buf + i * size)
-        p[0] = fl.head
-        fl.head = p
-    slubcy_opaque(&fl)          # the head escapes: it lives in memory, as c->freelist does
+    floor_list_fill(&fl, buf, nobjects, size)
     with nogil:
         t0 = now()
         for i in range(n):
@@ -164,11 +181,7 @@ def freelist_pairs(long n, size_t size=64, int nobjects=64):
             fl.head = p                 #      c->freelist = object
             slubcy_opaque(p)
         t1 = now()
-    cdef long count = 0
-    p = fl.head
-    while p != NULL:
-        count += 1
-        p = <void **>p[0]
+    cdef long count = floor_list_count(&fl)
     free(buf)
     return t1 - t0, count
 
@@ -195,12 +208,7 @@ def freelist_bulk_rounds(long rounds, long bulk, size_t size=64, int nobjects=64
     cdef void **p
     cdef void *chain
     cdef double t0, t1
-    fl.head = NULL
-    for i in range(nobjects - 1, -1, -1):
-        p = <void **>(buf + i * size)
-        p[0] = fl.head
-        fl.head = p
-    slubcy_opaque(&fl)
+    floor_list_fill(&fl, buf, nobjects, size)
     with nogil:
         t0 = now()
         for r in range(rounds):
@@ -217,11 +225,7 @@ def freelist_bulk_rounds(long rounds, long bulk, size_t size=64, int nobjects=64
             fl.head = <void **>chain
             slubcy_opaque(arr)
         t1 = now()
-    cdef long count = 0
-    p = fl.head
-    while p != NULL:
-        count += 1
-        p = <void **>p[0]
+    cdef long count = floor_list_count(&fl)
     free(arr)
     free(buf)
     return t1 - t0, count
