@@ -212,19 +212,27 @@ def _grid_sweep(args):
     g = gridmod.Grid.from_axes(given, toml=args.grid)
     store = cluster.Store(args.out)             # an unwritable --out fails here
     todo = [c for c in g.cells() if gridmod.cell_id(c) not in store.done()]
-    slots = None if args.scheduler else (args.workers or cluster.local_workers(g))
+    client = None
+    if args.scheduler:                          # reached (10 s) and checked before anything runs
+        client, _ = cluster.connect(args.scheduler)
+        slots = max(len(client.scheduler_info()["workers"]), 1)
+    else:
+        slots = args.workers or cluster.local_workers(g)
     varied = ", ".join(f"{k} x{len(v)}" for k, v in g.varied.items() if len(v) > 1) or "one cell"
-    where = (f"on {args.scheduler}" if args.scheduler else
+    where = (f"on {args.scheduler} ({slots} workers)" if args.scheduler else
              f"on a LocalCluster of {slots} worker process(es), 1 thread each")
-    est = g.estimate(slots or 1, todo)
+    est = g.estimate(slots, todo)
     print(f"sweep: {g.size:,} cells ({varied}); {len(todo):,} to run, "
           f"{g.size - len(todo):,} already in {args.out}")
-    print(f"  {where}; about {est:,.0f} s{' per worker slot of the cluster' if args.scheduler else ''}",
-          flush=True)
-    if not todo:
-        return 0
-    s = cluster.run_sweep(g, args.out, scheduler=args.scheduler, n_workers=slots,
-                          timeout=args.timeout, progress=not args.no_progress)
+    print(f"  {where}; about {est:,.0f} s", flush=True)
+    try:
+        if not todo:
+            return 0
+        s = cluster.run_sweep(g, args.out, scheduler=args.scheduler, n_workers=slots,
+                              timeout=args.timeout, progress=not args.no_progress, client=client)
+    finally:
+        if client is not None:
+            client.close()
     print(f"sweep: {s['ran']} cells ran in {s['seconds']:.1f} s, {s['errors']} failed; "
           f"{s['skipped']} skipped (already done); dataset {args.out}/cells "
           "(slubcy.analysis.results.load_sweep)")
