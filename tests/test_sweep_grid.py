@@ -57,6 +57,18 @@ def test_grid_axes_from_the_command_line_and_a_toml_file(tmp_path):
     assert parse_seeds("3:6") == [3, 4, 5] and parse_seeds("1, 9") == [1, 9]
 
 
+def test_a_trace_cell_takes_no_length_or_shape(tmp_path):
+    trace = ROOT / "tests" / "traces" / "git-clone.perf.txt.xz"
+    g = Grid.from_axes({"workload": ["churn", f"trace:{trace}"], "seconds": [0.1, 0.2],
+                        "outlive": [0.5, 1.0]})
+    cells = g.cells()
+    assert g.size == len(cells) == 4 + 1              # churn 2 x 2, the trace once
+    [tc] = [c for c in cells if c["workload"].startswith("trace:")]
+    assert tc["seconds"] is None and tc["outlive"] is None
+    kw = run_kwargs(tc)
+    assert "seconds" not in kw and "ops" not in kw and "outlive" not in kw
+
+
 @pytest.mark.parametrize("given, match", [
     ({"colour": ["red"]}, "unknown sweep parameter"),
     ({"policy": ["nope"]}, "nope"),

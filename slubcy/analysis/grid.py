@@ -167,8 +167,9 @@ class Grid:
                 _check_value(name, v)
             axes.append((name, tuple(values)))
         grid = cls(tuple(axes))
-        if grid.size > MAX_CELLS:
-            raise ValueError(f"{grid.size:,} cells: more than {MAX_CELLS:,}")
+        product = math.prod(len(v) for v in grid.varied.values())
+        if product > MAX_CELLS:
+            raise ValueError(f"{product:,} cells: more than {MAX_CELLS:,}")
         return grid
 
     @property
@@ -177,16 +178,27 @@ class Grid:
 
     @property
     def size(self):
-        return math.prod(len(v) for v in self.varied.values())
+        """The number of cells (a trace's cells do not multiply by the
+        axes that do not apply to it)."""
+        return len(self.cells())
 
     def cells(self):
-        """Every combination, as a dict of every axis (None: not varied)."""
+        """Every combination, as a dict of every axis (None: not varied).
+        A trace is replayed whole: its cells take no seconds, ops or churn
+        shape (set to None), so combinations differing only there are one
+        cell."""
         names = list(self.varied)
-        out = []
+        out, seen = [], set()
         for combo in itertools.product(*(self.varied[n] for n in names)):
             cell = dict.fromkeys(AXIS_NAMES)
             cell.update(zip(names, combo))
-            out.append(cell)
+            if cell["workload"].startswith("trace:"):
+                for name in ("seconds", "ops", *workloads.SHAPE_PARAMS):
+                    cell[name] = None
+            cid = cell_id(cell)
+            if cid not in seen:
+                seen.add(cid)
+                out.append(cell)
         return out
 
     def max_cpus(self):
