@@ -14,7 +14,7 @@ import numpy as np
 
 from slubcy.atomic cimport (atomic_u64_read, atomic_u64_set, cpu_relax, slab_cmpxchg, slab_word_read,
                             atomic_uptr_read, atomic_uptr_cmpxchg, atomic_int_read, atomic_int_set,
-                            atomic_int_fetch_add)
+                            atomic_int_fetch_add, atomic_int_cmpxchg)
 from slubcy.ring cimport ring, ring_push, ring_publish, ring_pop
 from slubcy.types cimport PAGE_SIZE, kmem_cache, page, zone
 from slubcy.machine cimport KmemCache, Machine
@@ -518,7 +518,8 @@ cdef struct floor_thread:
     uint64_t failures
     uint64_t remote             # objects of another thread freed (one CAS each)
     double t0, t1
-    char _pad[24]
+    int running                 # a run() of this index is in progress (one at a time)
+    char _pad[20]
 
 
 cdef class LarsonFloor:
@@ -658,6 +659,17 @@ cdef class LarsonFloor:
         unfreed).  Returns its operations (allocations + frees)."""
         if not 0 <= t < self.nthreads or not seconds >= 0:
             raise ValueError("t out of range or seconds < 0")
+        cdef double deadline
+        # two threads on one index would pop the same LIFO unlocked and
+        # could follow a canary as a free pointer: refused
+        if not atomic_int_cmpxchg(&self.threads[t].running, 0, 1):
+            raise RuntimeError(f"thread index {t} is already running")
+        try:
+            return self._run(t, seconds, seed)
+        finally:
+            atomic_int_set(&self.threads[t].running, 0)
+
+    cdef _run(self, int t, double seconds, uint64_t seed):
         cdef double deadline
         cdef floor_thread *me = &self.threads[t]
         cdef ring *out = &self.rings[t]

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -226,6 +227,18 @@ def test_bench_kernels_refuse_what_would_crash_or_hang():
         bench.LarsonFloor(2, [64]).run(2, 0.01)
     with pytest.raises(TimeoutError):               # no thread at the gate
         bench.LarsonFloor(2, [64]).start(timeout=0.05)
+    f = bench.LarsonFloor(1, [64], nslots=16)       # one index run twice at once: refused
+    first = threading.Thread(target=f.run, args=(0, 0.2))
+    first.start()
+    time.sleep(0.05)
+    with pytest.raises(RuntimeError, match="already running"):
+        f.run(0, 0.01)
+    f.start()
+    first.join()
+    assert f.failures() == 0
+    with slubcy.Machine(cpus=1) as m:
+        with pytest.raises(slubcy.InvalidCPU):
+            m._vcpu_call(None, 0, 3)
 
 
 def test_bare_bulk_floor_keeps_its_objects():
