@@ -48,9 +48,10 @@ static inline void test_slow_fastpath(void)
 		slubcy_cpu_relax();
 }
 
-/* unlikely(): include/linux/compiler.h's branch hint (__builtin_expect), so
+/* unlikely(), likely(): include/linux/compiler.h's branch hints (__builtin_expect), so
    gcc lays the hot path out straight and keeps its registers for it. */
 static inline int unlikely(int x) { return __builtin_expect(!!x, 0); }
+static inline int likely(int x) { return __builtin_expect(!!x, 1); }
 
 /* smp_mb(): a full barrier (mfence / dmb ish) */
 static inline void smp_mb(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

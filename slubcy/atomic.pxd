@@ -7,7 +7,7 @@
 # | operation                     | order (success / failure) | kernel primitive mirrored                     |
 # |-------------------------------|---------------------------|-----------------------------------------------|
 # | cpu_relax                     | -                         | cpu_relax() (pause / yield)                   |
-# | unlikely                      | -                         | unlikely() (__builtin_expect(!!x, 0))         |
+# | unlikely, likely              | -                         | unlikely(), likely() (__builtin_expect)       |
 # | smp_mb                        | seq_cst fence             | smp_mb()                                      |
 # | spin_lock_init                | relaxed store             | spin_lock_init()                              |
 # | spin_lock, spin_trylock       | acquire                   | spin_lock(), spin_trylock()                   |
@@ -52,6 +52,7 @@ cdef extern from "_atomic.h" nogil:
     void cpu_relax()
     void test_slow_fastpath()     # a test-only build's delay (SLUBCY_TEST_SLOW_FASTPATH)
     bint unlikely(bint x)
+    bint likely(bint x)
     void smp_mb()
 
     void spin_lock_init(int *lock)

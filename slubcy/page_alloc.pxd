@@ -5,6 +5,7 @@
 
 from libc.stdint cimport uintptr_t
 from slubcy.types cimport page, zone, PAGE_SHIFT, PAGE_SIZE, MAX_ORDER
+from slubcy.atomic cimport unlikely
 
 # page->flags bits (the kernel's PG_* names where one exists)
 cdef enum:
@@ -39,7 +40,7 @@ cdef inline page *virt_to_page(zone *z, const void *addr) noexcept nogil:
     return z.mem_map + ((<const char *>addr - z.base) >> PAGE_SHIFT)
 
 cdef inline page *compound_head(zone *z, page *pg) noexcept nogil:
-    if pg.flags & PG_tail:
+    if unlikely(pg.flags & PG_tail):    # _compound_head: if (unlikely(head & 1))
         return z.mem_map + pg.head
     return pg
 

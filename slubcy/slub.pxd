@@ -13,7 +13,7 @@
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free
 from slubcy.list cimport list_head
-from slubcy.atomic cimport atomic_uptr_cmpxchg, atomic_uptr_read, test_slow_fastpath
+from slubcy.atomic cimport atomic_uptr_cmpxchg, atomic_uptr_read, likely, test_slow_fastpath, unlikely
 from slubcy.types cimport (page, zone, PAGE_SIZE, PAGE_SHIFT, kmem_cache, kmem_cache_cpu,
                            kmem_cache_node, mem_cgroup, obj_cgroup, slub_machine, stat_item,
                            ALLOC_FASTPATH, ALLOC_SLOWPATH, FREE_FASTPATH)
@@ -230,7 +230,7 @@ cdef inline void *__slab_alloc_node(kmem_cache *s, int cpu) noexcept nogil:
     exhausted.  No hooks: allocate through slubcy.alloc.slab_alloc_node()."""
     cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
     cdef void *object = c.freelist
-    if object == NULL:
+    if unlikely(object == NULL):            # slab_alloc_node: unlikely(!object || ...)
         object = __slab_alloc(s, c)
         stat(c, ALLOC_SLOWPATH)
         return object
@@ -245,7 +245,7 @@ cdef inline int do_slab_free(kmem_cache *s, page *pg, void *head, void *tail, in
     `pg` onto c->freelist when `pg` is the cpu slab, else __slab_free().
     Returns 0 only when a debug check refused the free."""
     cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
-    if pg == c.page:
+    if likely(pg == c.page):                # do_slab_free: likely(page == c->page)
         set_freepointer(s, tail, c.freelist)
         c.freelist = <void **>head
         stat(c, FREE_FASTPATH)
