@@ -283,3 +283,36 @@ def test_sweep_through_an_external_scheduler(scheduler, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "0.0.0+other" in err and "another slubcy" in err
     assert not _cells_on_disk(tmp_path / "out2")
+
+
+def test_sigint_mid_sweep_exits_130_and_keeps_finished_cells(tmp_path, tree_env):
+    """Ctrl-C: the client stops, the cluster is closed, every cell written
+    is whole, and the sweep started again runs only the others."""
+    out = tmp_path / "out"
+    argv = ["sweep", "--policy", "naive,objcg", "--seeds", "0:6", "--seconds", "0.3",
+            "--cpus", "1", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "slubcy.cli", *argv], cwd=tmp_path,
+                            env=tree_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
+                                                                        signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not _cells_on_disk(out) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _cells_on_disk(out), proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "slubcy: interrupted" in err and "Traceback" not in err
+    kept = _cells_on_disk(out)
+    assert 1 <= len(kept) < 12
+    df = results.load_sweep(out)                    # every file is whole
+    assert sorted(df.cell.unique()) == kept and (df.groupby("cell").size() == NMETRICS).all()
+    s = cluster.run_sweep(Grid.from_axes({"policy": ["naive", "objcg"], "seed": "0:6",
+                                          "seconds": 0.3, "cpus": [1]}),
+                          out, n_workers=2, progress=False)
+    assert (s["skipped"], s["ran"]) == (len(kept), 12 - len(kept))
