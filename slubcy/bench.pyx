@@ -68,6 +68,9 @@ def fastpath_pairs(KmemCache cache, long n, int cpu=0):
     return t1 - t0
 
 
+BULK_MAX = 1 << 24     # objects a bulk call of the kernels below takes at most
+
+
 def bulk_rounds(KmemCache cache, long size, long rounds, int cpu=0):
     """Seconds for `rounds` kmem_cache_alloc_bulk + kmem_cache_free_bulk of
     `size` objects on one vCPU, in a nogil loop: the shape of the kernel's
@@ -76,8 +79,11 @@ def bulk_rounds(KmemCache cache, long size, long rounds, int cpu=0):
     cdef kmem_cache *s = cache.get()
     cdef Machine m = cache.machine
     m.check_cpu(cpu)
-    if size < 1 or rounds < 1:
-        raise ValueError("size and rounds must be >= 1")
+    if not 1 <= size <= BULK_MAX or rounds < 1:
+        raise ValueError(f"size must be in 1..{BULK_MAX} and rounds >= 1")
+    if cache.ctor is not None:
+        raise ValueError(f"bulk_rounds: cache {cache.name} has a constructor (the loop "
+                         "reports none of its exceptions)")
     cdef void **objs = <void **>malloc(size * sizeof(void *))
     if objs == NULL:
         raise MemoryError()
@@ -522,6 +528,9 @@ cdef struct floor_thread:
     char _pad[20]
 
 
+GATE_TIMEOUT_S = 30.0     # seconds a LarsonFloor thread waits for start()
+
+
 cdef class LarsonFloor:
     """The floor under the `larson` workload on N threads: the same loop
     (replace a random slot's object with one of a random size class, hand a
@@ -537,7 +546,7 @@ cdef class LarsonFloor:
         f = LarsonFloor(2, [192, 640, 256]); threads call f.run(i, seconds)
         (f.start() opens the gate); f.seconds(), f.total_ops()
     """
-    cdef int nthreads, ncls
+    cdef int nthreads, ncls, nrings
     cdef long nslots, per_pool
     cdef uint32_t handoff
     cdef size_t region
@@ -556,14 +565,17 @@ cdef class LarsonFloor:
         cdef size_t biggest = 0
         if self.sizes != NULL:
             raise RuntimeError("LarsonFloor is already initialised")
-        if nthreads < 1 or not sizes or nslots < 1 or not 0.0 <= handoff <= 1.0 \
-                or ring_size < 8 or ring_size & (ring_size - 1):
-            raise ValueError("nthreads >= 1, sizes non-empty, nslots >= 1, handoff in [0, 1], "
-                             "ring_size a power of two >= 8")
-        self.nthreads, self.ncls, self.nslots = nthreads, len(sizes), nslots
+        if not 1 <= nthreads <= 1024 or not sizes or not 1 <= nslots <= 1 << 24 \
+                or not 0.0 <= handoff <= 1.0 or not 8 <= ring_size <= 1 << 24 \
+                or ring_size & (ring_size - 1):
+            raise ValueError("nthreads in 1..1024, sizes non-empty, nslots in 1..2^24, handoff "
+                             "in [0, 1], ring_size a power of two in 8..2^24")
+        if len(sizes) > 64:
+            raise ValueError("at most 64 size classes")
         self.handoff = <uint32_t>min(handoff * 4294967296.0, 4294967295.0)
         # a thread's objects of a class: its slots, its ring, one in flight
         self.per_pool = nslots + ring_size + 8
+        self.ncls, self.nslots = len(sizes), nslots
         self.sizes = <size_t *>calloc(self.ncls, sizeof(size_t))
         if self.sizes == NULL:
             raise MemoryError()
@@ -572,16 +584,23 @@ cdef class LarsonFloor:
                 raise ValueError(f"size {sz} out of 16..65536")
             self.sizes[k] = (<size_t>sz + 15) & ~(<size_t>15)
             biggest = max(biggest, self.sizes[k])
-        self.region = (<size_t>self.per_pool * biggest + 4095) & ~(<size_t>4095)
-        self.mem = <char *>aligned_alloc(4096, self.region * nthreads * self.ncls)
+        region = ((nslots + ring_size + 8) * biggest + 4095) // 4096 * 4096
+        if region * nthreads * len(sizes) > 1 << 40:
+            raise ValueError(f"{region * nthreads * len(sizes):,} bytes of pools: more than 1 TiB")
+        self.region = region
+        # every array zeroed as soon as it exists: __dealloc__ frees what is there
+        self.rings = <ring *>aligned_alloc(64, nthreads * sizeof(ring))
+        if self.rings == NULL:
+            raise MemoryError()
+        memset(self.rings, 0, nthreads * sizeof(ring))
+        self.nrings = nthreads
         self.pools = <floor_pool *>aligned_alloc(64, nthreads * self.ncls * sizeof(floor_pool))
         self.threads = <floor_thread *>aligned_alloc(64, nthreads * sizeof(floor_thread))
-        self.rings = <ring *>aligned_alloc(64, nthreads * sizeof(ring))
-        if self.mem == NULL or self.pools == NULL or self.threads == NULL or self.rings == NULL:
+        self.mem = <char *>aligned_alloc(4096, self.region * nthreads * self.ncls)
+        if self.mem == NULL or self.pools == NULL or self.threads == NULL:
             raise MemoryError()
         memset(self.pools, 0, nthreads * self.ncls * sizeof(floor_pool))
         memset(self.threads, 0, nthreads * sizeof(floor_thread))
-        memset(self.rings, 0, nthreads * sizeof(ring))
         for t in range(nthreads):
             self.rings[t].mask = ring_size - 1
             self.rings[t].publish_mask = 8 - 1          # LARSON_HANDOVER_BATCH
@@ -593,11 +612,12 @@ cdef class LarsonFloor:
                 for i in range(self.per_pool - 1, -1, -1):
                     (<void **>(base + i * self.sizes[k]))[0] = self.pools[t * self.ncls + k].local
                     self.pools[t * self.ncls + k].local = base + i * self.sizes[k]
+        self.nthreads = nthreads        # last: run() refuses an object not fully made
 
     def __dealloc__(self):
         cdef int t
         if self.rings != NULL:
-            for t in range(self.nthreads):
+            for t in range(self.nrings):
                 free(self.rings[t].slots)
         free(self.rings)
         free(self.threads)
@@ -652,25 +672,25 @@ cdef class LarsonFloor:
         if late:
             raise TimeoutError(f"only {self.ready} of {self.nthreads} threads reached the gate")
 
-    def run(self, int t, double seconds, uint64_t seed=1):
+    def run(self, int t, double seconds, uint64_t seed=1, double gate_timeout=GATE_TIMEOUT_S):
         """Thread t's loop, for `seconds` after start() opens the gate (all
         threads run for the same time, as the workload's workers do: a
         thread that stopped early would leave the other's hand-overs
         unfreed).  Returns its operations (allocations + frees)."""
-        if not 0 <= t < self.nthreads or not seconds >= 0:
-            raise ValueError("t out of range or seconds < 0")
-        cdef double deadline
-        # two threads on one index would pop the same LIFO unlocked and
-        # could follow a canary as a free pointer: refused
+        if not 0 <= t < self.nthreads or not 0 <= seconds <= 3600:
+            raise ValueError("t out of range, or seconds not in [0, 3600]")
+        # one run per index, ever: two threads on one index would pop the
+        # same LIFO unlocked (and could follow a canary as a free pointer),
+        # and a second round would start past an open gate with the first
+        # round's objects still in its slots
         if not atomic_int_cmpxchg(&self.threads[t].running, 0, 1):
-            raise RuntimeError(f"thread index {t} is already running")
-        try:
-            return self._run(t, seconds, seed)
-        finally:
-            atomic_int_set(&self.threads[t].running, 0)
+            raise RuntimeError(f"thread index {t} has run (or is running): a LarsonFloor "
+                               "runs once per index; make a new one")
+        return self._run(t, seconds, seed, gate_timeout)
 
-    cdef _run(self, int t, double seconds, uint64_t seed):
-        cdef double deadline
+    cdef _run(self, int t, double seconds, uint64_t seed, double gate_timeout):
+        cdef double deadline, gate_deadline
+        cdef bint late = False
         cdef floor_thread *me = &self.threads[t]
         cdef ring *out = &self.rings[t]
         cdef ring *inq = &self.rings[(t + self.nthreads - 1) % self.nthreads]
@@ -683,8 +703,16 @@ cdef class LarsonFloor:
         cdef void *p
         with nogil:
             atomic_int_fetch_add(&self.ready, 1)
+            gate_deadline = now() + gate_timeout
             while not atomic_int_read(&self.go):
+                if now() > gate_deadline:
+                    late = True
+                    break
                 cpu_relax()
+        if late:
+            free(slots)
+            raise TimeoutError(f"the gate was not opened (start()) within {gate_timeout:g} s")
+        with nogil:
             me.t0 = now()
             deadline = me.t0 + seconds
             while True:

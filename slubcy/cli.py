@@ -211,7 +211,8 @@ def _grid_sweep(args):
         raise ValueError(f"--timeout must be > 0 seconds, got {args.timeout}")
     g = gridmod.Grid.from_axes(given, toml=args.grid)
     store = cluster.Store(args.out)             # an unwritable --out fails here
-    todo = [c for c in g.cells() if gridmod.cell_id(c) not in store.done()]
+    done = store.done()
+    todo = [c for c in g.cells() if gridmod.cell_id(c) not in done]
     client = None
     if args.scheduler:                          # reached (10 s) and checked before anything runs
         client, _ = cluster.connect(args.scheduler)
@@ -230,6 +231,9 @@ def _grid_sweep(args):
             return 0
         s = cluster.run_sweep(g, args.out, scheduler=args.scheduler, n_workers=slots,
                               timeout=args.timeout, progress=not args.no_progress, client=client)
+    except cluster.SweepStopped as e:
+        print(f"slubcy: sweep {e}", file=sys.stderr)
+        return 1
     finally:
         if client is not None:
             client.close()

@@ -171,11 +171,17 @@ cdef inline void local_irq_enabled(sched *sc, int cpu) noexcept nogil:
         handle_ipi(sc, cpu)
 
 cdef inline void rcu_quiescent_state(sched *sc, int cpu) noexcept nogil:
-    """Between two operations: a full barrier, then the QS (liburcu-qsbr's
-    rcu_quiescent_state), then any pending cross-vCPU request."""
+    """Between two operations: a full barrier, the QS, a full barrier
+    (liburcu-qsbr's rcu_quiescent_state: smp_mb, store, smp_mb), then any
+    pending cross-vCPU request.  The second barrier keeps the next
+    operation's loads after the QS is visible: without it (a store then a
+    load, which x86-TSO may reorder) the next operation could read a pointer
+    before the grace period sees the QS, and the grace period could end
+    while that pointer is in use."""
     cdef vcpu *v = &sc.vcpus[cpu]
     smp_mb()
     atomic_u64_set(&v.qs_ctr, v.qs_ctr + 1)
+    smp_mb()
     if atomic_int_read(&v.ipi_state) == IPI_POSTED:
         handle_ipi(sc, cpu)
 

@@ -227,15 +227,31 @@ def test_bench_kernels_refuse_what_would_crash_or_hang():
         bench.LarsonFloor(2, [64]).run(2, 0.01)
     with pytest.raises(TimeoutError):               # no thread at the gate
         bench.LarsonFloor(2, [64]).start(timeout=0.05)
-    f = bench.LarsonFloor(1, [64], nslots=16)       # one index run twice at once: refused
+    f = bench.LarsonFloor(1, [64], nslots=16)       # one index run twice: refused
     first = threading.Thread(target=f.run, args=(0, 0.2))
     first.start()
     time.sleep(0.05)
-    with pytest.raises(RuntimeError, match="already running"):
+    with pytest.raises(RuntimeError, match="runs once per index"):
         f.run(0, 0.01)
     f.start()
     first.join()
     assert f.failures() == 0
+    with pytest.raises(RuntimeError, match="runs once per index"):   # nor a second round
+        f.run(0, 0.01)
+    with pytest.raises(TimeoutError, match="gate"):  # no start(): the thread gives up
+        bench.LarsonFloor(1, [64]).run(0, 0.01, gate_timeout=0.05)
+    for kw in ({"nslots": 2 ** 40}, {"ring_size": 2 ** 30}, {"nslots": 2 ** 24, "ring_size": 2 ** 24}):
+        with pytest.raises(ValueError):             # sizes that would overflow: refused
+            bench.LarsonFloor(2, [65536], **kw)
+    with pytest.raises(ValueError):
+        bench.LarsonFloor(2000, [64])
+    with slubcy.Machine(cpus=1) as m:
+        c = m.kmem_cache_create("bulk-huge", 64)
+        with pytest.raises(ValueError):
+            bench.bulk_rounds(c, 2 ** 61, 1)
+        with pytest.raises(ValueError, match="constructor"):
+            bench.bulk_rounds(m.kmem_cache_create("bulk-ctor", 64, ctor=lambda addr: None), 8, 1)
+        m.validate()
     with slubcy.Machine(cpus=1) as m:
         with pytest.raises(slubcy.InvalidCPU):
             m._vcpu_call(None, 0, 3)

@@ -84,10 +84,33 @@ def test_a_trace_cell_takes_no_length_or_shape(tmp_path):
     ({"workload": ["spin"]}, "workload"),
     ({"outlive": [2]}, "fraction"),
     ({"policy": ["naive", "naive"]}, "twice"),
+    ({"hz": ["250", "0250"]}, "twice"),                   # one value, two spellings
+    ({"slots": [0]}, ">= 1"),
+    ({"reclaim_every": [0]}, ">= 1"),
+    ({"lifetime": [4000]}, "3600"),
+    ({"memory": [10 ** 7]}, "arena"),
+    ({"seed": [2 ** 63]}, "2\\^63-1"),
 ])
 def test_grid_rejects_bad_input(given, match):
     with pytest.raises(ValueError, match=match):
         Grid.from_axes(given)
+
+
+def test_grid_values_are_exact_and_spelled_one_way(tmp_path, monkeypatch):
+    g = Grid.from_axes({"seed": ["9007199254740993", 9007199254740992], "hz": ["0250"]})
+    assert g.varied["seed"] == (9007199254740993, 9007199254740992) and g.varied["hz"] == ("250",)
+    trace = ROOT / "tests" / "traces" / "git-clone.perf.txt.xz"
+    monkeypatch.chdir(trace.parent)
+    g = Grid.from_axes({"workload": ["trace:git-clone.perf.txt.xz", "larson"]})
+    wl = {c["workload"]: c for c in g.cells()}
+    assert f"trace:{trace}" in wl                       # absolute: workers may run elsewhere
+    assert wl["larson"]["preempt"] == "none"            # the main job's preemption is churn's
+    assert cluster.cell_timeout(wl["larson"]) == 60 and cluster.cell_timeout(wl[f"trace:{trace}"]) == 3600
+    assert cluster.cell_timeout(wl["larson"], 5) == 5
+    toml = tmp_path / "g.toml"
+    toml.write_text("[grid]\nops = [1000]\n")
+    assert Grid.from_axes({"seconds": [0.1]}, toml=toml).varied["seconds"] == (0.1,)
+    assert "ops" not in Grid.from_axes({"seconds": [0.1]}, toml=toml).varied
 
 
 def test_grid_file_errors(tmp_path):
@@ -183,6 +206,14 @@ def test_a_failing_cell_is_recorded_and_the_others_run(local, tmp_path):
     assert (df[df.workload == "churn"].status == "ok").all()
 
 
+def test_sweep_by_cell_keeps_every_metric(local, tmp_path):
+    g = Grid.from_axes({"workload": ["larson"], "seconds": 0.1, "cpus": [1]})
+    cluster.run_sweep(g, tmp_path, client=local, progress=False)
+    wide = results.sweep_by_cell(results.load_sweep(tmp_path))
+    assert set(workloads.METRICS) - {"seconds"} <= set(wide.columns)
+    assert wide.offline_p50_us.isna().all() and (wide.throughput > 0).all()
+
+
 def test_a_cell_past_its_timeout_is_recorded_and_its_worker_restarted(local, tmp_path):
     g = Grid.from_axes({"seconds": 0.5, "cpus": [1], "seed": "0:2"})
     s = cluster.run_sweep(g, tmp_path, client=local, progress=False, timeout=0.05)
@@ -226,7 +257,7 @@ def _spawn(args, env=None, cwd=ROOT):
 
 
 @pytest.fixture
-def scheduler(tmp_path):
+def scheduler(tmp_path, request):
     """A dask scheduler on 127.0.0.1 and two workers of this tree, as
     subprocesses; yields (address, start_worker)."""
     procs = []
@@ -240,18 +271,19 @@ def scheduler(tmp_path):
     time.sleep(0.2)
     address = json.loads(info.read_text())["address"]
 
-    def start_worker(pythonpath=str(ROOT)):
+    def start_worker(pythonpath=str(ROOT), nanny=True):
         procs.append(_spawn(["worker", address, "--nthreads", "1", "--no-dashboard",
-                             "--host", "127.0.0.1"], env={"PYTHONPATH": pythonpath},
-                            cwd=pythonpath))
+                             "--host", "127.0.0.1", *([] if nanny else ["--no-nanny"])],
+                            env={"PYTHONPATH": pythonpath}, cwd=pythonpath))
 
-    start_worker()
-    start_worker()
+    nanny = getattr(request, "param", True)
+    start_worker(nanny=nanny)
+    start_worker(nanny=nanny)
     from dask.distributed import Client
     with Client(address, timeout="30s") as c:
         c.wait_for_workers(2, timeout=60)
     try:
-        yield address, start_worker
+        yield address, start_worker, procs
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -263,7 +295,7 @@ def scheduler(tmp_path):
 
 
 def test_sweep_through_an_external_scheduler(scheduler, tmp_path, capsys):
-    address, start_worker = scheduler
+    address, start_worker, _ = scheduler
     out = tmp_path / "out"
     assert main(["sweep", "--scheduler", address, "--policy", "naive,objcg", "--seeds", "0:2",
                  "--seconds", "0.1", "--cpus", "1", "--out", str(out), "--no-progress"]) == 0
@@ -316,3 +348,39 @@ def test_sigint_mid_sweep_exits_130_and_keeps_finished_cells(tmp_path, tree_env)
                                           "seconds": 0.3, "cpus": [1]}),
                           out, n_workers=2, progress=False)
     assert (s["skipped"], s["ran"]) == (len(kept), 12 - len(kept))
+
+
+def test_a_lost_scheduler_stops_the_sweep_and_records_nothing_false(scheduler, tmp_path):
+    """The scheduler dies mid-sweep: the cells done are kept, the others are
+    not recorded as failed (a resume runs them), and the error says so."""
+    address, _, procs = scheduler
+    g = Grid.from_axes({"policy": ["naive", "objcg"], "seed": "0:4", "seconds": 0.3, "cpus": [1]})
+    box = {}
+
+    def sweep():
+        try:
+            cluster.run_sweep(g, tmp_path, scheduler=address, progress=False)
+        except cluster.SweepStopped as e:
+            box["stopped"] = str(e)
+
+    th = threading.Thread(target=sweep)
+    th.start()
+    deadline = time.monotonic() + 60
+    while not _cells_on_disk(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    procs[0].kill()                                      # the scheduler
+    th.join(120)
+    assert not th.is_alive() and "stopped" in box and "resume" in box["stopped"]
+    kept = _cells_on_disk(tmp_path)
+    assert 1 <= len(kept) < 8
+    df = results.load_sweep(tmp_path)
+    assert (df.status == "ok").all()                     # nothing recorded as failed
+
+
+@pytest.mark.parametrize("scheduler", [False], indirect=True, ids=["no-nanny"])
+def test_a_hung_cell_on_a_worker_without_a_nanny_does_not_stop_the_sweep(scheduler, tmp_path):
+    address, _, _ = scheduler
+    g = Grid.from_axes({"seconds": [0.5, 0.1], "cpus": [1]})
+    s = cluster.run_sweep(g, tmp_path, scheduler=address, progress=False, timeout=0.05)
+    assert (s["ran"], s["errors"]) == (2, 2)
+    assert (results.load_sweep(tmp_path).status == "timeout").all()

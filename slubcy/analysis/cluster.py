@@ -43,6 +43,23 @@ from slubcy.analysis import grid as gridmod
 CONNECT_TIMEOUT = "10s"
 
 
+class SweepStopped(RuntimeError):
+    """The sweep cannot go on for a reason that is not a cell's own (the
+    scheduler lost, a worker with another slubcy): nothing is recorded for
+    the cells left, so running the sweep again resumes with them."""
+
+
+def cell_timeout(cell, given=None):
+    """Seconds before a cell counts as hung: `given`, else 10x its length
+    + 30 s (at least 60); a run of `ops` or a trace, whose length is not
+    known before, an hour."""
+    if given is not None:
+        return given
+    if cell["seconds"] is None:
+        return 3600.0
+    return max(60.0, 10 * cell["seconds"] + 30)
+
+
 def _schema():
     fields = [("cell", pa.string())]
     for name in gridmod.AXIS_NAMES:
@@ -198,6 +215,17 @@ def check_workers(client, wait=10.0):
                          f"{slubcy.__version__}: " + ", ".join(f"{w} has {v}" for w, v in wrong.items()))
 
 
+def _restart(client, address):
+    """Restart the worker a hung cell is still running on (its thread cannot
+    be stopped otherwise); a worker without a nanny cannot be, and is left."""
+    import sys
+    try:
+        client.restart_workers([address], timeout=60, raise_for_error=False)
+    except Exception as e:                  # noqa: BLE001 - the sweep goes on
+        print(f"sweep: could not restart {address} ({type(e).__name__}: {e}); its hung "
+              "cell keeps a thread busy there", file=sys.stderr)
+
+
 def run_sweep(grid, out, scheduler=None, n_workers=None, timeout=None, progress=True,
               client=None):
     """Run every cell of `grid` not already in `out`; returns
@@ -213,9 +241,6 @@ def run_sweep(grid, out, scheduler=None, n_workers=None, timeout=None, progress=
                "errors": 0, "seconds": 0.0}
     if not todo:
         return summary
-    if timeout is None:
-        longest = max((c["seconds"] or 1.0) for c in todo)
-        timeout = max(60.0, 10 * longest + 30)
     own = client is None
     cluster = None
     if own:
@@ -226,20 +251,30 @@ def run_sweep(grid, out, scheduler=None, n_workers=None, timeout=None, progress=
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=len(todo), unit="cell", desc="sweep")
-        futures = [client.submit(run_cell, c, timeout, key=f"cell-{gridmod.cell_id(c)}",
-                                 pure=False) for c in todo]
+        from distributed import KilledWorker
+        futures = [client.submit(run_cell, c, cell_timeout(c, timeout),
+                                 key=f"cell-{gridmod.cell_id(c)}", pure=False) for c in todo]
+        cell_of = {f.key: c for f, c in zip(futures, todo)}
         for fut in as_completed(futures):
             try:
                 rec = fut.result()
-            except Exception as e:          # noqa: BLE001 - e.g. KilledWorker, recorded
-                rec = {"cell": todo[futures.index(fut)], "status": "error",
-                       "error": f"{type(e).__name__}: {e}", "metrics": {}}
+            except KilledWorker as e:       # the cell killed its worker each time: its own
+                rec = {"cell": cell_of[fut.key], "status": "error",
+                       "error": f"KilledWorker: {e}", "metrics": {}}
+            except Exception as e:          # noqa: BLE001 - cancelled, connection lost...
+                raise SweepStopped(f"stopped: {type(e).__name__}: {e}; {summary['ran']} cells "
+                                   "of this run kept, the others not run (run the sweep "
+                                   "again to resume)") from None
+            if rec.get("version") not in (None, slubcy.__version__):
+                raise SweepStopped(f"stopped: worker {rec.get('worker')} runs slubcy "
+                                   f"{rec['version']}, this client {slubcy.__version__}; its "
+                                   "cell is not kept (run the sweep again to resume)")
             store.write(rec)
             summary["ran"] += 1
             if rec["status"] != "ok":
                 summary["errors"] += 1
                 if rec["status"] == "timeout" and rec.get("worker_address"):
-                    client.restart_workers([rec["worker_address"]])
+                    _restart(client, rec["worker_address"])
             if bar is not None:
                 bar.update(1)
     finally:

@@ -28,6 +28,7 @@ import tomllib
 from dataclasses import dataclass
 
 from slubcy import workloads
+from slubcy.machine import MAX_ARENA
 
 # Each axis: its type and its default (a list of values).  A cell's
 # parameters are typed columns of the sweep's dataset in this order.
@@ -48,6 +49,8 @@ MAX_CELLS = 1_000_000
 # What a cell costs besides its run: a fresh Machine (mmap, caches), the
 # churn policy's kworker and RCU threads, the teardown (measured: 0.2-0.4 s).
 CELL_OVERHEAD_S = 0.4
+MAX_MEMORY_MIB = MAX_ARENA >> 20              # the arena's limit (Machine)
+MAX_SEED = (1 << 63) - 1
 
 
 def parse_seeds(text):
@@ -75,10 +78,16 @@ def _typed(name, value):
         raise ValueError(f"{name}: {value!r} is not a {kind.__name__}")
     try:
         if kind is int:
-            f = float(value)
-            if not f.is_integer():
-                raise ValueError
-            return int(f)
+            if isinstance(value, int):
+                return value
+            text = str(value).strip()
+            try:
+                return int(text)                # exact, whatever its size
+            except ValueError:
+                f = float(text)                 # "1e3"
+                if not f.is_integer():
+                    raise ValueError from None
+                return int(f)
         if kind is float:
             f = float(value)
             if not math.isfinite(f):
@@ -87,6 +96,20 @@ def _typed(name, value):
         return str(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name}: {value!r} is not a {kind.__name__}") from None
+
+
+def _normal(name, v):
+    """One spelling per value, so that one run is one cell id: hz as a
+    plain integer, a trace by its absolute path (workers may run
+    elsewhere)."""
+    if name == "hz" and v != "expedited":
+        try:
+            return str(int(v))
+        except ValueError:
+            return v                            # refused by _check_value
+    if name == "workload" and v.startswith("trace:"):
+        return "trace:" + os.path.abspath(v[len("trace:"):])
+    return v
 
 
 def _check_value(name, v):
@@ -110,10 +133,12 @@ def _check_value(name, v):
             raise ValueError(f"seconds {v}: must be > 0")
     elif name == "ops":
         workloads.check_bounds(ops=v)
-    elif name == "memory" and not 1 <= v <= 1 << 20:
-        raise ValueError(f"memory {v} MiB: must be in 1..{1 << 20}")
+    elif name == "memory" and not 1 <= v <= MAX_MEMORY_MIB:
+        raise ValueError(f"memory {v} MiB: must be in 1..{MAX_MEMORY_MIB} (the arena's limit)")
     elif name == "seed":
         workloads.check_bounds(seed=v)
+        if v > MAX_SEED:
+            raise ValueError(f"seed {v}: a sweep's seeds are at most 2^63-1 (a Parquet int64)")
     elif name == "preempt" and v not in ("none", "main"):
         parse_spec(v)
     elif name == "hz" and v != "expedited":
@@ -125,8 +150,10 @@ def _check_value(name, v):
             raise ValueError(f"hz {v}: must be in 1..100000")
     elif name in ("outlive", "handoff") and not 0 <= v <= 1:
         raise ValueError(f"{name} {v}: a fraction in [0, 1]")
-    elif name in workloads.SHAPE_PARAMS and v < 0:
-        raise ValueError(f"{name} {v}: must be >= 0")
+    elif name == "lifetime" and not 0 <= v <= 3600:
+        raise ValueError(f"lifetime {v}: seconds in [0, 3600]")
+    elif name in ("job_objects", "reclaim_batch", "reclaim_every", "slots") and v < 1:
+        raise ValueError(f"{name} {v}: must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -142,7 +169,11 @@ class Grid:
         merged = {}
         if toml is not None:
             merged.update(load_toml(toml))
-        merged.update({k: v for k, v in (given or {}).items() if v is not None})
+        given = {k: v for k, v in (given or {}).items() if v is not None}
+        for a, b in (("ops", "seconds"), ("seconds", "ops")):
+            if a in given and b not in given:
+                merged.pop(b, None)         # the command line's length replaces the file's
+        merged.update(given)
         unknown = sorted(set(merged) - set(AXES))
         if unknown:
             raise ValueError(f"unknown sweep parameter(s) {', '.join(unknown)}: "
@@ -158,7 +189,7 @@ class Grid:
                 values = parse_seeds(values)
             elif isinstance(values, (str, int, float)) and not isinstance(values, bool):
                 values = [values]
-            values = [_typed(name, v) for v in values]
+            values = [_normal(name, _typed(name, v)) for v in values]
             if name in merged and not values:
                 raise ValueError(f"empty grid: {name} has no values")
             if len(set(values)) != len(values):
@@ -195,6 +226,8 @@ class Grid:
             if cell["workload"].startswith("trace:"):
                 for name in ("seconds", "ops", *workloads.SHAPE_PARAMS):
                     cell[name] = None
+            if cell["preempt"] == "main" and cell["workload"] != "churn":
+                cell["preempt"] = "none"    # the main job's preemption is churn's alone
             cid = cell_id(cell)
             if cid not in seen:
                 seen.add(cid)

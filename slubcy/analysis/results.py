@@ -160,6 +160,6 @@ def sweep_by_cell(df):
     ok = df[df.status == "ok"]
     params = ["cell"] + [c for c in ok.columns if c in AXIS_NAMES or c == "expedited"]
     wide = ok.pivot_table(index="cell", columns="metric", values="value", aggfunc="first",
-                          observed=True)
+                          observed=True, dropna=False)
     wide.columns = [f"measured_{c}" if c in params else c for c in wide.columns]
     return ok.drop_duplicates("cell")[params].merge(wide.reset_index(), on="cell")
