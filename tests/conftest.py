@@ -4,6 +4,10 @@ The `slow` marker (registered in pyproject.toml) tags tests that take tens of
 seconds; `make test` runs them too, `pytest -m "not slow"` leaves them out.
 """
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,24 @@ def _create_child_caches(m, g, *caches):
 def create_child_caches():
     """create_child_caches(m, memcg, *root_caches): make the memcg's child caches."""
     return _create_child_caches
+
+
+def interrupt_when(argv, ready, cwd, env, timeout=120):
+    """Run `python -m slubcy.cli ARGV`, send it SIGINT once `ready()` holds
+    (what Ctrl-C does), and return (returncode, stdout, stderr); the process
+    is killed if it outlives the test."""
+    proc = subprocess.Popen([sys.executable, "-m", "slubcy.cli", *argv], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ready(), proc.communicate(timeout=60)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, out, err

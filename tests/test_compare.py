@@ -21,6 +21,8 @@ from slubcy import workloads
 from slubcy.analysis import compare, results, sweep
 from slubcy.cli import main
 
+from conftest import interrupt_when
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -276,24 +278,11 @@ def test_workloads_run_stops_its_workers_on_ctrl_c():
 
 
 def test_sigint_mid_compare_exits_130_and_keeps_finished_runs(tmp_path, tree_env):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "slubcy.cli", "compare", "naive", "objcg", "--repeat", "3",
-         "--seconds", "1", "--out", str(tmp_path), "--no-progress"],
-        cwd=ROOT, env=tree_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     meta = tmp_path / "compare_churn_meta.json"
-    try:
-        deadline = time.monotonic() + 120
-        while not meta.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert meta.exists(), proc.communicate(timeout=60)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    rc, out, err = interrupt_when(["compare", "naive", "objcg", "--repeat", "3", "--seconds", "1",
+                                   "--out", str(tmp_path), "--no-progress"],
+                                  meta.exists, ROOT, tree_env)
+    assert rc == 130, err
     assert "Traceback" not in err and err.startswith("slubcy: interrupted")
     m = json.loads(meta.read_text())
     assert m["partial"] is True and 1 <= m["runs_done"] < 6

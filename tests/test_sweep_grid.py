@@ -17,6 +17,8 @@ from slubcy.analysis import cluster, results
 from slubcy.analysis.grid import AXIS_NAMES, Grid, cell_id, parse_seeds, run_kwargs
 from slubcy.cli import main
 
+from conftest import interrupt_when
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"policy": ["naive", "objcg"], "seed": "0:2", "seconds": 0.1, "cpus": [1]}
 NMETRICS = len(workloads.METRICS)
@@ -323,22 +325,8 @@ def test_sigint_mid_sweep_exits_130_and_keeps_finished_cells(tmp_path, tree_env)
     out = tmp_path / "out"
     argv = ["sweep", "--policy", "naive,objcg", "--seeds", "0:6", "--seconds", "0.3",
             "--cpus", "1", "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "slubcy.cli", *argv], cwd=tmp_path,
-                            env=tree_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
-                                                                        signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 120
-        while not _cells_on_disk(out) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert _cells_on_disk(out), proc.communicate(timeout=60)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    rc, _, err = interrupt_when(argv, lambda: bool(_cells_on_disk(out)), tmp_path, tree_env)
+    assert rc == 130, err
     assert "slubcy: interrupted" in err and "Traceback" not in err
     kept = _cells_on_disk(out)
     assert 1 <= len(kept) < 12
