@@ -15,7 +15,7 @@ import numpy as np
 from slubcy.atomic cimport (atomic_u64_read, atomic_u64_set, cpu_relax, slab_cmpxchg, slab_word_read,
                             atomic_uptr_read, atomic_uptr_cmpxchg, atomic_int_read, atomic_int_set,
                             atomic_int_fetch_add, atomic_int_cmpxchg)
-from slubcy.ring cimport ring, ring_push, ring_publish, ring_pop
+from slubcy.ring cimport ring, ring_push, ring_publish, ring_pop, rings_alloc, rings_free
 from slubcy.types cimport PAGE_SIZE, kmem_cache, page, zone
 from slubcy.machine cimport KmemCache, Machine
 from slubcy.slub cimport __kmem_cache_shrink, fc_counters, fc_freelist, fc_inuse, fc_make
@@ -589,10 +589,9 @@ cdef class LarsonFloor:
             raise ValueError(f"{region * nthreads * len(sizes):,} bytes of pools: more than 1 TiB")
         self.region = region
         # every array zeroed as soon as it exists: __dealloc__ frees what is there
-        self.rings = <ring *>aligned_alloc(64, nthreads * sizeof(ring))
+        self.rings = rings_alloc(nthreads, ring_size, 8 - 1)    # LARSON_HANDOVER_BATCH
         if self.rings == NULL:
             raise MemoryError()
-        memset(self.rings, 0, nthreads * sizeof(ring))
         self.nrings = nthreads
         self.pools = <floor_pool *>aligned_alloc(64, nthreads * self.ncls * sizeof(floor_pool))
         self.threads = <floor_thread *>aligned_alloc(64, nthreads * sizeof(floor_thread))
@@ -602,11 +601,6 @@ cdef class LarsonFloor:
         memset(self.pools, 0, nthreads * self.ncls * sizeof(floor_pool))
         memset(self.threads, 0, nthreads * sizeof(floor_thread))
         for t in range(nthreads):
-            self.rings[t].mask = ring_size - 1
-            self.rings[t].publish_mask = 8 - 1          # LARSON_HANDOVER_BATCH
-            self.rings[t].slots = <void **>aligned_alloc(64, ring_size * sizeof(void *))
-            if self.rings[t].slots == NULL:
-                raise MemoryError()
             for k in range(self.ncls):
                 base = self.mem + (t * self.ncls + k) * self.region
                 for i in range(self.per_pool - 1, -1, -1):
@@ -615,11 +609,7 @@ cdef class LarsonFloor:
         self.nthreads = nthreads        # last: run() refuses an object not fully made
 
     def __dealloc__(self):
-        cdef int t
-        if self.rings != NULL:
-            for t in range(self.nrings):
-                free(self.rings[t].slots)
-        free(self.rings)
+        rings_free(self.rings, self.nrings)
         free(self.threads)
         free(self.pools)
         free(self.mem)

@@ -197,14 +197,14 @@ def _grid_sweep(args):
     given = {"policy": args.policy, "workload": args.workload, "cpus": args.cpus,
              "seconds": args.seconds, "ops": args.ops, "memory": args.memory,
              "seed": args.seeds, "preempt": args.preempt, "hz": args.hz}
-    given = {k: (v if k in ("preempt", "seed") or v is None else gridmod._split(v))
+    given = {k: (v if k in ("preempt", "seed") or v is None else gridmod.split_values(v))
              for k, v in given.items()}
     for item in args.param or ():
         name, eq, values = item.partition("=")
         if not eq or name not in gridmod.AXES:
             raise ValueError(f"bad --param {item!r}: NAME=V1[,V2...] with NAME one of "
                              f"{', '.join(gridmod.AXES)}")
-        given[name] = gridmod._split(values)
+        given[name] = gridmod.split_values(values)
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.timeout is not None and not args.timeout > 0:

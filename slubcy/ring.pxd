@@ -1,7 +1,12 @@
 # The workloads' hand-over channel between vCPUs (workers.pyx; bench.pyx's
 # bare larson loop uses the same one, so the two carry the same traffic).
 from libc.stdint cimport uint64_t
+from libc.stdlib cimport free
+from libc.string cimport memset
 from slubcy.atomic cimport atomic_u64_read, atomic_u64_set
+
+cdef extern from "stdlib.h" nogil:
+    void *aligned_alloc(size_t alignment, size_t size)
 
 
 # A single-producer single-consumer ring of object pointers between vCPUs
@@ -57,3 +62,31 @@ cdef inline void *ring_pop(ring *r) noexcept nogil:
     p = r.slots[t & r.mask]
     atomic_u64_set(&r.tail, t + 1)
     return p
+
+
+cdef inline ring *rings_alloc(long n, long size, uint64_t publish_mask) noexcept nogil:
+    """`n` empty rings of `size` slots (a power of two), each field group on
+    its cache line and the slots cache-line aligned (a batch of 8 hand-overs
+    fills exactly one line); the head published every publish_mask + 1
+    pushes.  NULL if memory runs out (nothing left allocated)."""
+    cdef ring *r = <ring *>aligned_alloc(64, n * sizeof(ring))
+    cdef long i
+    if r == NULL:
+        return NULL
+    memset(r, 0, n * sizeof(ring))
+    for i in range(n):
+        r[i].mask = size - 1
+        r[i].publish_mask = publish_mask
+        r[i].slots = <void **>aligned_alloc(64, (<size_t>size * sizeof(void *) + 63)
+                                           & ~(<size_t>63))
+        if r[i].slots == NULL:
+            rings_free(r, n)
+            return NULL
+    return r
+
+cdef inline void rings_free(ring *r, long n) noexcept nogil:
+    cdef long i
+    if r != NULL:
+        for i in range(n):
+            free(r[i].slots)
+        free(r)

@@ -23,11 +23,10 @@ from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 
 from libc.stdlib cimport realloc
-from libc.string cimport memset
 from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
 from slubcy.sched cimport sched_yield
-from slubcy.ring cimport ring, ring_push, ring_publish, ring_pop
+from slubcy.ring cimport ring, ring_push, ring_publish, ring_pop, rings_alloc, rings_free
 from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
                             atomic_long_read_acquire, atomic_u64_read, atomic_u64_set)
 from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
@@ -44,9 +43,6 @@ cdef extern from *:
     #define SLUBCY_CANARY_KEY 0x5EED5AB1E5CA1AB5ULL
     """
     const uint64_t CANARY_KEY "SLUBCY_CANARY_KEY"
-
-cdef extern from "stdlib.h" nogil:
-    void *aligned_alloc(size_t alignment, size_t size)
 
 cdef enum:
     LARSON_HANDOVER_BATCH = 8   # larson publishes its hand-overs 8 at a time
@@ -574,9 +570,11 @@ cdef class Run(VcpuWorkers):
         self.nworkers = nworkers
         self.caches = <kmem_cache **>calloc(len(caches), sizeof(kmem_cache *))
         self.workers = <worker *>calloc(nworkers, sizeof(worker))
-        self.rings = <ring *>aligned_alloc(64, nworkers * sizeof(ring))
-        if self.rings != NULL:
-            memset(self.rings, 0, nworkers * sizeof(ring))
+        # larson hands objects over in small batches (see ring); the other
+        # workloads publish each object at once (churn's timing against the
+        # offline matters)
+        self.rings = rings_alloc(nworkers, ring_size,
+                                 min(LARSON_HANDOVER_BATCH, ring_size) - 1 if kind == "larson" else 0)
         if self.caches == NULL or self.workers == NULL or self.rings == NULL:
             raise MemoryError()
         for i, c in enumerate(caches):
@@ -584,18 +582,6 @@ cdef class Run(VcpuWorkers):
             if (<KmemCache>c).object_size < 16:
                 raise ValueError(f"cache {(<KmemCache>c).name}: workloads need objects of >= 16 "
                                  "bytes (for the canary)")
-        for i in range(nworkers):
-            self.rings[i].mask = ring_size - 1
-            # cache-line aligned: a batch of 8 hand-overs fills exactly one line
-            self.rings[i].slots = <void **>aligned_alloc(
-                64, (<size_t>ring_size * sizeof(void *) + 63) & ~(<size_t>63))
-            # larson hands objects over in small batches (see ring); the
-            # other workloads publish each object at once (churn's timing
-            # against the offline matters)
-            self.rings[i].publish_mask = (min(LARSON_HANDOVER_BATCH, ring_size) - 1
-                                          if kind == "larson" else 0)
-            if self.rings[i].slots == NULL:
-                raise MemoryError()
         for i in range(nworkers):
             w = &self.workers[i]
             w.sc = &machine.m.sc
@@ -631,10 +617,7 @@ cdef class Run(VcpuWorkers):
         if self.workers != NULL:
             for i in range(self.nworkers):
                 free(self.workers[i].offlines.us)
-        if self.rings != NULL:
-            for i in range(self.nworkers):
-                free(self.rings[i].slots)
-        free(self.rings)
+        rings_free(self.rings, self.nworkers)
         free(self.workers)
         free(self.caches)
 

@@ -31,7 +31,6 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -65,10 +65,10 @@ def parse_seeds(text):
         if lo < 0 or hi <= lo:
             raise ValueError(f"bad seed range {text!r}: needs 0 <= A < B")
         return list(range(lo, hi))
-    return [int(x) for x in _split(text)]
+    return [int(x) for x in split_values(text)]
 
 
-def _split(text):
+def split_values(text):
     return [x.strip() for x in str(text).split(",") if x.strip()]
 
 
