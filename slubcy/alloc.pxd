@@ -17,6 +17,8 @@
 #   SLAB_HOOK_PY_LIVE  the Python API's record of the objects it handed out
 #                      (slub_check.pyx py_live_*; a departure, no kernel
 #                      structure);
+#   SLAB_ALLOC_NOWAIT  not a hook: the allocation's gfp does not allow blocking
+#                      (7.0 refills sheaves only for those that may block);
 #   SLAB_HOOK_MEMCG    the objects may be charged: the free tests the slab's
 #                      obj_cgroups.  This bit is the caller's copy of the
 #                      kernel's memcg_kmem_enabled() static key, patched in
@@ -38,10 +40,14 @@ from slubcy.slub cimport (__slab_alloc_node, do_slab_free,
                           OBJCGS_TAG)
 from slubcy.slub_check cimport py_live_mark, py_live_clear
 from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook
+from slubcy.sheaves cimport (slab_alloc_node_sheaves, slab_free_sheaves,
+                             kmem_cache_alloc_bulk_sheaves, kmem_cache_free_bulk_sheaves)
 
 cdef enum:
     SLAB_HOOK_PY_LIVE = 1       # the Python API handed the object out / takes it back
     SLAB_HOOK_MEMCG = 2         # the object may be charged (memcg_kmem_enabled())
+    SLAB_ALLOC_NOWAIT = 4       # (not a hook) the allocation may not block (GFP_NOWAIT):
+                                # a 7.0 cache then never refills a sheaf for it
 
 
 cdef int slab_free_memcg(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil
@@ -57,7 +63,12 @@ cdef inline void *slab_alloc_node(kmem_cache *root, mem_cgroup *memcg, int cpu, 
     cdef void *object
     if memcg != NULL:                                           # slab_pre_alloc_hook
         s = memcg_kmem_get_cache(root, memcg)
-    object = __slab_alloc_node(s, cpu)
+    # the generation: a 7.0 cache has cpu_sheaves (it shares the cache line
+    # of cpu_slab, so the 4.0 path pays a predicted branch)
+    if s.cpu_sheaves != NULL:
+        object = slab_alloc_node_sheaves(s, cpu, not (hooks & SLAB_ALLOC_NOWAIT))
+    else:
+        object = __slab_alloc_node(s, cpu)
     if object != NULL:                                          # slab_post_alloc_hook
         if memcg != NULL:
             memcg_slab_post_alloc_hook(s, memcg, object, cpu)
@@ -82,6 +93,8 @@ cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu, int hooks) 
     # acquire load nor its call joins the uncharged path.
     if (hooks & SLAB_HOOK_MEMCG) and unlikely(uptr_read_once(&pg.memcg_data) & OBJCGS_TAG):
         return slab_free_memcg(s, pg, x, cpu)
+    if s.cpu_sheaves != NULL:
+        return slab_free_sheaves(s, pg, x, cpu)
     return do_slab_free(s, pg, x, x, 1, cpu)
 
 
@@ -92,10 +105,17 @@ cdef inline size_t slab_alloc_bulk(kmem_cache *root, mem_cgroup *memcg, size_t s
     exhaustion, or when a constructor raised, what was taken is freed and
     the count taken is returned (< size, or s.ctor_exc set)."""
     cdef kmem_cache *s = memcg_kmem_get_cache(root, memcg)
-    cdef size_t got = kmem_cache_alloc_bulk(s, size, p, cpu), i
+    cdef size_t got, i
+    if s.cpu_sheaves != NULL:
+        got = kmem_cache_alloc_bulk_sheaves(s, size, p, cpu)
+    else:
+        got = kmem_cache_alloc_bulk(s, size, p, cpu)
     cachep[0] = s
     if got < size or s.ctor_exc != NULL:
-        kmem_cache_free_bulk(s, got, p, cpu)
+        if s.cpu_sheaves != NULL:
+            kmem_cache_free_bulk_sheaves(s, got, p, cpu)
+        else:
+            kmem_cache_free_bulk(s, got, p, cpu)
         return got
     if memcg != NULL:
         for i in range(size):
@@ -121,4 +141,6 @@ cdef inline int slab_free_bulk(kmem_cache *s, size_t size, void **p, int cpu,
             pg = virt_to_head_page(&s.m.z, p[i])
             if page_has_obj_cgroups(pg):
                 memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p[i], cpu)
+    if s.cpu_sheaves != NULL:
+        return kmem_cache_free_bulk_sheaves(s, size, p, cpu)
     return kmem_cache_free_bulk(s, size, p, cpu)

@@ -11,6 +11,7 @@ cdef class KmemCache:
     cdef readonly bint is_kmalloc
     cdef readonly bint is_child     # a memcg child cache (freed with its memcg, after a grace period)
     cdef readonly int size, object_size, offset, inuse, align, order, objects_per_slab
+    cdef readonly unsigned int sheaf_capacity   # 7.0: objects per sheaf (0: none, or a 4.0 machine)
     cdef readonly unsigned long flags
     cdef readonly tuple oo, min, max
     cdef kmem_cache *get(self) except NULL
@@ -28,6 +29,7 @@ cdef class Machine:
     cdef readonly object seed
     cdef readonly object hz          # scheduling-clock ticks per second (grace periods end at one)
     cdef readonly bint expedited     # grace periods end without waiting for a tick
+    cdef readonly str slub          # allocator generation: "4.0" (cpu slabs) or "7.0" (sheaves)
     cdef object _rcu                # slubcy.rcu.RCU, started on first call_rcu
     cdef object _policy_obj         # the attached dead-cache policy
     cdef dict _children             # memcg child caches' wrappers by address
@@ -58,7 +60,8 @@ cdef class Machine:
     cdef void *_addr(self, addr) except? NULL
     cdef _create_kmalloc_caches(self)
     cdef KmemCache _create(self, str name, size_t size, size_t align, unsigned long flags,
-                           object ctor, bint is_kmalloc)
+                           object ctor, bint is_kmalloc, int freeptr_offset=*,
+                           unsigned int sheaf_capacity=*)
     cdef object _ctor_failed(self, kmem_cache *s, void *p, int cpu)
     cdef int _free(self, kmem_cache *s, void *p, int cpu) except -1
     cdef tuple _writable(self, size_t addr, size_t length)

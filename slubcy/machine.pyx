@@ -16,7 +16,7 @@ from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read, a
                             atomic_ptr_read, slab_word_read, spin_lock, spin_unlock,
                             u16_write_once)
 from slubcy.types cimport slab_caches_first, slab_caches_next, memcgs_first, memcgs_next
-from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, PAGE_SHIFT, PAGE_SIZE,
+from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, SHEAF_FLUSH, slab_sheaf, slub_percpu_sheaves, PAGE_SHIFT, PAGE_SIZE,
                            kmem_cache, kmem_cache_cpu, mem_cgroup, page, stat_item, zone)
 from slubcy.page_alloc cimport (alloc_pages, zone_populate, __free_pages, get_order,
                                 page_address, virt_to_head_page, addr_in_arena, PG_slab,
@@ -31,8 +31,10 @@ from slubcy.sched cimport (sched_init, sched_release, vcpu_take, vcpu_release, s
                            rcu_run_batch, rcu_take_pending, monotonic, rcu_read_lock_ext,
                            rcu_read_unlock_ext)
 from slubcy.sched cimport NR_PREEMPT_POINTS
-from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk,
+from slubcy.sheaves cimport kfree_rcu_sheaves, sheaves_free_objects
+from slubcy.alloc cimport (slab_alloc_node, slab_free, slab_alloc_bulk, slab_free_bulk, SLAB_ALLOC_NOWAIT,
                           SLAB_HOOK_PY_LIVE, SLAB_HOOK_MEMCG)
+from slubcy.memcg cimport memcg_slab_free_hook
 from slubcy.memcg cimport (mem_cgroup_create, memcg_kmem_get_cache, memcg_init, memcg_free_objcgs,
                            memcg_objcg_counts, objcg_counts, dead_cache_counts, dead_counts,
                            kmemcg_deactivate_workfn, kmemcg_deactivate_drop, memcg_kmem_caches_snapshot,
@@ -65,7 +67,15 @@ cdef extern from "sys/mman.h" nogil:
     int MAP_NORESERVE
 
 from slubcy.types import stat_item as _stat_item
-STAT_ITEMS = tuple(_stat_item(i).name for i in range(<int>NR_SLUB_STAT_ITEMS))
+# include/linux/slub_def.h's 26 items of Linux 4.0, and the 26 of 7.0
+# (mm/slub.c: the eleven it keeps, with ALLOC_/FREE_FASTPATH now meaning the
+# sheaves, and 6.18's fifteen sheaf / barn / rcu items)
+STAT_ITEMS = tuple(_stat_item(i).name for i in range(<int>SHEAF_FLUSH))
+STAT_ITEMS_70 = ("ALLOC_FASTPATH", "ALLOC_SLOWPATH", "FREE_FASTPATH", "FREE_SLOWPATH",
+                 "FREE_ADD_PARTIAL", "FREE_REMOVE_PARTIAL", "ALLOC_SLAB", "ALLOC_NODE_MISMATCH",
+                 "FREE_SLAB", "ORDER_FALLBACK", "CMPXCHG_DOUBLE_FAIL") + tuple(
+                     _stat_item(i).name for i in range(<int>SHEAF_FLUSH, <int>NR_SLUB_STAT_ITEMS))
+SLUB_GENERATIONS = {"4.0": 40, "7.0": 70}
 
 FLAGS = {
     "SLAB_CONSISTENCY_CHECKS": SLAB_CONSISTENCY_CHECKS,
@@ -391,6 +401,7 @@ cdef KmemCache wrap_cache(Machine machine, kmem_cache_t *s, str name, object cto
     c.align = s.align
     c.order = oo_order(s.oo)
     c.objects_per_slab = oo_objects(s.oo)
+    c.sheaf_capacity = s.sheaf_capacity
     c.flags = s.flags & ~(<unsigned long>__OBJECT_POISON)
     c.oo = (oo_order(s.oo), oo_objects(s.oo))
     c.min = (oo_order(s.min), oo_objects(s.min))
@@ -452,11 +463,19 @@ cdef class Machine:
     kernel's synchronize_sched_expedited() -- which gets there by forcing a
     quiescent state on every CPU with an IPI; here the vCPUs report one
     every 64 operations anyway, so no IPI is needed.
+
+    `slub` picks the allocator generation: "4.0" (the default: cpu slabs,
+    cpu partial lists, per-memcg caches until a policy says otherwise) or
+    "7.0" (Linux 7.0's percpu sheaves and per-node barns in front of the
+    slabs, no cpu slab; objects charged through obj_cgroups, as every
+    kernel since 5.9: only policies without per-memcg caches run on it).
+    The page allocator, memcgs, grace periods and the Python API are the
+    same for both.
     """
 
     def __cinit__(self, cpus=1, nr_cpu_ids=None, memory=64 << 20, policy=None, seed=0,
                   slub_min_objects=0, slub_min_order=0, slub_max_order=3, ipi_timeout=10.0,
-                  hz=None, expedited=False):
+                  hz=None, expedited=False, slub="4.0"):
         cdef int rc
         self.closed = True          # until the arena exists
         INIT_LIST_HEAD(&self.m.slab_caches)     # empty lists: _release() walks them
@@ -486,6 +505,9 @@ cdef class Machine:
             raise ValueError(f"slub_min_order and slub_max_order must be in 0..{MAX_ORDER - 1}")
         if not 0 <= slub_min_objects <= MAX_OBJS_PER_PAGE:
             raise ValueError(f"slub_min_objects must be in 0..{MAX_OBJS_PER_PAGE}")
+        if slub not in SLUB_GENERATIONS:
+            raise ValueError(f"slub must be one of {', '.join(map(repr, SLUB_GENERATIONS))} "
+                             f"(the allocator generation), got {slub!r}")
         if hz is None:
             hz = DEFAULT_HZ
         if not isinstance(expedited, bool):
@@ -510,6 +532,13 @@ cdef class Machine:
             self.closed = True
             raise _INIT_ERRORS[rc][0](_INIT_ERRORS[rc][1].format(memory=memory))
         self.closed = False
+        self.slub = slub
+        self.m.slub_gen = SLUB_GENERATIONS[slub]
+        self.m.rcu_barrier_in_shutdown = 1
+        if self.m.slub_gen >= 70:
+            # every kernel with sheaves charges objects (obj_cgroup, 5.9+)
+            self.m.per_memcg_caches = 0
+            self.m.pages_pin_memcg = 0
         self._children = {}
         self._vcpu_user = bytearray(cpus)
         self._create_kmalloc_caches()
@@ -520,6 +549,13 @@ cdef class Machine:
                 raise TypeError(f"policy must be a spec such as 'barrier:sync' or a Policy, "
                                 f"not {type(policy).__name__}")
             self._policy_obj = get_policy(policy) if isinstance(policy, str) else policy
+            if self.m.slub_gen >= 70 and self._policy_obj.per_memcg_caches:
+                name = self._policy_obj.name
+                self._policy_obj = None
+                self._release()
+                raise ValueError(f"policy {name!r} retires per-memcg caches, which Linux 5.9 "
+                                 "removed: it does not run on slub 7.0 (sheaves); use one "
+                                 "without them, such as 'objcg'")
             self._policy_obj.attach(self)
             self.policy = self._policy_obj.name
 
@@ -803,20 +839,29 @@ cdef class Machine:
         self._caches.sort(key=lambda c: (<KmemCache>c).object_size)
 
     cdef KmemCache _create(self, str name, size_t size, size_t align, unsigned long flags,
-                           object ctor, bint is_kmalloc):
+                           object ctor, bint is_kmalloc, int freeptr_offset=-1,
+                           unsigned int sheaf_capacity=0):
         cdef bytes bname = name.encode()
         cdef kmem_cache_t *s = kmem_cache_open(&self.m, bname, size, align, flags,
-                                               <void *>ctor if ctor is not None else NULL)
+                                               <void *>ctor if ctor is not None else NULL,
+                                               freeptr_offset, sheaf_capacity)
         if s == NULL:
             raise ValueError(f"cannot create cache {name!r}: size {size} does not fit a slab")
         cdef KmemCache c = wrap_cache(self, s, name, ctor, is_kmalloc)
         self._caches.append(c)
         return c
 
-    def kmem_cache_create(self, name, size, align=0, flags=0, ctor=None):
+    def kmem_cache_create(self, name, size, align=0, flags=0, ctor=None, *, freeptr_offset=None,
+                          sheaf_capacity=0):
         """kmem_cache_create(): a cache of `size`-byte objects.  `align` is 0 or
         a power of two; `flags` are SLAB_* constants; `ctor(address)` runs once
-        per object when its slab is created (it moves the free pointer)."""
+        per object when its slab is created (it moves the free pointer).
+
+        On a slub 7.0 machine, two fields of 6.x's struct kmem_cache_args:
+        `freeptr_offset`, where a SLAB_TYPESAFE_BY_RCU cache keeps the free
+        pointer inside the object (a multiple of 8 below `size`) instead of
+        after it, and `sheaf_capacity`, the least its sheaves hold (the 7.0
+        formula may give more)."""
         self.check_open()
         if not isinstance(name, str) or not name or len(name.encode()) > 63 or "\0" in name:
             raise ValueError("name must be a non-empty str of at most 63 bytes, without NUL")
@@ -834,6 +879,22 @@ cdef class Machine:
             raise ValueError(f"unsupported flags {flags:#x} (SLAB_STORE_USER is not supported)")
         if ctor is not None and not callable(ctor):
             raise TypeError("ctor must be callable or None")
+        cdef int fpo = -1
+        if freeptr_offset is not None or sheaf_capacity != 0:
+            if self.m.slub_gen < 70:
+                raise ValueError("freeptr_offset and sheaf_capacity are fields of 6.x's "
+                                 "kmem_cache_args: create the machine with slub='7.0'")
+        if freeptr_offset is not None:
+            as_int(freeptr_offset, "freeptr_offset")
+            if not flags & SLAB_TYPESAFE_BY_RCU:
+                raise ValueError("freeptr_offset is for SLAB_TYPESAFE_BY_RCU caches only")
+            if not 0 <= freeptr_offset <= size - 8 or freeptr_offset % 8:
+                raise ValueError(f"freeptr_offset must be a multiple of 8 in 0..{size - 8} "
+                                 f"(a pointer inside the object), got {freeptr_offset}")
+            fpo = freeptr_offset
+        as_int(sheaf_capacity, "sheaf_capacity")
+        if not 0 <= sheaf_capacity <= 4096:
+            raise ValueError(f"sheaf_capacity must be in 0..4096, got {sheaf_capacity}")
         # kmem_cache_create() holds slab_mutex (and get_online_cpus/mems):
         # it waits while the kworker holds it (a 4.0-4.9 deactivation)
         self._api_busy += 1
@@ -841,7 +902,7 @@ cdef class Machine:
             with nogil:
                 mutex_lock(&self.m.sc, &self.m.slab_mutex)
             try:
-                return self._create(name, size, align, flags, ctor, False)
+                return self._create(name, size, align, flags, ctor, False, fpo, sheaf_capacity)
             finally:
                 mutex_unlock(&self.m.slab_mutex)
         finally:
@@ -1314,18 +1375,24 @@ cdef class Machine:
             raise ValueError(f"memcg {memcg.name!r} is offline")
         return g
 
-    def kmem_cache_alloc(self, c, cpu=0, memcg=None):
+    def kmem_cache_alloc(self, c, cpu=0, memcg=None, nowait=False):
         """slab_alloc_node() on vCPU `cpu`: the address of a new object (an int).
         With `memcg`, an accounted cache (SLAB_ACCOUNT) allocates from the
         memcg's child cache (memcg_kmem_get_cache), or charges the object
-        to the memcg's obj_cgroup under objcg policies."""
+        to the memcg's obj_cgroup under objcg policies.  `nowait=True` is
+        GFP_NOWAIT: on slub 7.0 such an allocation never refills a sheaf
+        (an empty main that no spare or barn sheaf replaces sends it to a
+        slab for one object)."""
         cdef kmem_cache_t *root = self._cache(c)
         cdef int ncpu = self.check_cpu(cpu)
         cdef mem_cgroup *g = self._memcg(memcg)
         cdef kmem_cache_t *s
+        if not isinstance(nowait, bool):
+            raise TypeError("nowait must be True or False")
+        cdef int hooks = SLAB_HOOK_PY_LIVE | (SLAB_ALLOC_NOWAIT if nowait else 0)
         self.vcpu_enter(ncpu)
         # handed out to Python: its free needs no walk (SLAB_HOOK_PY_LIVE)
-        cdef void *p = slab_alloc_node(root, g, ncpu, SLAB_HOOK_PY_LIVE, &s)
+        cdef void *p = slab_alloc_node(root, g, ncpu, hooks, &s)
         if s.ctor_exc != NULL:
             try:
                 err = self._ctor_failed(s, p, ncpu)
@@ -1415,6 +1482,50 @@ cdef class Machine:
             __free_pages(&self.m.z, pg, pg.order)
         else:
             raise NotAnObject(f"kfree of {addr:#x}: not a kmalloc'ed object")
+
+    def kfree_rcu(self, addr, cpu=0):
+        """kfree_rcu(): free the object at `addr` after a grace period.  The
+        address is checked as kfree() checks it, now.  On slub 7.0 the
+        object goes onto vCPU `cpu`'s rcu_free sheaf (__kfree_rcu_sheaf); a
+        full one is handed to call_rcu and, after the grace period, to the
+        barn.  Where that fails (a cache without sheaves), and on 4.0, the
+        classic path: one call_rcu whose callback kfree()s it.  Departure:
+        the object's memcg charge is dropped now, not after the grace period
+        (__rcu_free_sheaf_prepare)."""
+        cdef int ncpu = self.check_cpu(cpu)
+        cdef void *p = self._addr(addr)
+        cdef size_t bad
+        cdef void *objs[1]
+        cdef int code, ok = 0
+        cdef page *pg
+        cdef kmem_cache_t *s
+        if not addr_in_arena(&self.m.z, <uintptr_t>p):
+            raise NotInArena(f"kfree_rcu of {addr:#x}: the address is outside the arena")
+        pg = virt_to_head_page(&self.m.z, p)
+        if not pg.flags & PG_slab:
+            raise NotAnObject(f"kfree_rcu of {addr:#x}: not a slab object")
+        s = <kmem_cache_t *>pg.slab_cache
+        objs[0] = p
+        self.vcpu_enter(ncpu)
+        code = check_objects(s, objs, 1, &bad)
+        if code == OBJ_OK and s.cpu_sheaves != NULL:
+            py_live_clear(s, pg, p)
+            if page_has_obj_cgroups(pg):
+                memcg_slab_free_hook(s, pg, p, ncpu)
+            ok = kfree_rcu_sheaves(s, pg, p, ncpu)
+        self.vcpu_exit(ncpu)
+        if code != OBJ_OK:
+            if code < 0:
+                raise MemoryError("no memory for the free checks")
+            exc, why = _FREE_ERRORS[code]
+            raise exc(f"{s.name.decode()}: kfree_rcu of {addr:#x}: the address {why}")
+        if not ok:                          # 4.0, or FREE_RCU_SHEAF_FAIL: classic kfree_rcu
+            self.call_rcu(self._kfree_rcu_classic, addr, ncpu)
+
+    def _kfree_rcu_classic(self, addr, cpu):
+        """The callback of classic kfree_rcu: kfree() after the grace period
+        (on 7.0 the object was uncharged already)."""
+        self.kfree(addr, cpu)
 
     def kmem_cache_alloc_bulk(self, c, n, cpu=0, memcg=None):
         """kmem_cache_alloc_bulk(): `n` objects as a numpy uint64 array, taken
@@ -1690,14 +1801,21 @@ cdef class Machine:
         }
 
     def cache_stat_cpu_info(self, c):
-        """{stat item: [count on each vCPU]} — the sysfs files' C<cpu>= values."""
+        """{stat item: [count on each vCPU]} — the sysfs files' C<cpu>= values:
+        the 26 items of the machine's generation (STAT_ITEMS or STAT_ITEMS_70)."""
         cdef kmem_cache_t *s = self._cache(c)
-        return {STAT_ITEMS[i]: [s.cpu_slab[cpu].stat[i] for cpu in range(self.m.nr_cpus)]
-                for i in range(<int>NR_SLUB_STAT_ITEMS)}
+        names = STAT_ITEMS_70 if self.m.slub_gen >= 70 else STAT_ITEMS
+        return {k: [s.cpu_slab[cpu].stat[<int>_stat_item[k]] for cpu in range(self.m.nr_cpus)]
+                for k in names}
 
     def cache_stat_info(self, c):
-        """{stat item: total over vCPUs} for the 26 SLUB statistics."""
-        return {k: sum(v) for k, v in self.cache_stat_cpu_info(c).items()}
+        """{stat item: total} for the generation's 26 SLUB statistics: the sum
+        over vCPUs and what work on no vCPU counted (RCU callbacks, a
+        shrink's flush of the barn)."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int off = self.m.nr_cpus
+        return {k: sum(v) + atomic_long_read(<long *>&s.cpu_slab[off].stat[<int>_stat_item[k]])
+                for k, v in self.cache_stat_cpu_info(c).items()}
 
     def cache_info(self, c=None):
         """One dict per cache (or for `c`) with the numbers behind slabinfo."""
@@ -1737,6 +1855,10 @@ cdef class Machine:
                 "align": kc.align, "offset": kc.offset, "order": kc.order,
                 "objects_per_slab": kc.objects_per_slab, "pages_per_slab": 1 << kc.order,
                 "flags": kc.flags, "min_partial": s.min_partial, "cpu_partial": atomic_int_read(&s.cpu_partial),
+                "sheaf_capacity": s.sheaf_capacity,
+                "sheaf_objects": sheaves_free_objects(s),
+                "barn_full": 0 if s.node.barn == NULL else s.node.barn.nr_full,
+                "barn_empty": 0 if s.node.barn == NULL else s.node.barn.nr_empty,
                 **out,              # nr_slabs, nr_partial, ... (cache_counts_t)
                 "root": None if s.root == NULL else s.root.name.decode(),
                 "memcg": None if s.memcg == NULL else s.memcg.name.decode(),
@@ -1772,6 +1894,24 @@ cdef class Machine:
         if rc != 0:
             raise Timeout("slab_usage_info(): a vCPU did not answer in time")
         return used, slots, pages
+
+    def _pcs_lock_for_test(self, c, cpu, held):
+        """Test-only, slub 7.0: hold (or let go) vCPU `cpu`'s cpu_sheaves lock
+        of cache `c`, as an interrupted section would hold it, so that the
+        next allocation or free there finds its local_trylock() failing.
+        Let it go before anything flushes the cache."""
+        cdef kmem_cache_t *s = self._cache(c)
+        cdef int ncpu = self.check_cpu(cpu)
+        self.check_idle()
+        if s.cpu_sheaves == NULL:
+            raise ValueError("a slub 7.0 cache has cpu_sheaves; this one does not")
+        s.cpu_sheaves[ncpu].lock = 1 if held else 0
+
+    def _set_rcu_barrier_in_shutdown(self, on):
+        """Test-only, slub 7.0: switch __kmem_cache_shutdown()'s rcu_barrier()
+        (b55b423e8518) on or off, to show the race it closes."""
+        self.check_open()
+        self.m.rcu_barrier_in_shutdown = 1 if on else 0
 
     def _corrupt_for_test(self, kind, c, slab=None):
         """test-only: break one SLUB invariant of cache `c` on purpose, for a
@@ -1886,6 +2026,31 @@ cdef class Machine:
                 "freelist": fl, "partial": partial,
                 "stat": {STAT_ITEMS[i]: kc.stat[i] for i in range(<int>NR_SLUB_STAT_ITEMS)},
             })
+        cdef slab_sheaf *sh
+        cdef list_head *bpos
+
+        def sheaf(uintptr_t a):
+            cdef slab_sheaf *x = <slab_sheaf *>a
+            if x == NULL:
+                return None
+            return [obj(<uintptr_t>x.objects[i]) for i in range(x.size)]
+
+        sheaves = None
+        if s.cpu_sheaves != NULL:
+            sheaves = {"capacity": s.sheaf_capacity, "cpus": [], "barn_full": [], "barn_empty": 0,
+                       "in_rcu": s.nr_sheaves_in_rcu}
+            for cpu in range(self.m.nr_cpus):
+                sheaves["cpus"].append({
+                    "main": sheaf(<uintptr_t>s.cpu_sheaves[cpu].main),
+                    "spare": sheaf(<uintptr_t>s.cpu_sheaves[cpu].spare),
+                    "rcu_free": sheaf(<uintptr_t>s.cpu_sheaves[cpu].rcu_free)})
+            if s.node.barn != NULL:
+                bpos = s.node.barn.sheaves_full.next
+                while bpos != &s.node.barn.sheaves_full:
+                    sh = <slab_sheaf *>(<char *>bpos - <size_t>&(<slab_sheaf *>0).barn_list)
+                    sheaves["barn_full"].append(sheaf(<uintptr_t>sh))
+                    bpos = bpos.next
+                sheaves["barn_empty"] = s.node.barn.nr_empty
         node_partial = []
         cdef list_head *pos = s.node.partial.next
         while pos != &s.node.partial:
@@ -1914,4 +2079,5 @@ cdef class Machine:
                      "nr_slabs": s.node.nr_slabs, "total_objects": s.node.total_objects},
             "slabs": slabs,
             "min_partial": s.min_partial, "cpu_partial": atomic_int_read(&s.cpu_partial),
+            "sheaves": sheaves,
         }

@@ -165,7 +165,7 @@ cdef kmem_cache *memcg_create_kmem_cache(mem_cgroup *memcg, kmem_cache *root) no
         utf8_trim(name, sizeof(name) - 1)
     spin_unlock(&m.slab_lock)         # kmem_cache_open takes it to link the cache
     s = kmem_cache_open(m, name, root.object_size, root.align, root.flags & ~(<unsigned long>SLAB_ACCOUNT),
-                        root.ctor)
+                        root.ctor, root.freeptr_offset if root.use_freeptr_offset else -1, 0)
     spin_lock(&m.slab_lock)
     if s == NULL:
         return NULL

@@ -27,7 +27,8 @@ from slubcy.machine cimport Machine
 from slubcy.sched cimport (sched, preemption_point as preempt_point_t, NR_PREEMPT_POINTS,
                            PREEMPT_SPIN, PREEMPT_YIELD, PREEMPT_SLEEP, PP_SLAB_FREE_BEFORE_CMPXCHG,
                            PP_PUT_CPU_PARTIAL, PP_PUT_CPU_PARTIAL_AFTER_READ,
-                           PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, PREEMPTIBLE,
+                           PP_OFFLINE_AFTER_MARK_DEAD, PP_OFFLINE_BEFORE_SHRINK, PP_PCS_REFILL,
+                           PP_PCS_FLUSH_SPARE, PREEMPTIBLE,
                            preempt_model_set)
 
 POINTS = {
@@ -36,6 +37,8 @@ POINTS = {
     "put_cpu_partial:after_read": PP_PUT_CPU_PARTIAL_AFTER_READ,
     "offline:after_mark_dead": PP_OFFLINE_AFTER_MARK_DEAD,
     "offline:before_shrink": PP_OFFLINE_BEFORE_SHRINK,
+    "sheaves:refill": PP_PCS_REFILL,
+    "sheaves:flush_spare": PP_PCS_FLUSH_SPARE,
 }
 # preemptible (the task may be switched out: quiescent for RCU-sched) or not
 CONTEXTS = {name: "preemptible" if name != "put_cpu_partial:after_read" else "preempt-disabled"

@@ -27,6 +27,11 @@ cpdef enum preempt_point_id:
                                     # its store to c->partial still in the store buffer
     PP_OFFLINE_AFTER_MARK_DEAD      # memcg offline: caches marked dead (preemptible)
     PP_OFFLINE_BEFORE_SHRINK        # memcg offline: before the shrink (preemptible)
+    PP_PCS_REFILL                   # 7.0 __pcs_replace_empty_main: cpu_sheaves lock dropped, an
+                                    # empty sheaf refilled from slabs, not yet installed (preemptible)
+    PP_PCS_FLUSH_SPARE              # 7.0 __pcs_replace_full_main: lock dropped, the full spare
+                                    # taken off the vCPU (barn full: E2BIG), not yet flushed
+                                    # to its slabs (preemptible)
     NR_PREEMPT_POINTS
 
 # What a thread stopped at a point means to the rest of the machine
@@ -149,6 +154,7 @@ ctypedef bint (*smp_cond_func_t)(int cpu, void *info) noexcept nogil
 cdef int on_each_cpu_cond(sched *sc, smp_cond_func_t cond, smp_call_func_t func, void *info,
                           double timeout) noexcept nogil
 cdef int synchronize_sched(sched *sc, double timeout) noexcept nogil
+cdef int rcu_barrier(sched *sc, double timeout) noexcept nogil
 cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil
 cdef void preempt_model_check(sched *sc, int cpu) noexcept nogil
 cdef void preempt_model_set(sched *sc, double rate, long slice_ns, bint fixed) noexcept nogil

@@ -17,6 +17,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, nanosleep
 
 from slubcy.atomic cimport (atomic_int_cmpxchg, atomic_int_fetch_add, atomic_int_read,
                             atomic_int_set, atomic_long_add, atomic_long_add_release,
+                            atomic_long_read, atomic_long_read_acquire,
                             atomic_ptr_set, atomic_u64_read, atomic_u64_set, cpu_relax, smp_mb,
                             spin_lock, spin_trylock, spin_unlock)
 
@@ -662,3 +663,21 @@ cdef void __run_local_timers(sched *sc, int cpu) noexcept nogil:
         return
     sc.local_timer_next[cpu] = now + <uint64_t>sc.local_timer_period_ns
     fn(sc.local_timer_data, cpu)
+
+
+cdef int rcu_barrier(sched *sc, double timeout) noexcept nogil:
+    """rcu_barrier() for the C callbacks: return once every callback queued
+    before the call has run, advancing them here (rcu_process_callbacks) as
+    the RCU thread would.  Called on no vCPU, or by a vCPU's thread between
+    operations (it serves its requests meanwhile).  0, or -1 after
+    `timeout` seconds (< 0: no limit)."""
+    cdef long target = atomic_long_read(&sc.rcu_queued)
+    cdef double deadline = monotonic() + timeout if timeout >= 0 else 1e300
+    cdef int spins = 0
+    while atomic_long_read_acquire(&sc.rcu_done) < target:
+        local_irq_enabled(sc, this_cpu)
+        if rcu_process_callbacks(sc) == 0:
+            if monotonic() > deadline:
+                return -1
+            backoff(&spins)
+    return 0

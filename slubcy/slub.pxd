@@ -12,11 +12,12 @@
 
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free
-from slubcy.list cimport list_head
-from slubcy.atomic cimport atomic_uptr_cmpxchg, atomic_uptr_read, likely, test_slow_fastpath, unlikely
+from slubcy.list cimport list_head, list_add, list_add_tail, list_del
+from slubcy.atomic cimport (atomic_long_add, atomic_uptr_cmpxchg, atomic_uptr_read, likely,
+                            long_write_once, test_slow_fastpath, unlikely)
 from slubcy.types cimport (page, zone, PAGE_SIZE, PAGE_SHIFT, kmem_cache, kmem_cache_cpu,
                            kmem_cache_node, mem_cgroup, obj_cgroup, slub_machine, stat_item,
-                           ALLOC_FASTPATH, ALLOC_SLOWPATH, FREE_FASTPATH)
+                           ALLOC_FASTPATH, ALLOC_SLOWPATH, FREE_FASTPATH, DEACTIVATE_TO_TAIL)
 
 # include/linux/slab.h flag values
 cdef enum:
@@ -170,6 +171,10 @@ cdef inline size_t obj_full_size(kmem_cache *s) noexcept nogil:
 
 # --- slow paths (slub.pyx) -------------------------------------------------
 cdef void *__slab_alloc(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
+cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil
+cdef void discard_slab(kmem_cache *s, page *pg) noexcept nogil
+cdef size_t build_detached_freelist(kmem_cache *s, size_t size, void **p, page **df_page,
+                                   void **df_freelist, void **df_tail, int *df_cnt) noexcept nogil
 cdef int __slab_free(kmem_cache *s, kmem_cache_cpu *c, page *pg, void *head, void *tail,
                      int cnt) noexcept nogil
 cdef int kmem_cache_free_bulk(kmem_cache *s, size_t size, void **p, int cpu) noexcept nogil
@@ -186,7 +191,8 @@ cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil
 cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil
 
 cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size, size_t align,
-                                 unsigned long flags, void *ctor) noexcept nogil
+                                 unsigned long flags, void *ctor, int freeptr_offset,
+                                 unsigned int sheaf_capacity) noexcept nogil
 cdef void kmem_cache_release(kmem_cache *s) noexcept nogil
 cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil
 cdef void __kmem_cache_unlink(kmem_cache *s) noexcept nogil
@@ -220,6 +226,33 @@ cdef void css_get_many(mem_cgroup *memcg, long n) noexcept nogil
 
 cdef inline page *lru_to_page(list_head *l) noexcept nogil:
     return <page *>l     # lru is the first member of struct page
+
+
+# n->nr_partial changes under list_lock, but get_partial_node(),
+# deactivate_slab() and the shrink paths peek at it without the lock, as the
+# kernel does (a plain read there, data_race() in KCSAN's terms): the
+# updates are WRITE_ONCE and the peeks READ_ONCE (relaxed, plain movs on x86).
+# sl_partial is 7.0's SL_partial (slab_set_node_partial()), under list_lock.
+cdef inline void add_partial(kmem_cache_node *n, page *pg, int tail) noexcept nogil:
+    long_write_once(&n.nr_partial, n.nr_partial + 1)
+    pg.sl_partial = 1
+    if tail == DEACTIVATE_TO_TAIL:
+        list_add_tail(&pg.u.lru, &n.partial)
+    else:
+        list_add(&pg.u.lru, &n.partial)
+
+cdef inline void remove_partial(kmem_cache_node *n, page *pg) noexcept nogil:
+    list_del(&pg.u.lru)
+    pg.sl_partial = 0
+    long_write_once(&n.nr_partial, n.nr_partial - 1)
+
+cdef inline void inc_slabs_node(kmem_cache *s, int objects) noexcept nogil:
+    atomic_long_add(&s.node.nr_slabs, 1)
+    atomic_long_add(&s.node.total_objects, objects)
+
+cdef inline void dec_slabs_node(kmem_cache *s, int objects) noexcept nogil:
+    atomic_long_add(&s.node.nr_slabs, -1)
+    atomic_long_add(&s.node.total_objects, -objects)
 
 
 # --- fast paths ------------------------------------------------------------

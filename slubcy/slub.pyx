@@ -31,6 +31,10 @@ from slubcy.types cimport (ALLOC_FROM_PARTIAL, ALLOC_REFILL, ALLOC_SLAB, CMPXCHG
 # other, and the two extension modules import each other's C functions at
 # load (each exports its own before it imports the other's).
 from slubcy.memcg cimport memcg_css_free, memcg_cache_empty
+# Linux 7.0's percpu sheaves (sheaves.pyx): a 7.0 cache's set-up, flush,
+# shrink and shutdown, which the entry points below hand over to
+from slubcy.sheaves cimport (init_percpu_sheaves, free_percpu_sheaves, flush_all_sheaves,
+                             __kmem_cache_shrink_sheaves, __kmem_cache_shutdown_sheaves)
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
 from slubcy.sched cimport rcu_read_lock_ext, rcu_read_unlock_ext
@@ -147,9 +151,17 @@ cdef int calculate_sizes(kmem_cache *s, int forced_order) noexcept nogil:
         size += sizeof(void *)
     s.inuse = <int>size
     # the free pointer cannot overlay an object that must stay intact while free
-    if (flags & (SLAB_TYPESAFE_BY_RCU | SLAB_POISON)) or s.ctor != NULL:
+    if (flags & SLAB_TYPESAFE_BY_RCU) and s.use_freeptr_offset:
+        # 6.x kmem_cache_args.freeptr_offset: a field the RCU readers may
+        # find garbage in holds it, inside the object
+        s.offset = s.freeptr_offset
+    elif (flags & (SLAB_TYPESAFE_BY_RCU | SLAB_POISON)) or s.ctor != NULL:
         s.offset = <int>size
         size += sizeof(void *)
+    elif s.m.slub_gen >= 70:
+        # 5.7+ (3202fa62fb43): the free pointer in the middle of the object,
+        # away from where small overflows from the previous object land
+        s.offset = (s.object_size // 2) & ~(<int>sizeof(void *) - 1)   # ALIGN_DOWN
     if flags & SLAB_RED_ZONE:
         # padding to catch writes before the start of the next object
         size += sizeof(void *)
@@ -195,9 +207,13 @@ cdef int kmalloc_index(size_t size) noexcept nogil:
 
 
 cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size, size_t align,
-                                 unsigned long flags, void *ctor) noexcept nogil:
+                                 unsigned long flags, void *ctor, int freeptr_offset,
+                                 unsigned int sheaf_capacity) noexcept nogil:
     """kmem_cache_create() + kmem_cache_open(): NULL if the object cannot be
-    placed in a slab or memory for the cache is short."""
+    placed in a slab or memory for the cache is short.  `freeptr_offset`
+    (>= 0: 6.x kmem_cache_args.freeptr_offset, SLAB_TYPESAFE_BY_RCU caches)
+    and `sheaf_capacity` (kmem_cache_args.sheaf_capacity: the least a 7.0
+    cache's sheaves hold) come from the caller's checked arguments."""
     cdef kmem_cache *s = <kmem_cache *>calloc(1, sizeof(kmem_cache))
     if s == NULL:
         return NULL
@@ -206,6 +222,8 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
     s.object_size = <int>size
     s.flags = flags
     s.ctor = ctor
+    s.use_freeptr_offset = freeptr_offset >= 0
+    s.freeptr_offset = freeptr_offset if freeptr_offset >= 0 else 0
     s.align = <int>calculate_alignment(flags, align, size)
     s.reserved = 0      # the RCU head fits in struct page on 64-bit
     if not calculate_sizes(s, -1):
@@ -225,15 +243,24 @@ cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size,
         s.cpu_partial = 30
     spin_lock_init(&s.node.list_lock)
     INIT_LIST_HEAD(&s.node.partial)
-    s.cpu_slab = <kmem_cache_cpu *>aligned_alloc(CACHE_LINE_SIZE, m.nr_cpus * sizeof(kmem_cache_cpu))
+    # one more than the vCPUs: the counters of work done on none (stat_off_cpu)
+    s.cpu_slab = <kmem_cache_cpu *>aligned_alloc(CACHE_LINE_SIZE, (m.nr_cpus + 1) * sizeof(kmem_cache_cpu))
     if s.cpu_slab == NULL:
         free(s)
         return NULL
-    memset(s.cpu_slab, 0, m.nr_cpus * sizeof(kmem_cache_cpu))
+    memset(s.cpu_slab, 0, (m.nr_cpus + 1) * sizeof(kmem_cache_cpu))
+    if m.slub_gen >= 70:
+        # 7.0: kmem_cache_cpu and cpu partials are gone (cpu_partial reads 0)
+        s.cpu_partial = 0
+        if init_percpu_sheaves(s, sheaf_capacity) != 0:
+            free(s.cpu_slab)
+            free(s)
+            return NULL
     if flags & SLAB_ACCOUNT:
         # a root cache of accounted objects: a child cache per kmemcg id
         s.memcg_caches = <kmem_cache **>calloc(MAX_MEMCG_CACHES, sizeof(kmem_cache *))
         if s.memcg_caches == NULL:
+            free_percpu_sheaves(s)
             free(s.cpu_slab)
             free(s)
             return NULL
@@ -263,36 +290,13 @@ cdef void kmem_cache_unlink(kmem_cache *s) noexcept nogil:
 cdef void kmem_cache_release(kmem_cache *s) noexcept nogil:
     """Free the struct (the caller unlinked it or is tearing the machine down)."""
     free(s.memcg_caches)
+    free_percpu_sheaves(s)
     free(s.cpu_slab)
     free(s)
 
 
 # ---------------------------------------------------------------------------
 # Node lists and slab accounting
-
-# n->nr_partial changes under list_lock, but get_partial_node(),
-# deactivate_slab() and the shrink paths peek at it without the lock, as the
-# kernel does (a plain read there, data_race() in KCSAN's terms): the
-# updates are WRITE_ONCE and the peeks READ_ONCE (relaxed, plain movs on x86).
-cdef inline void add_partial(kmem_cache_node *n, page *pg, int tail) noexcept nogil:
-    long_write_once(&n.nr_partial, n.nr_partial + 1)
-    if tail == DEACTIVATE_TO_TAIL:
-        list_add_tail(&pg.u.lru, &n.partial)
-    else:
-        list_add(&pg.u.lru, &n.partial)
-
-cdef inline void remove_partial(kmem_cache_node *n, page *pg) noexcept nogil:
-    list_del(&pg.u.lru)
-    long_write_once(&n.nr_partial, n.nr_partial - 1)
-
-
-cdef inline void inc_slabs_node(kmem_cache *s, int objects) noexcept nogil:
-    atomic_long_add(&s.node.nr_slabs, 1)
-    atomic_long_add(&s.node.total_objects, objects)
-
-cdef inline void dec_slabs_node(kmem_cache *s, int objects) noexcept nogil:
-    atomic_long_add(&s.node.nr_slabs, -1)
-    atomic_long_add(&s.node.total_objects, -objects)
 
 cdef inline bint cmpxchg_double_slab(kmem_cache_cpu *c, page *pg, uint64_t old,
                                      uint64_t new) noexcept nogil:
@@ -427,6 +431,7 @@ cdef page *new_slab(kmem_cache *s, kmem_cache_cpu *c) noexcept nogil:
     inc_slabs_node(s, objects)
     ptr_write_once(&pg.slab_cache, s)        # (the page map's readers: slab_usage)
     pg.memcg_data = 0
+    pg.sl_partial = 0
     memcg_charge_slab(s, pg)
     u16_write_once(&pg.flags, pg.flags | PG_slab | PG_slab_ctor)
     start = page_address(&s.m.z, pg)
@@ -1038,7 +1043,9 @@ cdef int flush_all(kmem_cache *s) noexcept nogil:
     vCPU with a cpu slab or partials flushes its own per-cpu state, the
     requests posted to all of them at once: a running vCPU at its next
     irq-enabled point (an IPI), an idle one directly.  -1 if a vCPU did not
-    answer in time."""
+    answer in time.  A 7.0 cache flushes its sheaves (flush_all_sheaves)."""
+    if s.cpu_sheaves != NULL:
+        return flush_all_sheaves(s)
     if on_each_cpu_cond(&s.m.sc, has_cpu_slab, flush_cpu_slab, s, s.m.ipi_timeout) != 0:
         s.m.ipi_timeouts += 1
         return -1
@@ -1086,7 +1093,7 @@ cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
     the node partial list, and put the fullest slabs (at most
     SHRINK_PROMOTE_MAX free objects) at its head, fewest free first.  With
     `deactivate`, first mark the cache dead (cpu_partial = min_partial = 0).
-    Returns 1 if slabs remain."""
+    Returns 1 if slabs remain.  A 7.0 cache: __kmem_cache_shrink_sheaves."""
     cdef kmem_cache_node *n = &s.node
     cdef list_head discard
     cdef list_head promote[SHRINK_PROMOTE_MAX]
@@ -1095,6 +1102,8 @@ cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil:
     cdef page *pg
     cdef uint64_t w
     cdef int i, nfree, nobj
+    if s.cpu_sheaves != NULL:
+        return __kmem_cache_shrink_sheaves(s)
     if deactivate:
         atomic_int_set(&s.cpu_partial, 0)
         s.min_partial = 0
@@ -1167,11 +1176,14 @@ cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil:
 cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil:
     """kmem_cache_close(): flush, free the empty partial slabs (free_partial),
     and fail (1) if any slab is left.  Unlike the kernel, a failed shutdown
-    leaves the cache fully usable: the Python layer refuses the destroy."""
+    leaves the cache fully usable: the Python layer refuses the destroy.
+    A 7.0 cache: __kmem_cache_shutdown_sheaves."""
     cdef kmem_cache_node *n = &s.node
     cdef list_head *pos
     cdef list_head *nxt
     cdef page *pg
+    if s.cpu_sheaves != NULL:
+        return __kmem_cache_shutdown_sheaves(s)
     flush_all(s)
     spin_lock(&n.list_lock)
     pos = n.partial.next

@@ -18,12 +18,14 @@ from slubcy.atomic cimport (atomic_long_add, atomic_long_read, atomic_u64_fetch_
 from slubcy.types cimport (slab_caches_first, slab_caches_next, memcgs_first, memcgs_next,
                            memcg_kmem_caches_first, memcg_kmem_caches_next)
 from slubcy.types cimport (PAGE_SIZE, MAX_ORDER, kmem_cache, kmem_cache_cpu, kmem_cache_node,
-                           mem_cgroup, page, slub_machine, zone)
+                           mem_cgroup, page, slub_machine, zone, slab_sheaf, slub_percpu_sheaves,
+                           node_barn)
 from slubcy.list cimport list_head
 from slubcy.sched cimport rcu_read_lock_ext, rcu_read_unlock_ext
 from slubcy.sched cimport on_each_cpu_cond
 from slubcy.page_alloc cimport page_address, virt_to_head_page, addr_in_arena, PG_slab, PG_slab_ctor
 from slubcy.slub cimport *     # the algorithm's declarations, inline helpers and OBJ_* codes
+from slubcy.sheaves cimport sheaves_find, sheaves_free_objects
 
 # ---------------------------------------------------------------------------
 # Checks for the Python API and validate()
@@ -136,6 +138,18 @@ cdef int walk_free_objects(kmem_cache *s, page *pg, uint64_t *bits, void *find,
             p = get_freepointer(s, p)
         if pass_ == 0 and on_page != NULL:
             on_page[0] = count
+    if s.cpu_sheaves != NULL:
+        # 7.0: the free objects the sheaves hold (main, spare, rcu_free of
+        # every vCPU, the barn's, those in flight to call_rcu)
+        pass_ = sheaves_find(s, pg, find, bits if hit != NULL else NULL, hit,
+                             bits if hit == NULL else NULL)
+        if pass_ < 0:
+            return -1
+        count += pass_
+        if hit == NULL and bits != NULL:        # (validate()'s walk: under check_lock)
+            s.v_sheaf_hits += pass_
+        if count > limit:
+            return -1
     return count
 
 
@@ -445,7 +459,7 @@ cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots
     cdef long used = 0, total = 0, npages = 0, freelist, cpu_slabs, cpu_partial
     cdef kmem_cache *s
     cdef kmem_cache **caches
-    cdef int nr = 0, rc = 0
+    cdef int nr = 0, rc = 0, cpu_
     cdef uint16_t flags
     cdef uint64_t w
     cdef unsigned int order
@@ -463,6 +477,7 @@ cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots
             pfn += 1
     if only != NULL:
         rc = cpu_usage_collect(m, &only, 1, &freelist, &cpu_slabs, &cpu_partial)
+        freelist += sheaves_free_objects(only)      # 7.0: free, counted in use by their slabs
     else:
         # every cache: a read-side section keeps those destroyed meanwhile
         # allocated (they are freed by call_rcu) until their vCPUs answered
@@ -483,6 +498,8 @@ cdef int slab_usage(slub_machine *m, kmem_cache *only, long *in_use, long *slots
         spin_unlock(&m.slab_lock)
         if caches != NULL:
             rc = cpu_usage_collect(m, caches, nr, &freelist, &cpu_slabs, &cpu_partial)
+            for cpu_ in range(nr):
+                freelist += sheaves_free_objects(caches[cpu_])
             free(caches)
         else:
             rc = -1
@@ -564,6 +581,76 @@ cdef int validate_lists(kmem_cache *s, uint32_t ON_NODE, uint32_t ON_CPU, char *
     s.v_slabs = 0
     s.v_objects = 0
     s.v_used = 0
+    s.v_sheaf_hits = 0
+    if s.cpu_sheaves != NULL:
+        return validate_sheaves(s, err, errlen)
+    return 0
+
+
+cdef int validate_sheaves(kmem_cache *s, char *err, size_t errlen) noexcept nogil:
+    """7.0: every vCPU has a main sheaf (the bootstrap one without sheaves),
+    no sheaf holds more than its capacity, a spare and the barn's sheaves
+    are of this cache, the barn's counts match its lists and its full
+    sheaves are full."""
+    cdef slub_percpu_sheaves *pcs
+    cdef node_barn *barn = s.node.barn
+    cdef slab_sheaf *sh
+    cdef list_head *pos
+    cdef slab_sheaf *three[3]
+    cdef unsigned int nr
+    cdef int cpu, k
+    for cpu in range(s.m.nr_cpus):
+        pcs = &s.cpu_sheaves[cpu]
+        if pcs.main == NULL or (s.sheaf_capacity == 0 and pcs.main != &s.m.bootstrap_sheaf):
+            snprintf(err, errlen, "%s: cpu %d has no main sheaf", s.name, cpu)
+            return -1
+        if pcs.lock:
+            snprintf(err, errlen, "%s: cpu %d sheaves left locked", s.name, cpu)
+            return -1
+        three[0] = pcs.main
+        three[1] = pcs.spare
+        three[2] = pcs.rcu_free
+        for k in range(3):
+            sh = three[k]
+            if sh != NULL and sh != &s.m.bootstrap_sheaf and (sh.cache != s or sh.freed or
+                                                           sh.size > sh.capacity):
+                snprintf(err, errlen, "%s: cpu %d sheaf corrupt (size %u of %u)", s.name, cpu,
+                         sh.size, sh.capacity)
+                return -1
+    if barn == NULL:
+        return 0
+    spin_lock(&barn.lock)
+    nr = 0
+    pos = barn.sheaves_full.next
+    while pos != &barn.sheaves_full and nr <= barn.nr_full:
+        sh = <slab_sheaf *>(<char *>pos - <size_t>&(<slab_sheaf *>0).barn_list)
+        if sh.size != sh.capacity or sh.cache != s:
+            spin_unlock(&barn.lock)
+            snprintf(err, errlen, "%s: barn full sheaf with %u of %u objects", s.name, sh.size,
+                     sh.capacity)
+            return -1
+        nr += 1
+        pos = pos.next
+    if nr != barn.nr_full:
+        spin_unlock(&barn.lock)
+        snprintf(err, errlen, "%s: barn nr_full %u but %u sheaves on its list", s.name,
+                 barn.nr_full, nr)
+        return -1
+    nr = 0
+    pos = barn.sheaves_empty.next
+    while pos != &barn.sheaves_empty and nr <= barn.nr_empty:
+        sh = <slab_sheaf *>(<char *>pos - <size_t>&(<slab_sheaf *>0).barn_list)
+        if sh.size != 0:
+            spin_unlock(&barn.lock)
+            snprintf(err, errlen, "%s: barn empty sheaf holds %u objects", s.name, sh.size)
+            return -1
+        nr += 1
+        pos = pos.next
+    spin_unlock(&barn.lock)
+    if nr != barn.nr_empty:
+        snprintf(err, errlen, "%s: barn nr_empty %u but %u sheaves on its list", s.name,
+                 barn.nr_empty, nr)
+        return -1
     return 0
 
 
@@ -611,6 +698,24 @@ cdef int validate_slab(kmem_cache *s, page *pg, uint32_t ON_NODE, uint32_t ON_CP
                  s.name, start, <int>fc_inuse(w), on_page, objects)
         return -1
     s.v_used += objects - nfree
+    if s.cpu_sheaves != NULL:
+        # 7.0: nothing is frozen; a slab is on the node list (SL_partial) iff
+        # its own freelist has objects -- those whose objects all sit in
+        # sheaves are full and off-list, as get_freelist_nofreeze leaves them
+        if fc_frozen(w):
+            snprintf(err, errlen, "%s: frozen slab %p under sheaves", s.name, start)
+            return -1
+        if (pg.mark == ON_NODE) != (pg.sl_partial != 0):
+            snprintf(err, errlen, "%s: slab %p SL_partial %d disagrees with the node list",
+                     s.name, start, <int>pg.sl_partial)
+            return -1
+        if on_page > 0 and pg.mark != ON_NODE:
+            snprintf(err, errlen, "%s: slab %p has free objects but is on no list", s.name, start)
+            return -1
+        if on_page == 0 and pg.mark == ON_NODE:
+            snprintf(err, errlen, "%s: full slab %p on the partial list", s.name, start)
+            return -1
+        return 0
     if fc_frozen(w):
         if not on_cpu_list:
             snprintf(err, errlen, "%s: frozen slab %p belongs to no cpu", s.name, start)
@@ -630,6 +735,13 @@ cdef int validate_slab(kmem_cache *s, page *pg, uint32_t ON_NODE, uint32_t ON_CP
 
 cdef int validate_counts(kmem_cache *s, char *err, size_t errlen) noexcept nogil:
     cdef kmem_cache_node *n = &s.node
+    cdef long held
+    if s.cpu_sheaves != NULL:
+        held = sheaves_free_objects(s)
+        if held != s.v_sheaf_hits:
+            snprintf(err, errlen, "%s: sheaves hold %ld objects but %ld are objects of its slabs",
+                     s.name, held, s.v_sheaf_hits)
+            return -1
     if s.v_slabs != atomic_long_read(&n.nr_slabs) or s.v_objects != atomic_long_read(&n.total_objects):
         snprintf(err, errlen, "%s: node counts %ld slabs / %ld objects but found %ld / %ld",
                  s.name, atomic_long_read(&n.nr_slabs), atomic_long_read(&n.total_objects),

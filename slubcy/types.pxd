@@ -59,7 +59,8 @@ cdef struct page:
                             # free block; set and read only under zone->lock, so the
                             # buddy check never reads flags, which owners change unlocked
     uint32_t mark           # scratch epoch for free-object checks (on_freelist)
-    uint32_t _pad2
+    uint32_t sl_partial     # 7.0's SL_partial: on its node's partial list (under list_lock;
+                            # kept by add_partial/remove_partial in both generations, read by 7.0)
     uint64_t py_live        # a slab's bitmap (uint64_t *) of the objects the Python API
                             # handed out and has not taken back (slub.pyx), or 0
 
@@ -109,15 +110,77 @@ cpdef enum stat_item:
     CPU_PARTIAL_FREE
     CPU_PARTIAL_NODE
     CPU_PARTIAL_DRAIN
+    # Linux 6.18's sheaf items, kept by 7.0 ([STAT]: its 26 are the eleven
+    # above that 7.0 keeps -- ALLOC_/FREE_FASTPATH now meaning the sheaves --
+    # and these fifteen); a 4.0 machine never counts them
+    SHEAF_FLUSH
+    SHEAF_REFILL
+    SHEAF_ALLOC
+    SHEAF_FREE
+    BARN_GET
+    BARN_GET_FAIL
+    BARN_PUT
+    BARN_PUT_FAIL
+    FREE_RCU_SHEAF
+    FREE_RCU_SHEAF_FAIL
+    SHEAF_PREFILL_FAST
+    SHEAF_PREFILL_SLOW
+    SHEAF_PREFILL_OVERSIZE
+    SHEAF_RETURN_FAST
+    SHEAF_RETURN_SLOW
     NR_SLUB_STAT_ITEMS
 
-# Per-cpu state, padded to four cache lines so two vCPUs never share a line.
+# Per-cpu state, padded to six cache lines so two vCPUs never share a line.
+# On a 7.0 machine only `stat` is used: it stands in for 7.0's s->cpu_stats
+# (kmem_cache_cpu itself is gone there).
 cdef struct kmem_cache_cpu:
     void **freelist          # first free object of c.page for this vCPU
     page *page               # the cpu slab (frozen)
     page *partial            # per-cpu partial slabs (frozen), chained by page.u.pc.next
     uint64_t stat[<int>NR_SLUB_STAT_ITEMS]
-    char _pad[256 - 24 - 8 * <int>NR_SLUB_STAT_ITEMS]
+    char _pad[384 - 24 - 8 * <int>NR_SLUB_STAT_ITEMS]
+
+# --- Linux 7.0's percpu sheaves and barns (mm/slub.c, sheaves.pyx) ----------
+# struct slab_sheaf: a LIFO array of free objects of one cache.  The
+# kernel's header unions rcu_head, barn_list and {capacity, pfmemalloc};
+# here each has its own field.  `objects` points just past the header (one
+# malloc, as the kernel's kzalloc of the header and its flexible array).
+cdef struct kmem_cache
+
+cdef struct slab_sheaf:
+    rcu_head rcu             # call_rcu(rcu_free_sheaf) of a full rcu sheaf (first)
+    list_head barn_list      # on the barn's sheaves_full / sheaves_empty
+    kmem_cache *cache
+    slab_sheaf *all_next     # departure: on the cache's list of every sheaf it has
+                             # (see kmem_cache.sheaves_all)
+    unsigned int size        # objects held
+    unsigned int capacity
+    int node                 # rcu sheaves: numa_mem_id() when it went to call_rcu
+    int freed                # departure: "kfree()d", parked on sheaves_all (SHEAF_FREE)
+    void **objects
+
+# struct slub_percpu_sheaves, per cache per vCPU.  `lock` is the
+# local_trylock_t: taken only by the thread running the vCPU (or a request
+# run for it), never across a preemption point or an irq-enabled point.
+cdef struct slub_percpu_sheaves:
+    int lock
+    int _pad0
+    slab_sheaf *main         # never NULL while unlocked (the bootstrap sheaf without sheaves)
+    slab_sheaf *spare        # empty, full, or NULL
+    slab_sheaf *rcu_free     # kfree_rcu()'s sheaf being filled, or NULL
+    char _pad[32]            # 64 bytes: no two vCPUs share a cache line
+
+cdef enum:
+    MAX_FULL_SHEAVES = 10    # barn limits (mm/slub.c)
+    MAX_EMPTY_SHEAVES = 10
+
+# struct node_barn (per cache per node): full and empty sheaves for any CPU.
+cdef struct node_barn:
+    int lock                 # spinlock_t (irqsave)
+    list_head sheaves_full
+    list_head sheaves_empty
+    unsigned int nr_full     # read racily (data_race) against the limits
+    unsigned int nr_empty
 
 cdef struct kmem_cache_node:
     int list_lock
@@ -125,6 +188,7 @@ cdef struct kmem_cache_node:
     list_head partial
     long nr_slabs            # atomic_long_t in the kernel (CONFIG_SLUB_DEBUG)
     long total_objects
+    node_barn *barn          # 7.0: this node's barn (NULL for 4.0 and without sheaves)
     # No `full` list: the kernel keeps one only for SLAB_STORE_USER caches,
     # which slubcy does not support.
 
@@ -195,6 +259,11 @@ cdef struct slub_machine:
     int per_memcg_caches     # 1: a child cache per memcg (3.16 .. 5.8); 0: objcg (5.9)
     int pages_pin_memcg      # 1: each charged slab page pins its memcg (until 5.2)
     int cpu_partial_dead_check   # put_cpu_partial unfreezes when cpu_partial == 0 (4.0)
+    int slub_gen             # allocator generation: 40 (cpu slabs, the default) or 70
+                             # (percpu sheaves and barns, Linux 7.0: sheaves.pyx)
+    slab_sheaf bootstrap_sheaf   # 7.0: the zero-capacity `main` of caches without sheaves
+    int rcu_barrier_in_shutdown  # 7.0: __kmem_cache_shutdown's rcu_barrier() (b55b423e8518);
+                             # 0 only to show the race it closes (slubcy race)
     int unregister_on_empty  # a dead cache whose last slab goes is destroyed then (if its
                              # memcg may let it go); 0: only at offline (3.16 keep)
     # Locks.  slab_lock: a spinlock for the short list updates below (taken
@@ -240,7 +309,8 @@ cdef struct slub_machine:
 
 cdef struct kmem_cache:
     rcu_head rcu             # first: a destroyed child cache is freed after a grace period
-    kmem_cache_cpu *cpu_slab
+    kmem_cache_cpu *cpu_slab # nr_cpus + 1: the last counts work done on no vCPU (atomic)
+    slub_percpu_sheaves *cpu_sheaves   # 7.0: per vCPU, else NULL (the generation test)
     unsigned long flags
     unsigned long min_partial
     int size                 # object + metadata
@@ -267,13 +337,25 @@ cdef struct kmem_cache:
     list_head root_caches_node   # accounted root: on slab_root_caches (4.13
                              # memcg_params.__root_caches_node)
     int dead                 # its memcg went offline
+    int use_freeptr_offset   # 6.x kmem_cache_args: the free pointer at freeptr_offset
+    int freeptr_offset
     int no_cpu_partial       # the 2014 mail's proposal: kmem_cache_has_cpu_partial() is false
     int destroyed            # unlinked; freed after a grace period
     int accounted            # SLAB_ACCOUNT root cache with memcg_caches
     long shrink_pending      # deferred shrinks queued on it (keep it alive)
+    unsigned int sheaf_capacity  # 7.0: objects per sheaf (calculate_sheaf_capacity), 0: none
+    int sheaves_lock         # guards sheaves_all
+    slab_sheaf *sheaves_all  # departure: every sheaf this cache allocated, chained by
+                             # all_next.  A "freed" sheaf is parked here (freed = 1), not
+                             # returned to malloc, until the cache goes: the Python API's
+                             # double-free check and the usage counts may then read any
+                             # vCPU's sheaves racily, bounded, without a use after free.
+    list_head sheaves_parked # "freed" sheaves (on barn_list), reused by alloc_empty_sheaf
+    long nr_sheaves_in_rcu   # 7.0: rcu sheaves handed to call_rcu, not yet back
     long v_slabs             # validate() scratch
     long v_objects
     long v_used
+    long v_sheaf_hits        # validate() / free-check scratch: sheaf objects found per slab
     char name[64]
     kmem_cache_node node     # node[0]: the only node
 
