@@ -1501,6 +1501,7 @@ cdef class Machine:
         cdef kmem_cache_t *s
         if not addr_in_arena(&self.m.z, <uintptr_t>p):
             raise NotInArena(f"kfree_rcu of {addr:#x}: the address is outside the arena")
+        self.start_rcu()                    # runs the rcu sheaves' callbacks
         pg = virt_to_head_page(&self.m.z, p)
         if not pg.flags & PG_slab:
             raise NotAnObject(f"kfree_rcu of {addr:#x}: not a slab object")
@@ -2009,6 +2010,7 @@ cdef class Machine:
             return (b, (a - b) // s.size)
 
         cpus = []
+        names = STAT_ITEMS_70 if self.m.slub_gen >= 70 else STAT_ITEMS
         for cpu in range(self.m.nr_cpus):
             kc = &s.cpu_slab[cpu]
             fl = []
@@ -2024,7 +2026,7 @@ cdef class Machine:
             cpus.append({
                 "page": <uintptr_t>page_address(z, kc.page) if kc.page != NULL else None,
                 "freelist": fl, "partial": partial,
-                "stat": {STAT_ITEMS[i]: kc.stat[i] for i in range(<int>NR_SLUB_STAT_ITEMS)},
+                "stat": {k: kc.stat[<int>_stat_item[k]] for k in names},
             })
         cdef slab_sheaf *sh
         cdef list_head *bpos

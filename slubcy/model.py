@@ -1,4 +1,5 @@
-"""A pure-Python reference model of SLUB (Linux v4.0 ``mm/slub.c``).
+"""A pure-Python reference model of SLUB (Linux v4.0 ``mm/slub.c``, and
+Linux 7.0's percpu sheaves with ``RefMachine(..., slub="7.0")``).
 
 This module is an executable specification, written from the kernel's rules and
 not from the Cython core, so the two can be checked against each other
@@ -24,6 +25,12 @@ Python lists, head first; pushing a freed object makes it the new head, as
 
 Citations ("l.NNNN") are to Linux 4.0.5 ``mm/slub.c``; function names are
 the kernel's.
+
+The 7.0 generation (section "Linux 7.0" below, ``tests/test_model_sheaves.py``)
+keeps, per cache (:class:`Cache70`), each vCPU's ``slub_percpu_sheaves``
+(main / spare / rcu_free :class:`Sheaf`), the node's ``node_barn`` and the
+7.0 statistics (:data:`STAT_ITEMS_70`); slabs are never frozen and there is
+no cpu slab.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ __all__ = [
     "calculate_alignment", "calculate_sizes", "calculate_order", "slab_order",
     "geometry", "fls", "ilog2", "get_order",
     "RefMachine", "Cache", "Slab", "CacheBusy",
+    "STAT_ITEMS_70", "MAX_FULL_SHEAVES", "MAX_EMPTY_SHEAVES", "PCS_BATCH_MAX",
+    "calculate_sheaf_capacity", "kmalloc_size_roundup", "Cache70", "Sheaf",
 ]
 
 # --------------------------------------------------------------------------
@@ -377,14 +386,854 @@ class Cache:
         return f"<model Cache {self.name!r} size={self.size} objs={self.objects_per_slab}>"
 
 
-class RefMachine:
-    """N vCPUs, one node, any number of caches, unlimited memory."""
+
+# ==========================================================================
+# Linux 7.0: percpu sheaves and the per-node barn
+# ==========================================================================
+#
+# RefMachine(cpus, slub="7.0") models mm/slub.c after "slab: replace cpu
+# (partial) slabs with sheaves" (Babka, 7.0): no kmem_cache_cpu, no cpu
+# slab, no frozen slabs; every cache without debug flags has per-CPU
+# sheaves (main, spare, rcu_free: LIFO arrays of free objects) in front of
+# the node partial list, and the node has a barn of full and empty sheaves.
+# Function names below are 7.0's; the model has unlimited memory, so
+# alloc_empty_sheaf() and new_slab() never fail and local_trylock() never
+# fails (every operation runs to completion on its vCPU).
+#
+# A sheaf is a Python list, objects[0] at the bottom: alloc pops the end
+# (objects[size - 1]), free appends.  The barn's lists are head first
+# (list_add puts a sheaf at index 0).  Statistics are counted on the vCPU
+# doing the work, or -- for work done on no vCPU (an RCU callback, the barn
+# flush of a shrink or destroy, the sheaves' set-up) -- on an extra slot,
+# as the core's stat70() does (the kernel counts such work on whatever CPU
+# ran it).
+
+#: 7.0's ``enum stat_item`` as the core lists it (slubcy.machine.STAT_ITEMS_70):
+#: the eleven items 7.0 kept, then the sheaf / barn / rcu items of 6.18.
+STAT_ITEMS_70 = (
+    "ALLOC_FASTPATH", "ALLOC_SLOWPATH", "FREE_FASTPATH", "FREE_SLOWPATH",
+    "FREE_ADD_PARTIAL", "FREE_REMOVE_PARTIAL", "ALLOC_SLAB", "ALLOC_NODE_MISMATCH",
+    "FREE_SLAB", "ORDER_FALLBACK", "CMPXCHG_DOUBLE_FAIL",
+    "SHEAF_FLUSH", "SHEAF_REFILL", "SHEAF_ALLOC", "SHEAF_FREE",
+    "BARN_GET", "BARN_GET_FAIL", "BARN_PUT", "BARN_PUT_FAIL",
+    "FREE_RCU_SHEAF", "FREE_RCU_SHEAF_FAIL",
+    "SHEAF_PREFILL_FAST", "SHEAF_PREFILL_SLOW", "SHEAF_PREFILL_OVERSIZE",
+    "SHEAF_RETURN_FAST", "SHEAF_RETURN_SLOW",
+)
+assert len(STAT_ITEMS_70) == 26
+_STAT_INDEX_70 = {name: i for i, name in enumerate(STAT_ITEMS_70)}
+
+SLUB_GENERATIONS = ("4.0", "7.0")
+MAX_FULL_SHEAVES = 10           # barn limits (mm/slub.c)
+MAX_EMPTY_SHEAVES = 10
+PCS_BATCH_MAX = 32              # sheaf_flush_main(): objects per batch
+SHEAF_HEADER_SIZE = 32          # sizeof(struct slab_sheaf) on 64-bit
+_E2BIG = 7
+_ENOMEM = 12
+
+
+def kmalloc_size_roundup(size: int) -> int:
+    """kmalloc_size_roundup(): the kmalloc bucket (8, 16, ..., with 96 and
+    192) a request of ``size`` bytes gets."""
+    if size <= 8:
+        return 8
+    if 64 < size <= 96:
+        return 96
+    if 128 < size <= 192:
+        return 192
+    b = 8
+    while b < size:
+        b <<= 1
+    return b
+
+
+def calculate_sheaf_capacity(size: int, debug: bool, args_capacity: int = 0) -> int:
+    """calculate_sheaf_capacity() (7.0): 0 for a cache with debug flags;
+    else 4 / 12 / 26 / 60 by ``s->size`` (>= PAGE_SIZE, >= 1024, >= 256,
+    smaller), rounded up so that header + pointers fill the kmalloc bucket,
+    and at least ``kmem_cache_args.sheaf_capacity``."""
+    if debug:
+        return 0
+    if size >= PAGE_SIZE:
+        capacity = 4
+    elif size >= 1024:
+        capacity = 12
+    elif size >= 256:
+        capacity = 26
+    else:
+        capacity = 60
+    bucket = kmalloc_size_roundup(SHEAF_HEADER_SIZE + SIZEOF_VOID_P * capacity)
+    capacity = (bucket - SHEAF_HEADER_SIZE) // SIZEOF_VOID_P
+    return max(capacity, args_capacity)
+
+
+class Sheaf:
+    """``struct slab_sheaf``: ``objects[0 .. size)``, LIFO (the end is the top)."""
+
+    __slots__ = ("objects",)
+
+    def __init__(self):
+        self.objects = []
+
+    @property
+    def size(self) -> int:
+        return len(self.objects)
+
+    def __repr__(self):
+        return f"Sheaf({self.objects})"
+
+
+class PcpSheaves:
+    """``struct slub_percpu_sheaves``: ``main`` (never None), ``spare``, ``rcu_free``."""
+
+    __slots__ = ("main", "spare", "rcu_free")
+
+    def __init__(self, main: Sheaf):
+        self.main = main
+        self.spare = None
+        self.rcu_free = None
+
+
+class Barn:
+    """``struct node_barn``: full and empty sheaves, each list head first."""
+
+    __slots__ = ("full", "empty")
+
+    def __init__(self):
+        self.full = []
+        self.empty = []
+
+    @property
+    def nr_full(self) -> int:
+        return len(self.full)
+
+    @property
+    def nr_empty(self) -> int:
+        return len(self.empty)
+
+
+class Cache70(Cache):
+    """``struct kmem_cache`` of 7.0: geometry as 4.0's (calculate_order is
+    unchanged) but the free pointer in the middle of the object (5.7+,
+    3202fa62fb43) when nothing lives there, ``cpu_partial`` 0, and
+    ``cpu_sheaves`` / ``sheaf_capacity`` / the node's barn."""
+
+    def __init__(self, machine: "RefMachine", name: str, size: int, align: int,
+                 flags: int, ctor, sheaf_capacity: int = 0):
+        super().__init__(machine, name, size, align, flags, ctor)
+        if not ((flags & (SLAB_TYPESAFE_BY_RCU | SLAB_POISON)) or ctor is not None):
+            self.offset = (self.object_size // 2) & ~(SIZEOF_VOID_P - 1)   # ALIGN_DOWN
+        self.cpu_partial = 0
+        self.sheaf_capacity = calculate_sheaf_capacity(self.size, self.debug, sheaf_capacity)
+        # stat70: one row per vCPU, then the row of work done on no vCPU
+        self.stat = [[0] * len(STAT_ITEMS_70) for _ in range(machine.cpus + 1)]
+        self.in_rcu = 0         # s->nr_sheaves_in_rcu (the core's count)
+        # init_percpu_sheaves(): an empty main per vCPU (counted on no vCPU),
+        # or the zero-capacity bootstrap sheaf; the barn only with sheaves.
+        self.barn = Barn() if self.sheaf_capacity else None
+        self.pcs = []
+        for _ in range(machine.cpus):
+            if self.sheaf_capacity:
+                self.pcs.append(PcpSheaves(machine._alloc_empty_sheaf(self, -1)))
+            else:
+                self.pcs.append(PcpSheaves(Sheaf()))    # the bootstrap sheaf
+
+    @property
+    def has_cpu_partial(self) -> bool:
+        return False                # 7.0 removed CONFIG_SLUB_CPU_PARTIAL
+
+    def __repr__(self):
+        return (f"<model Cache70 {self.name!r} size={self.size} objs={self.objects_per_slab} "
+                f"sheaf_capacity={self.sheaf_capacity}>")
+
+
+class _Sheaves70:
+    """RefMachine's 7.0 paths (mixed into RefMachine; ``self`` is the machine)."""
+
+    # --- statistics, sheaves, barn ------------------------------------------
+
+    @staticmethod
+    def _stat70(s: Cache70, cpu: int, item: str, v: int = 1) -> None:
+        """stat() / stat_add() of 7.0 on vCPU ``cpu`` (-1: no vCPU)."""
+        s.stat[cpu if cpu >= 0 else len(s.stat) - 1][_STAT_INDEX_70[item]] += v
+
+    def _alloc_empty_sheaf(self, s: Cache70, cpu: int) -> Sheaf:
+        """alloc_empty_sheaf(): SHEAF_ALLOC."""
+        self._stat70(s, cpu, "SHEAF_ALLOC")
+        return Sheaf()
+
+    def _free_empty_sheaf(self, s: Cache70, sh: Sheaf, cpu: int) -> None:
+        """free_empty_sheaf(): SHEAF_FREE."""
+        assert not sh.objects
+        self._stat70(s, cpu, "SHEAF_FREE")
+
+    @staticmethod
+    def _barn_get_empty_sheaf(barn: Barn):
+        """barn_get_empty_sheaf(): the head of the empty list, or None."""
+        return barn.empty.pop(0) if barn.empty else None
+
+    @staticmethod
+    def _barn_put_empty_sheaf(barn: Barn, sh: Sheaf) -> None:
+        """barn_put_empty_sheaf(): list_add (no limit check)."""
+        assert not sh.objects
+        barn.empty.insert(0, sh)
+
+    @staticmethod
+    def _barn_put_full_sheaf(barn: Barn, sh: Sheaf) -> None:
+        """barn_put_full_sheaf(): list_add (no limit check)."""
+        barn.full.insert(0, sh)
+
+    @staticmethod
+    def _barn_replace_empty_sheaf(barn: Barn, empty: Sheaf):
+        """barn_replace_empty_sheaf(): trade ``empty`` for the head full
+        sheaf, or None if the barn has none (the empty one is then kept)."""
+        if not barn.full:
+            return None
+        full = barn.full.pop(0)
+        barn.empty.insert(0, empty)
+        return full
+
+    @staticmethod
+    def _barn_replace_full_sheaf(barn: Barn, full: Sheaf):
+        """barn_replace_full_sheaf(): trade ``full`` for the head empty sheaf.
+        Returns (empty, 0), or (None, E2BIG) when the barn holds
+        MAX_FULL_SHEAVES full sheaves, (None, ENOMEM) when it has no empty."""
+        if barn.nr_full >= MAX_FULL_SHEAVES:
+            return None, _E2BIG
+        if not barn.empty:
+            return None, _ENOMEM
+        empty = barn.empty.pop(0)
+        barn.full.insert(0, full)
+        return empty, 0
+
+    # --- slabs: 7.0's __slab_free, ___slab_alloc, refill_objects -------------
+
+    def _new_slab70(self, s: Cache70, cpu: int) -> Slab:
+        """new_slab() -> allocate_slab() (ALLOC_SLAB counted by the callers);
+        the whole freelist in address order."""
+        page = self._allocate_slab(s)
+        page.frozen = False         # 7.0 has no frozen slabs
+        self._stat70(s, cpu, "ALLOC_SLAB")
+        return page
+
+    def _slab_free70(self, s: Cache70, page: Slab, chain: list, cpu: int) -> None:
+        """__slab_free() of 7.0: push ``chain`` (head .. tail, the detached
+        freelist) on the slab's freelist by cmpxchg; list_lock only when the
+        slab was full (-> node partial tail, FREE_ADD_PARTIAL) or becomes
+        empty (discarded if nr_partial >= min_partial: FREE_REMOVE_PARTIAL
+        if it was listed, FREE_SLAB).  A non-full slab on no list is left
+        alone (a refill isolated it and owns it).  No frozen slabs, no cpu
+        partial lists."""
+        n = s.node
+        was_full = not page.freelist
+        inuse = page.inuse - len(chain)
+        locked = inuse == 0 or was_full
+        on_node_partial = page.where == "partial"
+        page.freelist = list(chain) + page.freelist       # set_freepointer(tail, prior)
+        page.inuse = inuse
+        if not locked:
+            return
+        if not was_full and not on_node_partial:
+            return
+        if inuse == 0 and n.nr_partial >= s.min_partial:
+            # slab_empty:
+            if on_node_partial:
+                self._remove_partial(n, page)
+                self._stat70(s, cpu, "FREE_REMOVE_PARTIAL")
+            self._stat70(s, cpu, "FREE_SLAB")
+            page.where = None
+            self._discard_slab(s, page)
+            return
+        if was_full:
+            self._add_partial(n, page, tail=True)
+            self._stat70(s, cpu, "FREE_ADD_PARTIAL")
+
+    def _slab_alloc70(self, s: Cache70, cpu: int):
+        """___slab_alloc() of 7.0: ONE object, for an allocation the sheaves
+        did not serve: the head of the first node partial slab (a full slab
+        leaves the list), else a new slab whose rest goes to the partial
+        head."""
+        n = s.node
+        if n.partial:
+            page = n.partial[0]
+            obj = page.freelist.pop(0)
+            page.inuse += 1
+            if page.inuse == page.objects:
+                self._remove_partial(n, page)
+            return obj
+        page = self._new_slab70(s, cpu)
+        obj = page.freelist.pop(0)
+        page.inuse = 1
+        if page.objects > 1:
+            self._add_partial(n, page, tail=False)
+        else:
+            page.where = None
+        return obj
+
+    def _refill_objects(self, s: Cache70, mn: int, mx: int, cpu: int) -> list:
+        """refill_objects() / __refill_objects_node() (7.0): ``mn`` .. ``mx``
+        objects, in the order they go into p[].  get_partial_node_bulk()
+        isolates node partial slabs from the head until their free counts
+        reach ``mx``; each isolated slab's whole freelist is taken
+        (get_freelist_nofreeze: inuse = objects, off every list) and the
+        surplus goes back through __slab_free (the slab was full: node
+        partial tail); slabs not needed go back to the partial head (or are
+        discarded, empty, when the node has min_partial).  Then new slabs,
+        whose rest goes to the partial head.  (One node: no remote nodes.)"""
+        n = s.node
+        p = []
+        isolated = []
+        avail = 0
+        while n.partial and avail < mx:
+            page = n.partial[0]
+            avail += page.objects - page.inuse
+            self._remove_partial(n, page)
+            isolated.append(page)
+        for page in isolated:
+            if len(p) >= mx:
+                # __refill_objects_node's putback
+                if page.inuse == 0 and n.nr_partial >= s.min_partial:
+                    self._stat70(s, cpu, "FREE_SLAB")
+                    self._discard_slab(s, page)
+                else:
+                    self._add_partial(n, page, tail=False)
+                continue
+            freelist = page.freelist                    # get_freelist_nofreeze()
+            page.freelist = []
+            page.inuse = page.objects
+            take = mx - len(p)
+            p.extend(freelist[:take])
+            if freelist[take:]:
+                self._slab_free70(s, page, freelist[take:], cpu)
+        while len(p) < mn:
+            page = self._new_slab70(s, cpu)
+            take = mx - len(p)
+            got, rest = page.freelist[:take], page.freelist[take:]
+            p.extend(got)
+            page.freelist = rest
+            page.inuse = len(got)
+            if rest:
+                self._add_partial(n, page, tail=False)
+            else:
+                page.where = None
+        return p
+
+    @staticmethod
+    def _build_detached_freelist(size: int, p: list):
+        """build_detached_freelist() (slub.pyx, Linux 4.6+): from the end of
+        p[0 .. size), chain the objects of the last object's slab (consumed
+        entries become None), looking past at most 3 objects of other slabs
+        (lookahead).  The chain is head first: objects in array order.
+        Returns (size left to scan, slab id or None, chain)."""
+        first_skipped_index = 0
+        lookahead = 3
+        obj = None
+        while size:
+            size -= 1
+            obj = p[size]
+            if obj is not None:
+                break
+        if obj is None:
+            return 0, None, None
+        sid = obj[0]
+        chain = [obj]               # set_freepointer(object, NULL): the tail
+        p[size] = None
+        while size:
+            size -= 1
+            o = p[size]
+            if o is None:
+                continue
+            if o[0] == sid:
+                chain.insert(0, o)  # set_freepointer(object, df->freelist)
+                p[size] = None
+                continue
+            lookahead -= 1
+            if not lookahead:
+                break
+            if not first_skipped_index:
+                first_skipped_index = size + 1
+        return first_skipped_index, sid, chain
+
+    def _kmem_cache_free_bulk_slabs(self, s: Cache70, p: list, cpu: int) -> None:
+        """__kmem_cache_free_bulk(): straight to the slabs, one __slab_free
+        per detached freelist.  p[] is consumed."""
+        size = len(p)
+        while size:
+            size, sid, chain = self._build_detached_freelist(size, p)
+            if sid is not None:
+                self._slab_free70(s, s.slabs[sid], chain, cpu)
+
+    # --- refill and flush ------------------------------------------------------
+
+    def _refill_sheaf(self, s: Cache70, sh: Sheaf, cpu: int) -> int:
+        """refill_sheaf(): fill the sheaf's free room (SHEAF_REFILL += got)."""
+        to_fill = s.sheaf_capacity - sh.size
+        if to_fill == 0:
+            return 0
+        got = self._refill_objects(s, to_fill, to_fill, cpu)
+        sh.objects.extend(got)
+        self._stat70(s, cpu, "SHEAF_REFILL", len(got))
+        return 0 if len(got) == to_fill else -_ENOMEM
+
+    def _alloc_full_sheaf(self, s: Cache70, cpu: int) -> Sheaf:
+        """alloc_full_sheaf(): alloc_empty_sheaf() + refill_sheaf()."""
+        sh = self._alloc_empty_sheaf(s, cpu)
+        self._refill_sheaf(s, sh, cpu)
+        return sh
+
+    def _sheaf_flush_unused(self, s: Cache70, sh: Sheaf, cpu: int) -> None:
+        """sheaf_flush_unused(): every object back to its slab
+        (SHEAF_FLUSH += size; __kmem_cache_free_bulk over objects[])."""
+        self._stat70(s, cpu, "SHEAF_FLUSH", sh.size)
+        objs = sh.objects
+        sh.objects = []
+        self._kmem_cache_free_bulk_slabs(s, objs, cpu)
+
+    def _sheaf_flush_main(self, s: Cache70, cpu: int) -> bool:
+        """sheaf_flush_main(): flush the vCPU's main from the top,
+        PCS_BATCH_MAX objects at a time (each batch's objects in array order
+        to __kmem_cache_free_bulk), the lock dropped between batches."""
+        pcs = s.pcs[cpu]
+        while True:
+            main = pcs.main
+            batch = min(main.size, PCS_BATCH_MAX)
+            remaining = main.size - batch
+            objs = main.objects[remaining:]
+            del main.objects[remaining:]
+            self._stat70(s, cpu, "SHEAF_FLUSH", batch)
+            self._kmem_cache_free_bulk_slabs(s, objs, cpu)
+            if remaining == 0:
+                return True
+
+    # --- __pcs_replace_empty_main / __pcs_replace_full_main -----------------
+
+    def _pcs_replace_empty_main(self, s: Cache70, pcs: PcpSheaves, cpu: int, can_block: bool):
+        """__pcs_replace_empty_main() (7.0): main is empty.  A non-empty
+        spare swaps in; else the barn trades a full sheaf for the empty
+        main (BARN_GET; else BARN_GET_FAIL); else, only if the allocation
+        may block, an empty sheaf -- the spare (taken off the vCPU), else
+        the barn's, else a new one (alloc_full_sheaf) -- is refilled with
+        the lock dropped and installed: the still empty main goes to the
+        barn's empty list (over its limit if need be) and the refilled one
+        becomes main.  Returns main, or None (the slab path serves it)."""
+        barn = s.barn
+        if s.sheaf_capacity == 0:
+            return None             # the bootstrap sheaf
+        if pcs.spare is not None and pcs.spare.size > 0:
+            pcs.main, pcs.spare = pcs.spare, pcs.main
+            return pcs.main
+        full = self._barn_replace_empty_sheaf(barn, pcs.main)
+        if full is not None:
+            self._stat70(s, cpu, "BARN_GET")
+            pcs.main = full
+            return full
+        self._stat70(s, cpu, "BARN_GET_FAIL")
+        if not can_block:
+            return None
+        if pcs.spare is not None:
+            empty = pcs.spare
+            pcs.spare = None
+        else:
+            empty = self._barn_get_empty_sheaf(barn)
+        # local_unlock(): the refill runs with the lock dropped
+        if empty is not None:
+            self._refill_sheaf(s, empty, cpu)   # (unlimited memory: never -ENOMEM)
+            full = empty
+        else:
+            full = self._alloc_full_sheaf(s, cpu)
+        # local_lock() again: install the full sheaf
+        if pcs.main.size == 0:
+            self._barn_put_empty_sheaf(barn, pcs.main)
+            pcs.main = full
+            return full
+        # (only if the vCPU ran something else meanwhile: not in this model)
+        if pcs.spare is None:
+            pcs.spare = full
+            return pcs.main
+        if pcs.spare.size == 0:
+            self._barn_put_empty_sheaf(barn, pcs.spare)
+            pcs.spare = full
+            return pcs.main
+        self._barn_put_full_sheaf(barn, full)
+        self._stat70(s, cpu, "BARN_PUT")
+        return pcs.main
+
+    def _pcs_install_empty_sheaf(self, s: Cache70, pcs: PcpSheaves, empty: Sheaf,
+                                 cpu: int) -> None:
+        """__pcs_install_empty_sheaf(): if main has room again the empty
+        sheaf goes to the barn; else it becomes main and the full main the
+        spare or, with a spare already, a barn full sheaf over the limit
+        (BARN_PUT)."""
+        barn = s.barn
+        if pcs.main.size < s.sheaf_capacity:
+            self._barn_put_empty_sheaf(barn, empty)
+            return
+        if pcs.spare is None:
+            pcs.spare = pcs.main
+            pcs.main = empty
+            return
+        self._barn_put_full_sheaf(barn, pcs.main)
+        self._stat70(s, cpu, "BARN_PUT")
+        pcs.main = empty
+
+    def _pcs_replace_full_main(self, s: Cache70, pcs: PcpSheaves, cpu: int) -> bool:
+        """__pcs_replace_full_main() (7.0): main is full.  Without a spare,
+        an empty barn sheaf becomes main and the full main the spare; a
+        spare with room swaps in; else barn_replace_full_sheaf() trades the
+        full main for an empty barn sheaf (BARN_PUT) -- or refuses with
+        E2BIG (MAX_FULL_SHEAVES full there: BARN_PUT_FAIL, the full spare is
+        flushed to its slabs with the lock dropped and installed as the
+        empty sheaf: main becomes the spare) or ENOMEM (no empty sheaf: a
+        new one is allocated, alloc_empty, and installed: the full main
+        goes to the barn over the limit).  Without a spare and no empty
+        barn sheaf: alloc_empty too.  False: the caller frees to the slab."""
+        barn = s.barn
+        if s.sheaf_capacity == 0:
+            return False
+        if pcs.spare is None:
+            empty = self._barn_get_empty_sheaf(barn)
+            if empty is not None:
+                pcs.spare = pcs.main
+                pcs.main = empty
+                return True
+        elif pcs.spare.size < s.sheaf_capacity:
+            pcs.main, pcs.spare = pcs.spare, pcs.main
+            return True
+        else:
+            empty, err = self._barn_replace_full_sheaf(barn, pcs.main)
+            if empty is not None:
+                self._stat70(s, cpu, "BARN_PUT")
+                pcs.main = empty
+                return True
+            if err == _E2BIG:
+                self._stat70(s, cpu, "BARN_PUT_FAIL")
+                to_flush = pcs.spare
+                pcs.spare = None
+                self._sheaf_flush_unused(s, to_flush, cpu)
+                self._pcs_install_empty_sheaf(s, pcs, to_flush, cpu)
+                return True
+        # alloc_empty: (GFP_NOWAIT; never fails here)
+        empty = self._alloc_empty_sheaf(s, cpu)
+        self._pcs_install_empty_sheaf(s, pcs, empty, cpu)
+        return True
+
+    # --- fast paths and the entries -------------------------------------------
+
+    def _alloc_from_pcs(self, s: Cache70, cpu: int, can_block: bool):
+        """alloc_from_pcs(): pop main (ALLOC_FASTPATH), replacing an empty
+        main first; None: the slab path serves it."""
+        pcs = s.pcs[cpu]
+        main = pcs.main
+        if main.size == 0:
+            main = self._pcs_replace_empty_main(s, pcs, cpu, can_block)
+            if main is None:
+                return None
+        obj = main.objects.pop()
+        self._stat70(s, cpu, "ALLOC_FASTPATH")
+        return obj
+
+    def _free_to_pcs(self, s: Cache70, obj, cpu: int) -> bool:
+        """free_to_pcs(): push on main (FREE_FASTPATH), replacing a full
+        main first; False: the caller frees to the slab."""
+        pcs = s.pcs[cpu]
+        if pcs.main.size == s.sheaf_capacity:
+            if not self._pcs_replace_full_main(s, pcs, cpu):
+                return False
+        pcs.main.objects.append(obj)
+        self._stat70(s, cpu, "FREE_FASTPATH")
+        return True
+
+    def _slab_alloc_node70(self, s: Cache70, cpu: int, can_block: bool):
+        """slab_alloc_node() of 7.0: the sheaves, else ALLOC_SLOWPATH and
+        ___slab_alloc() (one node: no ALLOC_NODE_MISMATCH)."""
+        obj = self._alloc_from_pcs(s, cpu, can_block)
+        if obj is None:
+            self._stat70(s, cpu, "ALLOC_SLOWPATH")
+            obj = self._slab_alloc70(s, cpu)
+        return obj
+
+    def _slab_free70_entry(self, s: Cache70, page: Slab, obj, cpu: int) -> None:
+        """slab_free() of 7.0 after the hooks: free_to_pcs(), else
+        FREE_SLOWPATH and __slab_free() of the one object."""
+        if not self._free_to_pcs(s, obj, cpu):
+            self._stat70(s, cpu, "FREE_SLOWPATH")
+            self._slab_free70(s, page, [obj], cpu)
+
+    def _kmem_cache_alloc_bulk70(self, s: Cache70, n: int, cpu: int) -> list:
+        """kmem_cache_alloc_bulk() of 7.0: alloc_from_pcs_bulk() -- pop from
+        main, swapping in a non-empty spare or trading the empty main for a
+        full barn sheaf (BARN_GET; no BARN_GET_FAIL, never a refill) --
+        then the rest from slabs (refill_objects(rest, rest)).  No
+        ALLOC_FASTPATH / ALLOC_SLOWPATH."""
+        out = []
+        if s.sheaf_capacity:
+            pcs = s.pcs[cpu]
+            while len(out) < n:
+                main = pcs.main
+                if main.size == 0:
+                    if pcs.spare is not None and pcs.spare.size > 0:
+                        pcs.main, pcs.spare = pcs.spare, main
+                        continue
+                    full = self._barn_replace_empty_sheaf(s.barn, main)
+                    if full is None:
+                        break
+                    self._stat70(s, cpu, "BARN_GET")
+                    pcs.main = full
+                    continue
+                for _ in range(min(n - len(out), main.size)):
+                    out.append(main.objects.pop())
+        if len(out) < n:
+            out.extend(self._refill_objects(s, n - len(out), n - len(out), cpu))
+        return out
+
+    def _kmem_cache_free_bulk70(self, s: Cache70, objs: list, cpu: int) -> None:
+        """kmem_cache_free_bulk() of 7.0: free_to_pcs_bulk() -- each object
+        in array order onto main as a single free does (FREE_FASTPATH) --
+        until one does not fit; then the whole array (consumed entries
+        None) straight to the slabs (__kmem_cache_free_bulk; no
+        FREE_SLOWPATH)."""
+        p = list(objs)
+        i = 0
+        while i < len(p):
+            if not self._free_to_pcs(s, p[i], cpu):
+                break
+            p[i] = None
+            i += 1
+        self._kmem_cache_free_bulk_slabs(s, p, cpu)
+
+    # --- kfree_rcu ------------------------------------------------------------
+
+    def _kfree_rcu_sheaf(self, s: Cache70, obj, cpu: int) -> bool:
+        """__kfree_rcu_sheaf() (7.0): push on the vCPU's rcu_free sheaf (the
+        current one, else an empty spare, else an empty barn sheaf, else a
+        new one); a full rcu sheaf goes to call_rcu(rcu_free_sheaf).
+        FREE_RCU_SHEAF; False (FREE_RCU_SHEAF_FAIL) for a cache without
+        sheaves: classic kfree_rcu."""
+        if s.sheaf_capacity == 0:
+            self._stat70(s, cpu, "FREE_RCU_SHEAF_FAIL")
+            return False
+        pcs = s.pcs[cpu]
+        rcu_sheaf = pcs.rcu_free
+        if rcu_sheaf is None:
+            if pcs.spare is not None and pcs.spare.size == 0:
+                rcu_sheaf = pcs.spare
+                pcs.spare = None
+            else:
+                rcu_sheaf = self._barn_get_empty_sheaf(s.barn)
+            if rcu_sheaf is None:
+                rcu_sheaf = self._alloc_empty_sheaf(s, cpu)
+            pcs.rcu_free = rcu_sheaf
+        rcu_sheaf.objects.append(obj)
+        if rcu_sheaf.size == s.sheaf_capacity:
+            pcs.rcu_free = None
+            s.in_rcu += 1
+            self._rcu_queue.append((self._rcu_free_sheaf, s, rcu_sheaf))
+        self._stat70(s, cpu, "FREE_RCU_SHEAF")
+        return True
+
+    def _rcu_free_sheaf(self, s: Cache70, sh: Sheaf) -> None:
+        """rcu_free_sheaf() (after the grace period, on no vCPU): barn the
+        sheaf as full if nr_full < MAX_FULL_SHEAVES (BARN_PUT); else
+        BARN_PUT_FAIL, flush it, keep it as an empty barn sheaf if
+        nr_empty < MAX_EMPTY_SHEAVES or free it."""
+        barn = s.barn
+        if barn.nr_full < MAX_FULL_SHEAVES:
+            self._barn_put_full_sheaf(barn, sh)
+            self._stat70(s, -1, "BARN_PUT")
+        else:
+            self._stat70(s, -1, "BARN_PUT_FAIL")
+            self._sheaf_flush_unused(s, sh, -1)
+            if barn.nr_empty < MAX_EMPTY_SHEAVES:
+                self._barn_put_empty_sheaf(barn, sh)
+            else:
+                self._free_empty_sheaf(s, sh, -1)
+        s.in_rcu -= 1
+
+    def _rcu_free_sheaf_nobarn(self, s: Cache70, sh: Sheaf) -> None:
+        """rcu_free_sheaf_nobarn(): flush the (maybe partial) rcu sheaf to
+        its slabs and free it."""
+        self._sheaf_flush_unused(s, sh, -1)
+        self._free_empty_sheaf(s, sh, -1)
+        s.in_rcu -= 1
+
+    def _kfree_classic(self, s: Cache70, obj, cpu: int) -> None:
+        """Classic kfree_rcu's callback: kfree() on vCPU ``cpu`` (what the
+        core's Python fallback does)."""
+        self._slab_free70_entry(s, s.slabs[obj[0]], obj, cpu)
+
+    # --- flush_all, shrink, shutdown ---------------------------------------------
+
+    def _pcs_flush_all(self, s: Cache70, cpu: int) -> None:
+        """pcs_flush_all(), run by vCPU ``cpu``: the spare flushed to its
+        slabs and freed, rcu_free handed to call_rcu(rcu_free_sheaf_nobarn),
+        main flushed in batches (it stays, empty)."""
+        pcs = s.pcs[cpu]
+        spare, pcs.spare = pcs.spare, None
+        rcu_free, pcs.rcu_free = pcs.rcu_free, None
+        if spare is not None:
+            self._sheaf_flush_unused(s, spare, cpu)
+            self._free_empty_sheaf(s, spare, cpu)
+        if rcu_free is not None:
+            s.in_rcu += 1
+            self._rcu_queue.append((self._rcu_free_sheaf_nobarn, s, rcu_free))
+        self._sheaf_flush_main(s, cpu)
+
+    def _flush_all70(self, s: Cache70) -> None:
+        """flush_all() of 7.0: on_each_cpu_cond(has_pcs_used, pcs_flush_all),
+        vCPUs in order; has_pcs_used: main non-empty, or a spare or an
+        rcu_free sheaf."""
+        if s.sheaf_capacity == 0:
+            return
+        for cpu, pcs in enumerate(s.pcs):
+            if pcs.main.size or pcs.spare is not None or pcs.rcu_free is not None:
+                self._pcs_flush_all(s, cpu)
+
+    def _barn_shrink(self, s: Cache70) -> None:
+        """barn_shrink(), on no vCPU: every barn sheaf is taken (moved with
+        list_add: each list reversed, the oldest first); the full ones are
+        flushed to their slabs and freed, then the empty ones freed."""
+        barn = s.barn
+        if barn is None:
+            return
+        full = list(reversed(barn.full))
+        empty = list(reversed(barn.empty))
+        barn.full = []
+        barn.empty = []
+        for sh in full:
+            self._sheaf_flush_unused(s, sh, -1)
+            self._free_empty_sheaf(s, sh, -1)
+        for sh in empty:
+            self._free_empty_sheaf(s, sh, -1)
+
+    def _discard_empty_partial(self, s: Cache70) -> None:
+        """Free every empty slab of the node partial list (the discard of
+        __kmem_cache_shrink / free_partial); the rest keep their order."""
+        n = s.node
+        for page in list(n.partial):
+            if page.inuse == 0:
+                self._remove_partial(n, page)
+                self._discard_slab(s, page)
+
+    def _kmem_cache_shrink70(self, s: Cache70) -> int:
+        """__kmem_cache_shrink() of 7.0: flush_all, barn_shrink, discard the
+        empty partial slabs; no RCU wait.  1 if slabs remain."""
+        self._flush_all70(s)
+        self._barn_shrink(s)
+        self._discard_empty_partial(s)
+        return 1 if s.node.nr_slabs else 0
+
+    def _rcu_barrier70(self) -> None:
+        """rcu_barrier(): every callback queued so far runs, oldest first
+        (new ones queued meanwhile too)."""
+        while self._rcu_queue:
+            func, s, arg = self._rcu_queue.pop(0)
+            if isinstance(arg, tuple):
+                func(s, *arg)
+            else:
+                func(s, arg)
+
+    def _kmem_cache_shutdown70(self, s: Cache70) -> bool:
+        """__kmem_cache_shutdown() of 7.0: flush_all (rcu_free sheaves to
+        call_rcu), rcu_barrier() (b55b423e8518), barn_shrink, free_partial.
+        True if slabs remain (the destroy fails; the cache stays usable)."""
+        self._flush_all70(s)
+        self._rcu_barrier70()
+        self._barn_shrink(s)
+        self._discard_empty_partial(s)
+        return bool(s.node.nr_partial or s.node.nr_slabs)
+
+    # --- introspection -----------------------------------------------------
+
+    def _cache_state_info70(self, s: Cache70) -> dict:
+        def sheaf(sh):
+            return None if sh is None else list(sh.objects)
+        names = STAT_ITEMS_70
+        return {
+            "cpus": [{"page": None, "freelist": [], "partial": [],
+                      "stat": dict(zip(names, s.stat[cpu]))} for cpu in range(self.cpus)],
+            "node": {
+                "partial": [p.id for p in s.node.partial],
+                "nr_partial": s.node.nr_partial,
+                "nr_slabs": s.node.nr_slabs,
+                "total_objects": s.node.total_objects,
+            },
+            "slabs": {sid: {"inuse": p.inuse, "objects": p.objects, "frozen": bool(p.frozen),
+                            "freelist": list(p.freelist)} for sid, p in s.slabs.items()},
+            "min_partial": s.min_partial,
+            "cpu_partial": 0,
+            "sheaves": {
+                "capacity": s.sheaf_capacity,
+                "cpus": [{"main": sheaf(pcs.main), "spare": sheaf(pcs.spare),
+                          "rcu_free": sheaf(pcs.rcu_free)} for pcs in s.pcs],
+                "barn_full": [list(sh.objects) for sh in s.barn.full] if s.barn else [],
+                "barn_empty": s.barn.nr_empty if s.barn else 0,
+                "in_rcu": s.in_rcu,
+            },
+        }
+
+    def _validate70(self, s: Cache70) -> None:
+        n = s.node
+        cap = s.sheaf_capacity
+        assert n.nr_slabs == len(s.slabs)
+        assert n.total_objects == sum(p.objects for p in s.slabs.values())
+        assert len(set(map(id, n.partial))) == len(n.partial)
+        held = []
+        for pcs in s.pcs:
+            assert pcs.main is not None and pcs.main.size <= cap
+            held += pcs.main.objects
+            if pcs.spare is not None:
+                assert pcs.spare.size <= cap
+                held += pcs.spare.objects
+            if pcs.rcu_free is not None:
+                assert 0 < pcs.rcu_free.size < cap
+                held += pcs.rcu_free.objects
+        if s.barn is not None:
+            for sh in s.barn.full:
+                assert sh.size == cap, sh
+                held += sh.objects
+            for sh in s.barn.empty:
+                assert sh.size == 0
+        else:
+            assert cap == 0
+        for _func, cache, arg in self._rcu_queue:
+            if cache is s:
+                held += arg.objects if isinstance(arg, Sheaf) else [arg[0]]
+        assert len(held) == len(set(held)), "an object twice in the sheaves"
+        held = set(held)
+        all_objs = set()
+        free = set()
+        for sid, p in s.slabs.items():
+            assert not p.frozen, p
+            assert len(p.freelist) == len(set(p.freelist))
+            assert p.inuse == p.objects - len(p.freelist), p
+            for o in p.freelist:
+                assert o[0] == sid and 0 <= o[1] < p.objects
+            # single-threaded: a slab with free objects is on the node list
+            assert (p.where == "partial") == bool(p.freelist), p
+            all_objs.update((sid, i) for i in range(p.objects))
+            free.update(p.freelist)
+        for p in n.partial:
+            assert p.id in s.slabs and p.where == "partial", p
+        assert not (free & s.live) and not (free & held) and not (held & s.live)
+        assert free | held | s.live == all_objs
+
+
+class RefMachine(_Sheaves70):
+    """N vCPUs, one node, any number of caches, unlimited memory.
+
+    ``slub`` picks the generation: "4.0" (cpu slabs and cpu partial lists,
+    the default) or "7.0" (percpu sheaves and the barn, :class:`Cache70`;
+    the section "Linux 7.0" above)."""
 
     def __init__(self, cpus: int, nr_cpu_ids: int | None = None,
                  slub_min_objects: int = 0, slub_min_order: int = 0,
-                 slub_max_order: int = PAGE_ALLOC_COSTLY_ORDER):
+                 slub_max_order: int = PAGE_ALLOC_COSTLY_ORDER, slub: str = "4.0"):
         if cpus < 1:
             raise ValueError("need at least one vCPU")
+        if slub not in SLUB_GENERATIONS:
+            raise ValueError(f"slub must be one of {SLUB_GENERATIONS}, got {slub!r}")
+        self.slub = slub
+        self._rcu_queue = []    # call_rcu() callbacks of 7.0, oldest first
         self.cpus = cpus
         self.nr_cpu_ids = nr_cpu_ids if nr_cpu_ids is not None else cpus
         if self.nr_cpu_ids < cpus:
@@ -400,14 +1249,27 @@ class RefMachine:
     # ------------------------------------------------------------------
 
     def kmem_cache_create(self, name: str, size: int, align: int = 0, flags: int = 0,
-                          ctor=None) -> Cache:
+                          ctor=None, *, sheaf_capacity: int = 0) -> Cache:
+        """kmem_cache_create(); ``sheaf_capacity`` (7.0 only) is
+        kmem_cache_args.sheaf_capacity, the least the sheaves hold."""
+        if self.slub == "7.0":
+            c = Cache70(self, name, size, align, flags, ctor, sheaf_capacity)
+            self.caches.append(c)
+            return c
+        if sheaf_capacity:
+            raise ValueError("sheaf_capacity needs slub='7.0'")
         c = Cache(self, name, size, align, flags, ctor)
         self.caches.append(c)
         return c
 
-    def kmem_cache_alloc(self, s: Cache, cpu: int):
-        """slab_alloc_node() (l.2427) on vCPU ``cpu``; returns (slab_id, index)."""
+    def kmem_cache_alloc(self, s: Cache, cpu: int, nowait: bool = False):
+        """slab_alloc_node() (l.2427) on vCPU ``cpu``; returns (slab_id, index).
+        ``nowait`` (GFP_NOWAIT) matters only on 7.0: no sheaf refill."""
         self._check(s, cpu)
+        if isinstance(s, Cache70):
+            obj = self._slab_alloc_node70(s, cpu, not nowait)
+            s.live.add(obj)
+            return obj
         c = s.cpus[cpu]
         if not c.freelist:
             obj = self._slab_alloc_slowpath(s, c)
@@ -428,6 +1290,9 @@ class RefMachine:
         if obj not in s.live:
             raise ValueError(f"double free of {obj} in cache {s.name!r}")
         s.live.discard(obj)
+        if isinstance(s, Cache70):
+            self._slab_free70_entry(s, page, obj, cpu)
+            return
         c = s.cpus[cpu]
         if page is c.page:
             c.freelist.insert(0, obj)
@@ -435,13 +1300,64 @@ class RefMachine:
         else:
             self._slab_free_slowpath(s, c, page, obj)
 
+    def _check_objects(self, s: Cache, objs) -> list:
+        out = []
+        for obj in objs:
+            obj = (int(obj[0]), int(obj[1]))
+            page = s.slabs.get(obj[0])
+            if page is None or not (0 <= obj[1] < page.objects):
+                raise ValueError(f"{obj} is not an object of cache {s.name!r}")
+            if obj not in s.live or obj in out:
+                raise ValueError(f"double free of {obj} in cache {s.name!r}")
+            out.append(obj)
+        return out
+
+    def kmem_cache_alloc_bulk(self, s: Cache, n: int, cpu: int) -> list:
+        """kmem_cache_alloc_bulk() (7.0 only): ``n`` objects, in p[] order."""
+        self._check(s, cpu)
+        if not isinstance(s, Cache70):
+            raise NotImplementedError("the 4.0 model has no bulk allocation")
+        objs = self._kmem_cache_alloc_bulk70(s, n, cpu)
+        s.live.update(objs)
+        return objs
+
+    def kmem_cache_free_bulk(self, s: Cache, objs, cpu: int) -> None:
+        """kmem_cache_free_bulk() (7.0 only) of the objects in ``objs``' order."""
+        self._check(s, cpu)
+        if not isinstance(s, Cache70):
+            raise NotImplementedError("the 4.0 model has no bulk free")
+        objs = self._check_objects(s, objs)
+        s.live.difference_update(objs)
+        self._kmem_cache_free_bulk70(s, objs, cpu)
+
+    def kfree_rcu(self, s: Cache, obj, cpu: int) -> None:
+        """kfree_rcu() (7.0 only): __kfree_rcu_sheaf(), else classic
+        kfree_rcu (kfree on vCPU ``cpu`` after the grace period)."""
+        self._check(s, cpu)
+        if not isinstance(s, Cache70):
+            raise NotImplementedError("the 4.0 model has no kfree_rcu")
+        obj, = self._check_objects(s, [obj])
+        s.live.discard(obj)
+        if not self._kfree_rcu_sheaf(s, obj, cpu):
+            self._rcu_queue.append((self._kfree_classic, s, (obj, cpu)))
+
+    def rcu_barrier(self) -> None:
+        """rcu_barrier(): every call_rcu() callback queued so far runs
+        (7.0's rcu sheaves; the 4.0 model queues none)."""
+        self._rcu_barrier70()
+
     def flush_all(self, s: Cache) -> None:
         self._check(s)
+        if isinstance(s, Cache70):
+            self._flush_all70(s)
+            return
         self._flush_all(s)
 
     def kmem_cache_shrink(self, s: Cache) -> int:
         """__kmem_cache_shrink(s, deactivate=false) (l.3435); 1 if slabs remain."""
         self._check(s)
+        if isinstance(s, Cache70):
+            return self._kmem_cache_shrink70(s)
         self._flush_all(s)
         n = s.node
         discard = []
@@ -471,8 +1387,16 @@ class RefMachine:
 
     def kmem_cache_destroy(self, s: Cache) -> None:
         """kmem_cache_destroy() -> kmem_cache_close(): flush_all, free_partial
-        (discard empty node-partial slabs), fail if any slab is left."""
+        (discard empty node-partial slabs), fail if any slab is left.
+        7.0: __kmem_cache_shutdown (flush_all, rcu_barrier, barn_shrink,
+        free_partial)."""
         self._check(s)
+        if isinstance(s, Cache70):
+            if self._kmem_cache_shutdown70(s):
+                raise CacheBusy(f"kmem_cache_destroy {s.name}: Slab cache still has objects")
+            s.closed = True
+            self.caches.remove(s)
+            return
         self._flush_all(s)
         n = s.node
         for page in list(n.partial):
@@ -485,6 +1409,8 @@ class RefMachine:
         self.caches.remove(s)
 
     def cache_state_info(self, s: Cache) -> dict:
+        if isinstance(s, Cache70):
+            return self._cache_state_info70(s)
         stat_names = STAT_ITEMS
         return {
             "cpus": [{
@@ -510,12 +1436,25 @@ class RefMachine:
         }
 
     def cache_stat_info(self, s: Cache) -> dict:
+        """{item: total}; on 7.0 with what was counted on no vCPU."""
+        if isinstance(s, Cache70):
+            return {name: sum(row[i] for row in s.stat) for i, name in enumerate(STAT_ITEMS_70)}
         return {name: sum(c.stat[i] for c in s.cpus) for i, name in enumerate(STAT_ITEMS)}
+
+    def cache_stat_cpu_info(self, s: Cache) -> dict:
+        """{item: [count on each vCPU]} (the core's cache_stat_cpu_info)."""
+        if isinstance(s, Cache70):
+            return {name: [s.stat[cpu][i] for cpu in range(self.cpus)]
+                    for i, name in enumerate(STAT_ITEMS_70)}
+        return {name: [c.stat[i] for c in s.cpus] for i, name in enumerate(STAT_ITEMS)}
 
     def validate(self, s: Cache | None = None) -> None:
         """Check the model's own invariants (a bug here is a model bug)."""
         for cache in ([s] if s is not None else self.caches):
-            self._validate(cache)
+            if isinstance(cache, Cache70):
+                self._validate70(cache)
+            else:
+                self._validate(cache)
 
     # ------------------------------------------------------------------
     # Internals, one per kernel function

@@ -26,7 +26,8 @@ from slubcy.types cimport (page, zone, kmem_cache, kmem_cache_cpu, kmem_cache_no
                            FREE_REMOVE_PARTIAL, FREE_SLAB, SHEAF_ALLOC, SHEAF_FLUSH, SHEAF_FREE,
                            SHEAF_REFILL)
 from slubcy.slub cimport (fc_counters, fc_freelist, fc_inuse, fc_make, fc_objects, get_freepointer,
-                          set_freepointer, kmem_cache_debug, free_debug_processing, new_slab,
+                          set_freepointer, kmem_cache_debug, free_debug_processing,
+                          alloc_debug_processing, new_slab,
                           discard_slab, build_detached_freelist, add_partial, remove_partial,
                           lru_to_page)
 from slubcy.sched cimport (call_rcu, rcu_head, on_each_cpu_cond, rcu_barrier, preempt_point,
@@ -445,6 +446,8 @@ cdef void *___slab_alloc(kmem_cache *s, int cpu) noexcept nogil:
                 if fc_inuse(old) + 1 == fc_objects(old):
                     remove_partial(n, pg)   # now full: off the list
                 spin_unlock(&n.list_lock)
+                if kmem_cache_debug(s):
+                    alloc_debug_processing(s, pg, object)
                 return object
         spin_unlock(&n.list_lock)
     pg = new_slab(s, stat_cpu(s, cpu))
@@ -454,6 +457,8 @@ cdef void *___slab_alloc(kmem_cache *s, int cpu) noexcept nogil:
     object = fc_freelist(&s.m.z, pg.fc)
     slab_word_set(&pg.fc, fc_make(&s.m.z, get_freepointer(s, object),
                                   fc_counters(1, fc_objects(pg.fc), 0)))
+    if kmem_cache_debug(s):
+        alloc_debug_processing(s, pg, object)
     if fc_objects(pg.fc) > 1:
         spin_lock(&n.list_lock)
         add_partial(n, pg, DEACTIVATE_TO_HEAD)
@@ -703,7 +708,14 @@ cdef size_t kmem_cache_alloc_bulk_sheaves(kmem_cache *s, size_t size, void **p,
                 p[i] = main.objects[main.size]
                 i += 1
         pcs.lock = 0
-    if i < size:
+    if i < size and kmem_cache_debug(s):
+        # a debug cache's objects are checked one by one (alloc_debug_processing)
+        while i < size:
+            p[i] = ___slab_alloc(s, cpu)
+            if p[i] == NULL:
+                break
+            i += 1
+    elif i < size:
         i += refill_objects(s, p + i, size - i, size - i, cpu)
     return i
 

@@ -213,6 +213,7 @@ cdef enum:
 cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept nogil
 cdef bint free_debug_processing(kmem_cache *s, page *pg, void *head, void *tail,
                                 int cnt) noexcept nogil
+cdef void alloc_debug_processing(kmem_cache *s, page *pg, void *object) noexcept nogil
 cdef struct cache_counts_t:      # (field names are cache_info()'s keys)
     long nr_slabs
     long nr_partial

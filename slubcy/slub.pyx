@@ -353,7 +353,7 @@ cdef int check_object(kmem_cache *s, page *pg, void *object, int val) noexcept n
     return 1
 
 
-cdef inline void alloc_debug_processing(kmem_cache *s, page *pg, void *object) noexcept nogil:
+cdef void alloc_debug_processing(kmem_cache *s, page *pg, void *object) noexcept nogil:
     """alloc_debug_processing().  Departure: a corrupted free object is
     repaired and counted, not quarantined with its whole slab."""
     check_object(s, pg, object, SLUB_RED_INACTIVE)

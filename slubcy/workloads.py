@@ -187,13 +187,14 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         machine=None, preempt=None, progress=None, size=64, batch=256, slots=None,
         handoff=None, nr_cpu_ids=None, policy=None, job_objects=None, outlive=None,
         sample_every=0.05, hz=None, expedited=False, wait_caches=True, lifetime=None,
-        reclaim_batch=None, reclaim_every=None):
+        reclaim_batch=None, reclaim_every=None, slub="4.0"):
     """Run `workload` with one worker thread per vCPU (`cpus` of them), for
     `ops` operations in all (allocations and frees, split evenly) or for
     `seconds`.  Uses `machine` if given, else a fresh one with `policy`
     (closed after).  churn needs a policy (default "barrier").  `hz` and
     `expedited` set the fresh machine's grace periods (see Machine: by
-    default they end at a tick of a 250 Hz clock, as a kernel's).
+    default they end at a tick of a 250 Hz clock, as a kernel's); `slub`
+    its allocator generation ("4.0" or "7.0": see Machine).
     `wait_caches` (churn): each job waits for the kworker to create its
     child caches before it allocates (see slubcy.workers.run_churn).
     churn's shape (job_objects, outlive, handoff, lifetime, reclaim_batch,
@@ -206,7 +207,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             raise ValueError("a trace workload runs on a fresh machine of its own")
         return replay_trace(workload[len("trace:"):], policy=policy or "barrier", cpus=cpus,
                             preempt=preempt, hz=hz, expedited=expedited, seed=seed,
-                            memory=memory, progress=progress)
+                            memory=memory, progress=progress, slub=slub)
     given = {"job_objects": job_objects, "outlive": outlive, "handoff": handoff,
              "lifetime": lifetime, "reclaim_batch": reclaim_batch,
              "reclaim_every": reclaim_every, "slots": slots}
@@ -219,13 +220,13 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
         raise ValueError("give exactly one of ops and seconds")
     check_bounds(ops, seconds, seed)
     if workload == "churn" and policy is None and machine is None:
-        policy = "barrier"
+        policy = "objcg" if slub == "7.0" else "barrier"
     own = machine is None
     if memory is None:
         memory = (1 << 30) if workload == "churn" else (256 << 20)
     m = machine if machine is not None else slubcy.Machine(
         cpus=cpus, nr_cpu_ids=nr_cpu_ids, memory=memory, seed=seed, policy=policy, hz=hz,
-        expedited=expedited)
+        expedited=expedited, slub=slub)
     try:
         if preempt:
             apply_preempt(m, preempt)
@@ -269,7 +270,7 @@ def run(workload="fastpath", cpus=2, ops=None, seconds=None, seed=0, memory=None
             warnings.warn(f"{workload}/{m.policy}: deferred work did not finish in time "
                           f"({m.rcu_state_info()}, {m.vcpu_info()}); leaked_caches may count "
                           "caches still being shrunk")
-        params = {"hz": m.hz, "expedited": m.expedited, "preempt": preempt or "",
+        params = {"slub": m.slub, "hz": m.hz, "expedited": m.expedited, "preempt": preempt or "",
                   "batch": batch, "size": size, **shape}
         return Result(workload, str(m.policy or "none"), cpus, seed, metrics, per, stats,
                       series, lat, params)
@@ -378,7 +379,7 @@ MAX_LOOP_CACHES = 256       # slubcy.policies.base.MAX_CHILD_CACHES: child cache
 
 
 def cgroup_loop(policy, caches_per_memcg=1, seconds=None, runs=None, cpus=2, hz=250,
-                objects=4, seed=0, details=False):
+                objects=4, seed=0, details=False, slub="4.0"):
     """The loop of kernel bugzilla 190841: create a memcg, allocate from it,
     rmdir it, again -- on a fresh Machine(cpus, hz, policy) from Python on
     vCPU 0 (the other vCPUs idle).  Returns completed runs per second (or,
@@ -416,7 +417,8 @@ def cgroup_loop(policy, caches_per_memcg=1, seconds=None, runs=None, cpus=2, hz=
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                 or not seconds > 0):
         raise ValueError(f"seconds must be a number > 0, got {seconds!r}")
-    with slubcy.Machine(cpus=cpus, memory=256 << 20, policy=policy, hz=hz, seed=seed) as m:
+    with slubcy.Machine(cpus=cpus, memory=256 << 20, policy=policy, hz=hz, seed=seed,
+                        slub=slub) as m:
         caches = [m.kmem_cache_create(f"loop-{i}", 64, flags=slubcy.SLAB_ACCOUNT)
                   for i in range(caches_per_memcg)]
         n = 0

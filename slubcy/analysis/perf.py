@@ -18,6 +18,7 @@ import statistics
 import threading
 import time
 import timeit
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
 
@@ -759,6 +760,289 @@ def arena_resident(cfg=DEFAULT, arena=1 << 30, slab_bytes=10 << 20):
     return Measurement(total / 2**20, needed / 2**20, total / needed, note)
 
 
+# --- S1-S7: the two allocator generations side by side (issue #17 item 3) -----------
+#
+# Each figure is measured on a Machine(slub="7.0") (Linux 7.0: percpu sheaves
+# and a per-node barn) and on a Machine(slub="4.0") (cpu slab + cpu partial
+# slabs) in the same run, alternating, with the same caches and loops; the
+# figure is 7.0's, the baseline 4.0's, the ratio 7.0 / 4.0 (for a time per
+# object < 1 means 7.0 is faster, for a throughput > 1 does).  Information
+# only: nothing here holds 7.0 to a number of 4.0's.
+
+GENERATIONS = ("4.0", "7.0")
+
+
+@contextmanager
+def _per_generation(make):
+    """{slub: make(new)} for both generations, where new(**kw) opens a
+    Machine(slub=slub, **kw); every machine opened is closed on the way out."""
+    with ExitStack() as stack:
+        def opener(slub):
+            return lambda **kw: stack.enter_context(slubcy.Machine(slub=slub, **kw))
+        yield {v: make(opener(v)) for v in GENERATIONS}
+
+
+def _side_by_side(measure, repeat, pick=min):
+    """measure(slub) for 7.0 then 4.0, `repeat` times, `pick` of each:
+    Measurement(7.0, 4.0, 7.0 / 4.0)."""
+    new, old = _alternate(lambda: measure("7.0"), lambda: measure("4.0"), repeat, pick=pick)
+    return Measurement(new, old, new / old)
+
+
+def slub70_fastpath(cfg=DEFAULT):
+    """Figure 1's nogil kmem_cache_alloc + kmem_cache_free pair of a 64 B
+    cache (bench.fastpath_pairs, through alloc.pxd's generation-dispatching
+    entry): 7.0's alloc_from_pcs / free_to_pcs (the local trylock, a pop
+    and a push on the main sheaf) vs 4.0's cpu freelist, ns a pair."""
+    n = cfg.pairs
+    with _per_generation(lambda new: _fastpath_cache(new(cpus=1, memory=64 << 20))) as cs:
+        r = _side_by_side(lambda v: bench.fastpath_pairs(cs[v], n) / n * 1e9, cfg.repeat)
+    return r._replace(note="4.0's fast path here is a plain per-cpu freelist pop/push with no "
+                           "TID cmpxchg (one thread owns a vCPU: DESIGN.md §8), the cost the "
+                           "kernel's sheaves were made to avoid; 7.0 pays a trylock, a statistic "
+                           "and the sheaf's array")
+
+
+def slub70_remote_free(cfg=DEFAULT):
+    """Figure 3's remote free with the default geometry (64 B, 64 objects a
+    slab): REMOTE_OBJECTS allocated on vCPU 0, freed in order on vCPU 1
+    (bench.free_rounds), ns per free.  4.0: every free is __slab_free (the
+    slab's compare-and-swap, put_cpu_partial, unfreezes); 7.0: the object
+    is on the same node, so free_to_pcs pushes it onto vCPU 1's sheaf and
+    full sheaves reach vCPU 0 through the barn.  The note gives the share of
+    frees that took the slow path."""
+    n, rounds = REMOTE_OBJECTS, cfg.free_rounds
+
+    def make(new):
+        c = new(cpus=2, memory=64 << 20).kmem_cache_create("perf-remote-64", 64)
+        bench.free_rounds(c, n, 1, 0, 1)
+        return c
+
+    with _per_generation(make) as cs:
+        r = _side_by_side(lambda v: bench.free_rounds(cs[v], n, rounds, 0, 1) / (n * rounds) * 1e9,
+                          cfg.repeat)
+        slow = {}
+        for v, c in cs.items():
+            st = c.machine.cache_stat_info(c)
+            slow[v] = st["FREE_SLOWPATH"] / max(st["FREE_SLOWPATH"] + st["FREE_FASTPATH"], 1)
+            c.machine.validate()
+    return r._replace(note=f"frees on the slow path: 4.0 {slow['4.0']:.0%}, 7.0 {slow['7.0']:.0%}")
+
+
+def slub70_bulk(cfg=DEFAULT):
+    """Figure 4's bulk: kmem_cache_alloc_bulk + kmem_cache_free_bulk of
+    BULK_CALL (16) objects a call, recycled, in a nogil loop
+    (bench.bulk_rounds), ns per object.  7.0: alloc_from_pcs_bulk copies
+    from the main sheaf, free_to_pcs_bulk pushes back one by one; 4.0: the
+    cpu freelist's pops and one detached freelist pushed back."""
+    n = max(cfg.pairs // BULK_CALL, 1)
+    with _per_generation(lambda new: _fastpath_cache(new(cpus=1, memory=64 << 20))) as cs:
+        r = _side_by_side(lambda v: bench.bulk_rounds(cs[v], BULK_CALL, n) / (n * BULK_CALL) * 1e9,
+                          cfg.repeat)
+        for c in cs.values():
+            c.machine.validate()
+    return r
+
+
+def _workload_side_by_side(workload, cfg, **kw):
+    """`workload` on 2 workers (vCPUs), 7.0 then 4.0, cfg.runs - 2 times
+    (at least once): (median Mops/s of 7.0, of 4.0, the runs' RunResults)."""
+    out = {v: [] for v in GENERATIONS}
+
+    def run(v):
+        r = workloads.run(workload, cpus=2, seconds=cfg.seconds, seed=0, slub=v, **kw)
+        out[v].append(r)
+        return r.metrics["throughput"] / 1e6
+
+    new, old = _alternate(lambda: run("7.0"), lambda: run("4.0"), max(cfg.runs - 2, 1),
+                          pick=statistics.median)
+    return Measurement(new, old, new / old), out
+
+
+def slub70_larson(cfg=DEFAULT):
+    """`larson` on 2 workers (Mops/s, median): 7.0 vs 4.0.  A quarter of its
+    frees are of the other vCPU's objects: 4.0 sends each through
+    __slab_free's compare-and-swap on the slab (and its cache line between
+    the cores), 7.0 pushes it onto the freeing vCPU's sheaf (same node)."""
+    return _workload_side_by_side("larson", cfg)[0]
+
+
+def slub70_churn(cfg=DEFAULT):
+    """`churn` with policy objcg (the only kind that runs on 7.0) on 2
+    workers (Mops/s, median): 7.0 vs 4.0; the note gives each one's memcg
+    offlines per second."""
+    r, runs = _workload_side_by_side("churn", cfg, policy="objcg")
+
+    def offlines(v):
+        return statistics.median(x.metrics["offlines"] / x.metrics["seconds"] for x in runs[v])
+
+    return r._replace(note=f"offlines/s: 4.0 {offlines('4.0'):,.0f}, 7.0 {offlines('7.0'):,.0f}")
+
+
+# "memory pinned by idle sheaves": on PIN_CPUS vCPUs, each in turn allocates
+# a burst of 64 B objects and frees them (FIFO) on the same vCPU; then every
+# object is free, and what the cache still holds is what the per-cpu layers
+# (and the node's min_partial empty slabs, 5 in both) keep.  The burst sizes
+# span both generations' worst cases: 4.0 counts a slab put on the cpu
+# partial list by its free objects when put (1 for a slab that was full), so
+# up to cpu_partial (30) slabs stay frozen on each vCPU; 7.0 keeps main +
+# spare (2 x 60 objects) per vCPU plus up to 10 full barn sheaves per node.
+PIN_CPUS = 4
+PIN_BURSTS = (64, 256, 1024, 4096)
+SHEAF_HEADER = 32           # sizeof(struct slab_sheaf) on 64-bit (7.0)
+
+
+def pinned_after_burst(slub, burst, cpus=PIN_CPUS, size=64):
+    """A fresh Machine(slub, cpus); a `size`-byte cache; a burst of `burst`
+    allocations then their frees (in allocation order) on each vCPU in
+    turn.  Returns a dict: `pages` of slabs the cache holds with no object
+    in use, `shrunk_pages` after kmem_cache_shrink(), the objects in sheaves
+    and the full barn sheaves before, and (7.0) `sheaves` / `sheaves_shrunk`:
+    sheaves allocated and not freed, and `sheaf_bytes`, the size of one
+    (kmalloc'ed in the kernel: header + capacity pointers)."""
+    with slubcy.Machine(cpus=cpus, memory=256 << 20, slub=slub) as m:
+        c = m.kmem_cache_create(f"perf-pin-{size}", size)
+        alloc, free = m.kmem_cache_alloc, m.kmem_cache_free
+        for cpu in range(cpus):
+            objs = [alloc(c, cpu) for _ in range(burst)]
+            for a in objs:
+                free(c, a, cpu)
+        used, _, pages = m.cache_usage_info(c)
+        info, st = m.cache_info(c), m.cache_stat_info(c)
+        m.kmem_cache_shrink(c)
+        used_after, _, shrunk = m.cache_usage_info(c)
+        info_after, st_after = m.cache_info(c), m.cache_stat_info(c)
+        m.validate()
+    assert used == used_after == 0, (used, used_after)
+    return {"pages": pages, "shrunk_pages": shrunk,
+            "sheaf_objects": info["sheaf_objects"], "barn_full": info["barn_full"],
+            "cpu_partial_slabs": info["cpu_partial_slabs"],
+            "sheaf_objects_shrunk": info_after["sheaf_objects"],
+            "barn_shrunk": info_after["barn_full"] + info_after["barn_empty"],
+            "sheaves": st.get("SHEAF_ALLOC", 0) - st.get("SHEAF_FREE", 0),
+            "sheaves_shrunk": st_after.get("SHEAF_ALLOC", 0) - st_after.get("SHEAF_FREE", 0),
+            "sheaf_bytes": SHEAF_HEADER + 8 * info["sheaf_capacity"] if info["sheaf_capacity"] else 0}
+
+
+def _pinned(cpus=PIN_CPUS, bursts=PIN_BURSTS):
+    """{slub: [pinned_after_burst(...) for each burst]}."""
+    return {v: [pinned_after_burst(v, b, cpus) for b in bursts] for v in GENERATIONS}
+
+
+def _per_vcpu(pages, cpus=PIN_CPUS):
+    return pages * 4096 / cpus
+
+
+def slub70_pinned(cfg=DEFAULT):
+    """Bytes of slab pages pinned per vCPU once every object is free after
+    a burst on every vCPU (pinned_after_burst, PIN_CPUS vCPUs), the most
+    over the bursts PIN_BURSTS: 7.0 vs 4.0.  Deterministic (no timing).  The
+    note gives each burst's KiB per vCPU, 4.0 / 7.0, and what 7.0's sheaves
+    themselves take (kmalloc'ed in the kernel; malloc'ed here, not in the
+    arena)."""
+    p = _pinned()
+    new = max(_per_vcpu(r["pages"]) for r in p["7.0"])
+    old = max(_per_vcpu(r["pages"]) for r in p["4.0"])
+    worst = max(p["7.0"], key=lambda r: r["pages"])
+    kib = {v: " / ".join(f"{_per_vcpu(r['pages']) / 1024:.0f}" for r in p[v]) for v in p}
+    return Measurement(new, old, new / old,
+                       f"{PIN_CPUS} vCPUs; KiB per vCPU after bursts of "
+                       f"{' / '.join(map(str, PIN_BURSTS))} objects: 4.0 {kib['4.0']}, 7.0 "
+                       f"{kib['7.0']} (both with the node's min_partial empty slabs); 7.0 at its "
+                       f"most: {worst['sheaf_objects']} objects in sheaves ({worst['barn_full']} "
+                       f"full in the barn), and its {worst['sheaves']} sheaves of "
+                       f"{worst['sheaf_bytes']} B take {worst['sheaves'] * worst['sheaf_bytes'] / PIN_CPUS:.0f}"
+                       " B per vCPU more (kmalloc'ed in the kernel, outside the arena here)")
+
+
+def slub70_pinned_shrunk(cfg=DEFAULT):
+    """The same after kmem_cache_shrink() (flush_all, barn_shrink, every
+    empty slab freed; 4.0: every cpu slab and cpu partial slab flushed):
+    bytes of slab pages per vCPU, the most over the bursts, 7.0 vs 4.0;
+    both should be 0.  The note gives the sheaves 7.0 keeps (each vCPU's
+    empty main)."""
+    p = _pinned()
+    new = max(_per_vcpu(r["shrunk_pages"]) for r in p["7.0"])
+    old = max(_per_vcpu(r["shrunk_pages"]) for r in p["4.0"])
+    kept = max(r["sheaves_shrunk"] for r in p["7.0"])
+    held = max(r["sheaf_objects_shrunk"] + r["barn_shrunk"] for r in p["7.0"])
+    return Measurement(new, old, new / old if old else None,
+                       f"7.0 keeps {kept} empty sheaves ({kept / PIN_CPUS:g} per vCPU: main) of "
+                       f"{p['7.0'][0]['sheaf_bytes']} B; objects in sheaves + barn sheaves: {held}")
+
+
+# The v5 cover letter's microbenchmark (reference/linux-sheaves.md §5): on one
+# CPU, a batch of allocations, then their frees in the same order (FIFO),
+# time per object, with sheaves of capacity 32 vs without; sheaves were
+# 17.2 / 15.3 / 31.0 / 30.2% faster at batches of 1 / 10 / 100 / 1000.  Here a
+# 256 B cache (16 objects a slab) created with sheaf_capacity=32 (7.0's
+# formula gives 28 for 256 B, so the cover letter's 32), run as a recorded
+# op sequence through bench.replay (one nogil loop; each op also reads its row
+# and a slot, the same for both).
+BATCH_SIZE = 256
+BATCH_CAPACITY = 32
+COVER_LETTER_FASTER = {1: 17.2, 10: 15.3, 100: 31.0, 1000: 30.2}      # % faster with sheaves
+
+
+def batch_ops(batch, nops):
+    """ops for bench.replay: rounds of `batch` allocations into slots
+    0..batch-1 then `batch` frees of slots 0..batch-1, on vCPU 0 and cache
+    0, about `nops` ops in all.  Returns (ops, objects allocated)."""
+    rounds = max(1, nops // (2 * batch))
+    one = np.zeros((2 * batch, 4), dtype=np.int32)
+    one[:batch, 0] = bench.OP_ALLOC
+    one[batch:, 0] = bench.OP_FREE
+    one[:batch, 3] = one[batch:, 3] = np.arange(batch)
+    return np.ascontiguousarray(np.tile(one, (rounds, 1))), rounds * batch
+
+
+def sheaves_microbench(cfg, batch):
+    """ns per object (its allocation and its free) at `batch`, 7.0 vs 4.0:
+    the best of 2 x cfg.repeat replays of the same sequence, alternated."""
+    ops, nobj = batch_ops(batch, max(2 * batch, min(100_000, cfg.pairs // 25)))
+    slots = np.zeros(batch, dtype=np.uint64)
+
+    def make(new):
+        m = new(cpus=1, memory=64 << 20)
+        c = m.kmem_cache_create("perf-batch", BATCH_SIZE,
+                                **({"sheaf_capacity": BATCH_CAPACITY} if m.slub == "7.0" else {}))
+        bench.replay(m, [c], ops, slots)                 # warm: slabs, sheaves, barn
+        return m, c
+
+    def per_object(v):
+        m, c = ms[v]
+        t, live = bench.replay(m, [c], ops, slots)
+        assert live == 0, live
+        return t / nobj * 1e9
+
+    with _per_generation(make) as ms:
+        r = _side_by_side(per_object, 2 * cfg.repeat)
+        cap = ms["7.0"][0].cache_info(ms["7.0"][1])["sheaf_capacity"]
+        per_slab = ms["4.0"][1].objects_per_slab
+        for m, _ in ms.values():
+            m.validate()
+    faster = (1 - r.ratio) * 100
+    verdict = (f"sheaves {abs(faster):.0f}% {'faster' if faster > 0 else 'slower'} (the v5 cover "
+               f"letter: {COVER_LETTER_FASTER[batch]:g}% faster)")
+    if batch <= per_slab:
+        why = (f"the batch stays in 4.0's cpu slab ({per_slab} objects), whose fast path here is "
+               "a per-cpu freelist pop/push with no TID cmpxchg (DESIGN.md §8): the cost the "
+               "kernel's sheaves avoid is not modelled")
+    else:
+        why = (f"the batch overflows 4.0's cpu slab ({per_slab} objects): frees to its other "
+               "slabs take __slab_free's CAS and the cpu partial list, 7.0's stay in main, "
+               "spare and the barn")
+    return r._replace(note=f"{verdict}; capacity {cap}; {why}")
+
+
+def _microbench_figure(batch):
+    def fn(cfg=DEFAULT):
+        return sheaves_microbench(cfg, batch)
+    fn.__name__ = f"slub70_batch_{batch}"
+    fn.__doc__ = f"sheaves_microbench at a batch of {batch}."
+    return fn
+
+
 # --- the table ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -872,4 +1156,23 @@ FIGURES = (
            "per 100 live memcgs", offline_slope, "", extra=True),
     Figure("time_to_answer", "15 make run: naive's leak significant at 1%", "s",
            "", time_to_answer, "", extra=True),
-)
+    # issue #17 item 3: slub 7.0 (sheaves) against 4.0 (cpu slabs), same run;
+    # ratio 7.0 / 4.0, information only
+    Figure("slub70_fastpath", "S1 7.0 fast-path pair, 64 B, nogil", "ns",
+           "slub 4.0", slub70_fastpath, "x 4.0", extra=True),
+    Figure("slub70_remote_free", "S2 7.0 remote free, per object", "ns",
+           "slub 4.0", slub70_remote_free, "x 4.0", extra=True),
+    Figure("slub70_bulk", "S3 7.0 bulk alloc+free, 16 a call, per object", "ns",
+           "slub 4.0", slub70_bulk, "x 4.0", extra=True),
+    Figure("slub70_larson", "S4 7.0 larson, 2 workers", "Mops/s",
+           "slub 4.0", slub70_larson, "x 4.0", extra=True),
+    Figure("slub70_churn", "S5 7.0 churn (objcg), 2 workers", "Mops/s",
+           "slub 4.0", slub70_churn, "x 4.0", extra=True),
+    Figure("slub70_pinned", "S6 7.0 pinned after bursts, per vCPU", "B",
+           "slub 4.0", slub70_pinned, "x 4.0", extra=True),
+    Figure("slub70_pinned_shrunk", "S6+ 7.0 pinned after kmem_cache_shrink", "B",
+           "slub 4.0", slub70_pinned_shrunk, "x 4.0", extra=True),
+) + tuple(
+    Figure(f"slub70_batch_{b}", f"S7 7.0 v5 microbench, batch {b}, per object", "ns",
+           "slub 4.0", _microbench_figure(b), "x 4.0", extra=True)
+    for b in COVER_LETTER_FASTER)

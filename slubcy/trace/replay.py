@@ -80,7 +80,7 @@ def size_checks(mapping, caches):
 
 def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=None,
                  preempt=None, hz=None, expedited=False, seed=0, memory=None, progress=None,
-                 validate=True):
+                 validate=True, slub="4.0"):
     """Replay `trace` (a path or a parsed Trace) on a fresh Machine with
     `policy`, one worker thread per vCPU (`cpus`, default one per traced
     CPU).  Returns a ReplayResult; `validate()` runs at the end (and its
@@ -93,13 +93,13 @@ def replay_trace(trace, policy="barrier", cpus=None, memcg_by=None, slabinfo=Non
     mp = map_trace(trace, cpus=cpus, memcg_by=memcg_by, slabinfo=slabinfo)
     map_s = time.monotonic() - t_map
     if mp.groups and policy is None:
-        policy = "barrier"
+        policy = "objcg" if slub == "7.0" else "barrier"
     from slubcy.machine import MAX_CPUS
     if mp.ncpus > MAX_CPUS:
         raise TraceError(f"the trace has {mp.ncpus} CPUs; a machine has at most {MAX_CPUS} vCPUs "
                          "(give --cpus)")
     m = slubcy.Machine(cpus=mp.ncpus, memory=memory or _arena(mp), seed=seed, policy=policy,
-                       hz=hz, expedited=expedited)
+                       hz=hz, expedited=expedited, slub=slub)
     try:
         # the kernel's memory is present: no first-touch faults in the replay
         m.arena_populate()
