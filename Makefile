@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 
 # The main job: every policy on churn, A/B, into results/ (about a minute on 2 cores).
 run: $(VENV)/.installed
-	$(BIN)/slubcy compare --workload churn --repeat 3 --seconds 1 --out results
+	$(BIN)/slubcy compare --workload churn --repeat 3 --seconds 1 --slub 4.0,7.0 --out results
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

@@ -59,6 +59,44 @@ def compare_specs():
     return out
 
 
+GENERATIONS = ("4.0", "7.0")
+
+
+def split_generation(spec, default="4.0"):
+    """'objcg@7.0' -> ('objcg', '7.0'); 'barrier:sync' -> ('barrier:sync',
+    default).  The allocator generation a run uses (Machine(slub=...)):
+    checked here, with the policy, so a bad pair fails before any run --
+    a policy that retires per-memcg caches does not run on 7.0."""
+    if not isinstance(spec, str):
+        raise ValueError("a run spec is a string such as 'objcg' or 'objcg@7.0'")
+    name, at, gen = spec.partition("@")
+    gen = gen if at else default
+    if gen not in GENERATIONS:
+        raise ValueError(f"unknown allocator generation {gen!r} in {spec!r}: one of "
+                         f"{', '.join(GENERATIONS)}")
+    if gen != "4.0" and get_policy(name).per_memcg_caches:
+        raise ValueError(f"{name!r} retires per-memcg caches, which Linux 5.9 removed: it "
+                         f"does not run on slub {gen} (sheaves)")
+    return name, gen
+
+
+def with_generations(specs, generations):
+    """Each spec under each generation it runs on, generation by generation
+    ('objcg', 'naive' x ('4.0', '7.0') -> objcg, naive, objcg@7.0); a spec
+    that names its generation is kept as it is."""
+    out = []
+    for gen in generations:
+        for spec in specs:
+            if "@" in spec:
+                if spec not in out:
+                    out.append(spec)
+                continue
+            name = spec if gen == "4.0" else f"{spec}@{gen}"
+            if gen == "4.0" or not get_policy(spec).per_memcg_caches:
+                out.append(name)
+    return out
+
+
 def describe_all():
     """describe() of every spec compare_specs() lists."""
     rows = []

@@ -13,7 +13,8 @@ def _demo(args):
     from slubcy.analysis import report
 
     rng = np.random.default_rng(args.seed)
-    with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20, seed=args.seed) as m:
+    with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20, seed=args.seed,
+                        slub=args.slub) as m:
         caches = [m.kmem_cache_create("dentry", 192, flags=slubcy.SLAB_HWCACHE_ALIGN),
                   m.kmem_cache_create("inode_cache", 600, flags=slubcy.SLAB_HWCACHE_ALIGN),
                   m.kmem_cache_create("filp", 256, flags=slubcy.SLAB_HWCACHE_ALIGN)]
@@ -41,6 +42,24 @@ def _demo(args):
             m.kmem_cache_shrink(c)
         m.validate()
     return 0
+
+
+SLUB_HELP = ("allocator generation: 4.0 (cpu slabs, the default) or 7.0 (Linux 7.0's percpu "
+             "sheaves and barns; only policies without per-memcg caches, such as objcg, run on it)")
+
+
+def slub_arg(value):
+    """--slub: one generation."""
+    from slubcy.policies import GENERATIONS
+    if value not in GENERATIONS:
+        raise argparse.ArgumentTypeError(f"invalid generation {value!r}: one of "
+                                         f"{', '.join(GENERATIONS)}")
+    return value
+
+
+def slubs_arg(value):
+    """compare --slub: one generation or a comma list (4.0,7.0)."""
+    return [slub_arg(v.strip()) for v in value.split(",")]
 
 
 HZ_HELP = ("scheduling-clock ticks per second: a grace period ends at a tick, as a kernel's "
@@ -103,12 +122,14 @@ def _run(args):
                       seed=args.seed, memory=None if args.memory is None else args.memory << 20,
                       preempt=preempt_spec(args),
                       progress=None if not args.json else False, policy=args.policy,
-                      hz=args.hz, expedited=args.expedited, **parse_params(args.param))
+                      hz=args.hz, expedited=args.expedited, slub=args.slub,
+                      **parse_params(args.param))
     if args.json:
         print(r.to_json())
         return 0
     width = max(map(len, r.metrics))
-    print(f"workload {r.workload} on {r.cpus} vCPUs, policy {r.policy}, seed {r.seed}")
+    print(f"workload {r.workload} on {r.cpus} vCPUs, slub {args.slub}, policy {r.policy}, "
+          f"seed {r.seed}")
     for k, v in r.metrics.items():
         shown = "-" if v is None else f"{v:,.3f}" if isinstance(v, float) else f"{v:,}"
         print(f"  {k:{width}s} {shown}")
@@ -125,7 +146,13 @@ def _compare(args):
     from slubcy.analysis import compare
     names = args.policies or compare.default_policies()
     for n in names:
-        registry.get_policy(n)          # a bad name fails before any run
+        registry.get_policy(n.partition("@")[0])    # a bad name fails before any run
+    names = registry.with_generations(names, args.slub)
+    if not names:
+        raise ValueError(f"no policy named runs on slub {','.join(args.slub)}: per-memcg "
+                         "caches went in Linux 5.9 (try objcg)")
+    for n in names:
+        registry.split_generation(n)
     params = parse_params(args.param)
     if args.out is not None:
         compare.check_out(args.out)     # so does an unwritable --out
@@ -176,7 +203,9 @@ def _extrapolate(args):
     if args.outlive is not None and not 0 <= args.outlive <= 1:
         raise ValueError(f"--outlive is a fraction in [0, 1], got {args.outlive}")
     extra = {} if args.outlive is None else {"outlive": args.outlive}
-    s = sweep.leak_vs_preemption(args.policy, rates=rates, seconds=args.seconds,
+    policy = args.policy if args.slub == "4.0" else f"{args.policy}@{args.slub}"
+    registry.split_generation(policy)
+    s = sweep.leak_vs_preemption(policy, rates=rates, seconds=args.seconds,
                                  repeat=args.repeat, cpus=args.cpus, slice=args.slice,
                                  workload=args.workload, seed=args.seed, preempt=args.preempt,
                                  scenario=scenario, progress=not args.no_progress, hz=args.hz,
@@ -196,7 +225,7 @@ def _grid_sweep(args):
     from slubcy.analysis import cluster, grid as gridmod
     given = {"policy": args.policy, "workload": args.workload, "cpus": args.cpus,
              "seconds": args.seconds, "ops": args.ops, "memory": args.memory,
-             "seed": args.seeds, "preempt": args.preempt, "hz": args.hz}
+             "seed": args.seeds, "preempt": args.preempt, "hz": args.hz, "slub": args.slub}
     given = {k: (v if k in ("preempt", "seed") or v is None else gridmod.split_values(v))
              for k, v in given.items()}
     for item in args.param or ():
@@ -246,6 +275,15 @@ def _grid_sweep(args):
 def _race(args):
     import json
     from slubcy import race
+    if args.slub == "7.0" or args.window in race.SHEAF_WINDOWS:
+        r = race.replay_sheaves(window=args.window if args.window in race.SHEAF_WINDOWS
+                                else "rcu_sheaf", barrier=not args.no_fix, seed=args.seed,
+                                log=None if args.json else print)
+        if args.json:
+            print(json.dumps(r))
+        else:
+            print("\nslub 7.0, " + r["verdict"])
+        return 0
     r = race.replay(args.policy, seed=args.seed, log=None if args.json else print,
                     window=args.window)
     if args.json:
@@ -265,7 +303,7 @@ def _policies(args):
 
 def _slabinfo(args):
     from slubcy.analysis import report
-    with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20) as m:
+    with slubcy.Machine(cpus=args.cpus, memory=args.memory << 20, slub=args.slub) as m:
         print(report.proc_slabinfo(m.cache_info()) if args.proc else
               report.tools_slabinfo(m.cache_info(), show_empty=True))
     return 0
@@ -281,6 +319,7 @@ def main(argv=None):
     demo.add_argument("--memory", type=int, default=256, help="arena size in MiB")
     demo.add_argument("--rounds", type=int, default=50)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--slub", type=slub_arg, default="4.0", help=SLUB_HELP)
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser("run", help="run a workload on worker threads and report its metrics")
@@ -304,6 +343,7 @@ def main(argv=None):
     run.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     run.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     run.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
+    run.add_argument("--slub", type=slub_arg, default="4.0", help=SLUB_HELP)
     run.add_argument("--json", action="store_true", help="one JSON object with the metrics")
     run.set_defaults(func=_run)
 
@@ -322,6 +362,9 @@ def main(argv=None):
     cmp_.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     cmp_.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     cmp_.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
+    cmp_.add_argument("--slub", type=slubs_arg, default=["4.0"],
+                      help=SLUB_HELP + "; a comma list (4.0,7.0) runs each policy under each "
+                           "generation it runs on; a policy named NAME@7.0 runs on 7.0")
     cmp_.add_argument("--preempt", metavar="SPEC", default=None,
                       help="as for run, e.g. preempt=1000/s:3ms (the CONFIG_PREEMPT model); "
                            "'none' for no preemption; churn's default is the main job's "
@@ -347,6 +390,8 @@ def main(argv=None):
     gs.add_argument("--preempt", action="append", default=None, metavar="SPEC",
                     help="repeatable, one value each: a --preempt spec of run, 'none', or "
                          "'main' (churn's default, workloads.MAIN_PREEMPT)")
+    gs.add_argument("--slub", default=None,
+                    help="allocator generations, comma-separated (4.0,7.0)")
     gs.add_argument("--hz", default=None,
                     help="grace-period modes, comma-separated: tick rates (250, 1000) or "
                          "'expedited'")
@@ -384,6 +429,7 @@ def main(argv=None):
                     help="extra named preemption points, e.g. slab_free:before_cmpxchg=0.01:20us")
     sw.add_argument("--hz", type=int, default=None, help=HZ_HELP)
     sw.add_argument("--expedited", action="store_true", help=EXPEDITED_HELP)
+    sw.add_argument("--slub", type=slub_arg, default="4.0", help=SLUB_HELP)
     sw.add_argument("--offlines-per-day", type=float, default=10_000,
                     help="production scenario: memory cgroups removed per day (default 10,000)")
     sw.add_argument("--preemptions-per-s", type=float, default=1000.0,
@@ -395,10 +441,19 @@ def main(argv=None):
     race = sub.add_parser("race", help="replay the 2014 __slab_free race under a policy")
     race.add_argument("--policy", "-p", default="naive", help="policy spec, e.g. barrier:sync")
     race.add_argument("--seed", type=int, default=0)
-    race.add_argument("--window", choices=["slab_free", "put_cpu_partial"], default="slab_free",
-                      help="where vCPU 1 is held: preempted in __slab_free before its cmpxchg "
-                           "(the 2014 race), or inside put_cpu_partial with preemption off "
-                           "(the window the barrier closes)")
+    race.add_argument("--window", choices=["slab_free", "put_cpu_partial", "rcu_sheaf", "refill",
+                                           "flush_spare"], default="slab_free",
+                      help="4.0: where vCPU 1 is held: preempted in __slab_free before its "
+                           "cmpxchg (the 2014 race), or inside put_cpu_partial with preemption "
+                           "off (the window the barrier closes).  7.0 (sheaves): rcu_sheaf "
+                           "(kfree_rcu sheaves in flight when the cache is destroyed; the "
+                           "default with --slub 7.0), refill (a sheaf refilled with the lock "
+                           "dropped while the cache shrinks), flush_spare (a full spare being "
+                           "flushed while the cache shrinks)")
+    race.add_argument("--slub", type=slub_arg, default="4.0", help=SLUB_HELP)
+    race.add_argument("--no-fix", action="store_true",
+                      help="7.0 windows: without the kernel's answer (rcu_sheaf: the "
+                           "rcu_barrier() in __kmem_cache_shutdown, b55b423e8518)")
     race.add_argument("--json", action="store_true")
     race.set_defaults(func=_race)
 
@@ -409,6 +464,7 @@ def main(argv=None):
     si.add_argument("--cpus", type=int, default=2)
     si.add_argument("--memory", type=int, default=64, help="arena size in MiB")
     si.add_argument("--proc", action="store_true", help="/proc/slabinfo format")
+    si.add_argument("--slub", type=slub_arg, default="4.0", help=SLUB_HELP)
     si.set_defaults(func=_slabinfo)
 
     from slubcy.trace.cli import register as register_trace

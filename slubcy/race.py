@@ -179,3 +179,197 @@ class _Thread(threading.Thread):
     def check(self):
         if self.error is not None:
             raise self.error
+
+
+# -- Linux 7.0: the seed's question under sheaves ------------------------------
+
+SHEAF_WINDOWS = {"rcu_sheaf": None, "refill": "sheaves:refill",
+                 "flush_spare": "sheaves:flush_spare"}
+
+
+def replay_sheaves(window="rcu_sheaf", barrier=True, seed=0, log=None):
+    """The seed's race in 7.0's form, step by step on Machine(slub="7.0"):
+    free objects hide per CPU again -- in sheaves, rcu sheaves and the
+    barn -- and shrinking or destroying a cache must find them while frees
+    race with it.  Returns {"window", "barrier", "leaked", "retained_pages",
+    "dying_memcgs", "steps", "final", "verdict"}.
+
+    `rcu_sheaf`: kfree_rcu() fills vCPU 0's rcu_free sheaf, which goes to
+    call_rcu; the cache is destroyed before that grace period ends (a 1 Hz
+    tick makes it last a second or two).  7.0's __kmem_cache_shutdown()
+    flushes every vCPU's sheaves and then waits in rcu_barrier()
+    (b55b423e8518) before it shrinks the barn: the rcu sheaf lands, is
+    flushed, and the destroy succeeds.  `barrier=False` drops that wait: the
+    sheaf's objects are still out when free_partial() looks, the destroy
+    fails with "Slab cache still has objects" (in the kernel: a WARN and a
+    leaked cache, or with 6.18's bug, a use after free when the sheaf lands
+    in the destroyed cache's barn).
+
+    `refill`: vCPU 1 allocates with no sheaf to swap in; 7.0 drops the
+    cpu_sheaves lock to refill an empty sheaf from slabs
+    (__pcs_replace_empty_main) and the task is preempted there, holding a
+    full sheaf whose slabs are full and off every list.  vCPU 0 frees its
+    objects, rmdirs its memcg and shrinks the cache: flush_all() cannot see
+    the sheaf in the task's hands.  `flush_spare`: vCPU 1 frees into a full
+    main with a full spare and a full barn (E2BIG); the spare, taken off the
+    vCPU, waits to be flushed to its slabs when the task is preempted.  In
+    both the shrink leaves slabs pinned; nothing leaks: the sheaf is back on
+    its vCPU (or its objects on their slabs) when the task runs, the next
+    shrink frees them, and under objcg no memcg waits for them (the objects
+    were uncharged before they entered a sheaf).  `barrier` does not apply."""
+    if window not in SHEAF_WINDOWS:
+        raise ValueError(f"unknown sheaves window {window!r}: one of {', '.join(SHEAF_WINDOWS)}")
+    steps = []
+
+    def step(text, **data):
+        steps.append({"step": len(steps) + 1, "what": text, **data})
+        if log is not None:
+            log(f"{len(steps):2d}. {text}")
+
+    if window == "rcu_sheaf":
+        return _replay_rcu_sheaf(barrier, seed, step, steps)
+    return _replay_pcs_window(window, seed, step, steps)
+
+
+def _replay_rcu_sheaf(barrier, seed, step, steps):
+    with slubcy.Machine(cpus=2, memory=16 << 20, slub="7.0", policy="objcg", seed=seed,
+                        hz=1, ipi_timeout=30.0) as m:
+        c = m.kmem_cache_create("files_cache", 192,
+                                flags=slubcy.SLAB_ACCOUNT | slubcy.SLAB_HWCACHE_ALIGN)
+        objs = [m.kmem_cache_alloc(c, cpu=0) for _ in range(c.sheaf_capacity)]
+        m.rcu_barrier(timeout=30)
+        step(f"vCPU 0 allocated {len(objs)} objects of {c.name} (sheaf capacity "
+             f"{c.sheaf_capacity}); grace periods end at a 1 Hz tick: one to two seconds")
+        if not barrier:
+            m._set_rcu_barrier_in_shutdown(False)
+            step("test-only: __kmem_cache_shutdown()'s rcu_barrier() (b55b423e8518) is off")
+        for a in objs:
+            m.kfree_rcu(a, cpu=0)
+        st = m.cache_state_info(c)
+        step(f"vCPU 0: kfree_rcu() of all {len(objs)}: they fill its rcu_free sheaf, which "
+             f"goes to call_rcu(rcu_free_sheaf) when full ({st['sheaves']['in_rcu']} sheaf in "
+             "flight); every object is freed as far as the cache's user knows",
+             in_rcu=st["sheaves"]["in_rcu"])
+        t0 = time.monotonic()
+        try:
+            m.kmem_cache_destroy(c)
+            ok = True
+        except slubcy.CacheBusy as e:
+            ok, err = False, str(e)
+        dt = time.monotonic() - t0
+        if ok:
+            step(f"kmem_cache_destroy: flush_all, then rcu_barrier() waited {dt * 1e3:.0f} ms "
+                 "for the sheaf's grace period; rcu_free_sheaf put it in the barn, barn_shrink "
+                 "flushed it, free_partial freed every slab: destroyed", destroy_ms=dt * 1e3)
+            final = {"destroyed": True, "nr_slabs": 0}
+            leaked = False
+        else:
+            info = m.cache_info(c)
+            step(f"kmem_cache_destroy: flush_all, barn_shrink, free_partial with the rcu "
+                 f"sheaf still in flight: {info['nr_slabs']} slabs hold its objects -- "
+                 f"refused: {err.split(': ', 1)[-1]} (the kernel WARNs and leaks the cache; "
+                 "6.18 before the fix then barned the sheaf into the freed cache)",
+                 destroy_ms=dt * 1e3, nr_slabs=info["nr_slabs"])
+            m.rcu_barrier(timeout=30)
+            st = m.cache_state_info(c)
+            step(f"the grace period ends: rcu_free_sheaf puts the sheaf in the barn "
+                 f"({len(st['sheaves']['barn_full'])} full barn sheaf): into a cache its "
+                 "user has already destroyed", barn_full=len(st["sheaves"]["barn_full"]))
+            final = {"destroyed": False, "nr_slabs": m.cache_info(c)["nr_slabs"]}
+            leaked = True
+            m._set_rcu_barrier_in_shutdown(True)
+            m.kmem_cache_destroy(c)
+        m.validate()
+    verdict = ("LEAK: the cache was destroyed with objects in flight" if leaked else
+               "no leak: destroy waited for the rcu sheaves in flight")
+    step("verdict: " + verdict)
+    return {"window": "rcu_sheaf", "barrier": barrier, "leaked": leaked, "retained_pages": 0,
+            "dying_memcgs": 0, "steps": steps, "final": final, "verdict": verdict}
+
+
+def _replay_pcs_window(window, seed, step, steps):
+    with slubcy.Machine(cpus=2, memory=32 << 20, slub="7.0", policy="objcg", seed=seed,
+                        ipi_timeout=30.0) as m:
+        c = m.kmem_cache_create("dentry", 192,
+                                flags=slubcy.SLAB_ACCOUNT | slubcy.SLAB_HWCACHE_ALIGN)
+        cap = c.sheaf_capacity
+        g = m.memcg_create("job")
+        job = [m.kmem_cache_alloc(c, cpu=0, memcg=g) for _ in range(4 * cap)]
+        m.flush_all(c)
+        step(f"vCPU 0 allocated {len(job)} objects of {c.name} for memcg {g.name!r} "
+             f"(sheaf capacity {cap}); the vCPUs' sheaves are flushed")
+        if window == "refill":
+            pp = m.preempt_point("sheaves:refill")
+            pp.arm_hold()
+            worker = _Thread(lambda: m.kmem_cache_alloc(c, cpu=1))
+            cpu = pp.wait_held(timeout=10)
+            step(f"vCPU {cpu}: allocation finds main empty, no spare, an empty barn: 7.0 drops "
+                 f"the cpu_sheaves lock, refills an empty sheaf from slabs ({cap} objects: "
+                 "their slabs now full and off every list) and is preempted before it relocks",
+                 held_cpu=cpu)
+        else:
+            mine = [m.kmem_cache_alloc(c, cpu=1) for _ in range(13 * cap)]
+            freed = 0
+
+            def full():
+                st = m.cache_state_info(c)["sheaves"]
+                pcs = st["cpus"][1]
+                return (len(pcs["main"]) == cap and len(pcs["spare"] or ()) == cap
+                        and len(st["barn_full"]) >= 10)
+            while not full():
+                m.kmem_cache_free(c, mine[freed], cpu=1)
+                freed += 1
+            step(f"vCPU 1 allocated {len(mine)} objects and freed {freed}: its main and spare "
+                 "are full, the barn holds its limit of 10 full sheaves")
+            pp = m.preempt_point("sheaves:flush_spare")
+            pp.arm_hold()
+            worker = _Thread(lambda: m.kmem_cache_free(c, mine[freed], cpu=1))
+            cpu = pp.wait_held(timeout=10)
+            step(f"vCPU {cpu}: a free finds main full; the barn refuses the full main (E2BIG): "
+                 f"7.0 takes the full spare off the vCPU, drops the lock to flush it to its "
+                 "slabs, and is preempted first", held_cpu=cpu)
+        for a in job:
+            m.kmem_cache_free(c, a, cpu=0)
+        m.memcg_rmdir(g)
+        m.policy_quiesce()
+        step(f"vCPU 0 freed its {len(job)} objects (uncharged, then into its sheaves) and "
+             f"rmdir'd {g.name!r}: the memcg is " + ("freed" if g.freed else "dying"),
+             memcg="freed" if g.freed else "dying")
+        remain = m.kmem_cache_shrink(c)
+        used, slots, pages = m.cache_usage_info(c)
+        step(f"kmem_cache_shrink: flush_all on both vCPUs (vCPU {cpu} serves it while "
+             f"switched out), barn_shrink, the empty slabs discarded -- {pages} slab pages "
+             f"remain for {used} objects in use", pages_after_shrink=pages, in_use=used)
+        pp.release()
+        worker.join(10)
+        worker.check()
+        used2, _, pages2 = m.cache_usage_info(c)
+        step(f"vCPU {cpu} resumes: " + ("relocks and installs its full sheaf as main: the cache "
+                                        "now caches objects its shrink never saw"
+                                        if window == "refill" else
+                                        "flushes the spare to its slabs after the shrink, and "
+                                        "installs it as an empty sheaf")
+             + f"; {pages2} slab pages for {used2} objects in use", pages=pages2)
+        if window == "refill":
+            m.kmem_cache_free(c, worker.value, cpu=1)
+        else:
+            for a in mine[freed + 1:]:
+                m.kmem_cache_free(c, a, cpu=0)
+        pinned = m.cache_usage_info(c)[2]
+        m.kmem_cache_shrink(c)
+        after = m.cache_usage_info(c)[2]
+        step(f"every object freed: {pinned} slab pages held by sheaves or kept slabs; "
+             f"a second shrink leaves {after}", retained_pages=pinned, pages_after=after)
+        stats = m.memcg_stat_info()
+        m.validate()
+        leaked = after > 0 or stats["dying_memcgs"] > 0
+        final = {"memcg": "freed" if g.freed else "dying", "pages_after_first_shrink": pages,
+                 "retained_pages": pinned, "pages_after_second_shrink": after,
+                 "shrink_returned": remain, **stats}
+    verdict = ("LEAK" if leaked else
+               f"no leak: the window pinned {pinned} pages until the next shrink; "
+               f"memcg {final['memcg']}, {final['dying_memcgs']} dying")
+    step("verdict: " + verdict)
+    return {"window": window, "barrier": True, "leaked": leaked, "retained_pages": pinned,
+            "dying_memcgs": stats["dying_memcgs"], "steps": steps, "final": final,
+            "verdict": verdict}

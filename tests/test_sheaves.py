@@ -465,3 +465,64 @@ def test_workers_under_sheaves_leave_a_valid_allocator(workload):
         assert used > 0                  # the workers went through the sheaves
         if workload == "churn":
             assert r.metrics["dying_memcgs"] == 0
+
+
+# -- the seed's race in 7.0's form (slubcy race --slub 7.0) ---------------------
+
+def test_race_rcu_sheaf_window_and_the_kernels_answer_closing_it():
+    from slubcy import race
+    shut = race.replay_sheaves("rcu_sheaf", barrier=False)
+    assert shut["leaked"] and not shut["final"]["destroyed"] and shut["final"]["nr_slabs"] > 0
+    assert any("still has objects" in s["what"] for s in shut["steps"])
+    fixed = race.replay_sheaves("rcu_sheaf", barrier=True)
+    assert not fixed["leaked"] and fixed["final"]["destroyed"]
+    # the destroy waited for the grace period (1 Hz tick: at least most of a second)
+    waited = next(s["destroy_ms"] for s in fixed["steps"] if "destroy_ms" in s)
+    assert waited > 200
+
+
+@pytest.mark.parametrize("window", ["refill", "flush_spare"])
+def test_race_pcs_windows_pin_pages_past_a_shrink_but_leak_nothing(window):
+    from slubcy import race
+    r = race.replay_sheaves(window)
+    # the shrink ran while the task was preempted in the window: pages stayed
+    # pinned by the sheaf in its hands (refill) or the spare it was to flush
+    assert r["final"]["pages_after_first_shrink"] > 0 and r["retained_pages"] > 0
+    # nothing leaks: a second shrink frees everything; the memcg went at once
+    assert not r["leaked"] and r["final"]["pages_after_second_shrink"] == 0
+    assert r["final"]["memcg"] == "freed" and r["dying_memcgs"] == 0
+
+
+def test_cli_slub_option_on_the_commands(capsys, tmp_path):
+    from slubcy.cli import main
+    assert main(["race", "--slub", "7.0", "--no-fix", "--json"]) == 0
+    import json
+    out = json.loads(capsys.readouterr().out)
+    assert out["window"] == "rcu_sheaf" and out["leaked"] is True
+    assert main(["run", "-w", "larson", "--slub", "7.0", "--seconds", "0.2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["slub"] == "7.0"
+    assert main(["slabinfo", "--slub", "7.0"]) == 0
+    capsys.readouterr()
+    assert main(["demo", "--slub", "7.0", "--rounds", "3", "--memory", "64"]) == 0
+    assert "validate() passed" in capsys.readouterr().out
+    # a policy with per-memcg caches on 7.0, and a bad generation: exit 2 before any run
+    assert main(["compare", "naive", "--slub", "7.0", "--seconds", "0.1"]) == 2
+    assert "per-memcg" in capsys.readouterr().err
+    assert main(["compare", "objcg@6.1", "--seconds", "0.1"]) == 2
+    with pytest.raises(SystemExit):
+        main(["run", "--slub", "5.0"])
+
+
+def test_compare_runs_each_policy_under_each_generation(tmp_path):
+    from slubcy import policies
+    from slubcy.analysis import compare
+    assert policies.with_generations(["objcg", "naive", "barrier:sync"], ["4.0", "7.0"]) == [
+        "objcg", "naive", "barrier:sync", "objcg@7.0"]
+    assert policies.split_generation("objcg@7.0") == ("objcg", "7.0")
+    with pytest.raises(ValueError, match="per-memcg"):
+        policies.split_generation("barrier:sync@7.0")
+    tidy, summary = compare.compare(["objcg", "objcg@7.0"], workload="churn", repeat=1,
+                                    seconds=0.3, progress=False)
+    assert set(tidy.policy) == {"objcg", "objcg@7.0"}
+    thr = summary[summary.metric == "throughput"].set_index("policy")["mean"]
+    assert thr["objcg"] > 0 and thr["objcg@7.0"] > 0

@@ -125,6 +125,11 @@ def rate_test(k1, n1, k2, n2):
 
 # -- running ------------------------------------------------------------------
 
+def split_generation(spec):
+    from slubcy import policies as registry
+    return registry.split_generation(spec)
+
+
 def default_policies():
     """What `slubcy compare` runs with no policy named: every registered
     policy (each of its variants where it has some, slubcy.policies.compare_specs()),
@@ -193,6 +198,8 @@ def compare(policies, workload="churn", repeat=3, seed=0, cpus=2, ops=None, seco
     policies = list(policies)
     if not policies:
         raise ValueError("give at least one policy")
+    for p in policies:
+        split_generation(p)             # a bad policy or generation fails before any run
     dup = sorted({p for p in policies if policies.count(p) > 1})
     if dup:
         raise ValueError(f"policy {', '.join(dup)} named more than once")
@@ -217,8 +224,9 @@ def compare(policies, workload="churn", repeat=3, seed=0, cpus=2, ops=None, seco
     done = 0
     try:
         for rep, policy in jobs:
+            name, slub = split_generation(policy)       # 'objcg@7.0': on slub 7.0
             res = workloads.run(workload, cpus=cpus, ops=ops, seconds=seconds, seed=seed + rep,
-                                policy=policy, progress=False, **run_kwargs)
+                                policy=name, progress=False, slub=slub, **run_kwargs)
             ident = {"policy": policy, "run": rep}
             # a run's rows go in together: an interrupt never leaves half a run
             rows += [{"policy": policy, "workload": workload, "run": rep, "seed": seed + rep,
@@ -502,7 +510,7 @@ def leak_kind(spec):
     """What a leaked cache is under this policy (its Policy.leak_kind), or ''."""
     from slubcy import policies as registry
     try:
-        return registry.get_policy(spec).leak_kind
+        return registry.get_policy(registry.split_generation(spec)[0]).leak_kind
     except (ValueError, AttributeError):
         return ""
 

@@ -292,11 +292,13 @@ def leak_vs_preemption(policy="naive", rates=DEFAULT_RATES, seconds=0.5, repeat=
         from tqdm import tqdm
         bar = tqdm(total=len(jobs), unit="run", leave=False)
     rows = []
+    from slubcy.policies import split_generation
+    name, slub = split_generation(policy)           # 'objcg@7.0': on slub 7.0
     try:
         for rep, rate in jobs:
             res = workloads.run(workload, cpus=cpus, seconds=seconds, seed=seed + rep,
-                                policy=policy, preempt=model_spec(rate, slice, preempt),
-                                progress=False, **run_kwargs)
+                                policy=name, preempt=model_spec(rate, slice, preempt),
+                                progress=False, slub=slub, **run_kwargs)
             m = res.metrics
             rows.append({"rate": rate, "run": rep, "seed": seed + rep,
                          "offlines": m["offlines"], "leaked_caches": m["leaked_caches"],

@@ -95,9 +95,10 @@ def _replay(args):
     if args.cpus is not None and args.cpus < 1:
         raise ValueError(f"--cpus must be >= 1, got {args.cpus}")
     preempt = None if args.preempt in (None, "none") else args.preempt
-    r = replay_trace(args.trace, policy=args.policy, cpus=args.cpus, memcg_by=args.memcg_by,
+    policy = args.policy or ("objcg" if args.slub == "7.0" else "barrier")
+    r = replay_trace(args.trace, policy=policy, cpus=args.cpus, memcg_by=args.memcg_by,
                      slabinfo=args.slabinfo, preempt=preempt, hz=args.hz,
-                     expedited=args.expedited, seed=args.seed,
+                     expedited=args.expedited, seed=args.seed, slub=args.slub,
                      progress=False if (args.json or args.no_progress) else None)
     if args.json:
         d = r.to_dict()
@@ -119,7 +120,8 @@ def register(sub):
                     "through the policy after the group's last event; prints the trace report, "
                     "the workload metrics and the slabinfo at the end.")
     rp.add_argument("trace", help="the trace file (.gz .xz .bz2 too)")
-    rp.add_argument("--policy", "-p", default="barrier", help="dead-cache policy (default barrier)")
+    rp.add_argument("--policy", "-p", default=None,
+                    help="dead-cache policy (default barrier; objcg with --slub 7.0)")
     rp.add_argument("--cpus", type=int, default=None,
                     help="vCPUs (default: one per traced CPU; fewer fold them round-robin)")
     rp.add_argument("--memcg-by", choices=["comm", "tid", "cgroup", "none"], default=None,
@@ -133,6 +135,8 @@ def register(sub):
                          "default none")
     rp.add_argument("--hz", type=int, default=None)
     rp.add_argument("--expedited", action="store_true")
+    rp.add_argument("--slub", choices=["4.0", "7.0"], default="4.0",
+                    help="allocator generation (7.0: sheaves; policy objcg)")
     rp.add_argument("--seed", type=int, default=0)
     rp.add_argument("--json", action="store_true",
                     help="one JSON object: metrics, per vCPU, trace report, slabinfo")
