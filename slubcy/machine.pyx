@@ -2047,12 +2047,18 @@ cdef class Machine:
                     "spare": sheaf(<uintptr_t>s.cpu_sheaves[cpu].spare),
                     "rcu_free": sheaf(<uintptr_t>s.cpu_sheaves[cpu].rcu_free)})
             if s.node.barn != NULL:
-                bpos = s.node.barn.sheaves_full.next
-                while bpos != &s.node.barn.sheaves_full:
-                    sh = <slab_sheaf *>(<char *>bpos - <size_t>&(<slab_sheaf *>0).barn_list)
-                    sheaves["barn_full"].append(sheaf(<uintptr_t>sh))
-                    bpos = bpos.next
-                sheaves["barn_empty"] = s.node.barn.nr_empty
+                # under barn->lock: the RCU thread may barn an rcu sheaf meanwhile
+                spin_lock(&s.node.barn.lock)
+                try:
+                    bpos = s.node.barn.sheaves_full.next
+                    while bpos != &s.node.barn.sheaves_full:
+                        sh = <slab_sheaf *>(<char *>bpos - <size_t>&(<slab_sheaf *>0).barn_list)
+                        sheaves["barn_full"].append(
+                            [obj(<uintptr_t>sh.objects[i]) for i in range(sh.size)])
+                        bpos = bpos.next
+                    sheaves["barn_empty"] = s.node.barn.nr_empty
+                finally:
+                    spin_unlock(&s.node.barn.lock)
         node_partial = []
         cdef list_head *pos = s.node.partial.next
         while pos != &s.node.partial:

@@ -756,6 +756,9 @@ cdef void rcu_free_sheaf(rcu_head *head) noexcept nogil:
     cdef slab_sheaf *sh = <slab_sheaf *>head       # rcu is the first member
     cdef kmem_cache *s = sh.cache
     cdef node_barn *barn = s.node.barn
+    # (departure: validate() holds check_lock to see no work half done; this
+    # runs on the RCU thread, which validate() does not stop)
+    spin_lock(&s.m.check_lock)
     if atomic_uint_read(&barn.nr_full) < MAX_FULL_SHEAVES:
         barn_put_full_sheaf(barn, sh)
         stat70(s, -1, BARN_PUT)
@@ -767,6 +770,7 @@ cdef void rcu_free_sheaf(rcu_head *head) noexcept nogil:
         else:
             free_empty_sheaf(s, sh, -1)
     atomic_long_add(&s.nr_sheaves_in_rcu, -1)
+    spin_unlock(&s.m.check_lock)
 
 
 cdef void rcu_free_sheaf_nobarn(rcu_head *head) noexcept nogil:
@@ -774,9 +778,11 @@ cdef void rcu_free_sheaf_nobarn(rcu_head *head) noexcept nogil:
     objects go to their slabs, the sheaf is freed."""
     cdef slab_sheaf *sh = <slab_sheaf *>head
     cdef kmem_cache *s = sh.cache
+    spin_lock(&s.m.check_lock)
     sheaf_flush_unused(s, sh, -1)
     free_empty_sheaf(s, sh, -1)
     atomic_long_add(&s.nr_sheaves_in_rcu, -1)
+    spin_unlock(&s.m.check_lock)
 
 
 cdef int kfree_rcu_sheaves(kmem_cache *s, page *pg, void *object, int cpu) noexcept nogil:
@@ -947,6 +953,8 @@ cdef int __kmem_cache_shutdown_sheaves(kmem_cache *s) noexcept nogil:
     if s.m.rcu_barrier_in_shutdown:
         rcu_barrier(&s.m.sc, s.m.ipi_timeout)
     barn_shrink(s, n.barn)
+    if atomic_long_read(&s.nr_sheaves_in_rcu):
+        return 1                # a sheaf still in flight would land in a freed cache
     return free_partial_sheaves(s)
 
 
