@@ -26,7 +26,10 @@ from .common import need
 KEYS = ["fastpath_libc", "fastpath_floor", "remote_free", "remote_free_many", "bulk_core", "bulk_api",
         "python_api", "fastpath_scaling", "larson_scaling", "grace_period", "grace_period_expedited", "core_vs_accesses",
         "core_vs_model", "core_vs_model_remote", "api_vs_model", "churn_offlines", "metadata",
-        "arena_rss", "churn_64_vcpus", "arena_16g", "offline_slope", "time_to_answer"]
+        "arena_rss", "churn_64_vcpus", "arena_16g", "offline_slope", "time_to_answer",
+        "slub70_fastpath", "slub70_remote_free", "slub70_bulk", "slub70_larson", "slub70_churn",
+        "slub70_pinned", "slub70_pinned_shrunk", "slub70_batch_1", "slub70_batch_10",
+        "slub70_batch_100", "slub70_batch_1000"]
 
 
 def _perf():

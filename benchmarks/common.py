@@ -11,6 +11,7 @@ import os
 # and reap's per-CPU variant beside its default (reap = reap:ipi)
 POLICIES = ["keep", "naive", "barrier", "barrier:sync", "reparent", "reap", "reap:percpu", "objcg"]
 VCPUS = [1, 2]
+SLUBS = ["4.0", "7.0"]      # Machine(slub=...): cpu slabs, percpu sheaves
 
 
 def seconds():
@@ -35,6 +36,15 @@ def need(module, *names):
                 raise NotImplementedError(f"this commit's {module} has no {name}")
             obj = getattr(obj, part)
     return mod
+
+
+def need_slub(slub):
+    """NotImplementedError when this commit's Machine has no allocator
+    generation `slub` ("4.0": cpu slabs; "7.0": percpu sheaves): a commit
+    before Machine(slub=...) has neither, as a keyword."""
+    gens = need("slubcy.machine", "SLUB_GENERATIONS").SLUB_GENERATIONS
+    if slub not in gens:
+        raise NotImplementedError(f"this commit has no slub {slub!r}")
 
 
 def need_policy(spec):

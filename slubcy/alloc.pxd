@@ -40,8 +40,7 @@ from slubcy.slub cimport (__slab_alloc_node, do_slab_free,
                           OBJCGS_TAG)
 from slubcy.slub_check cimport py_live_mark, py_live_clear
 from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook
-from slubcy.sheaves cimport (slab_alloc_node_sheaves, slab_free_sheaves,
-                             kmem_cache_alloc_bulk_sheaves, kmem_cache_free_bulk_sheaves)
+from slubcy.sheaves cimport kmem_cache_alloc_bulk_sheaves, kmem_cache_free_bulk_sheaves
 
 cdef enum:
     SLAB_HOOK_PY_LIVE = 1       # the Python API handed the object out / takes it back
@@ -63,12 +62,8 @@ cdef inline void *slab_alloc_node(kmem_cache *root, mem_cgroup *memcg, int cpu, 
     cdef void *object
     if memcg != NULL:                                           # slab_pre_alloc_hook
         s = memcg_kmem_get_cache(root, memcg)
-    # the generation: a 7.0 cache has cpu_sheaves (it shares the cache line
-    # of cpu_slab, so the 4.0 path pays a predicted branch)
-    if s.cpu_sheaves != NULL:
-        object = slab_alloc_node_sheaves(s, cpu, not (hooks & SLAB_ALLOC_NOWAIT))
-    else:
-        object = __slab_alloc_node(s, cpu)
+    # (a 7.0 cache goes to its sheaves from __slab_alloc_node's miss)
+    object = __slab_alloc_node(s, cpu, not (hooks & SLAB_ALLOC_NOWAIT))
     if object != NULL:                                          # slab_post_alloc_hook
         if memcg != NULL:
             memcg_slab_post_alloc_hook(s, memcg, object, cpu)
@@ -93,9 +88,7 @@ cdef inline int slab_free(kmem_cache *s, page *pg, void *x, int cpu, int hooks) 
     # acquire load nor its call joins the uncharged path.
     if (hooks & SLAB_HOOK_MEMCG) and unlikely(uptr_read_once(&pg.memcg_data) & OBJCGS_TAG):
         return slab_free_memcg(s, pg, x, cpu)
-    if s.cpu_sheaves != NULL:
-        return slab_free_sheaves(s, pg, x, cpu)
-    return do_slab_free(s, pg, x, x, 1, cpu)
+    return do_slab_free(s, pg, x, x, 1, cpu)        # (7.0: to free_to_pcs from its miss)
 
 
 cdef inline size_t slab_alloc_bulk(kmem_cache *root, mem_cgroup *memcg, size_t size, void **p,

@@ -7,7 +7,6 @@ gcc reload s->cpu_slab after the hook branch on every free)."""
 from slubcy.types cimport kmem_cache, page
 from slubcy.slub cimport do_slab_free, page_has_obj_cgroups
 from slubcy.memcg cimport memcg_slab_free_hook
-from slubcy.sheaves cimport slab_free_sheaves
 
 
 cdef int slab_free_memcg(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil:
@@ -16,6 +15,4 @@ cdef int slab_free_memcg(kmem_cache *s, page *pg, void *x, int cpu) noexcept nog
     then do_slab_free().  Returns do_slab_free()'s result."""
     if page_has_obj_cgroups(pg):
         memcg_slab_free_hook(s, pg, x, cpu)
-    if s.cpu_sheaves != NULL:                   # 7.0: after the hook, free_to_pcs()
-        return slab_free_sheaves(s, pg, x, cpu)
-    return do_slab_free(s, pg, x, x, 1, cpu)
+    return do_slab_free(s, pg, x, x, 1, cpu)        # (7.0: free_to_pcs() from its miss)

@@ -1220,11 +1220,13 @@ cdef class Machine:
 
     def vcpu_info(self):
         """Per vCPU: owner (0 none, -1 a Python call, n worker n-1), online
-        (not quiescent), quiescent states reported, IPI state and count."""
+        (not quiescent), quiescent states reported, IPI state and count,
+        and the ns its tasks spent in named points' injected delays."""
         self.check_open()
         return [{"cpu": i, "owner": self.m.sc.vcpus[i].owner, "online": self.m.sc.vcpus[i].online,
                  "qs": self.m.sc.vcpus[i].qs_ctr, "ipi_state": self.m.sc.vcpus[i].ipi_state,
-                 "ipis": self.m.sc.vcpus[i].ipis_handled, "ipi_lock": self.m.sc.vcpus[i].ipi_lock}
+                 "ipis": self.m.sc.vcpus[i].ipis_handled, "ipi_lock": self.m.sc.vcpus[i].ipi_lock,
+                 "injected_ns": atomic_long_read(&self.m.sc.vcpus[i].injected_ns)}
                 for i in range(self.m.nr_cpus)]
 
     def rcu_state_info(self):

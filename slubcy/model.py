@@ -860,17 +860,26 @@ class _Sheaves70:
 
     def _pcs_install_empty_sheaf(self, s: Cache70, pcs: PcpSheaves, empty: Sheaf,
                                  cpu: int) -> None:
-        """__pcs_install_empty_sheaf(): if main has room again the empty
-        sheaf goes to the barn; else it becomes main and the full main the
-        spare or, with a spare already, a barn full sheaf over the limit
-        (BARN_PUT)."""
+        """__pcs_install_empty_sheaf() (7.0), in the kernel's order: no spare
+        (what is expected): the empty sheaf becomes main, main the spare;
+        else if main has room again (we were interrupted) the empty sheaf
+        goes to the barn; else if the spare has room, main and spare swap
+        and the empty one goes to the barn; else the full main goes to the
+        barn over its limit (BARN_PUT) and the empty sheaf becomes main.
+        (The core tests main's room before the spare and has no swap case;
+        the two agree whenever nothing ran while the lock was dropped,
+        which is always so in this model.)"""
         barn = s.barn
-        if pcs.main.size < s.sheaf_capacity:
-            self._barn_put_empty_sheaf(barn, empty)
-            return
         if pcs.spare is None:
             pcs.spare = pcs.main
             pcs.main = empty
+            return
+        if pcs.main.size < s.sheaf_capacity:
+            self._barn_put_empty_sheaf(barn, empty)
+            return
+        if pcs.spare.size < s.sheaf_capacity:
+            pcs.main, pcs.spare = pcs.spare, pcs.main
+            self._barn_put_empty_sheaf(barn, empty)
             return
         self._barn_put_full_sheaf(barn, pcs.main)
         self._stat70(s, cpu, "BARN_PUT")
@@ -963,8 +972,8 @@ class _Sheaves70:
         """kmem_cache_alloc_bulk() of 7.0: alloc_from_pcs_bulk() -- pop from
         main, swapping in a non-empty spare or trading the empty main for a
         full barn sheaf (BARN_GET; no BARN_GET_FAIL, never a refill) --
-        then the rest from slabs (refill_objects(rest, rest)).  No
-        ALLOC_FASTPATH / ALLOC_SLOWPATH."""
+        then the rest from slabs (refill_objects(rest, rest); a debug cache
+        one by one, ___slab_alloc).  No ALLOC_FASTPATH / ALLOC_SLOWPATH."""
         out = []
         if s.sheaf_capacity:
             pcs = s.pcs[cpu]
@@ -982,7 +991,13 @@ class _Sheaves70:
                     continue
                 for _ in range(min(n - len(out), main.size)):
                     out.append(main.objects.pop())
-        if len(out) < n:
+        if len(out) < n and s.debug:
+            # a debug cache (no sheaves): one object at a time through
+            # ___slab_alloc, each checked by alloc_debug_processing (the
+            # debug caches' alloc_single_from_partial / _new_slab)
+            while len(out) < n:
+                out.append(self._slab_alloc70(s, cpu))
+        elif len(out) < n:
             out.extend(self._refill_objects(s, n - len(out), n - len(out), cpu))
         return out
 

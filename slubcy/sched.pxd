@@ -91,7 +91,10 @@ cdef struct vcpu:
     int preempted           # its task is switched out at a preemptible point
     double need_resched_at  # CONFIG_PREEMPT model: when the next preemption request comes
     long model_preemptions  # ... and how many it acted on
-    char _pad[28]           # 128 bytes: no two vCPUs share a cache line
+    long injected_ns        # time its task spent switched out or delayed by a named
+                            # point's injected delay (importance sampling, not a cost:
+                            # workloads take it out of throughput)
+    char _pad[20]           # 128 bytes: no two vCPUs share a cache line
 
 # call_rcu() from C (nogil): the machine's RCU thread runs the callbacks
 # after a grace period, many to one period.

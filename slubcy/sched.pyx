@@ -480,7 +480,7 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
     cdef preemption_point *pp = &sc.points[id]
     cdef int spins = 0
     cdef bint switched
-    cdef double deadline
+    cdef double deadline, t0
     cdef PyThreadState *ts = NULL
     if sc.preempt_model and cpu >= 0 and pp.context == PREEMPTIBLE:
         preempt_model_check(sc, cpu)
@@ -523,11 +523,14 @@ cdef void __preempt_point(sched *sc, int id, int cpu) noexcept nogil:
         if PyGILState_Check():
             ts = PyEval_SaveThread()
         switched = cpu >= 0 and pp.context == PREEMPTIBLE
+        t0 = monotonic()
         if switched:
             preempt_schedule(sc, cpu)
         pause_for(sc, cpu, pp.duration_ns, pp.mode)
         if switched:
             preempt_resume(sc, cpu)
+        if cpu >= 0:        # (only the vCPU's thread writes it)
+            atomic_long_add(&sc.vcpus[cpu].injected_ns, <long>((monotonic() - t0) * 1e9))
         if ts != NULL:
             PyEval_RestoreThread(ts)
 

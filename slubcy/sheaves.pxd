@@ -64,6 +64,10 @@ cdef int flush_all_sheaves(kmem_cache *s) noexcept nogil
 cdef int __kmem_cache_shrink_sheaves(kmem_cache *s) noexcept nogil
 cdef int __kmem_cache_shutdown_sheaves(kmem_cache *s) noexcept nogil
 cdef long sheaves_free_objects(kmem_cache *s) noexcept nogil
+# the 7.0 halves below, out of line: the one entry (alloc.pxd) calls these,
+# so that its 4.0 fast path stays small enough to inline into every loop
+cdef void *slab_alloc_node_pcs(kmem_cache *s, int cpu, bint can_block) noexcept nogil
+cdef int slab_free_pcs(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil
 cdef int sheaves_find(kmem_cache *s, page *pg, void *find, uint64_t *bits, void **hit,
                       uint64_t *free_bits) noexcept nogil
 

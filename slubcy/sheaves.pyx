@@ -24,7 +24,7 @@ from slubcy.types cimport (page, zone, kmem_cache, kmem_cache_cpu, kmem_cache_no
                            CMPXCHG_DOUBLE_FAIL, DEACTIVATE_TO_HEAD, DEACTIVATE_TO_TAIL,
                            FREE_ADD_PARTIAL, FREE_RCU_SHEAF, FREE_RCU_SHEAF_FAIL,
                            FREE_REMOVE_PARTIAL, FREE_SLAB, SHEAF_ALLOC, SHEAF_FLUSH, SHEAF_FREE,
-                           SHEAF_REFILL)
+                           SHEAF_REFILL, FREE_FASTPATH)
 from slubcy.slub cimport (fc_counters, fc_freelist, fc_inuse, fc_make, fc_objects, get_freepointer,
                           set_freepointer, kmem_cache_debug, free_debug_processing,
                           alloc_debug_processing, new_slab,
@@ -32,7 +32,7 @@ from slubcy.slub cimport (fc_counters, fc_freelist, fc_inuse, fc_make, fc_object
                           lru_to_page)
 from slubcy.sched cimport (call_rcu, rcu_head, on_each_cpu_cond, rcu_barrier, preempt_point,
                            preempt_check_resched, local_irq_enabled, PP_PCS_REFILL,
-                           PP_PCS_FLUSH_SPARE)
+                           PP_PCS_FLUSH_SPARE, PP_SLAB_FREE_BEFORE_CMPXCHG)
 from slubcy.page_alloc cimport page_address, virt_to_head_page
 
 
@@ -281,6 +281,15 @@ cdef int __slab_free(kmem_cache *s, page *pg, void *head, void *tail, int cnt,
         inuse = fc_inuse(old) - cnt
         was_full = prior == NULL
         if inuse == 0 or was_full:
+            if was_full:
+                # The 2014 race's moment -- a free into a full slab decided,
+                # no cmpxchg yet -- is still preemptible in 7.0, before
+                # spin_lock_irqsave; a task switched out here costs the same
+                # as in 4.0, but nothing can go astray: the list decision is
+                # made under list_lock, after it (the same named point, so
+                # `--preempt slab_free:before_cmpxchg=...` hits both)
+                preempt_point(&s.m.sc, PP_SLAB_FREE_BEFORE_CMPXCHG, cpu)
+                local_irq_enabled(&s.m.sc, cpu)
             spin_lock(&n.list_lock)
             locked = True
             on_node_partial = pg.sl_partial != 0
@@ -594,16 +603,25 @@ cdef slab_sheaf *__pcs_replace_empty_main(kmem_cache *s, slub_percpu_sheaves *pc
 
 cdef void __pcs_install_empty_sheaf(kmem_cache *s, slub_percpu_sheaves *pcs, slab_sheaf *empty,
                                     node_barn *barn, int cpu) noexcept nogil:
-    """__pcs_install_empty_sheaf(): after relocking, main may have room
-    again (a flush ran while the lock was dropped): then the empty sheaf
-    goes to the barn.  Else it becomes main, the full main the spare or,
-    with a spare already, a barn sheaf over the limit."""
-    if pcs.main.size < s.sheaf_capacity:
-        barn_put_empty_sheaf(barn, empty)
-        return
+    """__pcs_install_empty_sheaf() (7.0), after relocking: without a spare
+    (what nobody interrupting us leaves), the full main becomes the spare
+    and the empty sheaf main.  Else a flush may have run while the lock was
+    dropped: main with room keeps its place and the empty sheaf goes to the
+    barn; a spare with room swaps in, the same; else the full main goes to
+    the barn over its limit (BARN_PUT)."""
+    cdef slab_sheaf *t
     if pcs.spare == NULL:
         pcs.spare = pcs.main
         pcs.main = empty
+        return
+    if pcs.main.size < s.sheaf_capacity:
+        barn_put_empty_sheaf(barn, empty)
+        return
+    if pcs.spare.size < s.sheaf_capacity:
+        t = pcs.main
+        pcs.main = pcs.spare
+        pcs.spare = t
+        barn_put_empty_sheaf(barn, empty)
         return
     barn_put_full_sheaf(barn, pcs.main)
     stat70(s, cpu, BARN_PUT)
@@ -675,6 +693,17 @@ cdef bint __pcs_replace_full_main(kmem_cache *s, slub_percpu_sheaves *pcs, int c
 
 
 # ---------------------------------------------------------------------------
+# The entry's 7.0 halves, out of line (see sheaves.pxd)
+
+cdef void *slab_alloc_node_pcs(kmem_cache *s, int cpu, bint can_block) noexcept nogil:
+    return slab_alloc_node_sheaves(s, cpu, can_block)
+
+
+cdef int slab_free_pcs(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil:
+    return slab_free_sheaves(s, pg, x, cpu)
+
+
+# ---------------------------------------------------------------------------
 # Bulk
 
 cdef size_t kmem_cache_alloc_bulk_sheaves(kmem_cache *s, size_t size, void **p,
@@ -722,22 +751,37 @@ cdef size_t kmem_cache_alloc_bulk_sheaves(kmem_cache *s, size_t size, void **p,
 
 cdef int kmem_cache_free_bulk_sheaves(kmem_cache *s, size_t size, void **p,
                                       int cpu) noexcept nogil:
-    """kmem_cache_free_bulk() of 7.0: free_to_pcs_bulk() -- each object of
-    the array onto main, replacing a full main as a single free does --
-    then what did not fit straight to the slabs.  p[] is consumed.
+    """kmem_cache_free_bulk() of 7.0: free_to_pcs_bulk() -- under one lock
+    at a time, as many objects as main has room for are copied onto it; a
+    full main is replaced as a single free replaces it -- then what did not
+    fit goes straight to the slabs as detached freelists.  p[] is consumed.
     Returns the objects a debug check refused."""
-    cdef size_t i = 0, rest
+    cdef slub_percpu_sheaves *pcs = &s.cpu_sheaves[cpu]
+    cdef slab_sheaf *main
+    cdef size_t i = 0, batch, j, rest
     cdef page *pg
     cdef void *freelist
     cdef void *tail
     cdef int cnt, refused = 0
-    cdef kmem_cache *sc
-    while i < size:
-        sc = <kmem_cache *>(virt_to_head_page(&s.m.z, p[i]).slab_cache)
-        if not free_to_pcs(sc, p[i], cpu):
+    while i < size and s.sheaf_capacity:
+        if pcs.lock:                        # local_trylock() failed
             break
-        p[i] = NULL
-        i += 1
+        pcs.lock = 1
+        main = pcs.main
+        if main.size == s.sheaf_capacity:
+            if not __pcs_replace_full_main(s, pcs, cpu):    # (unlocked)
+                break
+            main = pcs.main
+        batch = s.sheaf_capacity - main.size
+        if batch > size - i:
+            batch = size - i
+        memcpy(&main.objects[main.size], &p[i], batch * sizeof(void *))
+        main.size += <unsigned int>batch
+        pcs.lock = 0
+        stat70_add(s, cpu, FREE_FASTPATH, <long>batch)
+        for j in range(batch):
+            p[i + j] = NULL
+        i += batch
     rest = size
     while rest:
         rest = build_detached_freelist(s, rest, p, &pg, &freelist, &tail, &cnt)
@@ -946,8 +990,9 @@ cdef int __kmem_cache_shutdown_sheaves(kmem_cache *s) noexcept nogil:
     (flush_all_cpus_locked: rcu_free sheaves go to call_rcu), then
     rcu_barrier() -- so that no rcu sheaf is still in flight (b55b423e8518)
     -- then barn_shrink and free_partial.  Fails (1) if slabs remain;
-    the cache stays usable (the Python layer refuses the destroy).
-    Machine.kmem_cache_destroy calls kvfree_rcu_barrier_on_cache() first."""
+    the cache stays usable (the Python layer refuses the destroy).  (The
+    kernel's kvfree_rcu_barrier_on_cache() before it flushes the rcu_free
+    sheaves and waits too: the flush and the rcu_barrier() here cover it.)"""
     cdef kmem_cache_node *n = &s.node
     flush_all_sheaves(s)
     if s.m.rcu_barrier_in_shutdown:

@@ -13,6 +13,7 @@
 from libc.stdint cimport uint64_t, uint32_t, uintptr_t
 from libc.stdlib cimport free
 from slubcy.list cimport list_head, list_add, list_add_tail, list_del
+from slubcy.sheaves cimport slab_alloc_node_pcs, slab_free_pcs
 from slubcy.atomic cimport (atomic_long_add, atomic_uptr_cmpxchg, atomic_uptr_read, likely,
                             long_write_once, test_slow_fastpath, unlikely)
 from slubcy.types cimport (page, zone, PAGE_SIZE, PAGE_SHIFT, kmem_cache, kmem_cache_cpu,
@@ -258,13 +259,18 @@ cdef inline void dec_slabs_node(kmem_cache *s, int objects) noexcept nogil:
 
 # --- fast paths ------------------------------------------------------------
 
-cdef inline void *__slab_alloc_node(kmem_cache *s, int cpu) noexcept nogil:
+cdef inline void *__slab_alloc_node(kmem_cache *s, int cpu, bint can_block) noexcept nogil:
     """__slab_alloc_node() (the name since 6.1): pop c->freelist; the slow
     path refills it.  Returns NULL only when the page allocator is
-    exhausted.  No hooks: allocate through slubcy.alloc.slab_alloc_node()."""
+    exhausted.  No hooks: allocate through slubcy.alloc.slab_alloc_node().
+    A 7.0 cache's cpu freelist is always NULL: its allocations take the
+    unlikely branch to 7.0's sheaves (slab_alloc_node_pcs), so this fast
+    path has no generation test in it."""
     cdef kmem_cache_cpu *c = &s.cpu_slab[cpu]
     cdef void *object = c.freelist
     if unlikely(object == NULL):            # slab_alloc_node: unlikely(!object || ...)
+        if s.cpu_sheaves != NULL:
+            return slab_alloc_node_pcs(s, cpu, can_block)
         object = __slab_alloc(s, c)
         stat(c, ALLOC_SLOWPATH)
         return object
@@ -284,5 +290,7 @@ cdef inline int do_slab_free(kmem_cache *s, page *pg, void *head, void *tail, in
         c.freelist = <void **>head
         stat(c, FREE_FASTPATH)
         return 1
+    if s.cpu_sheaves != NULL:               # a 7.0 cache (never a cpu slab): one object
+        return slab_free_pcs(s, pg, head, cpu)
     return __slab_free(s, c, pg, head, tail, cnt)
 

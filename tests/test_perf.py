@@ -316,3 +316,95 @@ def test_arena_populate_makes_the_arena_resident():
         assert m.validate()["p"] == 0
     with pytest.raises(slubcy.MachineClosed):
         m.arena_populate()
+
+
+# --- issue #17 item 3: slub 7.0 (sheaves) beside 4.0 (cpu slabs) ------------------
+
+def _side_by_side_ok(m):
+    assert m.figure > 0 and m.baseline > 0, m
+    assert math.isfinite(m.figure) and math.isfinite(m.baseline), m
+    assert m.ratio == pytest.approx(m.figure / m.baseline), m       # 7.0 / 4.0
+
+
+def test_generation_figures_measure_both_sides():
+    """The nogil figures run on both generations' caches, and the ratio is
+    7.0's over 4.0's.  The remote free takes 4.0's slow path every time
+    (each object's slab is vCPU 0's) and 7.0's never (same node: the
+    freeing vCPU's sheaf)."""
+    for fn in (perf.slub70_fastpath, perf.slub70_bulk):
+        _side_by_side_ok(fn(perf.QUICK))
+    m = perf.slub70_remote_free(perf.QUICK)
+    _side_by_side_ok(m)
+    assert m.note == "frees on the slow path: 4.0 100%, 7.0 0%", m.note
+
+
+def test_generation_workload_figures_measure_both_sides():
+    for fn in (perf.slub70_larson, perf.slub70_churn):
+        _side_by_side_ok(fn(perf.QUICK))
+    assert re.fullmatch(r"offlines/s: 4\.0 [\d,]+, 7\.0 [\d,]+", perf.slub70_churn(perf.QUICK).note)
+
+
+def test_pinned_memory_after_a_burst_and_after_shrink():
+    """After a burst on every vCPU, every object free: 4.0 holds its cpu
+    slabs and frozen cpu partial slabs, 7.0 its sheaves' objects (at most
+    main + spare per vCPU and 10 full barn sheaves); kmem_cache_shrink
+    leaves neither any slab page nor any object in a sheaf or the barn,
+    only each vCPU's empty main sheaf."""
+    cpus = 2
+    old = perf.pinned_after_burst("4.0", 1024, cpus)
+    new = perf.pinned_after_burst("7.0", 1024, cpus)
+    assert old["pages"] > 0 and old["cpu_partial_slabs"] > 0 and old["sheaves"] == 0
+    assert old["shrunk_pages"] == 0
+    cap = new["sheaf_bytes"] // 8 - perf.SHEAF_HEADER // 8
+    assert cap == 60                                    # 7.0's formula for 64 B objects
+    assert 0 < new["sheaf_objects"] <= cpus * 2 * cap + 10 * cap
+    assert new["barn_full"] == 10                       # the barn filled to its limit
+    assert new["pages"] * 64 >= new["sheaf_objects"]    # those objects' slabs are pinned
+    assert new["shrunk_pages"] == 0 and new["sheaf_objects_shrunk"] == 0
+    assert new["barn_shrunk"] == 0 and new["sheaves_shrunk"] == cpus
+
+    m = perf.slub70_pinned(perf.QUICK)
+    _side_by_side_ok(m)
+    p = perf._pinned()
+    assert m.figure == max(r["pages"] for r in p["7.0"]) * 4096 / perf.PIN_CPUS
+    assert m.baseline == max(r["pages"] for r in p["4.0"]) * 4096 / perf.PIN_CPUS
+    s = perf.slub70_pinned_shrunk(perf.QUICK)
+    assert (s.figure, s.baseline, s.ratio) == (0, 0, None)
+    assert f"keeps {perf.PIN_CPUS} empty sheaves" in s.note and s.note.endswith(": 0")
+
+
+def test_batch_microbench_frees_fifo_and_explains_its_verdict():
+    ops, nobj = perf.batch_ops(3, 20)
+    assert nobj == 9 and ops.shape == (18, 4)
+    assert list(ops[:6, 0]) == [bench.OP_ALLOC] * 3 + [bench.OP_FREE] * 3
+    assert list(ops[:6, 3]) == [0, 1, 2, 0, 1, 2]           # freed in allocation order
+    assert (ops[:, 1] == 0).all() and (ops[:, 2] == 0).all()
+    for batch, where in ((10, "stays in"), (100, "overflows")):   # 16 objects a 256 B slab
+        m = perf.sheaves_microbench(perf.QUICK, batch)
+        _side_by_side_ok(m)
+        assert ("faster" if m.ratio < 1 else "slower") in m.note.split("(")[0], m.note
+        assert f"capacity {perf.BATCH_CAPACITY};" in m.note and where in m.note, m.note
+    assert [f.key for f in perf.FIGURES if f.key.startswith("slub70_batch")] == \
+        [f"slub70_batch_{b}" for b in (1, 10, 100, 1000)]
+
+
+@pytest.mark.parametrize("slub", ["4.0", "7.0"])
+def test_bulk_rounds_recycle_on_both_generations(slub):
+    """bench.bulk_rounds goes through the generation-dispatching bulk entry:
+    on 7.0 it recycles its objects through the main sheaf, the pages do
+    not grow with the rounds, and every object is free after."""
+    with slubcy.Machine(cpus=1, memory=16 << 20, slub=slub) as m:
+        c = m.kmem_cache_create("bulk-gen", 64)
+        bench.bulk_rounds(c, 16, 10)
+        pages = m.page_alloc_info()["pages_used"]
+        before = m.cache_stat_info(c)
+        assert bench.bulk_rounds(c, 16, 20_000) > 0
+        assert m.page_alloc_info()["pages_used"] == pages
+        assert m.cache_usage_info(c)[0] == 0
+        if slub == "7.0":
+            after = m.cache_stat_info(c)
+            assert after["ALLOC_SLOWPATH"] == before["ALLOC_SLOWPATH"]
+            assert after["FREE_SLOWPATH"] == before["FREE_SLOWPATH"]
+        bench.bulk_rounds(c, 1000, 20)              # beyond main, spare and the barn
+        assert m.cache_usage_info(c)[0] == 0
+        m.validate()
