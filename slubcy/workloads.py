@@ -15,8 +15,8 @@ import slubcy
 from slubcy.preempt import parse_spec
 from slubcy.workers import WORKLOADS, Run
 
-METRICS = ("ops", "seconds", "throughput", "slab_pages", "retained_pages", "dead_caches",
-           "retained_caches", "dying_memcgs", "offlines", "leaked_caches", "leaked_memcgs",
+METRICS = ("ops", "seconds", "throughput", "injected_s", "slab_pages", "retained_pages",
+           "dead_caches", "retained_caches", "dying_memcgs", "offlines", "leaked_caches", "leaked_memcgs",
            "leak_rate", "offline_p50_us",
            "offline_p99_us", "utilization")
 

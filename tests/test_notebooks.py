@@ -312,7 +312,9 @@ def test_sweep_notebook_executes(tmp_path, monkeypatch):
         assert (tmp_path / f"{fig}.png").stat().st_size > 10_000, fig
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                      for o in c.get("outputs", []) if o.output_type == "stream")
-    assert "running 16 cells on a LocalCluster" in text and "16 cells, 240 rows" in text
+    from slubcy import workloads
+    rows = 16 * len(workloads.METRICS)
+    assert "running 16 cells on a LocalCluster" in text and f"16 cells, {rows} rows" in text
 
 
 @pytest.mark.parametrize("path", [POLICY_NOTEBOOK], ids=[POLICY_NOTEBOOK.name])

@@ -526,3 +526,101 @@ def test_compare_runs_each_policy_under_each_generation(tmp_path):
     assert set(tidy.policy) == {"objcg", "objcg@7.0"}
     thr = summary[summary.metric == "throughput"].set_index("policy")["mean"]
     assert thr["objcg"] > 0 and thr["objcg@7.0"] > 0
+
+
+def test_a_flush_in_the_unlocked_window_then_7_0s_install_order(m):
+    """__pcs_install_empty_sheaf() after E2BIG's unlocked spare flush, with a
+    flush_all() landing in the window: 7.0 checks "no spare" first, so the
+    (now empty) main becomes the spare and the flushed sheaf main."""
+    import threading as th
+    c = m.kmem_cache_create("t", 64)
+    cap = c.sheaf_capacity
+    objs = [m.kmem_cache_alloc(c, cpu=0) for _ in range(13 * cap)]
+    m.flush_all(c)
+    i = 0
+    while True:
+        st = sheaves(m, c)
+        pcs = st["cpus"][1]
+        if len(pcs["main"]) == cap and len(pcs["spare"] or ()) == cap and len(st["barn_full"]) >= 10:
+            break
+        m.kmem_cache_free(c, objs[i], cpu=1)
+        i += 1
+    pp = m.preempt_point("sheaves:flush_spare")
+    pp.arm_hold()
+    t = th.Thread(target=m.kmem_cache_free, args=(c, objs[i]), kwargs={"cpu": 1})
+    t.start()
+    assert pp.wait_held(timeout=10) == 1
+    m.flush_all(c)              # vCPU 1's main flushed while its task is switched out
+    pp.release()
+    t.join(10)
+    pcs = sheaves(m, c)["cpus"][1]
+    assert pcs["spare"] == [] and len(pcs["main"]) == 1
+    for a in objs[i + 1:]:
+        m.kmem_cache_free(c, a, cpu=0)
+    m.validate()
+
+
+def test_throughput_leaves_out_injected_delays():
+    from slubcy import workloads
+    per = [{"ops": 1000, "seconds": 1.0}, {"ops": 3000, "seconds": 1.0}]
+    mst = {"retained_pages": 0, "dead_caches": 0, "dying_memcgs": 0}
+    after = {"offlines": 0, "dead_caches": 0, "leaked_caches": 0, "dying_memcgs": 0}
+    plain = workloads.run_metrics(4000, 1.0, 0, mst, after, [], 0, 0, per, [0.0, 0.0])
+    assert plain["throughput"] == 4000 and plain["injected_s"] == 0
+    held = workloads.run_metrics(4000, 1.0, 0, mst, after, [], 0, 0, per, [0.5, 0.0])
+    assert held["throughput"] == 1000 / 0.5 + 3000 and held["injected_s"] == 0.5
+    # a run with the main job's injected preemption records its delays
+    r = workloads.run("churn", cpus=2, seconds=0.3, policy="objcg",
+                      preempt="slab_free:before_cmpxchg=0.5:200us")
+    assert r.metrics["injected_s"] > 0
+    assert r.metrics["throughput"] > r.metrics["ops"] / r.metrics["seconds"]
+
+
+def test_bad_input_on_the_7_0_calls_changes_nothing(m):
+    c = m.kmem_cache_create("t", 96)
+    a = m.kmem_cache_alloc(c, cpu=0)
+    big = m.kmalloc(64 << 10)
+    start, size = m.arena
+    before = m.cache_state_info(c)
+    for bad, exc in ((start + size + 8, errors.NotInArena), (8, errors.NotInArena),
+                     (big, errors.NotAnObject), (a + 8, errors.NotAnObject),
+                     (-1, errors.NotInArena), ("0x10", TypeError), (None, TypeError)):
+        with pytest.raises(exc):
+            m.kfree_rcu(bad)
+    for cpu in (-1, 2, "0"):
+        with pytest.raises((errors.InvalidCPU, TypeError)):
+            m.kfree_rcu(a, cpu=cpu)
+    with pytest.raises(TypeError):
+        m.kmem_cache_alloc(c, nowait="yes")
+    assert m.cache_state_info(c) == before
+    m.kfree(big)
+    m.kmem_cache_free(c, a)
+    m.validate()
+
+
+def test_many_threads_kfree_rcu_free_and_destroy_stay_consistent():
+    with slubcy.Machine(cpus=2, memory=64 << 20, slub="7.0", expedited=True) as m:
+        c = m.kmem_cache_create("t", 128)
+        errs = []
+
+        def worker(cpu):
+            rng = np.random.default_rng(cpu)
+            try:
+                for _ in range(300):
+                    objs = [m.kmem_cache_alloc(c, cpu=cpu) for _ in range(int(rng.integers(1, 90)))]
+                    for i, a in enumerate(objs):
+                        (m.kfree_rcu if i % 3 == 0 else m.kmem_cache_free)(a, cpu=cpu) \
+                            if i % 3 == 0 else m.kmem_cache_free(c, a, cpu=cpu)
+            except Exception as e:      # pragma: no cover - reported below
+                errs.append(e)
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        assert not errs
+        m.rcu_barrier(timeout=10)
+        m.validate()
+        assert m.cache_usage_info(c)[0] == 0
+        m.kmem_cache_destroy(c)
