@@ -624,3 +624,18 @@ def test_many_threads_kfree_rcu_free_and_destroy_stay_consistent():
         m.validate()
         assert m.cache_usage_info(c)[0] == 0
         m.kmem_cache_destroy(c)
+
+
+def test_sweep_grid_has_a_slub_axis_without_impossible_cells():
+    from slubcy.analysis import grid
+    g = grid.Grid.from_axes({"policy": ["objcg", "naive"], "slub": ["4.0", "7.0"]})
+    cells = g.cells()
+    assert sorted((c["policy"], c["slub"]) for c in cells) == [
+        ("naive", "4.0"), ("objcg", "4.0"), ("objcg", "7.0")]
+    kw = grid.run_kwargs(next(c for c in cells if c["slub"] == "7.0"))
+    assert kw["slub"] == "7.0" and kw["policy"] == "objcg"
+    # a 4.0 cell keeps the id it had before the axis existed
+    old = grid.Grid.from_axes({"policy": ["objcg"]}).cells()[0]
+    assert grid.cell_id(old) == grid.cell_id(dict(old, slub="4.0"))
+    with pytest.raises(ValueError, match="slub"):
+        grid.Grid.from_axes({"slub": ["6.0"]})
