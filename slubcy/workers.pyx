@@ -27,7 +27,7 @@ from posix.time cimport timespec, nanosleep
 from libc.stdio cimport snprintf
 from slubcy.sched cimport sched_yield
 from slubcy.ring cimport ring, ring_push, ring_publish, ring_pop, rings_alloc, rings_free
-from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set,
+from slubcy.atomic cimport (atomic_int_fetch_add, atomic_int_read, atomic_int_set, atomic_long_read,
                             atomic_long_read_acquire, atomic_u64_read, atomic_u64_set)
 from slubcy.types cimport kmem_cache, mem_cgroup, page, slub_machine
 from slubcy.page_alloc cimport virt_to_head_page
@@ -85,6 +85,7 @@ cdef struct worker:
     long alloc_failures
     long lost                # could not be freed at all (should stay 0)
     double seconds
+    double injected          # of which seconds in named points' injected delays
     # churn
     slub_machine *m
     long job_objects
@@ -415,6 +416,7 @@ cdef void run_churn(worker *w, void **job, void **pool) noexcept nogil:
 
 cdef void worker_main(worker *w) noexcept nogil:
     cdef double t0
+    cdef long inj0
     cdef void **scratch = NULL
     cdef void **job = NULL
     cdef long k
@@ -427,6 +429,7 @@ cdef void worker_main(worker *w) noexcept nogil:
         job = <void **>calloc(2 * w.job_objects + w.ncaches, sizeof(void *))
         w.lru_when = <double *>calloc(w.nslots, sizeof(double))
     t0 = monotonic()
+    inj0 = atomic_long_read(&w.sc.vcpus[w.cpu].injected_ns)
     if w.kind == W_FASTPATH:
         run_fastpath(w)
     elif w.kind == W_BATCH:
@@ -438,6 +441,7 @@ cdef void worker_main(worker *w) noexcept nogil:
     else:
         run_larson(w, scratch)
     w.seconds = monotonic() - t0
+    w.injected = (atomic_long_read(&w.sc.vcpus[w.cpu].injected_ns) - inj0) * 1e-9
     ring_publish(w.out)
     # Phase 2: once every worker stopped producing and the controller has
     # sampled the machine, free what others handed over to us.
@@ -644,7 +648,7 @@ cdef class Run(VcpuWorkers):
             per.append({"cpu": i, "ops": w.ops, "allocs": w.allocs, "frees": w.frees,
                         "remote_frees": w.remote_frees, "canary_errors": w.canary_errors,
                         "alloc_failures": w.alloc_failures, "lost": w.lost,
-                        "seconds": w.seconds, "jobs": w.jobs,
+                        "seconds": w.seconds, "injected_s": w.injected, "jobs": w.jobs,
                         "memcg_failures": w.memcg_failures,
                         "offline_errors": w.offlines.errors + w.rmdir_errors,
                         "rmdir_wait_us": w.rmdir_wait_us, "rmdir_wait_max_us": w.rmdir_wait_max_us,
