@@ -833,17 +833,17 @@ def slub70_bulk(cfg=DEFAULT):
     """Figure 4's bulk: kmem_cache_alloc_bulk + kmem_cache_free_bulk of
     BULK_CALL (16) objects a call, recycled, in a nogil loop
     (bench.bulk_rounds), ns per object.  7.0: alloc_from_pcs_bulk copies
-    from the main sheaf, free_to_pcs_bulk pushes back one by one; 4.0: the
-    cpu freelist's pops and one detached freelist pushed back."""
+    from the main sheaf, free_to_pcs_bulk copies back under one lock; 4.0:
+    the cpu freelist's pops and one detached freelist pushed back."""
     n = max(cfg.pairs // BULK_CALL, 1)
     with _per_generation(lambda new: _fastpath_cache(new(cpus=1, memory=64 << 20))) as cs:
         r = _side_by_side(lambda v: bench.bulk_rounds(cs[v], BULK_CALL, n) / (n * BULK_CALL) * 1e9,
                           cfg.repeat)
         for c in cs.values():
             c.machine.validate()
-    return r._replace(note="7.0's bulk free here is free_to_pcs once per object (the trylock and "
-                           "a statistic each), then a pass of build_detached_freelist over the "
-                           "consumed array; 4.0 gives the 16 back as one detached freelist")
+    return r._replace(note="7.0 copies the 16 out of and back into the main sheaf, one lock "
+                           "each way (alloc_from_pcs_bulk, free_to_pcs_bulk); 4.0 pops its cpu "
+                           "freelist and pushes the 16 back as one detached freelist")
 
 
 def _workload_side_by_side(workload, cfg, **kw):
