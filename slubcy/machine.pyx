@@ -13,7 +13,8 @@ cimport numpy as cnp
 import numpy as np
 
 from slubcy.atomic cimport (atomic_int_read, atomic_int_set, atomic_long_read, atomic_long_read_acquire,
-                            atomic_ptr_read, slab_word_read, spin_lock, spin_unlock,
+                            atomic_ptr_read, atomic_uint_read, ptr_read_once, slab_word_read,
+                            spin_lock, spin_unlock,
                             u16_write_once)
 from slubcy.types cimport slab_caches_first, slab_caches_next, memcgs_first, memcgs_next
 from slubcy.types cimport (MAX_MEMCG_CACHES, MAX_ORDER, NR_SLUB_STAT_ITEMS, SHEAF_FLUSH, slab_sheaf, slub_percpu_sheaves, PAGE_SHIFT, PAGE_SIZE,
@@ -132,6 +133,14 @@ _FREE_ERRORS = {
 
 cdef enum:
     OBJ_RED_ZONE = -2           # (free_bulk) a red zone overwritten: nothing freed
+
+
+cdef object free_error(kmem_cache_t *s, int code, str what):
+    """The exception for a free check's OBJ_* code (< 0: no memory)."""
+    if code < 0:
+        return MemoryError("no memory for the free checks")
+    exc, why = _FREE_ERRORS[code]
+    return exc(f"{s.name.decode()}: {what}: the address {why}")
 
 
 cdef inline bint red_zone_intact(kmem_cache_t *s, page *pg, void *p) noexcept nogil:
@@ -967,7 +976,11 @@ cdef class Machine:
         self._nogil_begin(c)
         try:
             with nogil:
+                # slab_mutex: validate() holds it to see no shrink half done
+                # (departure: the kernel's kmem_cache_shrink takes none)
+                mutex_lock(&self.m.sc, &self.m.slab_mutex)
                 rc = __kmem_cache_shrink(s, False)
+                mutex_unlock(&self.m.slab_mutex)
         finally:
             self._nogil_end(c)
         if self.m.ipi_timeouts != before:
@@ -990,7 +1003,9 @@ cdef class Machine:
         self._nogil_begin(c)
         try:
             with nogil:
+                mutex_lock(&self.m.sc, &self.m.slab_mutex)      # (as kmem_cache_shrink)
                 rc = flush_all(s)
+                mutex_unlock(&self.m.slab_mutex)
         finally:
             self._nogil_end(c)
         if rc != 0:
@@ -1422,10 +1437,7 @@ cdef class Machine:
                 ok = slab_free(<kmem_cache_t *>pg.slab_cache, pg, p, cpu, SLAB_HOOK_PY_LIVE | SLAB_HOOK_MEMCG)
         self.vcpu_exit(cpu)
         if code != OBJ_OK:
-            if code < 0:
-                raise MemoryError("no memory for the free checks")
-            exc, why = _FREE_ERRORS[code]
-            raise exc(f"{s.name.decode()}: free of {<uintptr_t>p:#x}: the address {why}")
+            raise free_error(s, code, f"free of {<uintptr_t>p:#x}")
         if not ok:
             raise SlabCorruption(f"{s.name.decode()}: red zone of object {<uintptr_t>p:#x} "
                                  "overwritten (restored); object not freed")
@@ -1512,17 +1524,16 @@ cdef class Machine:
         self.vcpu_enter(ncpu)
         code = check_objects(s, objs, 1, &bad)
         if code == OBJ_OK and s.cpu_sheaves != NULL:
-            py_live_clear(s, pg, p)
-            if page_has_obj_cgroups(pg):
-                memcg_slab_free_hook(s, pg, p, ncpu)
+            if s.sheaf_capacity:
+                py_live_clear(s, pg, p)
+                if page_has_obj_cgroups(pg):
+                    memcg_slab_free_hook(s, pg, p, ncpu)
+            # (without sheaves: FREE_RCU_SHEAF_FAIL, the object untouched)
             ok = kfree_rcu_sheaves(s, pg, p, ncpu)
         self.vcpu_exit(ncpu)
         if code != OBJ_OK:
-            if code < 0:
-                raise MemoryError("no memory for the free checks")
-            exc, why = _FREE_ERRORS[code]
-            raise exc(f"{s.name.decode()}: kfree_rcu of {addr:#x}: the address {why}")
-        if not ok:                          # 4.0, or FREE_RCU_SHEAF_FAIL: classic kfree_rcu
+            raise free_error(s, code, f"kfree_rcu of {addr:#x}")
+        if not ok:                          # 4.0, no sheaves, FREE_RCU_SHEAF_FAIL: classic kfree_rcu
             self.call_rcu(self._kfree_rcu_classic, addr, ncpu)
 
     def _kfree_rcu_classic(self, addr, cpu):
@@ -2034,10 +2045,22 @@ cdef class Machine:
         cdef list_head *bpos
 
         def sheaf(uintptr_t a):
+            # read as a snapshot: another thread's shrink or flush_all (GIL
+            # released) may be emptying it, entries becoming NULL
             cdef slab_sheaf *x = <slab_sheaf *>a
+            cdef unsigned int n
+            cdef uintptr_t o
             if x == NULL:
                 return None
-            return [obj(<uintptr_t>x.objects[i]) for i in range(x.size)]
+            n = atomic_uint_read(&x.size)
+            if n > x.capacity:
+                n = x.capacity
+            out = []
+            for i in range(n):
+                o = <uintptr_t>ptr_read_once(&x.objects[i])
+                if addr_in_arena(z, o) and virt_to_head_page(z, <void *>o).flags & PG_slab:
+                    out.append(obj(o))
+            return out
 
         sheaves = None
         if s.cpu_sheaves != NULL:
@@ -2055,8 +2078,7 @@ cdef class Machine:
                     bpos = s.node.barn.sheaves_full.next
                     while bpos != &s.node.barn.sheaves_full:
                         sh = <slab_sheaf *>(<char *>bpos - <size_t>&(<slab_sheaf *>0).barn_list)
-                        sheaves["barn_full"].append(
-                            [obj(<uintptr_t>sh.objects[i]) for i in range(sh.size)])
+                        sheaves["barn_full"].append(sheaf(<uintptr_t>sh))
                         bpos = bpos.next
                     sheaves["barn_empty"] = s.node.barn.nr_empty
                 finally:

@@ -684,19 +684,23 @@ class _Sheaves70:
         p = []
         isolated = []
         avail = 0
-        while n.partial and avail < mx:
-            page = n.partial[0]
-            avail += page.objects - page.inuse
+        # get_partial_node_bulk(): from the list's head, each isolated slab
+        # put at the head of the local list (list_add): the last isolated is
+        # used first; stop before a slab that would overshoot `mx` once `mn`
+        # is there, or once `mx` is
+        for page in list(n.partial):
+            free = page.objects - page.inuse
+            if avail >= mn and avail + free > mx:
+                break
             self._remove_partial(n, page)
-            isolated.append(page)
+            isolated.insert(0, page)
+            avail += free
+            if avail >= mx:
+                break
+        unused = []
         for page in isolated:
             if len(p) >= mx:
-                # __refill_objects_node's putback
-                if page.inuse == 0 and n.nr_partial >= s.min_partial:
-                    self._stat70(s, cpu, "FREE_SLAB")
-                    self._discard_slab(s, page)
-                else:
-                    self._add_partial(n, page, tail=False)
+                unused.append(page)
                 continue
             freelist = page.freelist                    # get_freelist_nofreeze()
             page.freelist = []
@@ -705,6 +709,14 @@ class _Sheaves70:
             p.extend(freelist[:take])
             if freelist[take:]:
                 self._slab_free70(s, page, freelist[take:], cpu)
+        # __refill_objects_node's putback, in one list_lock section: back to
+        # the partial head, or discarded if empty while the node has
+        # min_partial slabs (no statistic)
+        for page in unused:
+            if page.inuse == 0 and n.nr_partial >= s.min_partial:
+                self._discard_slab(s, page)
+            else:
+                self._add_partial(n, page, tail=False)
         while len(p) < mn:
             page = self._new_slab70(s, cpu)
             take = mx - len(p)
@@ -969,11 +981,12 @@ class _Sheaves70:
             self._slab_free70(s, page, [obj], cpu)
 
     def _kmem_cache_alloc_bulk70(self, s: Cache70, n: int, cpu: int) -> list:
-        """kmem_cache_alloc_bulk() of 7.0: alloc_from_pcs_bulk() -- pop from
-        main, swapping in a non-empty spare or trading the empty main for a
-        full barn sheaf (BARN_GET; no BARN_GET_FAIL, never a refill) --
-        then the rest from slabs (refill_objects(rest, rest); a debug cache
-        one by one, ___slab_alloc).  No ALLOC_FASTPATH / ALLOC_SLOWPATH."""
+        """kmem_cache_alloc_bulk() of 7.0: alloc_from_pcs_bulk() -- a block
+        copied, in order, off the top of main (ALLOC_FASTPATH per object);
+        an empty main replaced by a non-empty spare or a full barn sheaf
+        (BARN_GET), never refilled: with none, BARN_GET_FAIL and the rest
+        from slabs (refill_objects(rest, rest); a debug cache one by one
+        through ___slab_alloc, ALLOC_SLOWPATH each)."""
         out = []
         if s.sheaf_capacity:
             pcs = s.pcs[cpu]
@@ -982,38 +995,63 @@ class _Sheaves70:
                 if main.size == 0:
                     if pcs.spare is not None and pcs.spare.size > 0:
                         pcs.main, pcs.spare = pcs.spare, main
-                        continue
-                    full = self._barn_replace_empty_sheaf(s.barn, main)
-                    if full is None:
-                        break
-                    self._stat70(s, cpu, "BARN_GET")
-                    pcs.main = full
-                    continue
-                for _ in range(min(n - len(out), main.size)):
-                    out.append(main.objects.pop())
+                    else:
+                        full = self._barn_replace_empty_sheaf(s.barn, main)
+                        if full is None:
+                            self._stat70(s, cpu, "BARN_GET_FAIL")
+                            break
+                        self._stat70(s, cpu, "BARN_GET")
+                        pcs.main = full
+                    main = pcs.main
+                batch = min(n - len(out), main.size)
+                out.extend(main.objects[main.size - batch:])
+                del main.objects[main.size - batch:]
+                self._stat70(s, cpu, "ALLOC_FASTPATH", batch)
         if len(out) < n and s.debug:
             # a debug cache (no sheaves): one object at a time through
-            # ___slab_alloc, each checked by alloc_debug_processing (the
-            # debug caches' alloc_single_from_partial / _new_slab)
+            # ___slab_alloc, each checked by alloc_debug_processing
             while len(out) < n:
+                self._stat70(s, cpu, "ALLOC_SLOWPATH")
                 out.append(self._slab_alloc70(s, cpu))
         elif len(out) < n:
             out.extend(self._refill_objects(s, n - len(out), n - len(out), cpu))
         return out
 
     def _kmem_cache_free_bulk70(self, s: Cache70, objs: list, cpu: int) -> None:
-        """kmem_cache_free_bulk() of 7.0: free_to_pcs_bulk() -- each object
-        in array order onto main as a single free does (FREE_FASTPATH) --
-        until one does not fit; then the whole array (consumed entries
-        None) straight to the slabs (__kmem_cache_free_bulk; no
-        FREE_SLOWPATH)."""
+        """kmem_cache_free_bulk() of 7.0: free_to_pcs_bulk() -- as many
+        objects as main has room for copied onto it in array order
+        (FREE_FASTPATH per object); a full main replaced without dropping
+        the lock (an empty barn sheaf, the full one the spare; a spare with
+        room; the barn's trade); when the barn refuses (BARN_PUT_FAIL) or
+        has no empty sheaf for a vCPU without a spare, the rest (consumed
+        entries None) straight to the slabs (__kmem_cache_free_bulk)."""
         p = list(objs)
         i = 0
-        while i < len(p):
-            if not self._free_to_pcs(s, p[i], cpu):
-                break
-            p[i] = None
-            i += 1
+        if s.sheaf_capacity:
+            pcs = s.pcs[cpu]
+            while i < len(p):
+                main = pcs.main
+                if main.size == s.sheaf_capacity:
+                    if pcs.spare is None:
+                        empty = self._barn_get_empty_sheaf(s.barn)
+                        if empty is None:
+                            break
+                        pcs.spare, pcs.main = main, empty
+                    elif pcs.spare.size < s.sheaf_capacity:
+                        pcs.main, pcs.spare = pcs.spare, main
+                    else:
+                        empty, _err = self._barn_replace_full_sheaf(s.barn, main)
+                        if empty is None:
+                            self._stat70(s, cpu, "BARN_PUT_FAIL")
+                            break
+                        pcs.main = empty
+                    main = pcs.main
+                batch = min(s.sheaf_capacity - main.size, len(p) - i)
+                main.objects.extend(p[i:i + batch])
+                self._stat70(s, cpu, "FREE_FASTPATH", batch)
+                for k in range(i, i + batch):
+                    p[k] = None
+                i += batch
         self._kmem_cache_free_bulk_slabs(s, p, cpu)
 
     # --- kfree_rcu ------------------------------------------------------------

@@ -24,11 +24,12 @@ from slubcy.types cimport (page, zone, kmem_cache, kmem_cache_cpu, kmem_cache_no
                            CMPXCHG_DOUBLE_FAIL, DEACTIVATE_TO_HEAD, DEACTIVATE_TO_TAIL,
                            FREE_ADD_PARTIAL, FREE_RCU_SHEAF, FREE_RCU_SHEAF_FAIL,
                            FREE_REMOVE_PARTIAL, FREE_SLAB, SHEAF_ALLOC, SHEAF_FLUSH, SHEAF_FREE,
-                           SHEAF_REFILL, FREE_FASTPATH)
+                           SHEAF_REFILL, FREE_FASTPATH, ALLOC_FASTPATH, ALLOC_SLOWPATH)
 from slubcy.slub cimport (fc_counters, fc_freelist, fc_inuse, fc_make, fc_objects, get_freepointer,
                           set_freepointer, kmem_cache_debug, free_debug_processing,
                           alloc_debug_processing, new_slab,
                           discard_slab, build_detached_freelist, add_partial, remove_partial,
+                          discard_empty_partial_slabs, free_partial,
                           lru_to_page)
 from slubcy.sched cimport (call_rcu, rcu_head, on_each_cpu_cond, rcu_barrier, preempt_point,
                            preempt_check_resched, local_irq_enabled, PP_PCS_REFILL,
@@ -354,27 +355,36 @@ cdef size_t refill_objects(kmem_cache *s, void **p, size_t min, size_t max, int 
     no remote nodes to try.)  Returns how many it got (< min: no memory)."""
     cdef kmem_cache_node *n = &s.node
     cdef list_head isolated
+    cdef list_head unused
     cdef list_head *pos
     cdef list_head *nxt
     cdef page *pg
     cdef void *object
     cdef void *head
     cdef void *tail
-    cdef size_t filled = 0, avail = 0
+    cdef size_t filled = 0, avail = 0, nfree
     cdef int cnt
     cdef uint64_t w
     INIT_LIST_HEAD(&isolated)
+    INIT_LIST_HEAD(&unused)
     if long_read_once(&n.nr_partial):
-        # get_partial_node_bulk():
+        # get_partial_node_bulk(): each isolated slab goes to the head of the
+        # local list (list_add), so the last isolated is used first
         spin_lock(&n.list_lock)
         pos = n.partial.next
-        while pos != &n.partial and avail < max:
+        while pos != &n.partial:
             nxt = pos.next
             pg = lru_to_page(pos)
             w = slab_word_read(&pg.fc)
-            avail += fc_objects(w) - fc_inuse(w)
-            remove_partial(n, pg)
-            list_add_tail(&pg.u.lru, &isolated)
+            nfree = fc_objects(w) - fc_inuse(w)             # racy, as data_race()
+            if nfree <= fc_objects(w):                      # (a sane count)
+                if avail >= min and avail + nfree > max:
+                    break
+                remove_partial(n, pg)
+                list_add(&pg.u.lru, &isolated)
+                avail += nfree
+                if avail >= max:
+                    break
             pos = nxt
         spin_unlock(&n.list_lock)
     while not list_empty(&isolated):
@@ -382,17 +392,7 @@ cdef size_t refill_objects(kmem_cache *s, void **p, size_t min, size_t max, int 
         list_del(pos)
         pg = lru_to_page(pos)
         if filled >= max:
-            # not needed after all: back on the list (__refill_objects_node's
-            # putback), or discarded if empty and the node has enough
-            spin_lock(&n.list_lock)
-            w = slab_word_read(&pg.fc)
-            if fc_inuse(w) == 0 and n.nr_partial >= <long>s.min_partial:
-                spin_unlock(&n.list_lock)
-                stat70(s, cpu, FREE_SLAB)
-                discard_slab(s, pg)
-            else:
-                add_partial(n, pg, DEACTIVATE_TO_HEAD)
-                spin_unlock(&n.list_lock)
+            list_add_tail(pos, &unused)     # not needed after all: put back below
             continue
         object = get_freelist_nofreeze(s, pg, cpu)
         while object != NULL and filled < max:
@@ -408,6 +408,24 @@ cdef size_t refill_objects(kmem_cache *s, void **p, size_t min, size_t max, int 
                 tail = get_freepointer(s, tail)
                 cnt += 1
             __slab_free(s, pg, head, tail, cnt, cpu)
+    if not list_empty(&unused):
+        # __refill_objects_node's putback, under one list_lock: back on the
+        # list, or discarded if empty and the node has min_partial slabs
+        INIT_LIST_HEAD(&isolated)
+        spin_lock(&n.list_lock)
+        while not list_empty(&unused):
+            pos = unused.next
+            list_del(pos)
+            pg = lru_to_page(pos)
+            if fc_inuse(slab_word_read(&pg.fc)) == 0 and n.nr_partial >= <long>s.min_partial:
+                list_add(pos, &isolated)
+            else:
+                add_partial(n, pg, DEACTIVATE_TO_HEAD)
+        spin_unlock(&n.list_lock)
+        while not list_empty(&isolated):
+            pos = isolated.next
+            list_del(pos)
+            discard_slab(s, lru_to_page(pos))
     while filled < min:
         pg = new_slab(s, stat_cpu(s, cpu))
         if pg == NULL:
@@ -681,6 +699,8 @@ cdef bint __pcs_replace_full_main(kmem_cache *s, slub_percpu_sheaves *pcs, int c
         pcs.lock = 1
         __pcs_install_empty_sheaf(s, pcs, empty, barn, cpu)
         return True
+    if err == ENOMEM:                       # (put_fail)
+        stat70(s, cpu, BARN_PUT_FAIL)
     if pcs.lock:
         return False
     pcs.lock = 1
@@ -708,38 +728,46 @@ cdef int slab_free_pcs(kmem_cache *s, page *pg, void *x, int cpu) noexcept nogil
 
 cdef size_t kmem_cache_alloc_bulk_sheaves(kmem_cache *s, size_t size, void **p,
                                           int cpu) noexcept nogil:
-    """kmem_cache_alloc_bulk() of 7.0: alloc_from_pcs_bulk() -- copy from
-    main, swapping in the spare or a full barn sheaf (never refilling) --
-    then the rest from slabs in bulk (refill_objects).  Counts no
-    ALLOC_FASTPATH.  Returns how many (< size only when out of memory)."""
+    """kmem_cache_alloc_bulk() of 7.0: alloc_from_pcs_bulk() -- under one
+    lock at a time, a block copied off the top of main (ALLOC_FASTPATH per
+    object); an empty main is replaced by a non-empty spare or a full barn
+    sheaf (BARN_GET), never refilled: with none (BARN_GET_FAIL) the rest
+    comes from slabs in bulk (refill_objects), "otherwise we would just be
+    copying arrays of pointers twice".  Returns how many (< size only when
+    out of memory)."""
     cdef slub_percpu_sheaves *pcs = &s.cpu_sheaves[cpu]
     cdef slab_sheaf *main
     cdef slab_sheaf *full
-    cdef size_t i = 0, batch, j
-    if s.sheaf_capacity and not pcs.lock:
+    cdef size_t i = 0, batch
+    while i < size and s.sheaf_capacity:
+        if pcs.lock:                        # local_trylock() failed
+            break
         pcs.lock = 1
-        while i < size:
-            main = pcs.main
-            if main.size == 0:
-                if pcs.spare != NULL and pcs.spare.size > 0:
-                    pcs.main = pcs.spare
-                    pcs.spare = main
-                    continue
+        main = pcs.main
+        if main.size == 0:
+            if pcs.spare != NULL and pcs.spare.size > 0:
+                pcs.main = pcs.spare
+                pcs.spare = main
+                main = pcs.main
+            else:
                 full = barn_replace_empty_sheaf(s.node.barn, main)
                 if full == NULL:
+                    stat70(s, cpu, BARN_GET_FAIL)
+                    pcs.lock = 0
                     break
                 stat70(s, cpu, BARN_GET)
                 pcs.main = full
-                continue
-            batch = size - i if size - i < main.size else main.size
-            for j in range(batch):
-                main.size -= 1
-                p[i] = main.objects[main.size]
-                i += 1
+                main = full
+        batch = size - i if size - i < main.size else main.size
+        main.size -= <unsigned int>batch
+        memcpy(&p[i], &main.objects[main.size], batch * sizeof(void *))
         pcs.lock = 0
+        stat70_add(s, cpu, ALLOC_FASTPATH, <long>batch)
+        i += batch
     if i < size and kmem_cache_debug(s):
         # a debug cache's objects are checked one by one (alloc_debug_processing)
         while i < size:
+            stat70(s, cpu, ALLOC_SLOWPATH)
             p[i] = ___slab_alloc(s, cpu)
             if p[i] == NULL:
                 break
@@ -752,25 +780,45 @@ cdef size_t kmem_cache_alloc_bulk_sheaves(kmem_cache *s, size_t size, void **p,
 cdef int kmem_cache_free_bulk_sheaves(kmem_cache *s, size_t size, void **p,
                                       int cpu) noexcept nogil:
     """kmem_cache_free_bulk() of 7.0: free_to_pcs_bulk() -- under one lock
-    at a time, as many objects as main has room for are copied onto it; a
-    full main is replaced as a single free replaces it -- then what did not
-    fit goes straight to the slabs as detached freelists.  p[] is consumed.
-    Returns the objects a debug check refused."""
+    at a time, as many objects as main has room for are copied onto it
+    (FREE_FASTPATH per object).  A full main is replaced without dropping
+    the lock: an empty barn sheaf (the full one becomes the spare), a spare
+    with room, or the barn trades an empty sheaf for it; when the barn
+    refuses (BARN_PUT_FAIL), or has no empty sheaf for a vCPU without a
+    spare, the rest goes straight to the slabs as detached freelists.
+    p[] is consumed.  Returns the objects a debug check refused."""
     cdef slub_percpu_sheaves *pcs = &s.cpu_sheaves[cpu]
+    cdef node_barn *barn = s.node.barn
     cdef slab_sheaf *main
+    cdef slab_sheaf *empty
     cdef size_t i = 0, batch, j, rest
     cdef page *pg
     cdef void *freelist
     cdef void *tail
-    cdef int cnt, refused = 0
+    cdef int cnt, refused = 0, err = 0
     while i < size and s.sheaf_capacity:
-        if pcs.lock:                        # local_trylock() failed
+        if pcs.lock:                        # local_trylock() failed: fallback
             break
         pcs.lock = 1
         main = pcs.main
         if main.size == s.sheaf_capacity:
-            if not __pcs_replace_full_main(s, pcs, cpu):    # (unlocked)
-                break
+            if pcs.spare == NULL:
+                empty = barn_get_empty_sheaf(barn)
+                if empty == NULL:
+                    pcs.lock = 0            # no_empty
+                    break
+                pcs.spare = main
+                pcs.main = empty
+            elif pcs.spare.size < s.sheaf_capacity:
+                pcs.main = pcs.spare
+                pcs.spare = main
+            else:
+                empty = barn_replace_full_sheaf(barn, main, &err)
+                if empty == NULL:
+                    stat70(s, cpu, BARN_PUT_FAIL)
+                    pcs.lock = 0            # no_empty
+                    break
+                pcs.main = empty
             main = pcs.main
         batch = s.sheaf_capacity - main.size
         if batch > size - i:
@@ -958,30 +1006,13 @@ cdef void barn_shrink(kmem_cache *s, node_barn *barn) noexcept nogil:
 
 cdef int __kmem_cache_shrink_sheaves(kmem_cache *s) noexcept nogil:
     """__kmem_cache_shrink() of 7.0: flush_all, barn_shrink, then discard
-    every empty partial slab (no RCU wait, no sorting needed for the
-    model's counts).  Returns 1 if slabs remain."""
+    every empty partial slab; no RCU wait.  Departure: the kernel also
+    sorts the rest of the partial list by free objects; it keeps its order
+    here.  Returns 1 if slabs remain."""
     cdef kmem_cache_node *n = &s.node
-    cdef list_head discard
-    cdef list_head *pos
-    cdef list_head *nxt
-    cdef page *pg
     flush_all_sheaves(s)
     barn_shrink(s, n.barn)
-    INIT_LIST_HEAD(&discard)
-    spin_lock(&n.list_lock)
-    pos = n.partial.next
-    while pos != &n.partial:
-        nxt = pos.next
-        pg = lru_to_page(pos)
-        if fc_inuse(slab_word_read(&pg.fc)) == 0:
-            remove_partial(n, pg)
-            list_add(&pg.u.lru, &discard)
-        pos = nxt
-    spin_unlock(&n.list_lock)
-    while not list_empty(&discard):
-        pos = discard.next
-        list_del(pos)
-        discard_slab(s, lru_to_page(pos))
+    discard_empty_partial_slabs(s)
     return 1 if atomic_long_read(&n.nr_slabs) else 0
 
 
@@ -1000,28 +1031,7 @@ cdef int __kmem_cache_shutdown_sheaves(kmem_cache *s) noexcept nogil:
     barn_shrink(s, n.barn)
     if atomic_long_read(&s.nr_sheaves_in_rcu):
         return 1                # a sheaf still in flight would land in a freed cache
-    return free_partial_sheaves(s)
-
-
-cdef int free_partial_sheaves(kmem_cache *s) noexcept nogil:
-    """free_partial(): discard the empty partial slabs; 1 if slabs remain."""
-    cdef kmem_cache_node *n = &s.node
-    cdef list_head *pos
-    cdef list_head *nxt
-    cdef page *pg
-    spin_lock(&n.list_lock)
-    pos = n.partial.next
-    while pos != &n.partial:
-        nxt = pos.next
-        pg = lru_to_page(pos)
-        if fc_inuse(slab_word_read(&pg.fc)) == 0:
-            remove_partial(n, pg)
-            discard_slab(s, pg)
-        pos = nxt
-    spin_unlock(&n.list_lock)
-    if long_read_once(&n.nr_partial) or atomic_long_read(&n.nr_slabs):
-        return 1
-    return 0
+    return free_partial(s)
 
 
 # ---------------------------------------------------------------------------

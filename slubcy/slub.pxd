@@ -190,6 +190,7 @@ cdef int flush_all_caches(slub_machine *m, kmem_cache **caches, int n) noexcept 
 cdef int __kmem_cache_shrink(kmem_cache *s, bint deactivate) noexcept nogil
 cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil
 cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil
+cdef int free_partial(kmem_cache *s) noexcept nogil
 
 cdef kmem_cache *kmem_cache_open(slub_machine *m, const char *name, size_t size, size_t align,
                                  unsigned long flags, void *ctor, int freeptr_offset,

@@ -1160,9 +1160,8 @@ cdef long discard_empty_partial_slabs(kmem_cache *s) noexcept nogil:
         nxt = pos.next
         w = slab_word_read(&lru_to_page(pos).fc)
         if fc_inuse(w) == 0:
-            list_del(pos)
+            remove_partial(n, lru_to_page(pos))
             list_add(pos, &discard)
-            long_write_once(&n.nr_partial, n.nr_partial - 1)
         pos = nxt
     spin_unlock(&n.list_lock)
     while not list_empty(&discard):
@@ -1185,6 +1184,16 @@ cdef int __kmem_cache_shutdown(kmem_cache *s) noexcept nogil:
     if s.cpu_sheaves != NULL:
         return __kmem_cache_shutdown_sheaves(s)
     flush_all(s)
+    return free_partial(s)
+
+
+cdef int free_partial(kmem_cache *s) noexcept nogil:
+    """free_partial(): discard the empty node-partial slabs (under
+    list_lock, as kmem_cache_close does); 1 if slabs remain."""
+    cdef kmem_cache_node *n = &s.node
+    cdef list_head *pos
+    cdef list_head *nxt
+    cdef page *pg
     spin_lock(&n.list_lock)
     pos = n.partial.next
     while pos != &n.partial:

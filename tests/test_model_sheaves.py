@@ -418,9 +418,10 @@ def test_shrink_flushes_barn_and_discards_empty_slabs():
 
 
 def test_bulk_alloc_uses_sheaves_then_slabs():
-    """kmem_cache_alloc_bulk(): main's objects from the top, the spare or a
-    full barn sheaf swapped in (BARN_GET), never a refill; the rest by
-    refill_objects().  No ALLOC_FASTPATH."""
+    """kmem_cache_alloc_bulk(): main's top block copied in order, the spare
+    or a full barn sheaf swapped in (BARN_GET), never a refill: with none
+    left, BARN_GET_FAIL and the rest by refill_objects().  ALLOC_FASTPATH
+    per object from the sheaves."""
     m = m70(cpus=2)
     s = m.kmem_cache_create("a", 5000)
     _fill_barn(m, s, 0, 1)
@@ -428,27 +429,28 @@ def test_bulk_alloc_uses_sheaves_then_slabs():
     main, spare, barn = sh["cpus"][0]["main"], sh["cpus"][0]["spare"], sh["barn_full"][0]
     before = cpu_stats(m, s, 0)
     got = m.kmem_cache_alloc_bulk(s, 14, 0)
-    assert got[:12] == main[::-1] + spare[::-1] + barn[::-1]
+    assert got[:12] == main + spare + barn
     d = {k: v - before.get(k, 0) for k, v in cpu_stats(m, s, 0).items()}
-    assert "ALLOC_FASTPATH" not in nz(d) and d["BARN_GET"] == 1
+    assert d["ALLOC_FASTPATH"] == 12 and d["BARN_GET"] == 1 and d["BARN_GET_FAIL"] == 1
     assert "SHEAF_REFILL" not in nz(d)
     m.validate()
 
 
 def test_bulk_free_fills_sheaves_in_array_order():
-    """kmem_cache_free_bulk(): each object onto main in array order,
-    replacing a full main as a single free does."""
+    """kmem_cache_free_bulk(): as many objects as main has room for, in
+    array order; a full main with no spare and no empty barn sheaf sends
+    the rest straight to the slabs (free_to_pcs_bulk's no_empty), without
+    dropping the lock or allocating a sheaf."""
     m = m70(cpus=1)
     s = m.kmem_cache_create("a", 5000)
     objs = m.kmem_cache_alloc_bulk(s, 10, 0)
     m.kmem_cache_free_bulk(s, objs, 0)
     sh = sheaves(m, s)["cpus"][0]
-    # 5th: no spare, no empty barn sheaf: a new main, the full one the
-    # spare; 9th: spare full too, ENOMEM: a new main, the full one barned
-    assert sh["main"] == objs[8:] and sh["spare"] == objs[:4]
-    assert sheaves(m, s)["barn_full"] == [objs[4:8]]
-    assert nz(cpu_stats(m, s, 0)) == {"FREE_FASTPATH": 10, "SHEAF_ALLOC": 2, "BARN_PUT": 1,
-                                      "ALLOC_SLAB": 2}
+    assert sh["main"] == objs[:4] and sh["spare"] is None
+    assert sheaves(m, s)["barn_full"] == []
+    # (the rest's slabs were full: back on the node list)
+    assert nz(cpu_stats(m, s, 0)) == {"FREE_FASTPATH": 4, "ALLOC_SLAB": 2, "BARN_GET_FAIL": 1,
+                                      "FREE_ADD_PARTIAL": 1}
     m.validate()
 
 
