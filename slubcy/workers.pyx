@@ -85,7 +85,6 @@ cdef struct worker:
     long alloc_failures
     long lost                # could not be freed at all (should stay 0)
     double seconds
-    double injected          # of which seconds in named points' injected delays
     # churn
     slub_machine *m
     long job_objects
@@ -110,6 +109,7 @@ cdef struct worker:
     long reclaimed           # objects the shrinker freed
     long evicted             # ... freed early because the LRU was full
     long cached              # objects that outlived their job
+    double injected          # seconds of the main loop in named points' injected delays
     char _pad[64]
 
 
