@@ -29,29 +29,28 @@ from slubcy.slub cimport (fc_counters, fc_freelist, fc_inuse, fc_make, fc_object
                           set_freepointer, kmem_cache_debug, free_debug_processing,
                           alloc_debug_processing, new_slab,
                           discard_slab, build_detached_freelist, add_partial, remove_partial,
-                          discard_empty_partial_slabs, free_partial,
+                          discard_empty_partial_slabs, free_partial, kmalloc_index,
                           lru_to_page)
 from slubcy.sched cimport (call_rcu, rcu_head, on_each_cpu_cond, rcu_barrier, preempt_point,
                            preempt_check_resched, local_irq_enabled, PP_PCS_REFILL,
                            PP_PCS_FLUSH_SPARE, PP_SLAB_FREE_BEFORE_CMPXCHG)
-from slubcy.page_alloc cimport page_address, virt_to_head_page
+from slubcy.page_alloc cimport get_order, page_address, virt_to_head_page
 
 
 # ---------------------------------------------------------------------------
 # Capacity, set-up, the sheaves themselves
 
-cdef inline unsigned int kmalloc_size_roundup(size_t size) noexcept nogil:
-    """kmalloc_size_roundup(): the kmalloc bucket a request of `size` gets."""
-    cdef unsigned int b = 8
-    if size <= 8:
-        return 8
-    if 64 < size <= 96:
+cdef inline size_t kmalloc_size_roundup(size_t size) noexcept nogil:
+    """kmalloc_size_roundup(): the kmalloc bucket a request of `size` gets
+    (kmalloc_index's), or whole pages above the largest bucket."""
+    cdef int i = kmalloc_index(size)
+    if i == 1:
         return 96
-    if 128 < size <= 192:
+    if i == 2:
         return 192
-    while b < size:
-        b <<= 1
-    return b
+    if i > 0:
+        return <size_t>1 << i
+    return <size_t>PAGE_SIZE << get_order(size)
 
 
 cdef unsigned int calculate_sheaf_capacity(kmem_cache *s, unsigned int args_capacity) noexcept nogil:
@@ -59,7 +58,8 @@ cdef unsigned int calculate_sheaf_capacity(kmem_cache *s, unsigned int args_capa
     half of the old cpu-partial object targets by s->size (4 / 12 / 26 /
     60), rounded up so that the sheaf fills its kmalloc bucket, and at least
     what kmem_cache_args asked for."""
-    cdef unsigned int capacity, size
+    cdef unsigned int capacity
+    cdef size_t size
     if kmem_cache_debug(s):
         return 0
     if s.size >= PAGE_SIZE:
