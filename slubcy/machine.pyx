@@ -135,6 +135,15 @@ cdef enum:
     OBJ_RED_ZONE = -2           # (free_bulk) a red zone overwritten: nothing freed
 
 
+cdef inline bint walkable(zone *z, kmem_cache_t *s, void *p) noexcept nogil:
+    """cache_state_info()'s freelist walks run with the GIL while calls of
+    other threads (a shrink, bulk frees) change the lists: follow only a
+    pointer whose object and free pointer lie in the arena (bounded, a
+    snapshot; exact when the machine is quiet)."""
+    return (addr_in_arena(z, <uintptr_t>p) and
+            addr_in_arena(z, <uintptr_t>p + <uintptr_t>s.offset + sizeof(void *) - 1))
+
+
 cdef object free_error(kmem_cache_t *s, int code, str what):
     """The exception for a free check's OBJ_* code (< 0: no memory)."""
     if code < 0:
@@ -2016,6 +2025,7 @@ cdef class Machine:
         cdef size_t pfn
         cdef void *p
         cdef uint64_t w
+        cdef long n_
 
         def obj(uintptr_t a):
             pg_ = virt_to_head_page(z, <void *>a)
@@ -2028,9 +2038,11 @@ cdef class Machine:
             kc = &s.cpu_slab[cpu]
             fl = []
             p = kc.freelist
-            while p != NULL:
+            n_ = 0
+            while p != NULL and n_ < oo_objects(s.max) and walkable(z, s, p):
                 fl.append(obj(<uintptr_t>p))
                 p = get_freepointer(s, p)
+                n_ += 1
             partial = []
             pg = kc.partial
             while pg != NULL:
@@ -2096,9 +2108,11 @@ cdef class Machine:
                 w = slab_word_read(&pg.fc)
                 fl = []
                 p = fc_freelist(z, w)
-                while p != NULL:
+                n_ = 0
+                while p != NULL and n_ < fc_objects(w) and walkable(z, s, p):
                     fl.append(obj(<uintptr_t>p))
                     p = get_freepointer(s, p)
+                    n_ += 1
                 slabs[<uintptr_t>page_address(z, pg)] = {
                     "inuse": fc_inuse(w), "objects": fc_objects(w),
                     "frozen": bool(fc_frozen(w)), "freelist": fl}

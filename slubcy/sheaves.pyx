@@ -90,7 +90,6 @@ cdef slab_sheaf *alloc_empty_sheaf(kmem_cache *s, int cpu) noexcept nogil:
         sh = <slab_sheaf *>calloc(1, sizeof(slab_sheaf) + s.sheaf_capacity * sizeof(void *))
         if sh == NULL:
             return NULL
-        sh.objects = <void **>(sh + 1)
         sh.capacity = s.sheaf_capacity
         sh.cache = s
         spin_lock(&s.sheaves_lock)
@@ -513,7 +512,7 @@ cdef void sheaf_flush_unused(kmem_cache *s, slab_sheaf *sh, int cpu) noexcept no
     """sheaf_flush_unused(): every object of a sheaf no vCPU uses back to its
     slab."""
     stat70_add(s, cpu, SHEAF_FLUSH, sh.size)
-    __kmem_cache_free_bulk(s, sh.size, sh.objects, cpu)
+    __kmem_cache_free_bulk(s, sh.size, &sh.objects[0], cpu)
     sh.size = 0
 
 

@@ -143,8 +143,9 @@ cdef struct kmem_cache_cpu:
 # --- Linux 7.0's percpu sheaves and barns (mm/slub.c, sheaves.pyx) ----------
 # struct slab_sheaf: a LIFO array of free objects of one cache.  The
 # kernel's header unions rcu_head, barn_list and {capacity, pfmemalloc};
-# here each has its own field.  `objects` points just past the header (one
-# malloc, as the kernel's kzalloc of the header and its flexible array).
+# here each has its own field.  `objects` is the trailing array, allocated
+# with the header (the kernel's kzalloc of struct_size(sheaf, objects, n)):
+# a pop is one load off the sheaf, no pointer to follow.
 cdef struct kmem_cache
 
 cdef struct slab_sheaf:
@@ -157,7 +158,7 @@ cdef struct slab_sheaf:
     unsigned int capacity
     int node                 # rcu sheaves: numa_mem_id() when it went to call_rcu
     int freed                # departure: "kfree()d", parked on sheaves_all (SHEAF_FREE)
-    void **objects
+    void *objects[1]         # [capacity]: the C struct hack, Cython's flexible array
 
 # struct slub_percpu_sheaves, per cache per vCPU.  `lock` is the
 # local_trylock_t: taken only by the thread running the vCPU (or a request
