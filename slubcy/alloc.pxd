@@ -40,7 +40,6 @@ from slubcy.slub cimport (__slab_alloc_node, do_slab_free,
                           OBJCGS_TAG)
 from slubcy.slub_check cimport py_live_mark, py_live_clear
 from slubcy.memcg cimport memcg_kmem_get_cache, memcg_slab_post_alloc_hook, memcg_slab_free_hook
-from slubcy.sheaves cimport kmem_cache_alloc_bulk_sheaves, kmem_cache_free_bulk_sheaves
 
 cdef enum:
     SLAB_HOOK_PY_LIVE = 1       # the Python API handed the object out / takes it back
@@ -98,17 +97,10 @@ cdef inline size_t slab_alloc_bulk(kmem_cache *root, mem_cgroup *memcg, size_t s
     exhaustion, or when a constructor raised, what was taken is freed and
     the count taken is returned (< size, or s.ctor_exc set)."""
     cdef kmem_cache *s = memcg_kmem_get_cache(root, memcg)
-    cdef size_t got, i
-    if s.cpu_sheaves != NULL:
-        got = kmem_cache_alloc_bulk_sheaves(s, size, p, cpu)
-    else:
-        got = kmem_cache_alloc_bulk(s, size, p, cpu)
+    cdef size_t got = kmem_cache_alloc_bulk(s, size, p, cpu), i
     cachep[0] = s
     if got < size or s.ctor_exc != NULL:
-        if s.cpu_sheaves != NULL:
-            kmem_cache_free_bulk_sheaves(s, got, p, cpu)
-        else:
-            kmem_cache_free_bulk(s, got, p, cpu)
+        kmem_cache_free_bulk(s, got, p, cpu)
         return got
     if memcg != NULL:
         for i in range(size):
@@ -134,6 +126,4 @@ cdef inline int slab_free_bulk(kmem_cache *s, size_t size, void **p, int cpu,
             pg = virt_to_head_page(&s.m.z, p[i])
             if page_has_obj_cgroups(pg):
                 memcg_slab_free_hook(<kmem_cache *>pg.slab_cache, pg, p[i], cpu)
-    if s.cpu_sheaves != NULL:
-        return kmem_cache_free_bulk_sheaves(s, size, p, cpu)
     return kmem_cache_free_bulk(s, size, p, cpu)

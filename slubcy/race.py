@@ -183,6 +183,8 @@ class _Thread(threading.Thread):
 
 # -- Linux 7.0: the seed's question under sheaves ------------------------------
 
+# window -> the preemption point vCPU 1 is held at (rcu_sheaf holds none:
+# its window is a grace period)
 SHEAF_WINDOWS = {"rcu_sheaf": None, "refill": "sheaves:refill",
                  "flush_spare": "sheaves:flush_spare"}
 
@@ -299,7 +301,7 @@ def _replay_pcs_window(window, seed, step, steps):
         step(f"vCPU 0 allocated {len(job)} objects of {c.name} for memcg {g.name!r} "
              f"(sheaf capacity {cap}); the vCPUs' sheaves are flushed")
         if window == "refill":
-            pp = m.preempt_point("sheaves:refill")
+            pp = m.preempt_point(SHEAF_WINDOWS[window])
             pp.arm_hold()
             worker = _Thread(lambda: m.kmem_cache_alloc(c, cpu=1))
             cpu = pp.wait_held(timeout=10)
@@ -321,7 +323,7 @@ def _replay_pcs_window(window, seed, step, steps):
                 freed += 1
             step(f"vCPU 1 allocated {len(mine)} objects and freed {freed}: its main and spare "
                  "are full, the barn holds its limit of 10 full sheaves")
-            pp = m.preempt_point("sheaves:flush_spare")
+            pp = m.preempt_point(SHEAF_WINDOWS[window])
             pp.arm_hold()
             worker = _Thread(lambda: m.kmem_cache_free(c, mine[freed], cpu=1))
             cpu = pp.wait_held(timeout=10)

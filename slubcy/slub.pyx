@@ -34,7 +34,8 @@ from slubcy.memcg cimport memcg_css_free, memcg_cache_empty
 # Linux 7.0's percpu sheaves (sheaves.pyx): a 7.0 cache's set-up, flush,
 # shrink and shutdown, which the entry points below hand over to
 from slubcy.sheaves cimport (init_percpu_sheaves, free_percpu_sheaves, flush_all_sheaves,
-                             __kmem_cache_shrink_sheaves, __kmem_cache_shutdown_sheaves)
+                             __kmem_cache_shrink_sheaves, __kmem_cache_shutdown_sheaves,
+                             kmem_cache_alloc_bulk_sheaves, kmem_cache_free_bulk_sheaves)
 from slubcy.list cimport (list_head, INIT_LIST_HEAD, list_add, list_add_tail, list_del,
                           list_empty, list_splice)
 from slubcy.sched cimport rcu_read_lock_ext, rcu_read_unlock_ext
@@ -972,6 +973,8 @@ cdef int kmem_cache_free_bulk(kmem_cache *s, size_t size, void **p, int cpu) noe
     cdef void *freelist
     cdef void *tail
     cdef int cnt, refused = 0
+    if s.cpu_sheaves != NULL:                       # 7.0: free_to_pcs_bulk()
+        return kmem_cache_free_bulk_sheaves(s, size, p, cpu)
     while size:
         size = build_detached_freelist(s, size, p, &pg, &freelist, &tail, &cnt)
         if pg == NULL:
@@ -990,6 +993,8 @@ cdef size_t kmem_cache_alloc_bulk(kmem_cache *s, size_t size, void **p, int cpu)
     cdef void *object
     cdef void *freelist = c.freelist
     cdef size_t i
+    if s.cpu_sheaves != NULL:                       # 7.0: alloc_from_pcs_bulk()
+        return kmem_cache_alloc_bulk_sheaves(s, size, p, cpu)
     # c->freelist is kept in a register for the loop and written back before
     # the slow path reads it and at the end: the vCPU owns c throughout (the
     # kernel's loop runs with interrupts off), and a store to p[] could

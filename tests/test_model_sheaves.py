@@ -35,11 +35,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant,
 from slubcy import model
 from slubcy.model import RefMachine
 
-try:
-    import slubcy
-    Machine = slubcy.Machine
-except (ImportError, AttributeError):          # core not built yet
-    Machine = None
+import slubcy
+Machine = slubcy.Machine
 
 DEBUG = model.SLAB_POISON | model.SLAB_RED_ZONE | model.SLAB_CONSISTENCY_CHECKS
 
@@ -66,8 +63,6 @@ def sheaves(m, s):
 # ==========================================================================
 
 def test_stat_items_match_core():
-    if Machine is None:
-        pytest.skip("slubcy.Machine not built")
     from slubcy.machine import STAT_ITEMS_70
     assert model.STAT_ITEMS_70 == STAT_ITEMS_70
 
@@ -880,11 +875,9 @@ CoreVsModel70.TestCase.settings = settings(
     max_examples=60, stateful_step_count=50, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestCoreVsModel70 = pytest.mark.skipif(Machine is None, reason="slubcy.Machine not built")(
-    CoreVsModel70.TestCase)
+TestCoreVsModel70 = CoreVsModel70.TestCase
 
 
-@pytest.mark.skipif(Machine is None, reason="slubcy.Machine not built")
 def test_scripted_scenario_core_vs_model_70():
     """A fixed sequence through every path, for a readable first failure."""
     sm = CoreVsModel70()
